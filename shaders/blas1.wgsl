@@ -1,0 +1,75 @@
+// Level-1 operations on device vectors.
+//   fill:              y[i] = alpha                                   for i < len
+//   axpy:              y[i] += alpha * x[i]                          for i < len
+//   dot_partial:       partial[b] = sum_{i in block b} x[i] * y[i]   blocks of `block` values
+//   dot_final:         scalars[slot] = sum_b partial[b], in order b = 0, 1, ...
+//   accumulate_groups: y[off + k] += sum_g partial[g * len + k], in order g = 0, 1, ...
+// Reductions run in a fixed order without atomics, so results repeat bit for bit.
+
+struct Params { len: u32, block: u32, offset: u32, alpha: f32 }
+
+@group(0) @binding(0) var<uniform> P: Params;
+
+@group(0) @binding(1) var<storage, read_write> fill_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= P.len) { return; }
+    fill_y[i] = P.alpha;
+}
+
+@group(0) @binding(1) var<storage, read> axpy_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> axpy_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn axpy(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= P.len) { return; }
+    axpy_y[i] += P.alpha * axpy_x[i];
+}
+
+@group(0) @binding(1) var<storage, read> dot_x: array<f32>;
+@group(0) @binding(2) var<storage, read> dot_y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dot_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn dot_partial(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = flat_index(gid, nwg);
+    let start = b * P.block;
+    if (start >= P.len) { return; }
+    let end = min(start + P.block, P.len);
+    var acc = 0.0;
+    for (var i = start; i < end; i++) { acc += dot_x[i] * dot_y[i]; }
+    dot_out[b] = acc;
+}
+
+@group(0) @binding(1) var<storage, read> final_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> final_scalars: array<f32>;
+
+// P.len partials go to scalars[P.offset]; one invocation.
+@compute @workgroup_size(WG)
+fn dot_final(@builtin(global_invocation_id) gid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (flat_index(gid, nwg) != 0u) { return; }
+    var acc = 0.0;
+    for (var b = 0u; b < P.len; b++) { acc += final_partial[b]; }
+    final_scalars[P.offset] = acc;
+}
+
+@group(0) @binding(1) var<storage, read> acc_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> acc_y: array<f32>;
+
+// P.block is the number of groups here.
+@compute @workgroup_size(WG)
+fn accumulate_groups(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = flat_index(gid, nwg);
+    if (k >= P.len) { return; }
+    var acc = 0.0;
+    for (var g = 0u; g < P.block; g++) { acc += acc_partial[g * P.len + k]; }
+    acc_y[P.offset + k] += acc;
+}

@@ -1,0 +1,71 @@
+// Max-pooling over size x size windows with a stride, no padding, and its backward pass.
+// Layouts: x [batch, channels, in_h, in_w]; y and argmax [batch, channels, out_h, out_w],
+// out = (in - size) / stride + 1. argmax holds the index h * in_w + w, within its plane, of
+// the first largest value of the window; later passes (gradient, Jv) route through it.
+
+struct Params {
+    planes: u32, in_h: u32, in_w: u32, out_h: u32,
+    out_w: u32, size: u32, stride: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+
+@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> fwd_y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fwd_argmax: array<u32>;
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let out_plane = P.out_h * P.out_w;
+    if (t >= P.planes * out_plane) { return; }
+    let plane = t / out_plane;
+    let y0 = ((t % out_plane) / P.out_w) * P.stride;
+    let x0 = (t % P.out_w) * P.stride;
+    let base = plane * P.in_h * P.in_w;
+    var best = y0 * P.in_w + x0;
+    var best_value = fwd_x[base + best];
+    for (var i = 0u; i < P.size; i++) {
+        for (var j = 0u; j < P.size; j++) {
+            let at = (y0 + i) * P.in_w + x0 + j;
+            let v = fwd_x[base + at];
+            if (v > best_value) { best_value = v; best = at; }
+        }
+    }
+    fwd_y[t] = best_value;
+    fwd_argmax[t] = best;
+}
+
+// One invocation per input element: the sum of dy over the windows whose arg-max it is.
+// Gathering instead of scattering needs no atomics, and overlapping windows add up in a
+// fixed order.
+
+@group(0) @binding(1) var<storage, read> bwd_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bwd_argmax: array<u32>;
+@group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let in_plane = P.in_h * P.in_w;
+    if (t >= P.planes * in_plane) { return; }
+    let plane = t / in_plane;
+    let at = t % in_plane;
+    let h = at / P.in_w;
+    let w = at % P.in_w;
+    // Windows p with p*stride <= h < p*stride + size.
+    let p_lo = select(0u, (h + 1u - P.size + P.stride - 1u) / P.stride, h + 1u > P.size);
+    let p_hi = min(h / P.stride + 1u, P.out_h);
+    let q_lo = select(0u, (w + 1u - P.size + P.stride - 1u) / P.stride, w + 1u > P.size);
+    let q_hi = min(w / P.stride + 1u, P.out_w);
+    var acc = 0.0;
+    for (var p = p_lo; p < p_hi; p++) {
+        for (var q = q_lo; q < q_hi; q++) {
+            let o = (plane * P.out_h + p) * P.out_w + q;
+            if (bwd_argmax[o] == at) { acc += bwd_dy[o]; }
+        }
+    }
+    bwd_dx[t] = acc;
+}

@@ -1,0 +1,76 @@
+//! CIFAR-10's binary version: records of 1 label byte and 3×32×32 pixel bytes (red, green,
+//! blue planes, each row by row), in data_batch_1.bin … data_batch_5.bin and test_batch.bin.
+
+use std::path::Path;
+
+use super::{idx::read_maybe_gz, DataError, DataSplit, Dataset};
+use crate::nn::Shape;
+
+pub const CIFAR10_SHAPE: Shape = Shape::new(3, 32, 32);
+const CLASSES: usize = 10;
+const RECORD: usize = 1 + 3 * 32 * 32;
+
+pub(super) fn has_cifar10_files(dir: &Path) -> bool {
+    dir.join("data_batch_1.bin").is_file()
+}
+
+/// Reads one batch file: (labels, pixels scaled to [0, 1]).
+pub fn read_cifar10_batch(path: &Path) -> Result<(Vec<u32>, Vec<f32>), DataError> {
+    let bytes = read_maybe_gz(path)?;
+    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+        return Err(DataError::Truncated {
+            path: path.to_owned(),
+            field: "records of 3073 bytes",
+            expected: (bytes.len() / RECORD).max(1) as u64 * RECORD as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let mut labels = Vec::with_capacity(bytes.len() / RECORD);
+    let mut pixels = Vec::with_capacity(bytes.len());
+    for (index, record) in bytes.chunks_exact(RECORD).enumerate() {
+        if record[0] as usize >= CLASSES {
+            return Err(DataError::LabelOutOfRange {
+                path: path.to_owned(),
+                index,
+                label: record[0] as i64,
+                classes: CLASSES,
+            });
+        }
+        labels.push(record[0] as u32);
+        pixels.extend(record[1..].iter().map(|&p| p as f32 / 255.0));
+    }
+    Ok((labels, pixels))
+}
+
+/// Writes one batch file from labels and [n, 3, 32, 32] pixel bytes.
+pub fn write_cifar10_batch(path: &Path, labels: &[u8], pixels: &[u8]) -> Result<(), DataError> {
+    let mut bytes = Vec::with_capacity(labels.len() * RECORD);
+    for (label, image) in labels.iter().zip(pixels.chunks_exact(RECORD - 1)) {
+        bytes.push(*label);
+        bytes.extend_from_slice(image);
+    }
+    std::fs::write(path, bytes).map_err(|source| DataError::Io { path: path.to_owned(), source })
+}
+
+fn load_batches(dir: &Path, names: &[String]) -> Result<Dataset, DataError> {
+    let (mut labels, mut pixels) = (Vec::new(), Vec::new());
+    for name in names {
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Err(DataError::MissingFile { path: dir.to_owned(), name: name.clone() });
+        }
+        let (l, p) = read_cifar10_batch(&path)?;
+        labels.extend(l);
+        pixels.extend(p);
+    }
+    Dataset::new(CIFAR10_SHAPE, CLASSES, pixels, labels, &dir.join(&names[0]))
+}
+
+/// Loads the five training batches and the test batch from `dir`.
+pub fn load_cifar10_dir(dir: &Path) -> Result<DataSplit, DataError> {
+    let train: Vec<String> = (1..=5).map(|i| format!("data_batch_{i}.bin")).collect();
+    Ok(DataSplit {
+        train: load_batches(dir, &train)?,
+        test: load_batches(dir, &["test_batch.bin".to_owned()])?,
+    })
+}

@@ -1,0 +1,164 @@
+//! MNIST's IDX format (also Fashion-MNIST's): big-endian header, then unsigned bytes.
+//! Images: magic 0x00000803, count, rows, cols, pixels row by row.
+//! Labels: magic 0x00000801, count, one byte each. Files may be gzipped.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{DataError, DataSplit, Dataset};
+use crate::nn::Shape;
+
+pub const MNIST_CLASSES: usize = 10;
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// Reads a file, gunzipping it when it starts with gzip's magic bytes.
+pub(super) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let io = |source| DataError::Io { path: path.to_owned(), source };
+    let raw = std::fs::read(path).map_err(io)?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn header(
+    path: &Path,
+    bytes: &[u8],
+    words: usize,
+    magic: u32,
+    what: &'static str,
+) -> Result<Vec<u32>, DataError> {
+    if bytes.len() < 4 * words {
+        return Err(DataError::Truncated {
+            path: path.to_owned(),
+            field: "header",
+            expected: 4 * words as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let fields: Vec<u32> =
+        bytes[..4 * words].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if fields[0] != magic {
+        return Err(DataError::BadMagic { path: path.to_owned(), expected: magic, found: fields[0], what });
+    }
+    Ok(fields)
+}
+
+fn check_body(path: &Path, bytes: &[u8], header: usize, body: u64) -> Result<(), DataError> {
+    let expected = header as u64 + body;
+    if bytes.len() as u64 != expected {
+        return Err(DataError::Truncated {
+            path: path.to_owned(),
+            field: "pixels or labels",
+            expected,
+            found: bytes.len() as u64,
+        });
+    }
+    Ok(())
+}
+
+/// Reads an IDX image file: (count, rows, cols, pixels).
+pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
+    let bytes = read_maybe_gz(path)?;
+    let h = header(path, &bytes, 4, IMAGES_MAGIC, "IDX images, unsigned bytes, 3 dimensions")?;
+    let (count, rows, cols) = (h[1] as usize, h[2] as usize, h[3] as usize);
+    if rows == 0 || cols == 0 {
+        return Err(DataError::BadField {
+            path: path.to_owned(),
+            field: "rows, cols",
+            expected: "at least 1 each".into(),
+            found: format!("{rows}, {cols}"),
+        });
+    }
+    check_body(path, &bytes, 16, count as u64 * rows as u64 * cols as u64)?;
+    Ok((count, rows, cols, bytes[16..].to_vec()))
+}
+
+/// Reads an IDX label file.
+pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
+    let bytes = read_maybe_gz(path)?;
+    let h = header(path, &bytes, 2, LABELS_MAGIC, "IDX labels, unsigned bytes, 1 dimension")?;
+    check_body(path, &bytes, 8, h[1] as u64)?;
+    Ok(bytes[8..].to_vec())
+}
+
+fn write_file(path: &Path, bytes: &[u8], gzip: bool) -> Result<(), DataError> {
+    let io = |source| DataError::Io { path: path.to_owned(), source };
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        encoder.write_all(bytes).map_err(io)?;
+        encoder.finish().map_err(io)?;
+    } else {
+        file.write_all(bytes).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Writes images in IDX format (gzipped when `gzip`).
+pub fn write_idx_images(
+    path: &Path,
+    rows: usize,
+    cols: usize,
+    pixels: &[u8],
+    gzip: bool,
+) -> Result<(), DataError> {
+    let count = pixels.len() / (rows * cols);
+    let mut bytes = Vec::with_capacity(16 + pixels.len());
+    for word in [IMAGES_MAGIC, count as u32, rows as u32, cols as u32] {
+        bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    bytes.extend_from_slice(pixels);
+    write_file(path, &bytes, gzip)
+}
+
+/// Writes labels in IDX format (gzipped when `gzip`).
+pub fn write_idx_labels(path: &Path, labels: &[u8], gzip: bool) -> Result<(), DataError> {
+    let mut bytes = Vec::with_capacity(8 + labels.len());
+    for word in [LABELS_MAGIC, labels.len() as u32] {
+        bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    bytes.extend_from_slice(labels);
+    write_file(path, &bytes, gzip)
+}
+
+/// `dir/name.gz` if it exists, else `dir/name`.
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    [format!("{name}.gz"), name.to_owned()].into_iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+pub(super) fn has_mnist_files(dir: &Path) -> bool {
+    find(dir, "train-images-idx3-ubyte").is_some()
+}
+
+fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataError> {
+    let missing = |name: &str| DataError::MissingFile { path: dir.to_owned(), name: format!("{name}[.gz]") };
+    let images_path = find(dir, images).ok_or_else(|| missing(images))?;
+    let labels_path = find(dir, labels).ok_or_else(|| missing(labels))?;
+    let (count, rows, cols, pixels) = read_idx_images(&images_path)?;
+    let labels = read_idx_labels(&labels_path)?;
+    if labels.len() != count {
+        return Err(DataError::CountMismatch { path: labels_path, images: count, labels: labels.len() });
+    }
+    let scaled = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let labels = labels.into_iter().map(u32::from).collect();
+    Dataset::new(Shape::new(1, rows, cols), MNIST_CLASSES, scaled, labels, &labels_path)
+}
+
+/// Loads train-* and t10k-* IDX files (raw or .gz) from `dir`, pixels scaled to [0, 1].
+pub fn load_mnist_dir(dir: &Path) -> Result<DataSplit, DataError> {
+    let train = load_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
+    let test = load_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+    if test.shape != train.shape {
+        return Err(DataError::ShapeMismatch {
+            path: dir.join("t10k-images-idx3-ubyte"),
+            expected: train.shape.to_string(),
+            found: test.shape.to_string(),
+        });
+    }
+    Ok(DataSplit { train, test })
+}

@@ -1,0 +1,75 @@
+//! LIBSVM's sparse text format with dense image features: one sample a line,
+//! `label index:value index:value …`, indices 1-based and increasing; absent features are 0.
+
+use std::path::Path;
+
+use super::{idx::read_maybe_gz, DataError, Dataset};
+use crate::nn::Shape;
+
+/// What the file itself does not say.
+#[derive(Clone, Copy, Debug)]
+pub struct LibsvmOptions {
+    /// The shape of one sample; features are laid out in (c, h, w) order.
+    pub shape: Shape,
+    /// Labels must be integers in 0..classes.
+    pub classes: usize,
+    /// Feature values are divided by this, to bring pixels into [0, 1] (255 for raw grey levels).
+    pub max_value: f32,
+}
+
+/// Reads a LIBSVM file (raw or gzipped).
+pub fn read_libsvm(path: &Path, options: &LibsvmOptions) -> Result<Dataset, DataError> {
+    let bytes = read_maybe_gz(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| DataError::Libsvm {
+        path: path.to_owned(),
+        line: 0,
+        message: format!("not UTF-8 text ({e})"),
+    })?;
+    let dim = options.shape.len();
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for (number, line) in text.lines().enumerate() {
+        let line_no = number + 1;
+        let fail = |message: String| DataError::Libsvm { path: path.to_owned(), line: line_no, message };
+        let mut fields = line.split_whitespace();
+        let Some(label_text) = fields.next() else { continue };
+        let label: f64 =
+            label_text.parse().map_err(|_| fail(format!("label {label_text:?} is not a number")))?;
+        if label.fract() != 0.0 || label < 0.0 || label >= options.classes as f64 {
+            return Err(DataError::LabelOutOfRange {
+                path: path.to_owned(),
+                index: labels.len(),
+                label: label as i64,
+                classes: options.classes,
+            });
+        }
+        let mut sample = vec![0.0f32; dim];
+        let mut previous = 0usize;
+        for field in fields {
+            let (index_text, value_text) =
+                field.split_once(':').ok_or_else(|| fail(format!("feature {field:?} is not index:value")))?;
+            let index: usize = index_text
+                .parse()
+                .map_err(|_| fail(format!("feature index {index_text:?} is not a positive integer")))?;
+            if index == 0 || index > dim {
+                return Err(fail(format!(
+                    "feature index {index} is outside 1..={dim} (the shape {})",
+                    options.shape
+                )));
+            }
+            if index <= previous {
+                return Err(fail(format!("feature index {index} does not increase (after {previous})")));
+            }
+            previous = index;
+            let value: f32 = value_text
+                .parse()
+                .map_err(|_| fail(format!("feature value {value_text:?} is not a number")))?;
+            if !value.is_finite() {
+                return Err(DataError::NotFinite { path: path.to_owned(), index: labels.len() });
+            }
+            sample[index - 1] = value / options.max_value;
+        }
+        images.extend(sample);
+        labels.push(label as u32);
+    }
+    Dataset::new(options.shape, options.classes, images, labels, path)
+}

@@ -1,0 +1,119 @@
+//! Data sets: MNIST IDX files (raw or gzipped), CIFAR-10 binary batches and LIBSVM files with
+//! dense features; pixels scaled to [0, 1], then the per-pixel training mean subtracted.
+
+mod cifar;
+mod error;
+mod idx;
+mod libsvm;
+mod normalize;
+
+use std::path::Path;
+
+pub use cifar::{load_cifar10_dir, read_cifar10_batch, write_cifar10_batch, CIFAR10_SHAPE};
+pub use error::DataError;
+pub use idx::{
+    load_mnist_dir, read_idx_images, read_idx_labels, write_idx_images, write_idx_labels, MNIST_CLASSES,
+};
+pub use libsvm::{read_libsvm, LibsvmOptions};
+pub use normalize::Normalizer;
+
+use crate::nn::Shape;
+
+/// Samples with their labels. Images are [len, c, h, w] row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub shape: Shape,
+    pub classes: usize,
+    pub images: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+impl Dataset {
+    /// Checks that the parts agree; `origin` names the data in errors.
+    pub fn new(
+        shape: Shape,
+        classes: usize,
+        images: Vec<f32>,
+        labels: Vec<u32>,
+        origin: &Path,
+    ) -> Result<Self, DataError> {
+        if images.len() != labels.len() * shape.len() {
+            return Err(DataError::CountMismatch {
+                path: origin.to_owned(),
+                images: images.len() / shape.len().max(1),
+                labels: labels.len(),
+            });
+        }
+        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
+            return Err(DataError::LabelOutOfRange {
+                path: origin.to_owned(),
+                index,
+                label: label as i64,
+                classes,
+            });
+        }
+        if let Some(index) = images.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::NotFinite { path: origin.to_owned(), index: index / shape.len() });
+        }
+        Ok(Self { shape, classes, images, labels })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of samples `range`.
+    pub fn images_of(&self, range: std::ops::Range<usize>) -> &[f32] {
+        let d = self.shape.len();
+        &self.images[range.start * d..range.end * d]
+    }
+
+    /// The first `n` samples (all if fewer).
+    pub fn head(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            shape: self.shape,
+            classes: self.classes,
+            images: self.images_of(0..n).to_vec(),
+            labels: self.labels[..n].to_vec(),
+        }
+    }
+}
+
+/// A training set and a test set of the same shape.
+#[derive(Clone, Debug)]
+pub struct DataSplit {
+    pub train: Dataset,
+    pub test: Dataset,
+}
+
+impl DataSplit {
+    /// Subtracts the per-pixel training mean from both sets, as simpleNN does; returns it.
+    pub fn normalize(&mut self) -> Normalizer {
+        let normalizer = Normalizer::fit(&self.train);
+        normalizer.apply(&mut self.train);
+        normalizer.apply(&mut self.test);
+        normalizer
+    }
+}
+
+/// Loads the data set in `dir`, recognised by its file names: MNIST-style IDX files
+/// (train-images-idx3-ubyte[.gz], …) or CIFAR-10 binary batches (data_batch_1.bin, …).
+/// Pixels are scaled to [0, 1]; call [`DataSplit::normalize`] to subtract the mean.
+pub fn load_dir(dir: &Path) -> Result<DataSplit, DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::NotADirectory { path: dir.to_owned() });
+    }
+    if idx::has_mnist_files(dir) {
+        load_mnist_dir(dir)
+    } else if cifar::has_cifar10_files(dir) {
+        load_cifar10_dir(dir)
+    } else {
+        Err(DataError::UnknownLayout { path: dir.to_owned() })
+    }
+}

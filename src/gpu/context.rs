@@ -1,0 +1,289 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytemuck::Pod;
+use wgpu::util::DeviceExt;
+
+use super::pipeline::PipelineCache;
+use super::{GpuBuffer, GpuError, Recorder};
+
+/// How to choose the adapter. [`GpuOptions::from_env`] reads `WGPU_BACKEND` (a comma-separated
+/// list such as `vulkan,gl`) and `WGPU_ADAPTER_NAME` (a case-insensitive part of the name).
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    pub backends: wgpu::Backends,
+    pub adapter_name: Option<String>,
+}
+
+impl GpuOptions {
+    pub fn from_env() -> Self {
+        Self {
+            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            adapter_name: std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// What a person wants to know about the adapter in use.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?}, {:?}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {} {}", self.driver, self.driver_info)?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Counters kept by the device layer, so that costs can be counted rather than estimated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    pub submits: u64,
+    pub dispatches: u64,
+    pub readbacks: u64,
+}
+
+/// One device and queue, with the limits in use and the compiled pipelines.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    limits: wgpu::Limits,
+    pub(crate) pipelines: PipelineCache,
+    submits: AtomicU64,
+    dispatches: AtomicU64,
+    readbacks: AtomicU64,
+}
+
+/// Preference order when no adapter is named: hardware first, the software GPU last.
+fn performance_rank(device_type: wgpu::DeviceType) -> u32 {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`, else the fastest one.
+    pub fn new() -> Result<Self, GpuError> {
+        Self::with_options(&GpuOptions::from_env())
+    }
+
+    pub fn with_options(options: &GpuOptions) -> Result<Self, GpuError> {
+        pollster::block_on(Self::open(options))
+    }
+
+    async fn open(options: &GpuOptions) -> Result<Self, GpuError> {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        descriptor.backends = options.backends;
+        let instance = wgpu::Instance::new(descriptor);
+        let adapters = instance.enumerate_adapters(options.backends).await;
+        let describe = |a: &wgpu::Adapter| {
+            let info = a.get_info();
+            format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+        };
+        let adapter = match &options.adapter_name {
+            Some(wanted) => {
+                let needle = wanted.to_lowercase();
+                let found = adapters.iter().position(|a| a.get_info().name.to_lowercase().contains(&needle));
+                match found {
+                    Some(i) => adapters.into_iter().nth(i).expect("index from position"),
+                    None => {
+                        let available: Vec<String> = adapters.iter().map(describe).collect();
+                        return Err(GpuError::AdapterNotFound {
+                            wanted: wanted.clone(),
+                            available: if available.is_empty() {
+                                "none".into()
+                            } else {
+                                available.join("; ")
+                            },
+                        });
+                    }
+                }
+            }
+            None => adapters
+                .into_iter()
+                .min_by_key(|a| performance_rank(a.get_info().device_type))
+                .ok_or_else(|| GpuError::NoAdapter { tried: format!("{:?}", options.backends) })?,
+        };
+
+        let info = adapter.get_info();
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        };
+        // Ask for everything the adapter has: the defaults cap storage bindings at 128 MiB.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("newton-wgpu"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), reason: e.to_string() })?;
+        Ok(Self {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            pipelines: PipelineCache::default(),
+            submits: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
+            readbacks: AtomicU64::new(0),
+        })
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// True on a software rasteriser such as lavapipe or llvmpipe.
+    pub fn is_software(&self) -> bool {
+        self.adapter.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest storage buffer one binding may cover, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    pub fn stats(&self) -> GpuStats {
+        GpuStats {
+            submits: self.submits.load(Ordering::Relaxed),
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            readbacks: self.readbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn count_submit(&self, dispatches: u64) {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.dispatches.fetch_add(dispatches, Ordering::Relaxed);
+    }
+
+    fn checked_size<T: Pod>(&self, len: usize, label: &str) -> Result<u64, GpuError> {
+        let bytes = (len.max(1) * std::mem::size_of::<T>()) as u64;
+        let limit = self.max_binding_bytes();
+        if bytes > limit {
+            return Err(GpuError::BufferTooLarge { label: label.to_owned(), bytes, limit });
+        }
+        // Sizes of copies must be multiples of 4 bytes.
+        Ok(bytes.div_ceil(4) * 4)
+    }
+
+    const USAGE: wgpu::BufferUsages =
+        wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+    /// A zero-filled buffer of `len` values.
+    pub fn zeros<T: Pod>(&self, len: usize, label: &str) -> Result<GpuBuffer<T>, GpuError> {
+        let size = self.checked_size::<T>(len, label)?;
+        let raw = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: Self::USAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuBuffer::from_raw(raw, len, label))
+    }
+
+    /// A buffer holding a copy of `values`.
+    pub fn upload<T: Pod>(&self, values: &[T], label: &str) -> Result<GpuBuffer<T>, GpuError> {
+        let size = self.checked_size::<T>(values.len(), label)?;
+        let mut bytes = bytemuck::cast_slice::<T, u8>(values).to_vec();
+        bytes.resize(size as usize, 0);
+        let raw = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &bytes,
+            usage: Self::USAGE,
+        });
+        Ok(GpuBuffer::from_raw(raw, values.len(), label))
+    }
+
+    /// Overwrites the first `values.len()` values of `buffer` (queued before the next submit).
+    pub fn write<T: Pod>(&self, buffer: &GpuBuffer<T>, values: &[T]) {
+        assert!(
+            values.len() <= buffer.len(),
+            "writing {} values into {:?} of length {}",
+            values.len(),
+            buffer.label(),
+            buffer.len()
+        );
+        let bytes = bytemuck::cast_slice::<T, u8>(values);
+        // write_buffer needs a multiple of 4 bytes; every T used here is 4 bytes wide.
+        self.queue.write_buffer(&buffer.raw, 0, bytes);
+    }
+
+    pub fn recorder(&self) -> Recorder<'_> {
+        Recorder::new(self)
+    }
+
+    /// Copies the whole buffer back to the host: one submit, one wait.
+    pub fn read<T: Pod>(&self, buffer: &GpuBuffer<T>) -> Result<Vec<T>, GpuError> {
+        self.read_range(buffer, 0, buffer.len())
+    }
+
+    /// Copies `len` values starting at `start` back to the host.
+    pub fn read_range<T: Pod>(
+        &self,
+        buffer: &GpuBuffer<T>,
+        start: usize,
+        len: usize,
+    ) -> Result<Vec<T>, GpuError> {
+        assert!(start + len <= buffer.len(), "read past the end of {:?}", buffer.label());
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let elem = std::mem::size_of::<T>() as u64;
+        let size = len as u64 * elem;
+        let padded = size.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: padded,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&buffer.raw, start as u64 * elem, &staging, 0, padded);
+        self.queue.submit([encoder.finish()]);
+        self.count_submit(0);
+        self.readbacks.fetch_add(1, Ordering::Relaxed);
+
+        let failed = |reason: String| GpuError::ReadBack { label: buffer.label().to_owned(), reason };
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            // The receiver only goes away if this function has already returned with an error.
+            let _ = sender.send(result);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| failed(e.to_string()))?;
+        match pollster::block_on(receiver.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(failed(e.to_string())),
+            None => return Err(failed("the map callback was dropped".into())),
+        }
+        let values = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| failed(e.to_string()))?;
+            bytemuck::pod_collect_to_vec::<u8, T>(&view[..size as usize])
+        };
+        staging.unmap();
+        Ok(values)
+    }
+}

@@ -1,0 +1,40 @@
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_len, u32_of};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, ACTIVATION};
+
+const FORWARD: Kernel = Kernel::new(&ACTIVATION, "relu_forward");
+const BACKWARD: Kernel = Kernel::new(&ACTIVATION, "relu_backward");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    len: u32,
+    _pad: [u32; 3],
+}
+
+/// y = max(x, 0) on the first `len` values.
+pub fn relu_forward(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    len: usize,
+) -> Result<(), GpuError> {
+    check_len(FORWARD, x, len)?;
+    check_len(FORWARD, y, len)?;
+    rec.dispatch(FORWARD, &Params { len: u32_of(len), _pad: [0; 3] }, &[x, y], len as u64)
+}
+
+/// dx = dy ⊙ [y > 0], with y the stored output of the forward pass.
+pub fn relu_backward(
+    rec: &mut Recorder,
+    y: &GpuBuffer<f32>,
+    dy: &GpuBuffer<f32>,
+    dx: &GpuBuffer<f32>,
+    len: usize,
+) -> Result<(), GpuError> {
+    for buffer in [y, dy, dx] {
+        check_len(BACKWARD, buffer, len)?;
+    }
+    rec.dispatch(BACKWARD, &Params { len: u32_of(len), _pad: [0; 3] }, &[y, dy, dx], len as u64)
+}

@@ -1,0 +1,92 @@
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_len, u32_of};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, BLAS1};
+
+const FILL: Kernel = Kernel::new(&BLAS1, "fill");
+const AXPY: Kernel = Kernel::new(&BLAS1, "axpy");
+const DOT_PARTIAL: Kernel = Kernel::new(&BLAS1, "dot_partial");
+const DOT_FINAL: Kernel = Kernel::new(&BLAS1, "dot_final");
+const ACCUMULATE_GROUPS: Kernel = Kernel::new(&BLAS1, "accumulate_groups");
+
+/// Values summed by one invocation of the first pass of a dot product.
+pub const DOT_BLOCK: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    len: u32,
+    block: u32,
+    offset: u32,
+    alpha: f32,
+}
+
+impl Params {
+    fn len(len: usize) -> Self {
+        Self { len: u32_of(len), block: 0, offset: 0, alpha: 0.0 }
+    }
+}
+
+/// y[..len] = value.
+pub fn fill(rec: &mut Recorder, y: &GpuBuffer<f32>, len: usize, value: f32) -> Result<(), GpuError> {
+    check_len(FILL, y, len)?;
+    rec.dispatch(FILL, &Params { alpha: value, ..Params::len(len) }, &[y], len as u64)
+}
+
+/// y[..len] += alpha · x[..len].
+pub fn axpy(
+    rec: &mut Recorder,
+    alpha: f32,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    len: usize,
+) -> Result<(), GpuError> {
+    check_len(AXPY, x, len)?;
+    check_len(AXPY, y, len)?;
+    rec.dispatch(AXPY, &Params { alpha, ..Params::len(len) }, &[x, y], len as u64)
+}
+
+/// Scratch values a dot product of length `len` needs.
+pub fn dot_scratch_len(len: usize) -> usize {
+    len.div_ceil(DOT_BLOCK).max(1)
+}
+
+/// scalars[slot] = xᵀy over the first `len` values, by a two-pass reduction in a fixed order.
+/// `scratch` holds at least [`dot_scratch_len`]`(len)` values.
+pub fn dot(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    len: usize,
+    scratch: &GpuBuffer<f32>,
+    scalars: &GpuBuffer<f32>,
+    slot: usize,
+) -> Result<(), GpuError> {
+    let blocks = dot_scratch_len(len);
+    check_len(DOT_PARTIAL, x, len)?;
+    check_len(DOT_PARTIAL, y, len)?;
+    check_len(DOT_PARTIAL, scratch, blocks)?;
+    check_len(DOT_FINAL, scalars, slot + 1)?;
+    if len == 0 {
+        fill(rec, scratch, 1, 0.0)?;
+    }
+    let partial = Params { block: DOT_BLOCK as u32, ..Params::len(len) };
+    rec.dispatch(DOT_PARTIAL, &partial, &[x, y, scratch], blocks as u64)?;
+    let last = Params { offset: u32_of(slot), ..Params::len(blocks) };
+    rec.dispatch(DOT_FINAL, &last, &[scratch, scalars], 1)
+}
+
+/// y[offset + k] += Σ_g partial[g·len + k] for k < len, over `groups` groups in order.
+pub fn accumulate_groups(
+    rec: &mut Recorder,
+    partial: &GpuBuffer<f32>,
+    groups: usize,
+    len: usize,
+    y: &GpuBuffer<f32>,
+    offset: usize,
+) -> Result<(), GpuError> {
+    check_len(ACCUMULATE_GROUPS, partial, groups * len)?;
+    check_len(ACCUMULATE_GROUPS, y, offset + len)?;
+    let params = Params { block: u32_of(groups), offset: u32_of(offset), ..Params::len(len) };
+    rec.dispatch(ACCUMULATE_GROUPS, &params, &[partial, y], len as u64)
+}

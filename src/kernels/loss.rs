@@ -1,0 +1,45 @@
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_len, u32_of};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, LOSS};
+use crate::loss::Loss;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    batch: u32,
+    classes: u32,
+    loss_off: u32,
+    scale: f32,
+}
+
+fn kernel(loss: Loss) -> Kernel {
+    match loss {
+        Loss::SquaredError => Kernel::new(&LOSS, "squared_error"),
+        Loss::CrossEntropy => Kernel::new(&LOSS, "softmax_cross_entropy"),
+    }
+}
+
+/// Per-sample ξ(z_n; y_n) into `values[values_offset + n]` and `scale · ∂ξ/∂z` into `dz`.
+#[allow(clippy::too_many_arguments)]
+pub fn value_and_grad(
+    rec: &mut Recorder,
+    loss: Loss,
+    batch: usize,
+    classes: usize,
+    z: &GpuBuffer<f32>,
+    labels: &GpuBuffer<u32>,
+    values: &GpuBuffer<f32>,
+    values_offset: usize,
+    dz: &GpuBuffer<f32>,
+    scale: f32,
+) -> Result<(), GpuError> {
+    let k = kernel(loss);
+    check_len(k, z, batch * classes)?;
+    check_len(k, labels, batch)?;
+    check_len(k, values, values_offset + batch)?;
+    check_len(k, dz, batch * classes)?;
+    let params =
+        Params { batch: u32_of(batch), classes: u32_of(classes), loss_off: u32_of(values_offset), scale };
+    rec.dispatch(k, &params, &[z, labels, values, dz], batch as u64)
+}

@@ -1,0 +1,66 @@
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_len, u32_of};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, POOL};
+use crate::nn::PoolGeometry;
+
+const FORWARD: Kernel = Kernel::new(&POOL, "forward");
+const BACKWARD: Kernel = Kernel::new(&POOL, "backward");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    planes: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    size: u32,
+    stride: u32,
+    _pad: u32,
+}
+
+impl Params {
+    fn new(g: &PoolGeometry, batch: usize) -> Self {
+        Self {
+            planes: u32_of(batch * g.input.channels),
+            in_h: u32_of(g.input.height),
+            in_w: u32_of(g.input.width),
+            out_h: u32_of(g.output.height),
+            out_w: u32_of(g.output.width),
+            size: u32_of(g.size),
+            stride: u32_of(g.stride),
+            _pad: 0,
+        }
+    }
+}
+
+/// y = the largest value of each window; argmax = its index within the input plane.
+pub fn forward(
+    rec: &mut Recorder,
+    g: &PoolGeometry,
+    batch: usize,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    argmax: &GpuBuffer<u32>,
+) -> Result<(), GpuError> {
+    check_len(FORWARD, x, batch * g.input.len())?;
+    check_len(FORWARD, y, batch * g.output.len())?;
+    check_len(FORWARD, argmax, batch * g.output.len())?;
+    rec.dispatch(FORWARD, &Params::new(g, batch), &[x, y, argmax], (batch * g.output.len()) as u64)
+}
+
+/// dx = dy routed back to the stored arg-max positions (summed where windows overlap).
+pub fn backward(
+    rec: &mut Recorder,
+    g: &PoolGeometry,
+    batch: usize,
+    dy: &GpuBuffer<f32>,
+    argmax: &GpuBuffer<u32>,
+    dx: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    check_len(BACKWARD, dy, batch * g.output.len())?;
+    check_len(BACKWARD, argmax, batch * g.output.len())?;
+    check_len(BACKWARD, dx, batch * g.input.len())?;
+    rec.dispatch(BACKWARD, &Params::new(g, batch), &[dy, argmax, dx], (batch * g.input.len()) as u64)
+}

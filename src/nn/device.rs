@@ -1,0 +1,200 @@
+//! A network on the device: the buffers of one batch (inputs, every layer's output, the
+//! pooling arg-max, the back-propagated gradients) and the forward and backward passes that
+//! record into a [`Recorder`].
+
+use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
+use crate::kernels::{activation, conv, pool};
+
+use super::{Network, PlannedLayer};
+
+/// Values of the scratch buffer for the per-group parameter gradients (16 MiB).
+const PARTIAL_VALUES: usize = 4 << 20;
+
+/// Device buffers for running `network` on batches of at most `capacity` samples.
+pub struct Workspace {
+    capacity: usize,
+    /// Distinct activation buffers; `outputs[i]` indexes the one that holds layer i's output
+    /// (a flatten shares its input's buffer), and `values[0]` holds the batch's inputs.
+    values: Vec<GpuBuffer<f32>>,
+    outputs: Vec<usize>,
+    argmax: Vec<Option<GpuBuffer<u32>>>,
+    /// Ping-pong buffers for the gradient with respect to each layer's output.
+    deltas: [GpuBuffer<f32>; 2],
+    partial: GpuBuffer<f32>,
+    labels: GpuBuffer<u32>,
+}
+
+impl Workspace {
+    /// The largest batch whose biggest activation fits in one storage binding of `gpu`.
+    pub fn max_capacity(gpu: &Gpu, network: &Network) -> usize {
+        let widest = widest_activation(network) as u64 * 4;
+        (gpu.max_binding_bytes() / widest).max(1) as usize
+    }
+
+    /// Allocates the buffers; fails when `capacity` samples do not fit the adapter's limits.
+    pub fn new(gpu: &Gpu, network: &Network, capacity: usize) -> Result<Self, GpuError> {
+        let capacity = capacity.max(1);
+        let mut values = vec![gpu.zeros::<f32>(capacity * network.input().len(), "inputs")?];
+        let mut outputs = Vec::new();
+        let mut argmax = Vec::new();
+        for (i, layer) in network.layers().iter().enumerate() {
+            let len = capacity * layer.output().len();
+            argmax.push(match layer {
+                PlannedLayer::MaxPool(_) => Some(gpu.zeros::<u32>(len, &format!("layer {} argmax", i + 1))?),
+                _ => None,
+            });
+            if let PlannedLayer::Flatten { .. } = layer {
+                outputs.push(outputs.last().copied().unwrap_or(0));
+            } else {
+                values.push(gpu.zeros::<f32>(len, &format!("layer {} output", i + 1))?);
+                outputs.push(values.len() - 1);
+            }
+        }
+        let delta_len = capacity * widest_activation(network);
+        let deltas = [gpu.zeros(delta_len, "delta A")?, gpu.zeros(delta_len, "delta B")?];
+        let partial = gpu.zeros(PARTIAL_VALUES.max(largest_layer_params(network)), "param partial sums")?;
+        let labels = gpu.zeros(capacity, "labels")?;
+        Ok(Self { capacity, values, outputs, argmax, deltas, partial, labels })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes held on the device.
+    pub fn bytes(&self) -> u64 {
+        let values: u64 = self.values.iter().map(|b| b.bytes()).sum();
+        let argmax: u64 = self.argmax.iter().flatten().map(|b| b.bytes()).sum();
+        values
+            + argmax
+            + self.deltas.iter().map(|b| b.bytes()).sum::<u64>()
+            + self.partial.bytes()
+            + self.labels.bytes()
+    }
+
+    /// The buffer of the batch's inputs, [capacity, c, h, w].
+    pub fn inputs(&self) -> &GpuBuffer<f32> {
+        &self.values[0]
+    }
+
+    /// The buffer of the batch's labels.
+    pub fn labels(&self) -> &GpuBuffer<u32> {
+        &self.labels
+    }
+
+    /// The output of layer `index` (0-based), [capacity, …].
+    pub fn output_of(&self, index: usize) -> &GpuBuffer<f32> {
+        &self.values[self.outputs[index]]
+    }
+
+    /// The network's outputs z, [capacity, K].
+    pub fn network_outputs(&self) -> &GpuBuffer<f32> {
+        self.output_of(self.outputs.len() - 1)
+    }
+
+    /// Where the caller puts ∂(loss)/∂z before [`backward`]: [capacity, K].
+    pub fn output_grad(&self) -> &GpuBuffer<f32> {
+        &self.deltas[0]
+    }
+
+    /// The input of layer `index`.
+    fn input_of(&self, index: usize) -> &GpuBuffer<f32> {
+        if index == 0 {
+            self.inputs()
+        } else {
+            self.output_of(index - 1)
+        }
+    }
+}
+
+fn widest_activation(network: &Network) -> usize {
+    let layers = network.layers().iter().map(|l| l.output().len());
+    layers.chain([network.input().len()]).max().unwrap_or(1)
+}
+
+fn largest_layer_params(network: &Network) -> usize {
+    network.conv_geometries().map(|g| g.params()).max().unwrap_or(1)
+}
+
+/// Records the forward pass of `batch` samples whose inputs are in `ws.inputs()`.
+pub fn forward(
+    rec: &mut Recorder,
+    network: &Network,
+    ws: &Workspace,
+    theta: &GpuBuffer<f32>,
+    batch: usize,
+) -> Result<(), GpuError> {
+    assert!(batch <= ws.capacity, "batch {batch} exceeds the workspace's {}", ws.capacity);
+    for (i, layer) in network.layers().iter().enumerate() {
+        let (x, y) = (ws.input_of(i), ws.output_of(i));
+        match layer {
+            PlannedLayer::Conv { geometry, .. } => conv::forward(rec, geometry, batch, x, theta, y)?,
+            PlannedLayer::Relu { shape } => activation::relu_forward(rec, x, y, batch * shape.len())?,
+            PlannedLayer::MaxPool(g) => {
+                let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
+                pool::forward(rec, g, batch, x, y, argmax)?
+            }
+            PlannedLayer::Flatten { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Records back-propagation of `ws.output_grad()` through the stored forward pass: adds
+/// Jᵀ·(output grad), summed over the batch, into `grad`, and when `input_grad` is given also
+/// writes the gradient with respect to the inputs there.
+pub fn backward(
+    rec: &mut Recorder,
+    network: &Network,
+    ws: &Workspace,
+    theta: &GpuBuffer<f32>,
+    batch: usize,
+    grad: &GpuBuffer<f32>,
+    input_grad: Option<&GpuBuffer<f32>>,
+) -> Result<(), GpuError> {
+    assert!(batch <= ws.capacity, "batch {batch} exceeds the workspace's {}", ws.capacity);
+    // Below the first layer with parameters, gradients are needed only for input_grad.
+    let first_with_params = network
+        .layers()
+        .iter()
+        .position(|l| matches!(l, PlannedLayer::Conv { .. }))
+        .unwrap_or(network.layers().len());
+    let lowest = if input_grad.is_some() { 0 } else { first_with_params };
+    let mut current = 0;
+    for i in (lowest..network.layers().len()).rev() {
+        let layer = &network.layers()[i];
+        let dy = &ws.deltas[current];
+        let dx = match (i, input_grad) {
+            (0, Some(buffer)) => buffer,
+            _ => &ws.deltas[1 - current],
+        };
+        let needs_dx = i > lowest || input_grad.is_some();
+        match layer {
+            PlannedLayer::Conv { geometry, .. } => {
+                conv::backward_params(rec, geometry, batch, ws.input_of(i), dy, &ws.partial, grad)?;
+                if needs_dx {
+                    conv::backward_input(rec, geometry, batch, dy, theta, dx)?;
+                }
+            }
+            PlannedLayer::Relu { shape } => {
+                activation::relu_backward(rec, ws.output_of(i), dy, dx, batch * shape.len())?
+            }
+            PlannedLayer::MaxPool(g) => {
+                let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
+                pool::backward(rec, g, batch, dy, argmax, dx)?
+            }
+            PlannedLayer::Flatten { input, .. } => {
+                // Same values in the same order: the gradient passes through unchanged, but
+                // it must end in input_grad when this is the first layer.
+                if i == 0 {
+                    if let Some(buffer) = input_grad {
+                        rec.copy(dy, 0, buffer, 0, batch * input.len());
+                    }
+                }
+                continue;
+            }
+        }
+        current = 1 - current;
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Networks: layers in order, shapes inferred and checked from the input shape, and every
+//! parameter in one flat θ vector with per-layer offsets.
+
+mod config;
+pub mod device;
+mod layer;
+mod network;
+
+pub use config::{load_network_file, parse_network, ConfigError, NetworkFormat};
+pub use layer::{ConvGeometry, LayerSpec, PoolGeometry, Shape};
+pub use network::{cnn4, cnn7, Network, NetworkError, PlannedLayer};

@@ -1,0 +1,305 @@
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use thiserror::Error;
+
+use super::layer::{ConvGeometry, LayerSpec, PoolGeometry, Shape};
+
+/// Errors in describing or building a network.
+#[derive(Debug, Error, PartialEq)]
+pub enum NetworkError {
+    #[error("the network has no layers")]
+    Empty,
+    #[error("layer {layer} ({kind}): `{field}` must be at least 1")]
+    ZeroField { layer: usize, kind: &'static str, field: &'static str },
+    #[error(
+        "layer {layer} ({kind}): a window of {window} with padding {padding} does not fit the input {input}"
+    )]
+    WindowTooLarge { layer: usize, kind: &'static str, window: usize, padding: usize, input: Shape },
+    #[error("the network's input is {expected}, but the data's samples are {found}")]
+    InputShape { expected: Shape, found: Shape },
+    #[error("the network has {outputs} outputs, but the data has {classes} classes")]
+    Outputs { outputs: usize, classes: usize },
+    #[error("the network needs {needed} values in one layer or in θ, more than 2^31 - 1")]
+    TooLarge { needed: usize },
+}
+
+/// A layer with its shapes and parameter offsets resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlannedLayer {
+    /// Convolutions and dense layers (a dense layer's kernel covers its whole input).
+    Conv {
+        spec: LayerSpec,
+        geometry: ConvGeometry,
+    },
+    Relu {
+        shape: Shape,
+    },
+    MaxPool(PoolGeometry),
+    Flatten {
+        input: Shape,
+        output: Shape,
+    },
+}
+
+impl PlannedLayer {
+    pub fn input(&self) -> Shape {
+        match self {
+            Self::Conv { geometry, .. } => geometry.input,
+            Self::Relu { shape } => *shape,
+            Self::MaxPool(pool) => pool.input,
+            Self::Flatten { input, .. } => *input,
+        }
+    }
+
+    pub fn output(&self) -> Shape {
+        match self {
+            Self::Conv { geometry, .. } => geometry.output,
+            Self::Relu { shape } => *shape,
+            Self::MaxPool(pool) => pool.output,
+            Self::Flatten { output, .. } => *output,
+        }
+    }
+
+    /// One line for people: what the layer is, its shapes and its parameter count.
+    pub fn describe(&self) -> String {
+        let shapes = format!("{} → {}", self.input(), self.output());
+        match self {
+            Self::Conv { spec: LayerSpec::Dense { units }, geometry } => {
+                format!("dense {units:<16} {shapes}  ({} params)", geometry.params())
+            }
+            Self::Conv { geometry: g, .. } => {
+                let kernel = format!(
+                    "{}×{}·{} s{} p{}",
+                    g.kernel_h, g.kernel_w, g.output.channels, g.stride, g.padding
+                );
+                format!("conv {kernel:<17} {shapes}  ({} params)", g.params())
+            }
+            Self::Relu { .. } => format!("relu {:16} {shapes}", ""),
+            Self::MaxPool(p) => format!("maxpool {}×{} s{}{:8} {shapes}", p.size, p.size, p.stride, ""),
+            Self::Flatten { .. } => format!("flatten {:13} {shapes}", ""),
+        }
+    }
+}
+
+/// A network for a given input shape: its layers, in order, and the layout of θ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    input: Shape,
+    specs: Vec<LayerSpec>,
+    layers: Vec<PlannedLayer>,
+    param_count: usize,
+}
+
+/// Indices on the device are u32 and WGSL arrays are indexed by i32-safe values.
+const MAX_LEN: usize = i32::MAX as usize;
+
+fn window_output(
+    layer: usize,
+    kind: &'static str,
+    input: usize,
+    window: usize,
+    stride: usize,
+    padding: usize,
+    shape: Shape,
+) -> Result<usize, NetworkError> {
+    let padded = input + 2 * padding;
+    if window > padded {
+        return Err(NetworkError::WindowTooLarge { layer, kind, window, padding, input: shape });
+    }
+    Ok((padded - window) / stride + 1)
+}
+
+impl Network {
+    /// Resolves the shapes of `specs` applied to samples of shape `input`, checking each one.
+    pub fn new(input: Shape, specs: &[LayerSpec]) -> Result<Self, NetworkError> {
+        if specs.is_empty() {
+            return Err(NetworkError::Empty);
+        }
+        let zero = |layer, kind, field| NetworkError::ZeroField { layer, kind, field };
+        if input.is_empty() {
+            return Err(zero(0, "input", "channels, height and width"));
+        }
+        let mut shape = input;
+        let mut offset = 0;
+        let mut layers = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.iter().enumerate() {
+            let layer = index + 1;
+            let planned = match *spec {
+                LayerSpec::Conv { kernel, channels, stride, padding } => {
+                    for (value, field) in [(kernel, "kernel"), (channels, "channels"), (stride, "stride")] {
+                        if value == 0 {
+                            return Err(zero(layer, "conv", field));
+                        }
+                    }
+                    let out_h = window_output(layer, "conv", shape.height, kernel, stride, padding, shape)?;
+                    let out_w = window_output(layer, "conv", shape.width, kernel, stride, padding, shape)?;
+                    let geometry = ConvGeometry {
+                        input: shape,
+                        output: Shape::new(channels, out_h, out_w),
+                        kernel_h: kernel,
+                        kernel_w: kernel,
+                        stride,
+                        padding,
+                        weight_offset: offset,
+                        bias_offset: offset + channels * shape.channels * kernel * kernel,
+                    };
+                    PlannedLayer::Conv { spec: spec.clone(), geometry }
+                }
+                LayerSpec::Dense { units } => {
+                    if units == 0 {
+                        return Err(zero(layer, "dense", "units"));
+                    }
+                    let geometry = ConvGeometry {
+                        input: shape,
+                        output: Shape::new(units, 1, 1),
+                        kernel_h: shape.height,
+                        kernel_w: shape.width,
+                        stride: 1,
+                        padding: 0,
+                        weight_offset: offset,
+                        bias_offset: offset + units * shape.len(),
+                    };
+                    PlannedLayer::Conv { spec: spec.clone(), geometry }
+                }
+                LayerSpec::MaxPool { size, stride } => {
+                    let stride = stride.unwrap_or(size);
+                    if size == 0 {
+                        return Err(zero(layer, "maxpool", "size"));
+                    }
+                    if stride == 0 {
+                        return Err(zero(layer, "maxpool", "stride"));
+                    }
+                    let out_h = window_output(layer, "maxpool", shape.height, size, stride, 0, shape)?;
+                    let out_w = window_output(layer, "maxpool", shape.width, size, stride, 0, shape)?;
+                    PlannedLayer::MaxPool(PoolGeometry {
+                        input: shape,
+                        output: Shape::new(shape.channels, out_h, out_w),
+                        size,
+                        stride,
+                    })
+                }
+                LayerSpec::Relu => PlannedLayer::Relu { shape },
+                LayerSpec::Flatten => {
+                    PlannedLayer::Flatten { input: shape, output: Shape::new(shape.len(), 1, 1) }
+                }
+            };
+            if let PlannedLayer::Conv { geometry, .. } = &planned {
+                offset += geometry.params();
+            }
+            shape = planned.output();
+            if shape.len() > MAX_LEN || offset > MAX_LEN {
+                return Err(NetworkError::TooLarge { needed: shape.len().max(offset) });
+            }
+            layers.push(planned);
+        }
+        Ok(Self { input, specs: specs.to_vec(), layers, param_count: offset })
+    }
+
+    pub fn input(&self) -> Shape {
+        self.input
+    }
+
+    /// Number of outputs (classes): the values of the last layer's output, in (c, h, w) order.
+    pub fn outputs(&self) -> usize {
+        self.layers.last().expect("a network has layers").output().len()
+    }
+
+    pub fn specs(&self) -> &[LayerSpec] {
+        &self.specs
+    }
+
+    pub fn layers(&self) -> &[PlannedLayer] {
+        &self.layers
+    }
+
+    /// n, the length of θ.
+    pub fn param_count(&self) -> usize {
+        self.param_count
+    }
+
+    /// Checks that data of this sample shape and class count fits the network.
+    pub fn check_data(&self, sample: Shape, classes: usize) -> Result<(), NetworkError> {
+        if sample != self.input {
+            return Err(NetworkError::InputShape { expected: self.input, found: sample });
+        }
+        if classes != self.outputs() {
+            return Err(NetworkError::Outputs { outputs: self.outputs(), classes });
+        }
+        Ok(())
+    }
+
+    /// Multiply-adds of the convolutions and dense layers in a forward pass of one sample.
+    pub fn forward_macs_per_sample(&self) -> u64 {
+        self.conv_geometries().map(|g| g.macs_per_sample()).sum()
+    }
+
+    pub fn conv_geometries(&self) -> impl Iterator<Item = &ConvGeometry> {
+        self.layers.iter().filter_map(|layer| match layer {
+            PlannedLayer::Conv { geometry, .. } => Some(geometry),
+            _ => None,
+        })
+    }
+
+    /// He initialisation: weights N(0, 2/fan_in), biases 0, from a seed (ChaCha8, so the same
+    /// seed gives the same θ on every platform).
+    pub fn init_params(&self, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut theta = vec![0.0f32; self.param_count];
+        for g in self.conv_geometries() {
+            let normal = Normal::new(0.0, (2.0 / g.fan_in() as f64).sqrt()).expect("finite std");
+            for w in &mut theta[g.weight_offset..g.bias_offset] {
+                *w = normal.sample(&mut rng) as f32;
+            }
+        }
+        theta
+    }
+
+    /// A table of the layers, one per line.
+    pub fn describe(&self) -> String {
+        let mut text = format!("input {}\n", self.input);
+        for (i, layer) in self.layers.iter().enumerate() {
+            text.push_str(&format!("{:>3}  {}\n", i + 1, layer.describe()));
+        }
+        text.push_str(&format!("parameters: {}", self.param_count));
+        text
+    }
+}
+
+fn conv(kernel: usize, channels: usize) -> [LayerSpec; 2] {
+    [LayerSpec::Conv { kernel, channels, stride: 1, padding: kernel / 2 }, LayerSpec::Relu]
+}
+
+fn pool() -> LayerSpec {
+    LayerSpec::MaxPool { size: 2, stride: Some(2) }
+}
+
+/// The paper's 3-conv network: conv 5×5·32, pool, conv 3×3·64, pool, conv 3×3·64, pool,
+/// dense; ReLU after every conv, 'same' padding, 2×2 max-pool with stride 2.
+pub fn cnn4(input: Shape, classes: usize) -> Result<Network, NetworkError> {
+    let mut specs = Vec::new();
+    specs.extend(conv(5, 32));
+    specs.push(pool());
+    specs.extend(conv(3, 64));
+    specs.push(pool());
+    specs.extend(conv(3, 64));
+    specs.push(pool());
+    specs.push(LayerSpec::Dense { units: classes });
+    Network::new(input, &specs)
+}
+
+/// simpleNN's 6-conv network: conv 5×5·32, conv 3×3·32, pool, conv 3×3·64, conv 3×3·64, pool,
+/// conv 3×3·64, conv 3×3·128, pool, dense.
+pub fn cnn7(input: Shape, classes: usize) -> Result<Network, NetworkError> {
+    let mut specs = Vec::new();
+    specs.extend(conv(5, 32));
+    specs.extend(conv(3, 32));
+    specs.push(pool());
+    specs.extend(conv(3, 64));
+    specs.extend(conv(3, 64));
+    specs.push(pool());
+    specs.extend(conv(3, 64));
+    specs.extend(conv(3, 128));
+    specs.push(pool());
+    specs.push(LayerSpec::Dense { units: classes });
+    Network::new(input, &specs)
+}

@@ -1,0 +1,196 @@
+//! The objective of DESIGN.md §1 and its gradient, over a whole data set in chunks:
+//!
+//!   f(θ) = θᵀθ / (2·C·l) + (1/l) Σ_i ξ(z_i; y_i),    ∇f = θ/(C·l) + (1/l) Σ_i J_iᵀ ∂ξ/∂z_i
+
+use crate::data::Dataset;
+use crate::error::Error;
+use crate::gpu::{Gpu, GpuBuffer};
+use crate::kernels::{blas1, loss as loss_kernels};
+use crate::loss::Loss;
+use crate::nn::device::{backward, forward, Workspace};
+use crate::nn::Network;
+
+/// f, and what it is made of.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub f: f64,
+    /// (1/l) Σ ξ.
+    pub mean_loss: f64,
+    /// θᵀθ / (2·C·l).
+    pub regularization: f64,
+    /// ‖∇f‖ (0 when only f was evaluated).
+    pub grad_norm: f64,
+}
+
+/// Slots of the scalars buffer.
+const THETA_SQ: usize = 0;
+const GRAD_SQ: usize = 1;
+
+/// Evaluates f and ∇f of one network and loss on the device.
+pub struct Objective<'g> {
+    gpu: &'g Gpu,
+    network: Network,
+    loss: Loss,
+    c: f64,
+    workspace: Workspace,
+    /// One loss value per sample of the data set being evaluated.
+    losses: GpuBuffer<f32>,
+    dot_scratch: GpuBuffer<f32>,
+    scalars: GpuBuffer<f32>,
+}
+
+impl<'g> Objective<'g> {
+    /// `c` is simpleNN's C (per sample; the objective divides by C·l). Chunks hold at most
+    /// `bsize` samples, fewer when the adapter cannot bind that many activations at once.
+    pub fn new(gpu: &'g Gpu, network: Network, loss: Loss, c: f64, bsize: usize) -> Result<Self, Error> {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(Error::Setting { field: "C", expected: "a positive number", found: c.to_string() });
+        }
+        if bsize == 0 {
+            return Err(Error::Setting { field: "bsize", expected: "at least 1", found: "0".into() });
+        }
+        let capacity = bsize.min(Workspace::max_capacity(gpu, &network));
+        let workspace = Workspace::new(gpu, &network, capacity)?;
+        let n = network.param_count();
+        Ok(Self {
+            gpu,
+            loss,
+            c,
+            workspace,
+            losses: gpu.zeros(capacity, "per-sample losses")?,
+            dot_scratch: gpu.zeros(blas1::dot_scratch_len(n), "dot scratch")?,
+            scalars: gpu.zeros(4, "scalars")?,
+            network,
+        })
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Samples per chunk.
+    pub fn chunk_size(&self) -> usize {
+        self.workspace.capacity()
+    }
+
+    /// Bytes of device memory the evaluation holds.
+    pub fn bytes(&self) -> u64 {
+        self.workspace.bytes() + self.losses.bytes() + self.dot_scratch.bytes() + self.scalars.bytes()
+    }
+
+    fn check(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<(), Error> {
+        self.network.check_data(data.shape, data.classes)?;
+        let n = self.network.param_count();
+        if theta.len() != n {
+            return Err(Error::ParamCount { expected: n, found: theta.len() });
+        }
+        if self.losses.len() < data.len() {
+            self.losses = self.gpu.zeros(data.len(), "per-sample losses")?;
+        }
+        Ok(())
+    }
+
+    /// f(θ) and ∇f(θ) over `data`; the gradient is written to `grad`.
+    pub fn value_and_grad(
+        &mut self,
+        data: &Dataset,
+        theta: &GpuBuffer<f32>,
+        grad: &GpuBuffer<f32>,
+    ) -> Result<Evaluation, Error> {
+        self.check(data, theta)?;
+        let n = self.network.param_count();
+        if grad.len() != n {
+            return Err(Error::ParamCount { expected: n, found: grad.len() });
+        }
+        self.run_chunks(data, theta, Some(grad))?;
+        let mut rec = self.gpu.recorder();
+        let l = data.len() as f64;
+        blas1::axpy(&mut rec, (1.0 / (self.c * l)) as f32, theta, grad, n)?;
+        blas1::dot(&mut rec, grad, grad, n, &self.dot_scratch, &self.scalars, GRAD_SQ)?;
+        rec.submit();
+        self.finish(data, true)
+    }
+
+    /// f(θ) over `data`, forward passes only.
+    pub fn value(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Evaluation, Error> {
+        self.check(data, theta)?;
+        self.run_chunks(data, theta, None)?;
+        self.finish(data, false)
+    }
+
+    /// The network's outputs z for every sample of `data`, [len, K].
+    pub fn outputs(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Vec<f32>, Error> {
+        self.check(data, theta)?;
+        let k = self.network.outputs();
+        let mut z = Vec::with_capacity(data.len() * k);
+        for start in (0..data.len()).step_by(self.chunk_size()) {
+            let batch = self.chunk_size().min(data.len() - start);
+            self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch));
+            let mut rec = self.gpu.recorder();
+            forward(&mut rec, &self.network, &self.workspace, theta, batch)?;
+            rec.submit();
+            z.extend(self.gpu.read_range(self.workspace.network_outputs(), 0, batch * k)?);
+        }
+        Ok(z)
+    }
+
+    /// Forward (and, with `grad`, backward) over every chunk; per-sample losses land in
+    /// `self.losses`, the data term of the gradient in `grad`. One submit per chunk.
+    fn run_chunks(
+        &mut self,
+        data: &Dataset,
+        theta: &GpuBuffer<f32>,
+        grad: Option<&GpuBuffer<f32>>,
+    ) -> Result<(), Error> {
+        let (ws, network) = (&self.workspace, &self.network);
+        let k = network.outputs();
+        let scale = (1.0 / data.len().max(1) as f64) as f32;
+        let mut rec = self.gpu.recorder();
+        if let Some(grad) = grad {
+            blas1::fill(&mut rec, grad, grad.len(), 0.0)?;
+        }
+        for start in (0..data.len()).step_by(ws.capacity()) {
+            let batch = ws.capacity().min(data.len() - start);
+            // Queued writes land before the next submit and after the previous one.
+            self.gpu.write(ws.inputs(), data.images_of(start..start + batch));
+            self.gpu.write(ws.labels(), &data.labels[start..start + batch]);
+            forward(&mut rec, network, ws, theta, batch)?;
+            let z = ws.network_outputs();
+            loss_kernels::value_and_grad(
+                &mut rec,
+                self.loss,
+                batch,
+                k,
+                z,
+                ws.labels(),
+                &self.losses,
+                start,
+                ws.output_grad(),
+                scale,
+            )?;
+            if let Some(grad) = grad {
+                backward(&mut rec, network, ws, theta, batch, grad, None)?;
+            }
+            rec.submit();
+            rec = self.gpu.recorder();
+        }
+        blas1::dot(&mut rec, theta, theta, theta.len(), &self.dot_scratch, &self.scalars, THETA_SQ)?;
+        rec.submit();
+        Ok(())
+    }
+
+    /// Reads back the per-sample losses and the squared norms, and adds them up in f64.
+    fn finish(&self, data: &Dataset, with_grad: bool) -> Result<Evaluation, Error> {
+        let losses = self.gpu.read_range(&self.losses, 0, data.len())?;
+        let scalars = self.gpu.read(&self.scalars)?;
+        let l = data.len().max(1) as f64;
+        let mean_loss = losses.iter().map(|&v| v as f64).sum::<f64>() / l;
+        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.c * l);
+        Ok(Evaluation {
+            f: mean_loss + regularization,
+            mean_loss,
+            regularization,
+            grad_norm: if with_grad { (scalars[GRAD_SQ] as f64).sqrt() } else { 0.0 },
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! The layers of the reference, one function per pass.
+
+use ndarray::{s, Array2, Array4, ArrayView2};
+
+use crate::nn::{ConvGeometry, PoolGeometry};
+
+/// W as a [out, in·kh·kw] matrix and b as a vector, copied out of θ.
+fn weights(g: &ConvGeometry, theta: &[f64]) -> (Array2<f64>, Vec<f64>) {
+    let w = ArrayView2::from_shape((g.output.channels, g.fan_in()), &theta[g.weight_offset..g.bias_offset])
+        .expect("θ holds the layer")
+        .to_owned();
+    (w, theta[g.bias_offset..g.bias_offset + g.output.channels].to_vec())
+}
+
+/// im2col of one sample: [in·kh·kw, out_h·out_w], zero where the window hits padding.
+fn im2col(g: &ConvGeometry, x: ndarray::ArrayView3<f64>) -> Array2<f64> {
+    let (oh, ow) = (g.output.height, g.output.width);
+    let mut cols = Array2::zeros((g.fan_in(), oh * ow));
+    for c in 0..g.input.channels {
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                let row = (c * g.kernel_h + i) * g.kernel_w + j;
+                for p in 0..oh {
+                    for q in 0..ow {
+                        let y = (p * g.stride + i) as isize - g.padding as isize;
+                        let x_ = (q * g.stride + j) as isize - g.padding as isize;
+                        if y >= 0 && x_ >= 0 && (y as usize) < g.input.height && (x_ as usize) < g.input.width
+                        {
+                            cols[[row, p * ow + q]] = x[[c, y as usize, x_ as usize]];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// The inverse scatter of im2col: adds each column entry back to its input position.
+fn col2im(g: &ConvGeometry, cols: &Array2<f64>, dx: &mut ndarray::ArrayViewMut3<f64>) {
+    let (oh, ow) = (g.output.height, g.output.width);
+    for c in 0..g.input.channels {
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                let row = (c * g.kernel_h + i) * g.kernel_w + j;
+                for p in 0..oh {
+                    for q in 0..ow {
+                        let y = (p * g.stride + i) as isize - g.padding as isize;
+                        let x_ = (q * g.stride + j) as isize - g.padding as isize;
+                        if y >= 0 && x_ >= 0 && (y as usize) < g.input.height && (x_ as usize) < g.input.width
+                        {
+                            dx[[c, y as usize, x_ as usize]] += cols[[row, p * ow + q]];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y = W·im2col(x) + b, per sample.
+pub fn conv_forward(g: &ConvGeometry, theta: &[f64], x: &Array4<f64>) -> Array4<f64> {
+    let batch = x.shape()[0];
+    let (w, b) = weights(g, theta);
+    let (oc, oh, ow) = (g.output.channels, g.output.height, g.output.width);
+    let mut y = Array4::zeros((batch, oc, oh, ow));
+    for n in 0..batch {
+        let product = w.dot(&im2col(g, x.slice(s![n, .., .., ..])));
+        for o in 0..oc {
+            for r in 0..oh * ow {
+                y[[n, o, r / ow, r % ow]] = product[[o, r]] + b[o];
+            }
+        }
+    }
+    y
+}
+
+/// Adds ∂/∂(W, b) of ⟨dy, y⟩ into `grad` at the layer's offsets; returns ∂/∂x.
+pub fn conv_backward(
+    g: &ConvGeometry,
+    theta: &[f64],
+    x: &Array4<f64>,
+    dy: &Array4<f64>,
+    grad: &mut [f64],
+) -> Array4<f64> {
+    let batch = x.shape()[0];
+    let (w, _) = weights(g, theta);
+    let (oc, oh, ow) = (g.output.channels, g.output.height, g.output.width);
+    let mut dx = Array4::zeros(x.raw_dim());
+    for n in 0..batch {
+        let dy_n = dy.slice(s![n, .., .., ..]).to_shape((oc, oh * ow)).expect("contiguous").to_owned();
+        let cols = im2col(g, x.slice(s![n, .., .., ..]));
+        let dw = dy_n.dot(&cols.t());
+        for (k, v) in dw.iter().enumerate() {
+            grad[g.weight_offset + k] += v;
+        }
+        for o in 0..oc {
+            grad[g.bias_offset + o] += dy_n.row(o).sum();
+        }
+        let dcols = w.t().dot(&dy_n);
+        col2im(g, &dcols, &mut dx.slice_mut(s![n, .., .., ..]));
+    }
+    dx
+}
+
+pub fn relu_forward(x: &Array4<f64>) -> Array4<f64> {
+    x.mapv(|v| v.max(0.0))
+}
+
+/// dx = dy where the output was positive.
+pub fn relu_backward(y: &Array4<f64>, dy: &Array4<f64>) -> Array4<f64> {
+    let mut dx = dy.clone();
+    dx.zip_mut_with(y, |d, &v| {
+        if v <= 0.0 {
+            *d = 0.0
+        }
+    });
+    dx
+}
+
+/// Max over each window; the arg-max is the first largest value in row-major window order,
+/// as a flat index h·w_in + w in the input plane.
+pub fn maxpool_forward(g: &PoolGeometry, x: &Array4<f64>) -> (Array4<f64>, Array4<usize>) {
+    let batch = x.shape()[0];
+    let shape = (batch, g.output.channels, g.output.height, g.output.width);
+    let (mut y, mut index) = (Array4::zeros(shape), Array4::zeros(shape));
+    for ((n, c, p, q), out) in y.indexed_iter_mut() {
+        let (mut best, mut at) = (f64::NEG_INFINITY, 0);
+        for i in 0..g.size {
+            for j in 0..g.size {
+                let (h, w) = (p * g.stride + i, q * g.stride + j);
+                if x[[n, c, h, w]] > best {
+                    best = x[[n, c, h, w]];
+                    at = h * g.input.width + w;
+                }
+            }
+        }
+        *out = best;
+        index[[n, c, p, q]] = at;
+    }
+    (y, index)
+}
+
+/// Scatters dy to the arg-max positions (adding where windows overlap).
+pub fn maxpool_backward(g: &PoolGeometry, index: &Array4<usize>, dy: &Array4<f64>) -> Array4<f64> {
+    let batch = dy.shape()[0];
+    let mut dx = Array4::zeros((batch, g.input.channels, g.input.height, g.input.width));
+    for ((n, c, p, q), &d) in dy.indexed_iter() {
+        let at = index[[n, c, p, q]];
+        dx[[n, c, at / g.input.width, at % g.input.width]] += d;
+    }
+    dx
+}

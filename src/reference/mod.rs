@@ -1,0 +1,125 @@
+//! A plain CPU implementation, in f64 with ndarray, of the forward pass, the losses and the
+//! gradient: the oracle every GPU kernel is tested against, and usable by callers.
+//!
+//! It is written independently of the shaders: convolutions go through im2col and a matrix
+//! product, and back-propagation through col2im, where the GPU convolves directly.
+
+mod layers;
+
+use ndarray::{Array2, Array4, ArrayView2};
+
+use crate::data::Dataset;
+use crate::loss::Loss;
+use crate::nn::{Network, PlannedLayer};
+
+pub use layers::{
+    conv_backward, conv_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward,
+};
+
+/// Every layer's output of one forward pass, and the pooling arg-max (flat index in the plane).
+pub struct Trace {
+    /// values[0] is the input; values[i + 1] the output of layer i.
+    pub values: Vec<Array4<f64>>,
+    pub argmax: Vec<Option<Array4<usize>>>,
+}
+
+impl Trace {
+    /// The network's outputs z, [batch, K].
+    pub fn outputs(&self) -> Array2<f64> {
+        let z = self.values.last().expect("a trace has the input at least");
+        let batch = z.shape()[0];
+        z.to_shape((batch, z.len() / batch.max(1))).expect("contiguous").to_owned()
+    }
+}
+
+/// Samples as a [batch, c, h, w] array in f64.
+pub fn batch_of(network: &Network, images: &[f32]) -> Array4<f64> {
+    let s = network.input();
+    let batch = images.len() / s.len();
+    Array4::from_shape_vec((batch, s.channels, s.height, s.width), images.iter().map(|&v| v as f64).collect())
+        .expect("images hold whole samples")
+}
+
+/// The forward pass of `network` with parameters `theta` on `x`.
+pub fn forward(network: &Network, theta: &[f64], x: Array4<f64>) -> Trace {
+    let mut values = vec![x];
+    let mut argmax = Vec::new();
+    for layer in network.layers() {
+        let input = values.last().expect("input present");
+        let (output, index) = match layer {
+            PlannedLayer::Conv { geometry, .. } => (conv_forward(geometry, theta, input), None),
+            PlannedLayer::Relu { .. } => (relu_forward(input), None),
+            PlannedLayer::MaxPool(g) => {
+                let (y, index) = maxpool_forward(g, input);
+                (y, Some(index))
+            }
+            PlannedLayer::Flatten { output, .. } => {
+                let batch = input.shape()[0];
+                let shape = (batch, output.channels, output.height, output.width);
+                (input.to_shape(shape).expect("contiguous").to_owned(), None)
+            }
+        };
+        values.push(output);
+        argmax.push(index);
+    }
+    Trace { values, argmax }
+}
+
+/// Back-propagates `dz` ([batch, K]) through the trace: returns (Jᵀ·dz summed over the batch,
+/// the gradient with respect to the input).
+pub fn vjp(network: &Network, theta: &[f64], trace: &Trace, dz: ArrayView2<f64>) -> (Vec<f64>, Array4<f64>) {
+    let mut grad = vec![0.0; network.param_count()];
+    let top = trace.values.last().expect("outputs present");
+    let mut delta = dz.to_shape(top.raw_dim()).expect("dz matches the outputs").to_owned();
+    for (i, layer) in network.layers().iter().enumerate().rev() {
+        let input = &trace.values[i];
+        delta = match layer {
+            PlannedLayer::Conv { geometry, .. } => conv_backward(geometry, theta, input, &delta, &mut grad),
+            PlannedLayer::Relu { .. } => relu_backward(&trace.values[i + 1], &delta),
+            PlannedLayer::MaxPool(g) => {
+                maxpool_backward(g, trace.argmax[i].as_ref().expect("pool arg-max"), &delta)
+            }
+            PlannedLayer::Flatten { .. } => delta.to_shape(input.raw_dim()).expect("contiguous").to_owned(),
+        };
+    }
+    (grad, delta)
+}
+
+/// Per-sample losses and ∂ξ/∂z for outputs z ([batch, K]).
+pub fn loss_value_and_grad(loss: Loss, z: ArrayView2<f64>, labels: &[u32]) -> (Vec<f64>, Array2<f64>) {
+    let mut values = Vec::with_capacity(labels.len());
+    let mut dz = Array2::zeros(z.raw_dim());
+    for (n, &label) in labels.iter().enumerate() {
+        let row = z.row(n);
+        let y = |k: usize| if k == label as usize { 1.0 } else { 0.0 };
+        match loss {
+            Loss::SquaredError => {
+                values.push(row.iter().enumerate().map(|(k, &v)| (v - y(k)).powi(2)).sum());
+                for (k, &v) in row.iter().enumerate() {
+                    dz[[n, k]] = 2.0 * (v - y(k));
+                }
+            }
+            Loss::CrossEntropy => {
+                let top = row.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                let log_sum = row.iter().map(|&v| (v - top).exp()).sum::<f64>().ln() + top;
+                values.push(log_sum - row[label as usize]);
+                for (k, &v) in row.iter().enumerate() {
+                    dz[[n, k]] = (v - log_sum).exp() - y(k);
+                }
+            }
+        }
+    }
+    (values, dz)
+}
+
+/// f(θ) and ∇f(θ) over `data`, as DESIGN.md §1.
+pub fn objective(network: &Network, loss: Loss, c: f64, theta: &[f64], data: &Dataset) -> (f64, Vec<f64>) {
+    let l = data.len() as f64;
+    let trace = forward(network, theta, batch_of(network, &data.images));
+    let (values, dz) = loss_value_and_grad(loss, trace.outputs().view(), &data.labels);
+    let (data_grad, _) = vjp(network, theta, &trace, dz.view());
+    let theta_sq: f64 = theta.iter().map(|t| t * t).sum();
+    let f = theta_sq / (2.0 * c * l) + values.iter().sum::<f64>() / l;
+    let grad = theta.iter().zip(data_grad).map(|(t, g)| t / (c * l) + g / l).collect();
+    (f, grad)
+}

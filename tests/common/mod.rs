@@ -1,0 +1,148 @@
+//! Shared by the integration tests: one device per test binary, seeded random data, and the
+//! one tolerance rule used everywhere.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::sync::OnceLock;
+
+use newton_wgpu::gpu::Gpu;
+use rand::{Rng, SeedableRng};
+
+/// The device for this test binary. A missing adapter fails the test (CI has lavapipe).
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}")))
+}
+
+pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// `len` values uniform in [-1, 1).
+pub fn random_vec(rng: &mut impl Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+pub fn to_f64(values: &[f32]) -> Vec<f64> {
+    values.iter().map(|&v| v as f64).collect()
+}
+
+pub fn abs_f64(values: &[f32]) -> Vec<f64> {
+    values.iter().map(|&v| (v as f64).abs()).collect()
+}
+
+/// Asserts |got_i − want_i| ≤ rtol · scale_i for every i, where scale_i is the sum of the
+/// absolute values of the terms that make up want_i (so cancellation cannot hide an error,
+/// and a tiny result is not held to an impossible relative bound).
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], scale: &[f64], rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    assert_eq!(scale.len(), want.len(), "{what}: scale length differs");
+    for i in 0..got.len() {
+        let err = (got[i] as f64 - want[i]).abs();
+        let bound = rtol * scale[i] + f64::MIN_POSITIVE;
+        assert!(
+            err.is_finite() && err <= bound,
+            "{what}[{i}]: got {} want {} (error {err:.3e} > {rtol:.0e} × {:.3e})",
+            got[i],
+            want[i],
+            scale[i]
+        );
+    }
+}
+
+use ndarray::{Array2, Array4};
+use newton_wgpu::nn::device::{backward, forward, Workspace};
+use newton_wgpu::nn::{Network, PlannedLayer};
+use newton_wgpu::reference::{self, Trace};
+
+/// What the GPU computed for one batch: outputs, parameter gradient Jᵀdy, input gradient.
+pub struct GpuPass {
+    pub outputs: Vec<f32>,
+    pub grad: Vec<f32>,
+    pub input_grad: Vec<f32>,
+}
+
+/// Runs the forward pass of `x` and back-propagates `dy` on the GPU.
+pub fn gpu_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -> GpuPass {
+    let gpu = gpu();
+    let batch = x.len() / network.input().len();
+    let ws = Workspace::new(gpu, network, batch).unwrap();
+    let theta_buf = gpu.upload(theta, "θ").unwrap();
+    let grad = gpu.zeros::<f32>(network.param_count(), "grad").unwrap();
+    let input_grad = gpu.zeros::<f32>(x.len(), "input grad").unwrap();
+    gpu.write(ws.inputs(), x);
+    let mut rec = gpu.recorder();
+    forward(&mut rec, network, &ws, &theta_buf, batch).unwrap();
+    rec.submit();
+    let outputs = gpu.read_range(ws.network_outputs(), 0, batch * network.outputs()).unwrap();
+    gpu.write(ws.output_grad(), dy);
+    let mut rec = gpu.recorder();
+    backward(&mut rec, network, &ws, &theta_buf, batch, &grad, Some(&input_grad)).unwrap();
+    rec.submit();
+    GpuPass { outputs, grad: gpu.read(&grad).unwrap(), input_grad: gpu.read(&input_grad).unwrap() }
+}
+
+/// The reference's forward pass and back-propagation of the same batch, with the sums of
+/// absolute terms of every result (for [`assert_close`]).
+pub struct ReferencePass {
+    pub outputs: Vec<f64>,
+    pub outputs_scale: Vec<f64>,
+    pub grad: Vec<f64>,
+    pub grad_scale: Vec<f64>,
+    pub input_grad: Vec<f64>,
+    pub input_grad_scale: Vec<f64>,
+}
+
+pub fn reference_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -> ReferencePass {
+    let theta64 = to_f64(theta);
+    let theta_abs = abs_f64(theta);
+    let trace = reference::forward(network, &theta64, reference::batch_of(network, x));
+    let batch = x.len() / network.input().len();
+    let dy64 = Array2::from_shape_vec((batch, network.outputs()), to_f64(dy)).unwrap();
+    let (grad, input_grad) = reference::vjp(network, &theta64, &trace, dy64.view());
+    // The same passes on sums of absolute terms, routed through the original masks and
+    // arg-maxes: each layer's inputs carry the rounding of the layers below.
+    let scales = forward_scales(network, &theta_abs, &trace);
+    let abs_trace = Trace { values: scales, argmax: trace.argmax.clone() };
+    let (grad_scale, input_grad_scale) =
+        reference::vjp(network, &theta_abs, &abs_trace, dy64.mapv(f64::abs).view());
+    ReferencePass {
+        outputs: trace.outputs().into_iter().collect(),
+        outputs_scale: abs_trace.values.last().unwrap().iter().copied().collect(),
+        grad,
+        grad_scale,
+        input_grad: input_grad.into_iter().collect(),
+        input_grad_scale: input_grad_scale.into_iter().collect(),
+    }
+}
+
+/// Sums of absolute terms of every value of the forward pass: |W|·scale + |b| through each
+/// linear layer, the original ReLU masks and pooling arg-maxes elsewhere.
+fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Vec<Array4<f64>> {
+    let mut scales = vec![trace.values[0].mapv(f64::abs)];
+    for (i, layer) in network.layers().iter().enumerate() {
+        let scale = scales.last().unwrap();
+        let next = match layer {
+            PlannedLayer::Conv { geometry, .. } => reference::conv_forward(geometry, theta_abs, scale),
+            PlannedLayer::Relu { .. } => {
+                let mut s = scale.clone();
+                s.zip_mut_with(&trace.values[i + 1], |v, &y| {
+                    if y <= 0.0 {
+                        *v = 0.0
+                    }
+                });
+                s
+            }
+            PlannedLayer::MaxPool(g) => {
+                let index = trace.argmax[i].as_ref().unwrap();
+                let mut s = Array4::zeros(index.raw_dim());
+                for ((n, c, p, q), &at) in index.indexed_iter() {
+                    s[[n, c, p, q]] = scale[[n, c, at / g.input.width, at % g.input.width]];
+                }
+                s
+            }
+            PlannedLayer::Flatten { .. } => scale.to_shape(trace.values[i + 1].raw_dim()).unwrap().to_owned(),
+        };
+        scales.push(next);
+    }
+    scales
+}

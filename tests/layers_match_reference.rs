@@ -1,0 +1,101 @@
+//! Each GPU layer, forward and backward, equals the CPU reference on random inputs,
+//! including odd shapes.
+
+mod common;
+
+use common::{assert_close, gpu_pass, random_vec, reference_pass, rng};
+use newton_wgpu::nn::{LayerSpec, Network, Shape};
+
+/// Sums here have at most a few thousand terms; f32 rounding stays far below this bound
+/// relative to the sum of absolute terms.
+const RTOL: f64 = 1e-5;
+
+/// Builds `specs` on `input`, runs a random batch through GPU and reference, and compares
+/// outputs, the parameter gradient and the input gradient.
+fn check(case: &str, input: Shape, specs: &[LayerSpec], batch: usize, seed: u64) {
+    let network = Network::new(input, specs).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let mut rng = rng(seed);
+    let theta = random_vec(&mut rng, network.param_count());
+    let x = random_vec(&mut rng, batch * input.len());
+    let dy = random_vec(&mut rng, batch * network.outputs());
+    let got = gpu_pass(&network, &theta, &x, &dy);
+    let want = reference_pass(&network, &theta, &x, &dy);
+    assert_close(&format!("{case}: outputs"), &got.outputs, &want.outputs, &want.outputs_scale, RTOL);
+    assert_close(&format!("{case}: ∂/∂θ"), &got.grad, &want.grad, &want.grad_scale, RTOL);
+    assert_close(&format!("{case}: ∂/∂x"), &got.input_grad, &want.input_grad, &want.input_grad_scale, RTOL);
+}
+
+fn conv(kernel: usize, channels: usize, stride: usize, padding: usize) -> LayerSpec {
+    LayerSpec::Conv { kernel, channels, stride, padding }
+}
+
+#[test]
+fn conv_matches_reference_on_odd_shapes() {
+    let cases = [
+        ("1×1 image, kernel 1, batch 1", Shape::new(1, 1, 1), conv(1, 3, 1, 0), 1),
+        ("3×5 image, 3 channels in, 5 out", Shape::new(3, 3, 5), conv(3, 5, 1, 1), 2),
+        ("stride 2, padding 2", Shape::new(2, 7, 6), conv(3, 6, 2, 2), 3),
+        ("kernel 1, 5 channels in", Shape::new(5, 4, 4), conv(1, 4, 1, 0), 2),
+        ("kernel 5, stride 3, padding 3", Shape::new(1, 9, 9), conv(5, 7, 3, 3), 1),
+        ("kernel wider than the image", Shape::new(6, 5, 3), conv(5, 2, 1, 1), 2),
+        ("cnn4's first layer on 28×28", Shape::new(1, 28, 28), conv(5, 32, 1, 2), 2),
+        ("9 channels in, 13 out, 6×11", Shape::new(9, 6, 11), conv(3, 13, 1, 1), 3),
+    ];
+    for (i, (case, input, layer, batch)) in cases.into_iter().enumerate() {
+        check(case, input, &[layer], batch, 100 + i as u64);
+    }
+}
+
+#[test]
+fn dense_matches_reference() {
+    let cases = [
+        ("on a 3×3×5 input", Shape::new(3, 3, 5), 7, 2),
+        ("on a single value", Shape::new(1, 1, 1), 3, 1),
+        ("to one output", Shape::new(10, 1, 1), 1, 5),
+        ("cnn4's last layer", Shape::new(64, 3, 3), 10, 4),
+    ];
+    for (i, (case, input, units, batch)) in cases.into_iter().enumerate() {
+        check(case, input, &[LayerSpec::Dense { units }], batch, 200 + i as u64);
+    }
+}
+
+#[test]
+fn relu_and_flatten_match_reference() {
+    check("relu", Shape::new(3, 3, 5), &[LayerSpec::Relu], 2, 300);
+    check(
+        "flatten then dense",
+        Shape::new(2, 3, 5),
+        &[LayerSpec::Flatten, LayerSpec::Dense { units: 4 }],
+        2,
+        301,
+    );
+    check("flatten alone", Shape::new(2, 3, 5), &[LayerSpec::Flatten], 3, 302);
+}
+
+#[test]
+fn maxpool_matches_reference_on_odd_windows() {
+    let cases = [
+        ("2×2 on 5×5 (does not divide)", Shape::new(2, 5, 5), 2, None, 2),
+        ("3×3 stride 1 (overlapping) on 3×5", Shape::new(3, 3, 5), 3, Some(1), 2),
+        ("1×1 on a 1×1 image", Shape::new(1, 1, 1), 1, None, 1),
+        ("3×3 stride 2 on 7×6", Shape::new(5, 7, 6), 3, Some(2), 3),
+    ];
+    for (i, (case, input, size, stride, batch)) in cases.into_iter().enumerate() {
+        check(case, input, &[LayerSpec::MaxPool { size, stride }], batch, 400 + i as u64);
+    }
+}
+
+#[test]
+fn every_layer_kind_in_one_network_matches_reference() {
+    let specs = [
+        conv(3, 5, 1, 1),
+        LayerSpec::Relu,
+        LayerSpec::MaxPool { size: 2, stride: None },
+        conv(3, 6, 2, 2),
+        LayerSpec::Relu,
+        LayerSpec::Flatten,
+        LayerSpec::Dense { units: 3 },
+    ];
+    check("mixed network, batch 1", Shape::new(3, 7, 9), &specs, 1, 500);
+    check("mixed network, batch 4", Shape::new(3, 7, 9), &specs, 4, 501);
+}
