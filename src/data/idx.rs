@@ -25,13 +25,12 @@ pub(super) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     }
 }
 
-fn header(
-    path: &Path,
-    bytes: &[u8],
-    words: usize,
-    magic: u32,
-    what: &'static str,
-) -> Result<Vec<u32>, DataError> {
+fn header(path: &Path, bytes: &[u8], words: usize, magic: u32, what: &'static str) -> Result<Vec<u32>, DataError> {
+    let word = |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+    // The magic number first: a file of the wrong kind is reported as such, even when short.
+    if bytes.len() >= 4 && word(0) != magic {
+        return Err(DataError::BadMagic { path: path.to_owned(), expected: magic, found: word(0), what });
+    }
     if bytes.len() < 4 * words {
         return Err(DataError::Truncated {
             path: path.to_owned(),
@@ -40,12 +39,7 @@ fn header(
             found: bytes.len() as u64,
         });
     }
-    let fields: Vec<u32> =
-        bytes[..4 * words].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
-    if fields[0] != magic {
-        return Err(DataError::BadMagic { path: path.to_owned(), expected: magic, found: fields[0], what });
-    }
-    Ok(fields)
+    Ok((0..words).map(word).collect())
 }
 
 fn check_body(path: &Path, bytes: &[u8], header: usize, body: u64) -> Result<(), DataError> {

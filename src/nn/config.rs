@@ -43,22 +43,86 @@ pub enum NetworkFormat {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NetworkFile {
-    layers: Vec<LayerSpec>,
+    layers: Vec<RawLayer>,
+}
+
+/// One layer as written: every field optional, so that each error can name the layer, the
+/// field and what was expected.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayer {
+    #[serde(rename = "type")]
+    kind: String,
+    kernel: Option<usize>,
+    channels: Option<usize>,
+    stride: Option<usize>,
+    padding: Option<usize>,
+    size: Option<usize>,
+    units: Option<usize>,
+}
+
+impl RawLayer {
+    fn into_spec(self, layer: usize) -> Result<LayerSpec, String> {
+        let fields = [
+            ("kernel", self.kernel),
+            ("channels", self.channels),
+            ("stride", self.stride),
+            ("padding", self.padding),
+            ("size", self.size),
+            ("units", self.units),
+        ];
+        let (allowed, required): (&[&str], &[&str]) = match self.kind.as_str() {
+            "conv" => (&["kernel", "channels", "stride", "padding"], &["kernel", "channels"]),
+            "maxpool" => (&["size", "stride"], &["size"]),
+            "dense" => (&["units"], &["units"]),
+            "relu" | "flatten" => (&[], &[]),
+            other => {
+                return Err(format!(
+                    "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, relu, flatten, dense"
+                ))
+            }
+        };
+        for (name, value) in fields {
+            if value.is_some() && !allowed.contains(&name) {
+                return Err(format!("layer {layer} ({}): field `{name}` does not apply", self.kind));
+            }
+            if value.is_none() && required.contains(&name) {
+                return Err(format!("layer {layer} ({}): missing field `{name}`", self.kind));
+            }
+        }
+        let need = |v: Option<usize>| v.expect("required fields are checked above");
+        Ok(match self.kind.as_str() {
+            "conv" => LayerSpec::Conv {
+                kernel: need(self.kernel),
+                channels: need(self.channels),
+                stride: self.stride.unwrap_or(1),
+                padding: self.padding.unwrap_or(0),
+            },
+            "maxpool" => LayerSpec::MaxPool { size: need(self.size), stride: self.stride },
+            "dense" => LayerSpec::Dense { units: need(self.units) },
+            "relu" => LayerSpec::Relu,
+            _ => LayerSpec::Flatten,
+        })
+    }
 }
 
 /// Parses the text of a network file; `origin` names it in errors.
-pub fn parse_network(
-    text: &str,
-    format: NetworkFormat,
-    origin: &Path,
-) -> Result<Vec<LayerSpec>, ConfigError> {
-    let parsed: Result<NetworkFile, String> = match format {
-        NetworkFormat::Toml => toml::from_str(text).map_err(|e| e.to_string()),
-        NetworkFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+pub fn parse_network(text: &str, format: NetworkFormat, origin: &Path) -> Result<Vec<LayerSpec>, ConfigError> {
+    let fail = |message: String| ConfigError::Parse { path: origin.to_owned(), message };
+    // serde_path_to_error names the field that failed, e.g. `layers[2].units`.
+    let file: NetworkFile = match format {
+        NetworkFormat::Toml => {
+            let deserializer = toml::Deserializer::parse(text).map_err(|e| fail(e.to_string().trim().to_owned()))?;
+            serde_path_to_error::deserialize(deserializer)
+                .map_err(|e| fail(format!("{}: {}", e.path(), e.inner().message())))?
+        }
+        NetworkFormat::Json => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut deserializer)
+                .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?
+        }
     };
-    parsed
-        .map(|file| file.layers)
-        .map_err(|message| ConfigError::Parse { path: origin.to_owned(), message: message.trim().to_owned() })
+    file.layers.into_iter().enumerate().map(|(i, raw)| raw.into_spec(i + 1).map_err(fail)).collect()
 }
 
 /// Reads a network file, choosing the format by its extension.

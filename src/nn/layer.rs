@@ -29,21 +29,16 @@ impl std::fmt::Display for Shape {
     }
 }
 
-fn one() -> usize {
-    1
-}
-
-/// One layer as a user describes it (in code or in a network file).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// One layer as a user describes it (in code or in a network file, see [`super::parse_network`];
+/// serialised in the same form).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum LayerSpec {
     /// Square kernel, same stride and zero padding in both directions, with bias.
     Conv {
         kernel: usize,
         channels: usize,
-        #[serde(default = "one")]
         stride: usize,
-        #[serde(default)]
         padding: usize,
     },
     /// Square window; the stride defaults to the window size.
