@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use newton_wgpu::data::{
-    self, read_cifar10_batch, read_idx_images, read_idx_labels, read_libsvm, write_cifar10_batch, write_idx_images,
-    write_idx_labels, DataError, LibsvmOptions,
+    self, read_cifar10_batch, read_idx_images, read_idx_labels, read_libsvm, write_cifar10_batch,
+    write_idx_images, write_idx_labels, DataError, LibsvmOptions,
 };
 use newton_wgpu::nn::Shape;
 
@@ -23,10 +23,12 @@ fn pixels(count: usize, rows: usize, cols: usize) -> Vec<u8> {
 
 fn write_mnist(dir: &Path, gzip: bool, train: usize, test: usize) {
     let suffix = if gzip { ".gz" } else { "" };
-    write_idx_images(&dir.join(format!("train-images-idx3-ubyte{suffix}")), 3, 5, &pixels(train, 3, 5), gzip).unwrap();
+    write_idx_images(&dir.join(format!("train-images-idx3-ubyte{suffix}")), 3, 5, &pixels(train, 3, 5), gzip)
+        .unwrap();
     let labels: Vec<u8> = (0..train).map(|i| (i % 10) as u8).collect();
     write_idx_labels(&dir.join(format!("train-labels-idx1-ubyte{suffix}")), &labels, gzip).unwrap();
-    write_idx_images(&dir.join(format!("t10k-images-idx3-ubyte{suffix}")), 3, 5, &pixels(test, 3, 5), gzip).unwrap();
+    write_idx_images(&dir.join(format!("t10k-images-idx3-ubyte{suffix}")), 3, 5, &pixels(test, 3, 5), gzip)
+        .unwrap();
     let labels: Vec<u8> = (0..test).map(|i| (9 - i % 10) as u8).collect();
     write_idx_labels(&dir.join(format!("t10k-labels-idx1-ubyte{suffix}")), &labels, gzip).unwrap();
 }
@@ -124,7 +126,10 @@ fn bad_idx_files_give_clear_errors() {
     let bytes = std::fs::read(&images).unwrap();
     let cut = dir.join("cut");
     std::fs::write(&cut, &bytes[..bytes.len() - 1]).unwrap();
-    assert!(matches!(expect_error(read_idx_images(&cut), &["cut", "expected 28 bytes", "27"]), DataError::Truncated { .. }));
+    assert!(matches!(
+        expect_error(read_idx_images(&cut), &["cut", "expected 28 bytes", "27"]),
+        DataError::Truncated { .. }
+    ));
     // Truncated header.
     std::fs::write(&cut, &std::fs::read(&labels).unwrap()[..6]).unwrap();
     assert!(matches!(expect_error(read_idx_labels(&cut), &["header"]), DataError::Truncated { .. }));

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use newton_wgpu::data::Dataset;
 use newton_wgpu::loss::Loss;
-use newton_wgpu::nn::{self, cnn4, cnn7, parse_network, LayerSpec, Network, NetworkError, NetworkFormat, Shape};
+use newton_wgpu::nn::{
+    self, cnn4, cnn7, parse_network, LayerSpec, Network, NetworkError, NetworkFormat, Shape,
+};
 use newton_wgpu::objective::Objective;
 use newton_wgpu::Error;
 
@@ -58,7 +60,10 @@ fn toml_and_json_files_describe_the_same_network() {
     let network = Network::new(Shape::new(1, 28, 28), &from_toml).unwrap();
     assert_eq!(network.layers()[2].output(), Shape::new(4, 7, 7));
     assert_eq!(network.outputs(), 10);
-    let shipped = nn::load_network_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml")));
+    let shipped = nn::load_network_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/networks/small.toml"
+    )));
     assert_eq!(Network::new(Shape::new(1, 28, 28), &shipped.unwrap()).unwrap().outputs(), 10);
 }
 
@@ -66,8 +71,14 @@ fn toml_and_json_files_describe_the_same_network() {
 fn bad_network_files_name_the_file_and_the_field() {
     let path = Path::new("mine.toml");
     let cases: [(&str, &[&str]); 4] = [
-        ("[[layers]]\ntype = \"pool\"\nsize = 2\n", &["mine.toml", "layer 1", "unknown type \"pool\"", "maxpool"]),
-        ("[[layers]]\ntype = \"relu\"\n[[layers]]\ntype = \"conv\"\nkernel = 3\n", &["layer 2 (conv)", "missing field `channels`"]),
+        (
+            "[[layers]]\ntype = \"pool\"\nsize = 2\n",
+            &["mine.toml", "layer 1", "unknown type \"pool\"", "maxpool"],
+        ),
+        (
+            "[[layers]]\ntype = \"relu\"\n[[layers]]\ntype = \"conv\"\nkernel = 3\n",
+            &["layer 2 (conv)", "missing field `channels`"],
+        ),
         ("[[layers]]\ntype = \"dense\"\nunits = -2\n", &["mine.toml", "layers[0].units", "expected usize"]),
         ("[[layers]]\ntype = \"relu\"\nsize = 3\n", &["layer 1 (relu)", "field `size` does not apply"]),
     ];
@@ -77,9 +88,10 @@ fn bad_network_files_name_the_file_and_the_field() {
             assert!(message.contains(needle), "{message:?} should mention {needle:?}");
         }
     }
-    let message = parse_network("{\"layers\": [{\"type\": \"conv\", \"kernel\": \"3\"}]}", NetworkFormat::Json, path)
-        .unwrap_err()
-        .to_string();
+    let message =
+        parse_network("{\"layers\": [{\"type\": \"conv\", \"kernel\": \"3\"}]}", NetworkFormat::Json, path)
+            .unwrap_err()
+            .to_string();
     assert!(message.contains("layers[0].kernel") && message.contains("expected usize"), "{message}");
     let message = nn::load_network_file(Path::new("net.yaml")).unwrap_err().to_string();
     assert!(message.contains("net.yaml") && message.contains(".toml or .json"), "{message}");
@@ -93,7 +105,8 @@ fn shapes_the_network_cannot_take_are_refused() {
     let error = Network::new(Shape::new(1, 3, 5), &[conv(5, 0)]).unwrap_err();
     assert!(matches!(error, NetworkError::WindowTooLarge { layer: 1, window: 5, .. }), "{error}");
     assert!(error.to_string().contains("1×3×5"));
-    let error = Network::new(Shape::new(1, 4, 4), &[LayerSpec::MaxPool { size: 2, stride: Some(0) }]).unwrap_err();
+    let error =
+        Network::new(Shape::new(1, 4, 4), &[LayerSpec::MaxPool { size: 2, stride: Some(0) }]).unwrap_err();
     assert_eq!(error, NetworkError::ZeroField { layer: 1, kind: "maxpool", field: "stride" });
     assert_eq!(Network::new(Shape::new(1, 4, 4), &[]).unwrap_err(), NetworkError::Empty);
 
@@ -125,15 +138,23 @@ fn he_initialisation_is_seeded_and_scaled_by_fan_in() {
         let want = 2.0 / g.fan_in() as f64;
         // The sample variance of k normals is within 5·sqrt(2/k) of the truth almost surely.
         let slack = 5.0 * (2.0 / weights.len() as f64).sqrt();
-        assert!((variance / want - 1.0).abs() < slack, "variance {variance} vs {want} (fan-in {})", g.fan_in());
+        assert!(
+            (variance / want - 1.0).abs() < slack,
+            "variance {variance} vs {want} (fan-in {})",
+            g.fan_in()
+        );
         assert!(theta[g.bias_offset..g.bias_offset + g.output.channels].iter().all(|&b| b == 0.0));
     }
 }
 
 #[test]
 fn an_adapter_name_that_matches_nothing_lists_the_adapters() {
-    let options = newton_wgpu::gpu::GpuOptions { backends: wgpu::Backends::all(), adapter_name: Some("no-such-gpu".into()) };
-    let message = newton_wgpu::gpu::Gpu::with_options(&options).err().expect("no adapter is called that").to_string();
+    let options = newton_wgpu::gpu::GpuOptions {
+        backends: wgpu::Backends::all(),
+        adapter_name: Some("no-such-gpu".into()),
+    };
+    let message =
+        newton_wgpu::gpu::Gpu::with_options(&options).err().expect("no adapter is called that").to_string();
     assert!(message.contains("no-such-gpu") && message.contains("available"), "{message}");
     assert!(message.contains(&common::gpu().adapter().name), "{message} should list the adapter in use");
 }

@@ -31,7 +31,13 @@ fn gradient_scale(network: &Network, loss: Loss, theta: &[f32], data: &Dataset) 
 }
 
 /// GPU f and ∇f over `data` with chunks of `bsize`.
-fn gpu_value_and_grad(network: &Network, loss: Loss, theta: &[f32], data: &Dataset, bsize: usize) -> (f64, Vec<f32>) {
+fn gpu_value_and_grad(
+    network: &Network,
+    loss: Loss,
+    theta: &[f32],
+    data: &Dataset,
+    bsize: usize,
+) -> (f64, Vec<f32>) {
     let gpu = gpu();
     let theta_buf = gpu.upload(theta, "θ").unwrap();
     let grad = gpu.zeros::<f32>(theta.len(), "∇f").unwrap();
@@ -39,7 +45,11 @@ fn gpu_value_and_grad(network: &Network, loss: Loss, theta: &[f32], data: &Datas
     let eval = objective.value_and_grad(data, &theta_buf, &grad).unwrap();
     let grad = gpu.read(&grad).unwrap();
     let norm = grad.iter().map(|&g| (g as f64).powi(2)).sum::<f64>().sqrt();
-    assert!((eval.grad_norm - norm).abs() <= 1e-5 * norm, "‖∇f‖ {} vs {norm} from the read-back", eval.grad_norm);
+    assert!(
+        (eval.grad_norm - norm).abs() <= 1e-5 * norm,
+        "‖∇f‖ {} vs {norm} from the read-back",
+        eval.grad_norm
+    );
     (eval.f, grad)
 }
 
@@ -77,7 +87,10 @@ fn chunked_evaluation_equals_one_chunk() {
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
         let (f_one, grad_one) = gpu_value_and_grad(&network, loss, &theta, &data, 10);
         let (f_chunked, grad_chunked) = gpu_value_and_grad(&network, loss, &theta, &data, 3);
-        assert!((f_one - f_chunked).abs() <= 1e-6 * f_one, "{loss}: f {f_one} in one chunk, {f_chunked} in four");
+        assert!(
+            (f_one - f_chunked).abs() <= 1e-6 * f_one,
+            "{loss}: f {f_one} in one chunk, {f_chunked} in four"
+        );
         let scale = gradient_scale(&network, loss, &theta, &data);
         let one: Vec<f64> = common::to_f64(&grad_one);
         assert_close(&format!("{loss}: chunked ∇f"), &grad_chunked, &one, &scale, 1e-5);
@@ -138,7 +151,11 @@ fn reference_gradient_equals_central_finite_differences() {
             // f64 central differences: truncation O(h²) and rounding O(1e-16/h) stay below
             // 1e-6 of the entry (or of 1e-3 of the largest entry, for entries near zero).
             let bound = 1e-6 * grad[i].abs().max(1e-3 * largest);
-            assert!((fd - grad[i]).abs() <= bound, "{loss}: ∂f/∂θ[{i}] = {} but finite differences give {fd}", grad[i]);
+            assert!(
+                (fd - grad[i]).abs() <= bound,
+                "{loss}: ∂f/∂θ[{i}] = {} but finite differences give {fd}",
+                grad[i]
+            );
         }
     }
 }

@@ -25,8 +25,15 @@ pub(super) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     }
 }
 
-fn header(path: &Path, bytes: &[u8], words: usize, magic: u32, what: &'static str) -> Result<Vec<u32>, DataError> {
-    let word = |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+fn header(
+    path: &Path,
+    bytes: &[u8],
+    words: usize,
+    magic: u32,
+    what: &'static str,
+) -> Result<Vec<u32>, DataError> {
+    let word =
+        |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
     // The magic number first: a file of the wrong kind is reported as such, even when short.
     if bytes.len() >= 4 && word(0) != magic {
         return Err(DataError::BadMagic { path: path.to_owned(), expected: magic, found: word(0), what });

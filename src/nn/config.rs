@@ -76,11 +76,9 @@ impl RawLayer {
             "maxpool" => (&["size", "stride"], &["size"]),
             "dense" => (&["units"], &["units"]),
             "relu" | "flatten" => (&[], &[]),
-            other => {
-                return Err(format!(
-                    "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, relu, flatten, dense"
-                ))
-            }
+            other => return Err(format!(
+                "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, relu, flatten, dense"
+            )),
         };
         for (name, value) in fields {
             if value.is_some() && !allowed.contains(&name) {
@@ -107,12 +105,17 @@ impl RawLayer {
 }
 
 /// Parses the text of a network file; `origin` names it in errors.
-pub fn parse_network(text: &str, format: NetworkFormat, origin: &Path) -> Result<Vec<LayerSpec>, ConfigError> {
+pub fn parse_network(
+    text: &str,
+    format: NetworkFormat,
+    origin: &Path,
+) -> Result<Vec<LayerSpec>, ConfigError> {
     let fail = |message: String| ConfigError::Parse { path: origin.to_owned(), message };
     // serde_path_to_error names the field that failed, e.g. `layers[2].units`.
     let file: NetworkFile = match format {
         NetworkFormat::Toml => {
-            let deserializer = toml::Deserializer::parse(text).map_err(|e| fail(e.to_string().trim().to_owned()))?;
+            let deserializer =
+                toml::Deserializer::parse(text).map_err(|e| fail(e.to_string().trim().to_owned()))?;
             serde_path_to_error::deserialize(deserializer)
                 .map_err(|e| fail(format!("{}: {}", e.path(), e.inner().message())))?
         }
