@@ -164,7 +164,7 @@ impl Gpu {
 
     /// The largest storage buffer one binding may cover, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     pub fn stats(&self) -> GpuStats {
@@ -230,6 +230,14 @@ impl Gpu {
         let bytes = bytemuck::cast_slice::<T, u8>(values);
         // write_buffer needs a multiple of 4 bytes; every T used here is 4 bytes wide.
         self.queue.write_buffer(&buffer.raw, 0, bytes);
+    }
+
+    /// Blocks until every submitted command has finished.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::ReadBack { label: "(wait for the queue)".into(), reason: e.to_string() })
     }
 
     pub fn recorder(&self) -> Recorder<'_> {

@@ -76,9 +76,11 @@ impl RawLayer {
             "maxpool" => (&["size", "stride"], &["size"]),
             "dense" => (&["units"], &["units"]),
             "relu" | "flatten" => (&[], &[]),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, relu, flatten, dense"
-            )),
+            ))
+            }
         };
         for (name, value) in fields {
             if value.is_some() && !allowed.contains(&name) {
