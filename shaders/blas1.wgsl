@@ -1,8 +1,10 @@
 // Level-1 operations on device vectors.
 //   fill:              y[i] = alpha                                   for i < len
+//   scale:             y[i] *= alpha                                  for i < len
 //   axpy:              y[i] += alpha * x[i]                          for i < len
 //   dot_partial:       partial[b] = sum_{i in block b} x[i] * y[i]   blocks of `block` values
 //   dot_final:         scalars[slot] = sum_b partial[b], in order b = 0, 1, ...
+//   norm_final:        scalars[slot] = sqrt(sum_b partial[b]), likewise
 //   accumulate_groups: y[off + k] += sum_g partial[g * len + k], in order g = 0, 1, ...
 // Reductions run in a fixed order without atomics, so results repeat bit for bit.
 
@@ -18,6 +20,16 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = flat_index(gid, nwg);
     if (i >= P.len) { return; }
     fill_y[i] = P.alpha;
+}
+
+@group(0) @binding(1) var<storage, read_write> scale_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= P.len) { return; }
+    scale_y[i] *= P.alpha;
 }
 
 @group(0) @binding(1) var<storage, read> axpy_x: array<f32>;
@@ -55,9 +67,20 @@ fn dot_partial(@builtin(global_invocation_id) gid: vec3<u32>,
 fn dot_final(@builtin(global_invocation_id) gid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
     if (flat_index(gid, nwg) != 0u) { return; }
+    final_scalars[P.offset] = sum_partials();
+}
+
+fn sum_partials() -> f32 {
     var acc = 0.0;
     for (var b = 0u; b < P.len; b++) { acc += final_partial[b]; }
-    final_scalars[P.offset] = acc;
+    return acc;
+}
+
+@compute @workgroup_size(WG)
+fn norm_final(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (flat_index(gid, nwg) != 0u) { return; }
+    final_scalars[P.offset] = sqrt(sum_partials());
 }
 
 @group(0) @binding(1) var<storage, read> acc_partial: array<f32>;

@@ -15,8 +15,13 @@ struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, k_h: u32,
     k_w: u32, stride: u32, pad: u32, w_off: u32,
-    b_off: u32, group_size: u32, groups: u32, _pad: u32,
+    b_off: u32, group_size: u32, groups: u32, flags: u32,
 }
+
+// flags of the forward kernel: add the bias; add to y instead of overwriting it. Forward-mode
+// Jv through a linear layer is W·R(x) (no bias, overwrite) then V_W·x + V_b (accumulate).
+const ADD_BIAS: u32 = 1u;
+const ACCUMULATE: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 
@@ -83,10 +88,14 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var o = 0u; o < B; o++) {
         let oc = oc0 + o;
         if (oc >= P.out_c) { break; }
-        let bias = fwd_theta[P.b_off + oc];
+        let bias = select(0.0, fwd_theta[P.b_off + oc], (P.flags & ADD_BIAS) != 0u);
         let out_row = ((n * P.out_c + oc) * P.out_h + p) * P.out_w;
         for (var k = 0u; k < B; k++) {
-            if (q0 + k < P.out_w) { fwd_y[out_row + q0 + k] = acc[k][o] + bias; }
+            if (q0 + k < P.out_w) {
+                let at = out_row + q0 + k;
+                let before = select(0.0, fwd_y[at], (P.flags & ACCUMULATE) != 0u);
+                fwd_y[at] = before + acc[k][o] + bias;
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-// Max-pooling over size x size windows with a stride, no padding, and its backward pass.
+// Max-pooling over size x size windows with a stride, no padding, its backward pass, and
+// its forward-mode derivative (Jv: the direction's value at the stored arg-max).
 // Layouts: x [batch, channels, in_h, in_w]; y and argmax [batch, channels, out_h, out_w],
 // out = (in - size) / stride + 1. argmax holds the index h * in_w + w, within its plane, of
 // the first largest value of the window; later passes (gradient, Jv) route through it.
@@ -68,4 +69,19 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     bwd_dx[t] = acc;
+}
+
+// ---- forward mode: ry[t] = rx[argmax[t]] in the same plane --------------------------------
+
+@group(0) @binding(1) var<storage, read> jvp_rx: array<f32>;
+@group(0) @binding(2) var<storage, read> jvp_argmax: array<u32>;
+@group(0) @binding(3) var<storage, read_write> jvp_ry: array<f32>;
+
+@compute @workgroup_size(WG)
+fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
+       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let out_plane = P.out_h * P.out_w;
+    if (t >= P.planes * out_plane) { return; }
+    jvp_ry[t] = jvp_rx[(t / out_plane) * P.in_h * P.in_w + jvp_argmax[t]];
 }

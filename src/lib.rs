@@ -17,6 +17,7 @@
 //! # Ok::<(), newton_wgpu::Error>(())
 //! ```
 
+pub mod curvature;
 pub mod data;
 mod error;
 pub mod gpu;

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::gpu::{Gpu, GpuBuffer};
 use crate::kernels::{blas1, loss as loss_kernels};
 use crate::loss::Loss;
-use crate::nn::device::{backward, forward, Workspace};
+use crate::nn::device::{backward, forward, Passes, Workspace};
 use crate::nn::Network;
 
 /// f, and what it is made of.
@@ -50,7 +50,7 @@ impl<'g> Objective<'g> {
             return Err(Error::Setting { field: "bsize", expected: "at least 1", found: "0".into() });
         }
         let capacity = bsize.min(Workspace::max_capacity(gpu, &network));
-        let workspace = Workspace::new(gpu, &network, capacity)?;
+        let workspace = Workspace::new(gpu, &network, capacity, Passes::Gradient)?;
         let n = network.param_count();
         Ok(Self {
             gpu,

@@ -4,9 +4,11 @@ use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, BLAS1};
 
 const FILL: Kernel = Kernel::new(&BLAS1, "fill");
+const SCALE: Kernel = Kernel::new(&BLAS1, "scale");
 const AXPY: Kernel = Kernel::new(&BLAS1, "axpy");
 const DOT_PARTIAL: Kernel = Kernel::new(&BLAS1, "dot_partial");
 const DOT_FINAL: Kernel = Kernel::new(&BLAS1, "dot_final");
+const NORM_FINAL: Kernel = Kernel::new(&BLAS1, "norm_final");
 const ACCUMULATE_GROUPS: Kernel = Kernel::new(&BLAS1, "accumulate_groups");
 
 /// Values summed by one invocation of the first pass of a dot product.
@@ -31,6 +33,12 @@ impl Params {
 pub fn fill(rec: &mut Recorder, y: &GpuBuffer<f32>, len: usize, value: f32) -> Result<(), GpuError> {
     check_len(FILL, y, len)?;
     rec.dispatch(FILL, &Params { alpha: value, ..Params::len(len) }, &[y], len as u64)
+}
+
+/// y[..len] *= alpha.
+pub fn scale(rec: &mut Recorder, alpha: f32, y: &GpuBuffer<f32>, len: usize) -> Result<(), GpuError> {
+    check_len(SCALE, y, len)?;
+    rec.dispatch(SCALE, &Params { alpha, ..Params::len(len) }, &[y], len as u64)
 }
 
 /// y[..len] += alpha · x[..len].
@@ -62,18 +70,44 @@ pub fn dot(
     scalars: &GpuBuffer<f32>,
     slot: usize,
 ) -> Result<(), GpuError> {
+    reduce(rec, x, y, len, scratch, scalars, slot, DOT_FINAL)
+}
+
+/// scalars[slot] = ‖x‖ over the first `len` values, in the same fixed order as [`dot`].
+pub fn norm(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    len: usize,
+    scratch: &GpuBuffer<f32>,
+    scalars: &GpuBuffer<f32>,
+    slot: usize,
+) -> Result<(), GpuError> {
+    reduce(rec, x, x, len, scratch, scalars, slot, NORM_FINAL)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    len: usize,
+    scratch: &GpuBuffer<f32>,
+    scalars: &GpuBuffer<f32>,
+    slot: usize,
+    last_pass: Kernel,
+) -> Result<(), GpuError> {
     let blocks = dot_scratch_len(len);
     check_len(DOT_PARTIAL, x, len)?;
     check_len(DOT_PARTIAL, y, len)?;
     check_len(DOT_PARTIAL, scratch, blocks)?;
-    check_len(DOT_FINAL, scalars, slot + 1)?;
+    check_len(last_pass, scalars, slot + 1)?;
     if len == 0 {
         fill(rec, scratch, 1, 0.0)?;
     }
     let partial = Params { block: DOT_BLOCK as u32, ..Params::len(len) };
     rec.dispatch(DOT_PARTIAL, &partial, &[x, y, scratch], blocks as u64)?;
     let last = Params { offset: u32_of(slot), ..Params::len(blocks) };
-    rec.dispatch(DOT_FINAL, &last, &[scratch, scalars], 1)
+    rec.dispatch(last_pass, &last, &[scratch, scalars], 1)
 }
 
 /// y[offset + k] += Σ_g partial[g·len + k] for k < len, over `groups` groups in order.

@@ -29,8 +29,12 @@ struct Params {
     b_off: u32,
     group_size: u32,
     groups: u32,
-    _pad: u32,
+    flags: u32,
 }
+
+/// Flags of the forward kernel (conv.wgsl).
+const ADD_BIAS: u32 = 1;
+const ACCUMULATE: u32 = 2;
 
 impl Params {
     fn new(g: &ConvGeometry, batch: usize) -> Self {
@@ -50,7 +54,7 @@ impl Params {
             b_off: u32_of(g.bias_offset),
             group_size: 0,
             groups: 0,
-            _pad: 0,
+            flags: 0,
         }
     }
 }
@@ -68,12 +72,46 @@ pub fn forward(
     theta: &GpuBuffer<f32>,
     y: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
+    linear(rec, g, batch, x, theta, y, ADD_BIAS)
+}
+
+/// Forward mode through the layer: ry = W·rx + V_W·x + V_b, where (V_W, V_b) is the
+/// direction `v` at the layer's offsets. `rx` is None at the network's input, where R(x) = 0.
+#[allow(clippy::too_many_arguments)]
+pub fn jvp(
+    rec: &mut Recorder,
+    g: &ConvGeometry,
+    batch: usize,
+    x: &GpuBuffer<f32>,
+    rx: Option<&GpuBuffer<f32>>,
+    theta: &GpuBuffer<f32>,
+    v: &GpuBuffer<f32>,
+    ry: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    match rx {
+        Some(rx) => {
+            linear(rec, g, batch, rx, theta, ry, 0)?;
+            linear(rec, g, batch, x, v, ry, ADD_BIAS | ACCUMULATE)
+        }
+        None => linear(rec, g, batch, x, v, ry, ADD_BIAS),
+    }
+}
+
+fn linear(
+    rec: &mut Recorder,
+    g: &ConvGeometry,
+    batch: usize,
+    x: &GpuBuffer<f32>,
+    theta: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    flags: u32,
+) -> Result<(), GpuError> {
     check_len(FORWARD, x, batch * g.input.len())?;
     check_theta(FORWARD, g, theta)?;
     check_len(FORWARD, y, batch * g.output.len())?;
     let invocations =
         batch * g.output.channels.div_ceil(BLOCK) * g.output.height * g.output.width.div_ceil(BLOCK);
-    rec.dispatch(FORWARD, &Params::new(g, batch), &[x, theta, y], invocations as u64)
+    rec.dispatch(FORWARD, &Params { flags, ..Params::new(g, batch) }, &[x, theta, y], invocations as u64)
 }
 
 /// dx = ∂⟨dy, conv(x)⟩/∂x: the gradient passed on to the layer below.

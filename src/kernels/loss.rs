@@ -13,6 +13,13 @@ struct Params {
     scale: f32,
 }
 
+fn hessian_kernel(loss: Loss) -> Kernel {
+    match loss {
+        Loss::SquaredError => Kernel::new(&LOSS, "squared_error_hessian"),
+        Loss::CrossEntropy => Kernel::new(&LOSS, "softmax_hessian"),
+    }
+}
+
 fn kernel(loss: Loss) -> Kernel {
     match loss {
         Loss::SquaredError => Kernel::new(&LOSS, "squared_error"),
@@ -42,4 +49,27 @@ pub fn value_and_grad(
     let params =
         Params { batch: u32_of(batch), classes: u32_of(classes), loss_off: u32_of(values_offset), scale };
     rec.dispatch(k, &params, &[z, labels, values, dz], batch as u64)
+}
+
+/// bu = scale · B(z)·u per sample, with B = ∂²ξ/∂z² never formed.
+#[allow(clippy::too_many_arguments)]
+pub fn hessian_product(
+    rec: &mut Recorder,
+    loss: Loss,
+    batch: usize,
+    classes: usize,
+    z: &GpuBuffer<f32>,
+    u: &GpuBuffer<f32>,
+    bu: &GpuBuffer<f32>,
+    scale: f32,
+) -> Result<(), GpuError> {
+    let k = hessian_kernel(loss);
+    for buffer in [z, u, bu] {
+        check_len(k, buffer, batch * classes)?;
+    }
+    let params = Params { batch: u32_of(batch), classes: u32_of(classes), loss_off: 0, scale };
+    match loss {
+        Loss::SquaredError => rec.dispatch(k, &params, &[u, bu], batch as u64),
+        Loss::CrossEntropy => rec.dispatch(k, &params, &[z, u, bu], batch as u64),
+    }
 }

@@ -6,6 +6,7 @@ use crate::nn::PoolGeometry;
 
 const FORWARD: Kernel = Kernel::new(&POOL, "forward");
 const BACKWARD: Kernel = Kernel::new(&POOL, "backward");
+const JVP: Kernel = Kernel::new(&POOL, "jvp");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -63,4 +64,19 @@ pub fn backward(
     check_len(BACKWARD, argmax, batch * g.output.len())?;
     check_len(BACKWARD, dx, batch * g.input.len())?;
     rec.dispatch(BACKWARD, &Params::new(g, batch), &[dy, argmax, dx], (batch * g.input.len()) as u64)
+}
+
+/// Forward mode: ry = rx at the stored arg-max positions.
+pub fn jvp(
+    rec: &mut Recorder,
+    g: &PoolGeometry,
+    batch: usize,
+    rx: &GpuBuffer<f32>,
+    argmax: &GpuBuffer<u32>,
+    ry: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    check_len(JVP, rx, batch * g.input.len())?;
+    check_len(JVP, argmax, batch * g.output.len())?;
+    check_len(JVP, ry, batch * g.output.len())?;
+    rec.dispatch(JVP, &Params::new(g, batch), &[rx, argmax, ry], (batch * g.output.len()) as u64)
 }

@@ -1,6 +1,6 @@
 //! A network on the device: the buffers of one batch (inputs, every layer's output, the
-//! pooling arg-max, the back-propagated gradients) and the forward and backward passes that
-//! record into a [`Recorder`].
+//! pooling arg-max, the back-propagated gradients, the forward-mode directions) and the
+//! passes that record into a [`Recorder`]: forward, backward (Jᵀu), forward mode (Jv).
 
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
 use crate::kernels::{activation, conv, pool};
@@ -9,6 +9,14 @@ use super::{Network, PlannedLayer};
 
 /// Values of the scratch buffer for the per-group parameter gradients (16 MiB).
 const PARTIAL_VALUES: usize = 4 << 20;
+
+/// Which passes a workspace serves: the gradient needs the forward values and the
+/// back-propagated gradients; curvature products (Jv) need two more buffers for directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passes {
+    Gradient,
+    Curvature,
+}
 
 /// Device buffers for running `network` on batches of at most `capacity` samples.
 pub struct Workspace {
@@ -20,6 +28,8 @@ pub struct Workspace {
     argmax: Vec<Option<GpuBuffer<u32>>>,
     /// Ping-pong buffers for the gradient with respect to each layer's output.
     deltas: [GpuBuffer<f32>; 2],
+    /// Ping-pong buffers for R(·), the forward-mode direction through each layer.
+    tangents: Option<[GpuBuffer<f32>; 2]>,
     partial: GpuBuffer<f32>,
     labels: GpuBuffer<u32>,
 }
@@ -31,8 +41,28 @@ impl Workspace {
         (gpu.max_binding_bytes() / widest).max(1) as usize
     }
 
+    /// Bytes that a workspace of `capacity` samples would hold.
+    pub fn bytes_for(network: &Network, capacity: usize, passes: Passes) -> u64 {
+        let f = 4 * capacity.max(1) as u64;
+        let mut values = network.input().len() as u64;
+        let mut argmax = 0;
+        for layer in network.layers() {
+            match layer {
+                PlannedLayer::Flatten { .. } => {}
+                PlannedLayer::MaxPool(_) => {
+                    values += layer.output().len() as u64;
+                    argmax += layer.output().len() as u64;
+                }
+                _ => values += layer.output().len() as u64,
+            }
+        }
+        let pairs = if passes == Passes::Curvature { 4 } else { 2 };
+        let scratch = 4 * PARTIAL_VALUES.max(largest_layer_params(network)) as u64;
+        f * (values + argmax + pairs * widest_activation(network) as u64 + 1) + scratch
+    }
+
     /// Allocates the buffers; fails when `capacity` samples do not fit the adapter's limits.
-    pub fn new(gpu: &Gpu, network: &Network, capacity: usize) -> Result<Self, GpuError> {
+    pub fn new(gpu: &Gpu, network: &Network, capacity: usize, passes: Passes) -> Result<Self, GpuError> {
         let capacity = capacity.max(1);
         let mut values = vec![gpu.zeros::<f32>(capacity * network.input().len(), "inputs")?];
         let mut outputs = Vec::new();
@@ -52,9 +82,15 @@ impl Workspace {
         }
         let delta_len = capacity * widest_activation(network);
         let deltas = [gpu.zeros(delta_len, "delta A")?, gpu.zeros(delta_len, "delta B")?];
+        let tangents = match passes {
+            Passes::Curvature => {
+                Some([gpu.zeros(delta_len, "tangent A")?, gpu.zeros(delta_len, "tangent B")?])
+            }
+            Passes::Gradient => None,
+        };
         let partial = gpu.zeros(PARTIAL_VALUES.max(largest_layer_params(network)), "param partial sums")?;
         let labels = gpu.zeros(capacity, "labels")?;
-        Ok(Self { capacity, values, outputs, argmax, deltas, partial, labels })
+        Ok(Self { capacity, values, outputs, argmax, deltas, tangents, partial, labels })
     }
 
     pub fn capacity(&self) -> usize {
@@ -95,6 +131,12 @@ impl Workspace {
     /// Where the caller puts ∂(loss)/∂z before [`backward`]: [capacity, K].
     pub fn output_grad(&self) -> &GpuBuffer<f32> {
         &self.deltas[0]
+    }
+
+    /// A buffer of at least [capacity, K] values that is free between passes (a tangent
+    /// buffer): callers may stage per-sample vectors there.
+    pub fn tangent_scratch(&self) -> &GpuBuffer<f32> {
+        &self.tangents.as_ref().expect("a workspace made for Passes::Curvature")[1]
     }
 
     /// The input of layer `index`.
@@ -197,4 +239,48 @@ pub fn backward(
         current = 1 - current;
     }
     Ok(())
+}
+
+/// Records forward mode through the stored forward pass: Jv for each of `batch` samples, where
+/// v has θ's layout. Returns the buffer that holds the result, [capacity, K].
+pub fn jvp<'w>(
+    rec: &mut Recorder,
+    network: &Network,
+    ws: &'w Workspace,
+    theta: &GpuBuffer<f32>,
+    v: &GpuBuffer<f32>,
+    batch: usize,
+) -> Result<&'w GpuBuffer<f32>, GpuError> {
+    assert!(batch <= ws.capacity, "batch {batch} exceeds the workspace's {}", ws.capacity);
+    let tangents = ws.tangents.as_ref().expect("Jv needs a workspace made for Passes::Curvature");
+    // Which tangent buffer holds R(input of the current layer); None while it is zero, which
+    // it is from the data up to the first layer with parameters.
+    let mut current: Option<usize> = None;
+    for (i, layer) in network.layers().iter().enumerate() {
+        let next = current.map_or(0, |c| 1 - c);
+        let (r_in, r_out) = (current.map(|c| &tangents[c]), &tangents[next]);
+        match (layer, r_in) {
+            (PlannedLayer::Conv { geometry, .. }, r_in) => {
+                conv::jvp(rec, geometry, batch, ws.input_of(i), r_in, theta, v, r_out)?
+            }
+            (PlannedLayer::Relu { shape }, Some(r_in)) => {
+                activation::relu_backward(rec, ws.output_of(i), r_in, r_out, batch * shape.len())?
+            }
+            (PlannedLayer::MaxPool(g), Some(r_in)) => {
+                let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
+                pool::jvp(rec, g, batch, r_in, argmax, r_out)?
+            }
+            // Flatten keeps the values where they are; a zero direction stays zero.
+            (PlannedLayer::Flatten { .. }, _) | (_, None) => continue,
+        }
+        current = Some(next);
+    }
+    match current {
+        Some(c) => Ok(&tangents[c]),
+        None => {
+            // A network without parameters: J is empty and Jv is zero.
+            crate::kernels::blas1::fill(rec, &tangents[0], batch * network.outputs(), 0.0)?;
+            Ok(&tangents[0])
+        }
+    }
 }

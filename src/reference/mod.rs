@@ -1,5 +1,6 @@
-//! A plain CPU implementation, in f64 with ndarray, of the forward pass, the losses and the
-//! gradient: the oracle every GPU kernel is tested against, and usable by callers.
+//! A plain CPU implementation, in f64 with ndarray, of the forward pass, the losses, the
+//! gradient, forward-mode Jv, Jᵀu and Gauss-Newton products: the oracle every GPU kernel is
+//! tested against, and usable by callers.
 //!
 //! It is written independently of the shaders: convolutions go through im2col and a matrix
 //! product, and back-propagation through col2im, where the GPU convolves directly.
@@ -83,6 +84,88 @@ pub fn vjp(network: &Network, theta: &[f64], trace: &Trace, dz: ArrayView2<f64>)
         };
     }
     (grad, delta)
+}
+
+/// Forward mode through the trace: J·v for every sample, [batch, K], with v in θ's layout.
+/// Through a linear layer R(y) = W·R(x) + V_W·x + V_b; through ReLU and max-pool the
+/// direction follows the stored mask and arg-max.
+pub fn jvp(network: &Network, theta: &[f64], trace: &Trace, v: &[f64]) -> Array2<f64> {
+    // W·R(x) without the bias: the same layer with θ's biases zeroed.
+    let mut weights_only = theta.to_vec();
+    for g in network.conv_geometries() {
+        weights_only[g.bias_offset..g.bias_offset + g.output.channels].fill(0.0);
+    }
+    let mut r = Array4::zeros(trace.values[0].raw_dim());
+    for (i, layer) in network.layers().iter().enumerate() {
+        let input = &trace.values[i];
+        r = match layer {
+            PlannedLayer::Conv { geometry, .. } => {
+                conv_forward(geometry, &weights_only, &r) + conv_forward(geometry, v, input)
+            }
+            PlannedLayer::Relu { .. } => {
+                let mut out = r.clone();
+                out.zip_mut_with(&trace.values[i + 1], |d, &y| {
+                    if y <= 0.0 {
+                        *d = 0.0
+                    }
+                });
+                out
+            }
+            PlannedLayer::MaxPool(g) => {
+                let index = trace.argmax[i].as_ref().expect("pool arg-max");
+                Array4::from_shape_fn(index.raw_dim(), |(n, c, p, q)| {
+                    let at = index[[n, c, p, q]];
+                    r[[n, c, at / g.input.width, at % g.input.width]]
+                })
+            }
+            PlannedLayer::Flatten { .. } => {
+                r.to_shape(trace.values[i + 1].raw_dim()).expect("contiguous").to_owned()
+            }
+        };
+    }
+    let batch = r.shape()[0];
+    r.to_shape((batch, network.outputs())).expect("contiguous").to_owned()
+}
+
+/// B·u per sample, with B = ∂²ξ/∂z² at the outputs z: 2u for squared error,
+/// p ⊙ u − p·(pᵀu) for softmax cross-entropy.
+pub fn loss_hessian_product(loss: Loss, z: ArrayView2<f64>, u: ArrayView2<f64>) -> Array2<f64> {
+    match loss {
+        Loss::SquaredError => u.mapv(|x| 2.0 * x),
+        Loss::CrossEntropy => {
+            let mut bu = Array2::zeros(u.raw_dim());
+            for n in 0..z.nrows() {
+                let top = z.row(n).fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                let e = z.row(n).mapv(|v| (v - top).exp());
+                let p = &e / e.sum();
+                let pu = p.dot(&u.row(n));
+                bu.row_mut(n).assign(&(&p * &(&u.row(n) - pu)));
+            }
+            bu
+        }
+    }
+}
+
+/// (G_S + λI)·v = (λ + 1/(C·l))·v + (1/|S|) Σ_{i∈S} J_iᵀ B_i J_i v, for the subsample whose
+/// samples are `images`; `l` is the size of the whole training set.
+#[allow(clippy::too_many_arguments)]
+pub fn gauss_newton_product(
+    network: &Network,
+    loss: Loss,
+    c: f64,
+    l: usize,
+    lambda: f64,
+    theta: &[f64],
+    images: &[f32],
+    v: &[f64],
+) -> Vec<f64> {
+    let trace = forward(network, theta, batch_of(network, images));
+    let s = trace.values[0].shape()[0] as f64;
+    let jv = jvp(network, theta, &trace, v);
+    let bjv = loss_hessian_product(loss, trace.outputs().view(), jv.view());
+    let (jt_bjv, _) = vjp(network, theta, &trace, bjv.view());
+    let damping = lambda + 1.0 / (c * l as f64);
+    v.iter().zip(jt_bjv).map(|(vi, g)| damping * vi + g / s).collect()
 }
 
 /// Per-sample losses and ∂ξ/∂z for outputs z ([batch, K]).

@@ -50,7 +50,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], scale: &[f64], rtol: 
 }
 
 use ndarray::{Array2, Array4};
-use newton_wgpu::nn::device::{backward, forward, Workspace};
+use newton_wgpu::nn::device::{backward, forward, Passes, Workspace};
 use newton_wgpu::nn::{Network, PlannedLayer};
 use newton_wgpu::reference::{self, Trace};
 
@@ -65,7 +65,7 @@ pub struct GpuPass {
 pub fn gpu_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -> GpuPass {
     let gpu = gpu();
     let batch = x.len() / network.input().len();
-    let ws = Workspace::new(gpu, network, batch).unwrap();
+    let ws = Workspace::new(gpu, network, batch, Passes::Gradient).unwrap();
     let theta_buf = gpu.upload(theta, "θ").unwrap();
     let grad = gpu.zeros::<f32>(network.param_count(), "grad").unwrap();
     let input_grad = gpu.zeros::<f32>(x.len(), "input grad").unwrap();
@@ -117,7 +117,7 @@ pub fn reference_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -
 
 /// Sums of absolute terms of every value of the forward pass: |W|·scale + |b| through each
 /// linear layer, the original ReLU masks and pooling arg-maxes elsewhere.
-fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Vec<Array4<f64>> {
+pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Vec<Array4<f64>> {
     let mut scales = vec![trace.values[0].mapv(f64::abs)];
     for (i, layer) in network.layers().iter().enumerate() {
         let scale = scales.last().unwrap();
