@@ -38,8 +38,8 @@ fn main() {
     let gpu = Gpu::new().expect("a GPU adapter");
     println!("adapter: {}\n", gpu.adapter());
     println!(
-        "{:<10} {:>5}  {:>12} {:>12} {:>8}  {:>9} {:>9}  {}",
-        "input", "|S|", "gradient ms", "Gv ms", "Gv/grad", "grad GF/s", "Gv GF/s", "subsample"
+        "{:<10} {:>5}  {:>12} {:>12} {:>8}  {:>9} {:>9}  subsample",
+        "input", "|S|", "gradient ms", "Gv ms", "Gv/grad", "grad GF/s", "Gv GF/s"
     );
     for shape in [Shape::new(1, 28, 28), Shape::new(3, 32, 32)] {
         for size in [256, 1024] {

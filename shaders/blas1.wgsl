@@ -1,5 +1,6 @@
 // Level-1 operations on device vectors.
 //   fill:              y[i] = alpha                                   for i < len
+//   copy:              y[offset + i] = x[source + i]                  for i < len
 //   scale:             y[i] *= alpha                                  for i < len
 //   axpy:              y[i] += alpha * x[i]                          for i < len
 //   dot_partial:       partial[b] = sum_{i in block b} x[i] * y[i]   blocks of `block` values
@@ -8,7 +9,7 @@
 //   accumulate_groups: y[off + k] += sum_g partial[g * len + k], in order g = 0, 1, ...
 // Reductions run in a fixed order without atomics, so results repeat bit for bit.
 
-struct Params { len: u32, block: u32, offset: u32, alpha: f32 }
+struct Params { len: u32, block: u32, offset: u32, alpha: f32, source: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 
 @group(0) @binding(0) var<uniform> P: Params;
 
@@ -20,6 +21,17 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = flat_index(gid, nwg);
     if (i >= P.len) { return; }
     fill_y[i] = P.alpha;
+}
+
+@group(0) @binding(1) var<storage, read> copy_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> copy_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn copy(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= P.len) { return; }
+    copy_y[P.offset + i] = copy_x[P.source + i];
 }
 
 @group(0) @binding(1) var<storage, read_write> scale_y: array<f32>;

@@ -179,7 +179,7 @@ impl<'a> Subsample<'a> {
         for start in (0..self.len()).step_by(self.chunk_size()) {
             let batch = self.chunk_size().min(self.len() - start);
             if let Some(source) = &self.chunk_source {
-                rec.copy(source, start * d, self.workspace.inputs(), 0, batch * d);
+                blas1::copy(rec, source, start * d, self.workspace.inputs(), 0, batch * d)?;
                 forward(rec, self.network, &self.workspace, self.theta, batch)?;
             }
             body(rec, start, batch)?;
@@ -206,7 +206,7 @@ impl<'a> Subsample<'a> {
         self.check(out, self.len() * k)?;
         self.for_each_chunk(rec, |rec, start, batch| {
             let jv = jvp(rec, self.network, &self.workspace, self.theta, v, batch)?;
-            rec.copy(jv, 0, out, start * k, batch * k);
+            blas1::copy(rec, jv, 0, out, start * k, batch * k)?;
             Ok(())
         })
     }
@@ -223,7 +223,7 @@ impl<'a> Subsample<'a> {
         self.check(out, n)?;
         blas1::fill(rec, out, n, 0.0)?;
         self.for_each_chunk(rec, |rec, start, batch| {
-            rec.copy(u, start * k, self.workspace.output_grad(), 0, batch * k);
+            blas1::copy(rec, u, start * k, self.workspace.output_grad(), 0, batch * k)?;
             backward(rec, self.network, &self.workspace, self.theta, batch, out, None)?;
             Ok(())
         })
@@ -242,7 +242,7 @@ impl<'a> Subsample<'a> {
         self.for_each_chunk(rec, |rec, start, batch| {
             // The tangent buffer is free outside Jv: stage this chunk's u there.
             let staged = self.workspace.tangent_scratch();
-            rec.copy(u, start * k, staged, 0, batch * k);
+            blas1::copy(rec, u, start * k, staged, 0, batch * k)?;
             let z = self.workspace.network_outputs();
             loss_kernels::hessian_product(
                 rec,
@@ -254,7 +254,7 @@ impl<'a> Subsample<'a> {
                 self.workspace.output_grad(),
                 1.0,
             )?;
-            rec.copy(self.workspace.output_grad(), 0, out, start * k, batch * k);
+            blas1::copy(rec, self.workspace.output_grad(), 0, out, start * k, batch * k)?;
             Ok(())
         })
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use newton_wgpu::curvature::{Subsample, SubsampleOptions};
 use newton_wgpu::data::{self, DataSplit};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::loss::Loss;
@@ -30,7 +31,8 @@ struct Cli {
 enum Command {
     /// Print the adapter in use and its limits.
     Info,
-    /// Evaluate f(θ) and ‖∇f(θ)‖ of a freshly initialised network on the training set.
+    /// Evaluate f(θ) and ‖∇f(θ)‖ of a freshly initialised network on the training set, and one
+    /// Gauss-Newton product (G_S + λI)∇f on a random subsample S.
     Eval(EvalArgs),
 }
 
@@ -57,6 +59,9 @@ struct EvalArgs {
     /// Use only the first N training samples.
     #[arg(long)]
     limit: Option<usize>,
+    /// Subsample size for the Gauss-Newton product (default: 5% of the training samples).
+    #[arg(long)]
+    gn_size: Option<usize>,
 }
 
 fn main() -> Result<()> {
@@ -114,7 +119,8 @@ fn eval(args: &EvalArgs) -> Result<()> {
     // the forward), and the input gradient of every conv but the first (not computed there).
     let layer_macs: Vec<u64> = network.conv_geometries().map(|g| g.macs_per_sample()).collect();
     let macs = 2 * layer_macs.iter().sum::<u64>() + layer_macs.iter().skip(1).sum::<u64>();
-    let mut objective = Objective::new(&gpu, network, args.loss, args.c, args.bsize.min(train.len().max(1)))?;
+    let mut objective =
+        Objective::new(&gpu, network.clone(), args.loss, args.c, args.bsize.min(train.len().max(1)))?;
     println!(
         "loss {}, C = {}, chunks of {} samples, {:.1} MiB on the device",
         args.loss,
@@ -134,5 +140,21 @@ fn eval(args: &EvalArgs) -> Result<()> {
     );
     println!("‖∇f(θ)‖ = {:.6}", eval.grad_norm);
     println!("one f + ∇f evaluation: {seconds:.3} s (about {gflops:.2} GFLOP/s in the convolutions)");
+
+    // One damped Gauss-Newton product with the gradient, as Newton-CG's first CG step makes.
+    let size = args.gn_size.unwrap_or(train.len().div_ceil(20));
+    let options = SubsampleOptions { size, seed: args.seed, memory_budget: None, bsize: args.bsize };
+    let start = Instant::now();
+    let subsample = Subsample::new(&gpu, &network, args.loss, args.c, &train, &theta, &options)?;
+    gpu.wait()?;
+    let forward_s = start.elapsed().as_secs_f64();
+    let product = gpu.zeros::<f32>(network.param_count(), "(G + λI)∇f")?;
+    subsample.gauss_newton_product(&grad, 1.0, &product)?; // compiles the remaining pipelines
+    let start = Instant::now();
+    subsample.gauss_newton_product(&grad, 1.0, &product)?;
+    gpu.wait()?;
+    let product_s = start.elapsed().as_secs_f64();
+    println!("subsample: {}; its forward pass took {forward_s:.3} s", subsample.describe());
+    println!("one product (G_S + I)·∇f: {product_s:.3} s");
     Ok(())
 }

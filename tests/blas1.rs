@@ -8,7 +8,7 @@ use newton_wgpu::kernels::blas1;
 #[test]
 fn dot_matches_f64_sum_on_awkward_lengths() {
     let gpu = gpu();
-    let scalars = gpu.zeros::<f32>(2, "scalars").unwrap();
+    let scalars_buf = gpu.zeros::<f32>(2, "scalars").unwrap();
     for (seed, len) in [1usize, 2, 63, 64, 65, 255, 256, 257, 1000, 70_001].into_iter().enumerate() {
         let mut rng = rng(seed as u64);
         let (x, y) = (random_vec(&mut rng, len), random_vec(&mut rng, len));
@@ -16,13 +16,36 @@ fn dot_matches_f64_sum_on_awkward_lengths() {
         let yb = gpu.upload(&y, "y").unwrap();
         let scratch = gpu.zeros::<f32>(blas1::dot_scratch_len(len), "scratch").unwrap();
         let mut rec = gpu.recorder();
-        blas1::dot(&mut rec, &xb, &yb, len, &scratch, &scalars, 1).unwrap();
+        blas1::dot(&mut rec, &xb, &yb, len, &scratch, &scalars_buf, 1).unwrap();
+        blas1::norm(&mut rec, &xb, len, &scratch, &scalars_buf, 0).unwrap();
         rec.submit();
-        let got = gpu.read(&scalars).unwrap()[1] as f64;
+        let scalars = gpu.read(&scalars_buf).unwrap();
+        let (got, norm) = (scalars[1] as f64, scalars[0] as f64);
         let want: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
         let scale: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
         assert!((got - want).abs() <= 1e-5 * scale, "len {len}: {got} vs {want} (Σ|xy| = {scale})");
+        // All terms of ‖x‖² are positive: it is its own sum of absolute terms (and √ halves
+        // the relative error).
+        let want_norm = x.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(
+            (norm - want_norm).abs() <= 1e-5 * want_norm,
+            "len {len}: ‖x‖ = {norm}, f64 gives {want_norm}"
+        );
     }
+}
+
+#[test]
+fn copy_and_scale_touch_exactly_the_range_asked_for() {
+    let gpu = gpu();
+    let x = gpu.upload(&[1.0f32, 2.0, 3.0, 4.0, 5.0], "x").unwrap();
+    let y = gpu.upload(&[0.0f32; 6], "y").unwrap();
+    let mut rec = gpu.recorder();
+    blas1::copy(&mut rec, &x, 1, &y, 3, 3).unwrap();
+    blas1::scale(&mut rec, -2.0, &y, 5).unwrap();
+    rec.submit();
+    assert_eq!(gpu.read(&y).unwrap(), vec![0.0, 0.0, 0.0, -4.0, -6.0, 4.0]);
+    let mut rec = gpu.recorder();
+    assert!(blas1::copy(&mut rec, &x, 3, &y, 0, 3).is_err(), "a source range past the end is refused");
 }
 
 #[test]

@@ -282,7 +282,8 @@ fn chunked_and_stored_subsamples_give_the_same_product() {
     let gpu = gpu();
     let data = synthetic(Shape::new(3, 7, 9), 4, 30, 15);
     let network = mixed_network(data.shape, data.classes);
-    let theta = gpu.upload(&network.init_params(5), "θ").unwrap();
+    let theta_host = network.init_params(5);
+    let theta = gpu.upload(&theta_host, "θ").unwrap();
     let v = random_vec(&mut rng(16), network.param_count());
     let v_buf = gpu.upload(&v, "v").unwrap();
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
@@ -332,4 +333,25 @@ fn the_same_seed_gives_the_same_subsample_and_product() {
         })
         .collect();
     assert!(products[0].iter().zip(&products[1]).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
+fn a_product_is_one_submit_without_read_back() {
+    // A device of its own, so that other tests running in parallel do not touch its counters.
+    let gpu = newton_wgpu::gpu::Gpu::new().unwrap();
+    let data = synthetic(Shape::new(3, 7, 9), 4, 30, 18);
+    let network = mixed_network(data.shape, data.classes);
+    let theta = gpu.upload(&network.init_params(1), "θ").unwrap();
+    let v = gpu.upload(&random_vec(&mut rng(19), network.param_count()), "v").unwrap();
+    let out = gpu.zeros::<f32>(network.param_count(), "Gv").unwrap();
+    for budget in [None, Some(1)] {
+        let options = SubsampleOptions { memory_budget: budget, bsize: 4, ..options(10, 20) };
+        let s = Subsample::new(&gpu, &network, Loss::CrossEntropy, C, &data, &theta, &options).unwrap();
+        let before = gpu.stats();
+        s.gauss_newton_product(&v, LAMBDA, &out).unwrap();
+        let after = gpu.stats();
+        assert_eq!(after.submits - before.submits, 1, "chunked: {}", s.is_chunked());
+        assert_eq!(after.readbacks, before.readbacks);
+        assert!(after.dispatches - before.dispatches >= 10, "Jv, B, Jᵀ and the damping are dispatches");
+    }
 }

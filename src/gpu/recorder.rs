@@ -15,36 +15,28 @@ impl<T: Pod> Binding for GpuBuffer<T> {
     }
 }
 
-enum Command {
-    Dispatch {
-        pipeline: Arc<wgpu::ComputePipeline>,
-        params: std::ops::Range<u64>,
-        buffers: Vec<wgpu::Buffer>,
-        workgroups: [u32; 2],
-    },
-    Copy {
-        from: wgpu::Buffer,
-        from_offset: u64,
-        to: wgpu::Buffer,
-        to_offset: u64,
-        bytes: u64,
-    },
+struct Dispatch {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    params: std::ops::Range<u64>,
+    buffers: Vec<wgpu::Buffer>,
+    workgroups: [u32; 2],
 }
 
-/// Records many dispatches, which run in order in one compute pass (split only around buffer
-/// copies) and one submit. Each kernel's parameters go into one shared uniform buffer.
+/// Records many dispatches, which run in order in one compute pass and one submit. Each
+/// kernel's parameters go into one shared uniform buffer. wgpu orders dispatches that share
+/// a writable buffer, so later kernels see what earlier ones wrote.
 ///
 /// Binding 0 of every kernel is its `Params` uniform; bindings 1.. are storage buffers in the
 /// order given to [`Recorder::dispatch`].
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
-    commands: Vec<Command>,
+    dispatches: Vec<Dispatch>,
     params: Vec<u8>,
 }
 
 impl<'g> Recorder<'g> {
     pub(crate) fn new(gpu: &'g Gpu) -> Self {
-        Self { gpu, commands: Vec::new(), params: Vec::new() }
+        Self { gpu, dispatches: Vec::new(), params: Vec::new() }
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -78,7 +70,7 @@ impl<'g> Recorder<'g> {
         self.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = self.params.len() as u64;
         let pipeline = self.gpu.pipelines.get(&self.gpu.device, kernel);
-        self.commands.push(Command::Dispatch {
+        self.dispatches.push(Dispatch {
             pipeline,
             params: start as u64..end,
             buffers: buffers.iter().map(|b| b.raw().clone()).collect(),
@@ -87,35 +79,15 @@ impl<'g> Recorder<'g> {
         Ok(())
     }
 
-    /// Records a copy of `len` values from `from[from_start..]` to `to[to_start..]`.
-    pub fn copy<T: Pod>(
-        &mut self,
-        from: &GpuBuffer<T>,
-        from_start: usize,
-        to: &GpuBuffer<T>,
-        to_start: usize,
-        len: usize,
-    ) {
-        assert!(from_start + len <= from.len() && to_start + len <= to.len(), "copy out of range");
-        let elem = std::mem::size_of::<T>() as u64;
-        self.commands.push(Command::Copy {
-            from: from.raw.clone(),
-            from_offset: from_start as u64 * elem,
-            to: to.raw.clone(),
-            to_offset: to_start as u64 * elem,
-            bytes: len as u64 * elem,
-        });
-    }
-
     /// Number of dispatches recorded so far.
     pub fn dispatches(&self) -> usize {
-        self.commands.iter().filter(|c| matches!(c, Command::Dispatch { .. })).count()
+        self.dispatches.len()
     }
 
     /// Submits everything recorded, in one command buffer, and returns without waiting.
     pub fn submit(self) {
-        let Recorder { gpu, commands, mut params } = self;
-        if commands.is_empty() {
+        let Recorder { gpu, dispatches, mut params } = self;
+        if dispatches.is_empty() {
             return;
         }
         let device = &gpu.device;
@@ -128,54 +100,40 @@ impl<'g> Recorder<'g> {
                 usage: wgpu::BufferUsages::UNIFORM,
             },
         );
-        let bind_groups: Vec<Option<wgpu::BindGroup>> = commands
+        let bind_groups: Vec<wgpu::BindGroup> = dispatches
             .iter()
-            .map(|command| match command {
-                Command::Dispatch { pipeline, params, buffers, .. } => {
-                    let mut entries = vec![wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &uniforms,
-                            offset: params.start,
-                            size: wgpu::BufferSize::new(params.end - params.start),
-                        }),
-                    }];
-                    entries.extend(buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
-                        binding: i as u32 + 1,
-                        resource: buffer.as_entire_binding(),
-                    }));
-                    Some(device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: None,
-                        layout: &pipeline.get_bind_group_layout(0),
-                        entries: &entries,
-                    }))
-                }
-                Command::Copy { .. } => None,
+            .map(|d| {
+                let params = wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniforms,
+                        offset: d.params.start,
+                        size: wgpu::BufferSize::new(d.params.end - d.params.start),
+                    }),
+                };
+                let storage = d.buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: buffer.as_entire_binding(),
+                });
+                let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params).chain(storage).collect();
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &d.pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
             })
             .collect();
 
         let mut encoder = device.create_command_encoder(&Default::default());
-        let mut dispatches = 0;
-        let mut i = 0;
-        while i < commands.len() {
-            match &commands[i] {
-                Command::Copy { from, from_offset, to, to_offset, bytes } => {
-                    encoder.copy_buffer_to_buffer(from, *from_offset, to, *to_offset, *bytes);
-                    i += 1;
-                }
-                Command::Dispatch { .. } => {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    while let Some(Command::Dispatch { pipeline, workgroups, .. }) = commands.get(i) {
-                        pass.set_pipeline(pipeline);
-                        pass.set_bind_group(0, bind_groups[i].as_ref(), &[]);
-                        pass.dispatch_workgroups(workgroups[0], workgroups[1], 1);
-                        dispatches += 1;
-                        i += 1;
-                    }
-                }
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for (d, bind_group) in dispatches.iter().zip(&bind_groups) {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], 1);
             }
         }
         gpu.queue.submit([encoder.finish()]);
-        gpu.count_submit(dispatches);
+        gpu.count_submit(dispatches.len() as u64);
     }
 }

@@ -4,6 +4,7 @@ use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, BLAS1};
 
 const FILL: Kernel = Kernel::new(&BLAS1, "fill");
+const COPY: Kernel = Kernel::new(&BLAS1, "copy");
 const SCALE: Kernel = Kernel::new(&BLAS1, "scale");
 const AXPY: Kernel = Kernel::new(&BLAS1, "axpy");
 const DOT_PARTIAL: Kernel = Kernel::new(&BLAS1, "dot_partial");
@@ -21,11 +22,13 @@ struct Params {
     block: u32,
     offset: u32,
     alpha: f32,
+    source: u32,
+    _pad: [u32; 3],
 }
 
 impl Params {
     fn len(len: usize) -> Self {
-        Self { len: u32_of(len), block: 0, offset: 0, alpha: 0.0 }
+        Self { len: u32_of(len), block: 0, offset: 0, alpha: 0.0, source: 0, _pad: [0; 3] }
     }
 }
 
@@ -33,6 +36,22 @@ impl Params {
 pub fn fill(rec: &mut Recorder, y: &GpuBuffer<f32>, len: usize, value: f32) -> Result<(), GpuError> {
     check_len(FILL, y, len)?;
     rec.dispatch(FILL, &Params { alpha: value, ..Params::len(len) }, &[y], len as u64)
+}
+
+/// y[to..to + len] = x[from..from + len], inside the compute pass (no pass break, unlike a
+/// buffer-to-buffer copy).
+pub fn copy(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    from: usize,
+    y: &GpuBuffer<f32>,
+    to: usize,
+    len: usize,
+) -> Result<(), GpuError> {
+    check_len(COPY, x, from + len)?;
+    check_len(COPY, y, to + len)?;
+    let params = Params { source: u32_of(from), offset: u32_of(to), ..Params::len(len) };
+    rec.dispatch(COPY, &params, &[x, y], len as u64)
 }
 
 /// y[..len] *= alpha.

@@ -3,7 +3,7 @@
 //! passes that record into a [`Recorder`]: forward, backward (Jᵀu), forward mode (Jv).
 
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
-use crate::kernels::{activation, conv, pool};
+use crate::kernels::{activation, blas1, conv, pool};
 
 use super::{Network, PlannedLayer};
 
@@ -230,7 +230,7 @@ pub fn backward(
                 // it must end in input_grad when this is the first layer.
                 if i == 0 {
                     if let Some(buffer) = input_grad {
-                        rec.copy(dy, 0, buffer, 0, batch * input.len());
+                        blas1::copy(rec, dy, 0, buffer, 0, batch * input.len())?;
                     }
                 }
                 continue;
@@ -279,7 +279,7 @@ pub fn jvp<'w>(
         Some(c) => Ok(&tangents[c]),
         None => {
             // A network without parameters: J is empty and Jv is zero.
-            crate::kernels::blas1::fill(rec, &tangents[0], batch * network.outputs(), 0.0)?;
+            blas1::fill(rec, &tangents[0], batch * network.outputs(), 0.0)?;
             Ok(&tangents[0])
         }
     }
