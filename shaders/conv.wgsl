@@ -15,13 +15,8 @@ struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, k_h: u32,
     k_w: u32, stride: u32, pad: u32, w_off: u32,
-    b_off: u32, group_size: u32, groups: u32, flags: u32,
+    b_off: u32, group_size: u32, groups: u32, _pad: u32,
 }
-
-// flags of the forward kernel: add the bias; add to y instead of overwriting it. Forward-mode
-// Jv through a linear layer is W·R(x) (no bias, overwrite) then V_W·x + V_b (accumulate).
-const ADD_BIAS: u32 = 1u;
-const ACCUMULATE: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 
@@ -32,6 +27,10 @@ fn blocks(n: u32) -> u32 { return (n + B - 1u) / B; }
 // x[n, c, iy, ix], or 0 in the zero padding.
 fn padded(value: f32, iy: i32, ix: i32) -> f32 {
     return select(0.0, value, iy >= 0 && iy < i32(P.in_h) && ix >= 0 && ix < i32(P.in_w));
+}
+
+fn padded4(value: vec4<f32>, iy: i32, ix: i32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), value, iy >= 0 && iy < i32(P.in_h) && ix >= 0 && ix < i32(P.in_w));
 }
 
 fn clamp_x(ix: i32) -> u32 { return u32(clamp(ix, 0, i32(P.in_w) - 1)); }
@@ -88,14 +87,76 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var o = 0u; o < B; o++) {
         let oc = oc0 + o;
         if (oc >= P.out_c) { break; }
-        let bias = select(0.0, fwd_theta[P.b_off + oc], (P.flags & ADD_BIAS) != 0u);
+        let bias = fwd_theta[P.b_off + oc];
         let out_row = ((n * P.out_c + oc) * P.out_h + p) * P.out_w;
         for (var k = 0u; k < B; k++) {
-            if (q0 + k < P.out_w) {
-                let at = out_row + q0 + k;
-                let before = select(0.0, fwd_y[at], (P.flags & ACCUMULATE) != 0u);
-                fwd_y[at] = before + acc[k][o] + bias;
+            if (q0 + k < P.out_w) { fwd_y[out_row + q0 + k] = acc[k][o] + bias; }
+        }
+    }
+}
+
+// ---- forward mode, fused: ry = W·rx + V_W·x + V_b, the same tiles as the forward pass ------
+// (the first layer, where rx = 0, runs the forward kernel with V in place of theta).
+
+@group(0) @binding(1) var<storage, read> jvp_x: array<f32>;
+@group(0) @binding(2) var<storage, read> jvp_rx: array<f32>;
+@group(0) @binding(3) var<storage, read> jvp_theta: array<f32>;
+@group(0) @binding(4) var<storage, read> jvp_v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> jvp_ry: array<f32>;
+
+@compute @workgroup_size(WG)
+fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
+       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let col_blocks = blocks(P.out_w);
+    let oc_blocks = blocks(P.out_c);
+    if (t >= P.batch * oc_blocks * P.out_h * col_blocks) { return; }
+    let q0 = (t % col_blocks) * B;
+    let p = (t / col_blocks) % P.out_h;
+    let oc0 = ((t / (col_blocks * P.out_h)) % oc_blocks) * B;
+    let n = t / (col_blocks * P.out_h * oc_blocks);
+
+    let taps = P.in_c * P.k_h * P.k_w;
+    let r0 = P.w_off + min(oc0, P.out_c - 1u) * taps;
+    let r1 = P.w_off + min(oc0 + 1u, P.out_c - 1u) * taps;
+    let r2 = P.w_off + min(oc0 + 2u, P.out_c - 1u) * taps;
+    let r3 = P.w_off + min(oc0 + 3u, P.out_c - 1u) * taps;
+    let s = i32(P.stride);
+    let ix0 = i32(q0) * s - i32(P.pad);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var c = 0u; c < P.in_c; c++) {
+        let plane = (n * P.in_c + c) * P.in_h * P.in_w;
+        for (var i = 0u; i < P.k_h; i++) {
+            let iy = i32(p) * s + i32(i) - i32(P.pad);
+            if (iy < 0 || iy >= i32(P.in_h)) { continue; }
+            let row = plane + u32(iy) * P.in_w;
+            for (var j = 0u; j < P.k_w; j++) {
+                let k = (c * P.k_h + i) * P.k_w + j;
+                let w = vec4<f32>(jvp_theta[r0 + k], jvp_theta[r1 + k], jvp_theta[r2 + k], jvp_theta[r3 + k]);
+                let dw = vec4<f32>(jvp_v[r0 + k], jvp_v[r1 + k], jvp_v[r2 + k], jvp_v[r3 + k]);
+                let ix = ix0 + i32(j);
+                let a0 = row + clamp_x(ix);
+                let a1 = row + clamp_x(ix + s);
+                let a2 = row + clamp_x(ix + 2 * s);
+                let a3 = row + clamp_x(ix + 3 * s);
+                acc0 += padded4(w * jvp_rx[a0] + dw * jvp_x[a0], iy, ix);
+                acc1 += padded4(w * jvp_rx[a1] + dw * jvp_x[a1], iy, ix + s);
+                acc2 += padded4(w * jvp_rx[a2] + dw * jvp_x[a2], iy, ix + 2 * s);
+                acc3 += padded4(w * jvp_rx[a3] + dw * jvp_x[a3], iy, ix + 3 * s);
             }
+        }
+    }
+    let acc = mat4x4<f32>(acc0, acc1, acc2, acc3);
+    for (var o = 0u; o < B; o++) {
+        let oc = oc0 + o;
+        if (oc >= P.out_c) { break; }
+        let bias = jvp_v[P.b_off + oc];
+        let out_row = ((n * P.out_c + oc) * P.out_h + p) * P.out_w;
+        for (var k = 0u; k < B; k++) {
+            if (q0 + k < P.out_w) { jvp_ry[out_row + q0 + k] = acc[k][o] + bias; }
         }
     }
 }

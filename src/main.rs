@@ -150,6 +150,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let forward_s = start.elapsed().as_secs_f64();
     let product = gpu.zeros::<f32>(network.param_count(), "(G + λI)∇f")?;
     subsample.gauss_newton_product(&grad, 1.0, &product)?; // compiles the remaining pipelines
+    gpu.wait()?;
     let start = Instant::now();
     subsample.gauss_newton_product(&grad, 1.0, &product)?;
     gpu.wait()?;

@@ -5,6 +5,7 @@ use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, CONV};
 use crate::nn::ConvGeometry;
 
 const FORWARD: Kernel = Kernel::new(&CONV, "forward");
+const JVP: Kernel = Kernel::new(&CONV, "jvp");
 const BACKWARD_INPUT: Kernel = Kernel::new(&CONV, "backward_input");
 const BACKWARD_PARAMS: Kernel = Kernel::new(&CONV, "backward_params");
 
@@ -29,12 +30,8 @@ struct Params {
     b_off: u32,
     group_size: u32,
     groups: u32,
-    flags: u32,
+    _pad: u32,
 }
-
-/// Flags of the forward kernel (conv.wgsl).
-const ADD_BIAS: u32 = 1;
-const ACCUMULATE: u32 = 2;
 
 impl Params {
     fn new(g: &ConvGeometry, batch: usize) -> Self {
@@ -54,7 +51,7 @@ impl Params {
             b_off: u32_of(g.bias_offset),
             group_size: 0,
             groups: 0,
-            flags: 0,
+            _pad: 0,
         }
     }
 }
@@ -72,11 +69,15 @@ pub fn forward(
     theta: &GpuBuffer<f32>,
     y: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    linear(rec, g, batch, x, theta, y, ADD_BIAS)
+    check_len(FORWARD, x, batch * g.input.len())?;
+    check_theta(FORWARD, g, theta)?;
+    check_len(FORWARD, y, batch * g.output.len())?;
+    rec.dispatch(FORWARD, &Params::new(g, batch), &[x, theta, y], output_tiles(g, batch))
 }
 
 /// Forward mode through the layer: ry = W·rx + V_W·x + V_b, where (V_W, V_b) is the
-/// direction `v` at the layer's offsets. `rx` is None at the network's input, where R(x) = 0.
+/// direction `v` at the layer's offsets. `rx` is None at the network's input, where R(x) = 0
+/// and the product is the forward pass with V in place of θ.
 #[allow(clippy::too_many_arguments)]
 pub fn jvp(
     rec: &mut Recorder,
@@ -88,30 +89,18 @@ pub fn jvp(
     v: &GpuBuffer<f32>,
     ry: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    match rx {
-        Some(rx) => {
-            linear(rec, g, batch, rx, theta, ry, 0)?;
-            linear(rec, g, batch, x, v, ry, ADD_BIAS | ACCUMULATE)
-        }
-        None => linear(rec, g, batch, x, v, ry, ADD_BIAS),
-    }
+    let Some(rx) = rx else { return forward(rec, g, batch, x, v, ry) };
+    check_len(JVP, x, batch * g.input.len())?;
+    check_len(JVP, rx, batch * g.input.len())?;
+    check_theta(JVP, g, theta)?;
+    check_theta(JVP, g, v)?;
+    check_len(JVP, ry, batch * g.output.len())?;
+    rec.dispatch(JVP, &Params::new(g, batch), &[x, rx, theta, v, ry], output_tiles(g, batch))
 }
 
-fn linear(
-    rec: &mut Recorder,
-    g: &ConvGeometry,
-    batch: usize,
-    x: &GpuBuffer<f32>,
-    theta: &GpuBuffer<f32>,
-    y: &GpuBuffer<f32>,
-    flags: u32,
-) -> Result<(), GpuError> {
-    check_len(FORWARD, x, batch * g.input.len())?;
-    check_theta(FORWARD, g, theta)?;
-    check_len(FORWARD, y, batch * g.output.len())?;
-    let invocations =
-        batch * g.output.channels.div_ceil(BLOCK) * g.output.height * g.output.width.div_ceil(BLOCK);
-    rec.dispatch(FORWARD, &Params { flags, ..Params::new(g, batch) }, &[x, theta, y], invocations as u64)
+/// Invocations of the forward and Jv kernels: one per 4 channels × 4 columns of an output row.
+fn output_tiles(g: &ConvGeometry, batch: usize) -> u64 {
+    (batch * g.output.channels.div_ceil(BLOCK) * g.output.height * g.output.width.div_ceil(BLOCK)) as u64
 }
 
 /// dx = ∂⟨dy, conv(x)⟩/∂x: the gradient passed on to the layer below.
