@@ -2,6 +2,7 @@ use thiserror::Error;
 
 use crate::data::DataError;
 use crate::gpu::GpuError;
+use crate::model::ModelError;
 use crate::nn::{ConfigError, NetworkError};
 
 /// Any error of the library.
@@ -15,8 +16,15 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error("θ has {found} values, the network needs {expected}")]
     ParamCount { expected: usize, found: usize },
+    #[error(
+        "training diverged at iteration {iteration}: f = {f}, ‖∇f‖ = {grad_norm} (θ is left as it \
+         was after the last good iteration)"
+    )]
+    Diverged { iteration: usize, f: f64, grad_norm: f64 },
     #[error("{field} must be {expected}, got {found}")]
     Setting { field: &'static str, expected: &'static str, found: String },
 }

@@ -23,8 +23,10 @@ mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod loss;
+pub mod model;
 pub mod nn;
 pub mod objective;
+pub mod optim;
 pub mod reference;
 
 pub use error::Error;

@@ -1,20 +1,10 @@
-//! The newton-wgpu program: `info` shows the adapter; `eval` (the default) evaluates f and
-//! ‖∇f‖ of a fresh network on a data set.
+//! The newton-wgpu program: `train` (the default) runs Newton-CG or SGD; `predict` scores a
+//! saved model; `eval` times f, ∇f and a Gauss-Newton product; `info` shows the adapter.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+mod cli;
 
-use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
-use newton_wgpu::curvature::{Subsample, SubsampleOptions};
-use newton_wgpu::data::{self, DataSplit};
-use newton_wgpu::gpu::Gpu;
-use newton_wgpu::loss::Loss;
-use newton_wgpu::nn::{self, Network, Shape};
-use newton_wgpu::objective::Objective;
-
-/// The bundled data set, relative to the crate root.
-const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(version, about = "Train CNNs by Newton's method on the GPU (wgpu + WGSL)")]
@@ -22,140 +12,30 @@ const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-samp
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Without a command: `eval` with these options.
+    /// Without a command: `train` with these options.
     #[command(flatten)]
-    eval: EvalArgs,
+    train: cli::train::TrainArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a network by Newton-CG (default) or SGD.
+    Train(Box<cli::train::TrainArgs>),
+    /// Print a saved model's accuracy on a data set's test images, with per-class counts.
+    Predict(cli::predict::PredictArgs),
+    /// Time f(θ), ∇f(θ) and one Gauss-Newton product (G_S + λI)∇f of a fresh network.
+    Eval(cli::eval::EvalArgs),
     /// Print the adapter in use and its limits.
     Info,
-    /// Evaluate f(θ) and ‖∇f(θ)‖ of a freshly initialised network on the training set, and one
-    /// Gauss-Newton product (G_S + λI)∇f on a random subsample S.
-    Eval(EvalArgs),
-}
-
-#[derive(Args)]
-struct EvalArgs {
-    /// Data directory (MNIST IDX files or CIFAR-10 binary batches).
-    #[arg(long, default_value = BUNDLED_DATA)]
-    data: PathBuf,
-    /// cnn4, cnn7, or a network file (.toml or .json).
-    #[arg(long, default_value = "cnn4")]
-    net: String,
-    /// mse (squared error) or ce (softmax cross-entropy).
-    #[arg(long, default_value = "mse")]
-    loss: Loss,
-    /// Regularisation constant C (the objective has θᵀθ / (2·C·l)).
-    #[arg(long, default_value_t = 0.01)]
-    c: f64,
-    /// Samples per chunk on the device.
-    #[arg(long, default_value_t = 1024)]
-    bsize: usize,
-    /// Seed of the He initialisation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Use only the first N training samples.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Subsample size for the Gauss-Newton product (default: 5% of the training samples).
-    #[arg(long)]
-    gn_size: Option<usize>,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Info) => info(),
-        Some(Command::Eval(args)) => eval(&args),
-        None => eval(&cli.eval),
+        Some(Command::Train(args)) => cli::train::run(&args),
+        Some(Command::Predict(args)) => cli::predict::run(&args),
+        Some(Command::Eval(args)) => cli::eval::eval(&args),
+        Some(Command::Info) => cli::info(),
+        None => cli::train::run(&cli.train),
     }
-}
-
-fn info() -> Result<()> {
-    let gpu = Gpu::new()?;
-    let a = gpu.adapter();
-    let l = gpu.limits();
-    println!("adapter      {}", a.name);
-    println!("backend      {:?}", a.backend);
-    println!("device type  {:?}", a.device_type);
-    println!("driver       {} {}", a.driver, a.driver_info);
-    println!("limits in use:");
-    println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
-    println!("  max_buffer_size                     {}", l.max_buffer_size);
-    println!("  max_storage_buffers_per_shader_stage {}", l.max_storage_buffers_per_shader_stage);
-    println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
-    println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroup_storage_size  {}", l.max_compute_workgroup_storage_size);
-    println!("  min_uniform_buffer_offset_alignment {}", l.min_uniform_buffer_offset_alignment);
-    Ok(())
-}
-
-fn network_for(name: &str, input: Shape, classes: usize) -> Result<Network> {
-    Ok(match name {
-        "cnn4" => nn::cnn4(input, classes)?,
-        "cnn7" => nn::cnn7(input, classes)?,
-        file => Network::new(input, &nn::load_network_file(Path::new(file))?)?,
-    })
-}
-
-fn eval(args: &EvalArgs) -> Result<()> {
-    let gpu = Gpu::new()?;
-    println!("adapter: {}", gpu.adapter());
-    let mut split: DataSplit =
-        data::load_dir(&args.data).with_context(|| format!("loading data from {}", args.data.display()))?;
-    split.normalize();
-    let train = match args.limit {
-        Some(n) => split.train.head(n),
-        None => split.train,
-    };
-    let network = network_for(&args.net, train.shape, train.classes)?;
-    println!("data: {} training samples of {} from {}", train.len(), train.shape, args.data.display());
-    println!("network {}:\n{}", args.net, network.describe());
-    let theta = gpu.upload(&network.init_params(args.seed), "θ")?;
-    let grad = gpu.zeros::<f32>(network.param_count(), "∇f")?;
-    // Multiply-adds of one sample's f + ∇f: the forward pass, the weight gradient (as many as
-    // the forward), and the input gradient of every conv but the first (not computed there).
-    let layer_macs: Vec<u64> = network.conv_geometries().map(|g| g.macs_per_sample()).collect();
-    let macs = 2 * layer_macs.iter().sum::<u64>() + layer_macs.iter().skip(1).sum::<u64>();
-    let mut objective =
-        Objective::new(&gpu, network.clone(), args.loss, args.c, args.bsize.min(train.len().max(1)))?;
-    println!(
-        "loss {}, C = {}, chunks of {} samples, {:.1} MiB on the device",
-        args.loss,
-        args.c,
-        objective.chunk_size(),
-        objective.bytes() as f64 / (1 << 20) as f64
-    );
-    // Compile the pipelines on one sample, so that the timing below is of the work alone.
-    objective.value_and_grad(&train.head(1), &theta, &grad)?;
-    let start = Instant::now();
-    let eval = objective.value_and_grad(&train, &theta, &grad)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let gflops = 2.0 * macs as f64 * train.len() as f64 / seconds / 1e9;
-    println!(
-        "f(θ)    = {:.6}  (mean loss {:.6} + regularisation {:.6})",
-        eval.f, eval.mean_loss, eval.regularization
-    );
-    println!("‖∇f(θ)‖ = {:.6}", eval.grad_norm);
-    println!("one f + ∇f evaluation: {seconds:.3} s (about {gflops:.2} GFLOP/s in the convolutions)");
-
-    // One damped Gauss-Newton product with the gradient, as Newton-CG's first CG step makes.
-    let size = args.gn_size.unwrap_or(train.len().div_ceil(20));
-    let options = SubsampleOptions { size, seed: args.seed, memory_budget: None, bsize: args.bsize };
-    let start = Instant::now();
-    let subsample = Subsample::new(&gpu, &network, args.loss, args.c, &train, &theta, &options)?;
-    gpu.wait()?;
-    let forward_s = start.elapsed().as_secs_f64();
-    let product = gpu.zeros::<f32>(network.param_count(), "(G + λI)∇f")?;
-    subsample.gauss_newton_product(&grad, 1.0, &product)?; // compiles the remaining pipelines
-    gpu.wait()?;
-    let start = Instant::now();
-    subsample.gauss_newton_product(&grad, 1.0, &product)?;
-    gpu.wait()?;
-    let product_s = start.elapsed().as_secs_f64();
-    println!("subsample: {}; its forward pass took {forward_s:.3} s", subsample.describe());
-    println!("one product (G_S + I)·∇f: {product_s:.3} s");
-    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::data::Dataset;
 use crate::error::Error;
-use crate::gpu::{Gpu, GpuBuffer};
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::{blas1, loss as loss_kernels};
 use crate::loss::Loss;
 use crate::nn::device::{backward, forward, Passes, Workspace};
@@ -20,6 +20,20 @@ pub struct Evaluation {
     pub regularization: f64,
     /// ‖∇f‖ (0 when only f was evaluated).
     pub grad_norm: f64,
+}
+
+/// Correct predictions and samples per class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accuracy {
+    pub correct: Vec<usize>,
+    pub total: Vec<usize>,
+}
+
+impl Accuracy {
+    /// The share of all samples predicted correctly.
+    pub fn overall(&self) -> f64 {
+        self.correct.iter().sum::<usize>() as f64 / self.total.iter().sum::<usize>().max(1) as f64
+    }
 }
 
 /// Slots of the scalars buffer.
@@ -116,6 +130,79 @@ impl<'g> Objective<'g> {
         self.check(data, theta)?;
         self.run_chunks(data, theta, None)?;
         self.finish(data, false)
+    }
+
+    /// The share of `data` whose largest output is its label, and the correct count per class.
+    pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Accuracy, Error> {
+        let z = self.outputs(data, theta)?;
+        let k = self.network.outputs();
+        let mut accuracy = Accuracy { correct: vec![0; k], total: vec![0; k] };
+        for (row, &label) in z.chunks_exact(k).zip(&data.labels) {
+            let predicted = (0..k).fold(0, |best, j| if row[j] > row[best] { j } else { best });
+            accuracy.total[label as usize] += 1;
+            if predicted == label as usize {
+                accuracy.correct[label as usize] += 1;
+            }
+        }
+        Ok(accuracy)
+    }
+
+    /// Records the gradient of one mini-batch into `grad`: the batch mean of the loss
+    /// gradient plus θ/(C·l), with l = data.len(). Writes the batch's samples to the device
+    /// now (before the recorder is submitted) and the per-sample losses at
+    /// `losses[indices' positions in the epoch]`, from `epoch_offset` on; read them with
+    /// [`Objective::epoch_losses`].
+    pub fn record_minibatch_grad(
+        &mut self,
+        rec: &mut Recorder,
+        data: &Dataset,
+        indices: &[usize],
+        epoch_offset: usize,
+        theta: &GpuBuffer<f32>,
+        grad: &GpuBuffer<f32>,
+    ) -> Result<(), Error> {
+        self.check(data, theta)?;
+        let batch = indices.len();
+        assert!(
+            batch <= self.chunk_size(),
+            "a mini-batch of {batch} exceeds the workspace's {}",
+            self.chunk_size()
+        );
+        let (ws, network) = (&self.workspace, &self.network);
+        let mut images = Vec::with_capacity(batch * network.input().len());
+        for &i in indices {
+            images.extend_from_slice(data.images_of(i..i + 1));
+        }
+        let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
+        self.gpu.write(ws.inputs(), &images);
+        self.gpu.write(ws.labels(), &labels);
+        let n = network.param_count();
+        blas1::fill(rec, grad, n, 0.0)?;
+        forward(rec, network, ws, theta, batch)?;
+        let z = ws.network_outputs();
+        let scale = 1.0 / batch as f32;
+        let k = network.outputs();
+        loss_kernels::value_and_grad(
+            rec,
+            self.loss,
+            batch,
+            k,
+            z,
+            ws.labels(),
+            &self.losses,
+            epoch_offset,
+            ws.output_grad(),
+            scale,
+        )?;
+        backward(rec, network, ws, theta, batch, grad, None)?;
+        blas1::axpy(rec, (1.0 / (self.c * data.len() as f64)) as f32, theta, grad, n)?;
+        Ok(())
+    }
+
+    /// The mean of the first `count` per-sample losses written by mini-batches this epoch.
+    pub fn epoch_losses(&self, count: usize) -> Result<f64, Error> {
+        let losses = self.gpu.read_range(&self.losses, 0, count)?;
+        Ok(losses.iter().map(|&v| v as f64).sum::<f64>() / count.max(1) as f64)
     }
 
     /// The network's outputs z for every sample of `data`, [len, K].

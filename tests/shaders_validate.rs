@@ -25,6 +25,42 @@ fn every_shader_parses_and_validates() {
     assert!(failures.is_empty(), "invalid shaders:\n{}", failures.join("\n"));
 }
 
+/// The host binds each kernel's `Params` uniform at binding 0 and its storage buffers at 1..n
+/// (src/gpu/recorder.rs), and wgpu derives each pipeline's layout from what the entry point
+/// uses: so every entry point must use binding 0 and a gap-free run of bindings after it.
+#[test]
+fn every_entry_point_uses_params_and_contiguous_bindings() {
+    let mut failures = Vec::new();
+    for shader in SHADERS {
+        let module = naga::front::wgsl::parse_str(&shader.source()).expect("parses (see the test above)");
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .expect("validates (see the test above)");
+        for (index, entry) in module.entry_points.iter().enumerate() {
+            let function = info.get_entry_point(index);
+            let mut used: Vec<u32> = module
+                .global_variables
+                .iter()
+                .filter(|(handle, _)| !function[*handle].is_empty())
+                .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
+                .collect();
+            used.sort_unstable();
+            let expected: Vec<u32> = (0..used.len() as u32).collect();
+            if used != expected {
+                failures.push(format!("{}::{} uses bindings {used:?}", shader.name, entry.name));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "entry points whose bindings the recorder cannot fill:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn every_shader_file_is_registered() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");

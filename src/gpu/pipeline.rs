@@ -33,9 +33,10 @@ pub static POOL: Shader = shader!("pool");
 pub static ACTIVATION: Shader = shader!("activation");
 pub static LOSS: Shader = shader!("loss");
 pub static BLAS1: Shader = shader!("blas1");
+pub static CG: Shader = shader!("cg");
 
 /// Every shader of the crate, for validation.
-pub static SHADERS: [&Shader; 5] = [&CONV, &POOL, &ACTIVATION, &LOSS, &BLAS1];
+pub static SHADERS: [&Shader; 6] = [&CONV, &POOL, &ACTIVATION, &LOSS, &BLAS1, &CG];
 
 /// An entry point of a shader.
 #[derive(Clone, Copy, Debug)]

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod blas1;
+pub mod cg;
 pub mod conv;
 pub mod loss;
 pub mod pool;

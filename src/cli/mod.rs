@@ -1,0 +1,53 @@
+//! The subcommands of the newton-wgpu program.
+
+pub mod eval;
+pub mod predict;
+pub mod train;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use newton_wgpu::data::{self, DataSplit, Normalizer};
+use newton_wgpu::gpu::Gpu;
+use newton_wgpu::nn::{self, Network, Shape};
+
+/// The bundled data set, relative to the crate root.
+pub const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+
+/// Loads a data directory, keeps the first `limit` training samples, and subtracts the
+/// training mean from both sets.
+pub fn load_data(dir: &Path, limit: Option<usize>) -> Result<(DataSplit, Normalizer)> {
+    let mut split = data::load_dir(dir).with_context(|| format!("loading data from {}", dir.display()))?;
+    if let Some(n) = limit {
+        split.train = split.train.head(n);
+    }
+    let normalizer = split.normalize();
+    Ok((split, normalizer))
+}
+
+/// A built-in network by name, or a network file.
+pub fn network_for(name: &str, input: Shape, classes: usize) -> Result<Network> {
+    Ok(match nn::builtin(name, input, classes) {
+        Some(network) => network?,
+        None => Network::new(input, &nn::load_network_file(Path::new(name))?)?,
+    })
+}
+
+pub fn info() -> Result<()> {
+    let gpu = Gpu::new()?;
+    let a = gpu.adapter();
+    let l = gpu.limits();
+    println!("adapter      {}", a.name);
+    println!("backend      {:?}", a.backend);
+    println!("device type  {:?}", a.device_type);
+    println!("driver       {} {}", a.driver, a.driver_info);
+    println!("limits in use:");
+    println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
+    println!("  max_buffer_size                     {}", l.max_buffer_size);
+    println!("  max_storage_buffers_per_shader_stage {}", l.max_storage_buffers_per_shader_stage);
+    println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
+    println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_compute_workgroup_storage_size  {}", l.max_compute_workgroup_storage_size);
+    println!("  min_uniform_buffer_offset_alignment {}", l.min_uniform_buffer_offset_alignment);
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `newton-wgpu predict`: a saved model's accuracy on a data set's test images.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use newton_wgpu::data;
+use newton_wgpu::gpu::Gpu;
+use newton_wgpu::model::Model;
+use newton_wgpu::objective::Objective;
+
+use super::BUNDLED_DATA;
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A model saved by `train --save`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Data directory; its test set is scored.
+    #[arg(long, default_value = BUNDLED_DATA)]
+    data: PathBuf,
+    /// Samples per chunk on the device.
+    #[arg(long, default_value_t = 1024)]
+    bsize: usize,
+}
+
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let model = Model::load(&args.model)?;
+    let split =
+        data::load_dir(&args.data).with_context(|| format!("loading data from {}", args.data.display()))?;
+    let mut test = split.test;
+    // The model's own input normalisation, fitted on the data it was trained on.
+    if let Some(normalizer) = &model.normalizer {
+        model.network.check_data(test.shape, test.classes)?;
+        normalizer.apply(&mut test);
+    }
+    let gpu = Gpu::new()?;
+    let theta = gpu.upload(&model.theta, "θ")?;
+    let mut objective = Objective::new(&gpu, model.network.clone(), model.loss, 1.0, args.bsize)?;
+    let accuracy = objective.accuracy(&test, &theta)?;
+    println!(
+        "accuracy {:.2}% on {} test samples of {}",
+        100.0 * accuracy.overall(),
+        test.len(),
+        args.data.display()
+    );
+    println!("class  correct  total");
+    for (class, (correct, total)) in accuracy.correct.iter().zip(&accuracy.total).enumerate() {
+        println!("{class:>5} {correct:>8} {total:>6}");
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! `newton-wgpu train`: Newton-CG or SGD from the command line, with a log line per iteration
+//! or epoch, JSON lines, the best model saved, and checkpoints to resume from.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use newton_wgpu::data::Normalizer;
+use newton_wgpu::gpu::{Gpu, GpuBuffer};
+use newton_wgpu::loss::Loss;
+use newton_wgpu::model::{Checkpoint, Model};
+use newton_wgpu::nn::Network;
+use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
+use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
+use newton_wgpu::optim::Record;
+
+use super::{load_data, network_for, BUNDLED_DATA};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Optim {
+    Newton,
+    Sgd,
+}
+
+/// The main job's network: cnn4's shape at a width the software GPU trains in minutes.
+pub const DEFAULT_NET: &str = "cnn4-small";
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Optimiser.
+    #[arg(long, value_enum, default_value_t = Optim::Newton)]
+    optim: Optim,
+    /// Data directory (MNIST IDX files or CIFAR-10 binary batches).
+    #[arg(long, default_value = BUNDLED_DATA)]
+    data: PathBuf,
+    /// cnn4, cnn7, cnn4-small, or a network file (.toml or .json).
+    #[arg(long, default_value = DEFAULT_NET)]
+    net: String,
+    /// mse (squared error) or ce (softmax cross-entropy).
+    #[arg(long, default_value = "ce")]
+    loss: Loss,
+    /// Newton iterations (iter_max).
+    #[arg(long, default_value_t = 12)]
+    iters: usize,
+    /// SGD epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Regularisation constant C: the objective has θᵀθ/(2·C·l).
+    #[arg(long, default_value_t = 0.01)]
+    c: f64,
+    /// Subsample size |S| for the Gauss-Newton products (default: ⌈5% of l⌉).
+    #[arg(long)]
+    gn_size: Option<usize>,
+    /// CG stops when ‖r‖ ≤ xi·‖∇f‖.
+    #[arg(long, default_value_t = 0.1)]
+    xi: f64,
+    /// Most CG steps per iteration.
+    #[arg(long, default_value_t = 250)]
+    cg_max: usize,
+    /// Initial Levenberg-Marquardt damping λ.
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// λ ← λ·drop when the step predicted well (ρ ≥ 0.75).
+    #[arg(long, default_value_t = 2.0 / 3.0)]
+    drop: f64,
+    /// λ ← λ·boost when it predicted badly (ρ < 0.25) or the line search failed.
+    #[arg(long, default_value_t = 1.5)]
+    boost: f64,
+    /// Armijo constant of the line search.
+    #[arg(long, default_value_t = 1e-4)]
+    eta: f64,
+    /// Samples per chunk on the device (memory, not statistics).
+    #[arg(long, default_value_t = 1024)]
+    bsize: usize,
+    /// Read the CG residual back every this many CG steps.
+    #[arg(long, default_value_t = 4)]
+    cg_check_every: usize,
+    /// Stop once ‖∇f‖ falls to this.
+    #[arg(long)]
+    grad_tol: Option<f64>,
+    /// Stop after the iteration or epoch that passes this many training seconds.
+    #[arg(long)]
+    time_budget: Option<f64>,
+    /// SGD learning rate lr0.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    /// SGD momentum μ.
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f64,
+    /// SGD learning-rate decay: lr = lr0/(1 + decay·step).
+    #[arg(long, default_value_t = 0.0)]
+    decay: f64,
+    /// SGD mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Seed of the initialisation, the subsamples and the shuffles.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Save the final model here (safetensors).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Write one JSON object per iteration or epoch to this file.
+    #[arg(long)]
+    log_json: Option<PathBuf>,
+    /// Write θ and the optimiser state here after every iteration or epoch (atomically).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Continue from this checkpoint (same data, network and options).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    fn newton_options(&self) -> NewtonOptions {
+        NewtonOptions {
+            loss: self.loss,
+            c: self.c,
+            gn_size: self.gn_size,
+            iter_max: self.iters,
+            xi: self.xi,
+            cg_max: self.cg_max,
+            lambda: self.lambda,
+            drop: self.drop,
+            boost: self.boost,
+            eta: self.eta,
+            bsize: self.bsize,
+            max_halvings: 20,
+            cg_check_every: self.cg_check_every,
+            grad_tol: self.grad_tol,
+            time_budget: self.time_budget.map(Duration::from_secs_f64),
+            seed: self.seed,
+        }
+    }
+
+    fn sgd_options(&self) -> SgdOptions {
+        SgdOptions {
+            loss: self.loss,
+            c: self.c,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            momentum: self.momentum,
+            decay: self.decay,
+            bsize: self.bsize,
+            time_budget: self.time_budget.map(Duration::from_secs_f64),
+            seed: self.seed,
+        }
+    }
+}
+
+/// Writes the log lines, the JSON lines and checkpoints.
+struct Reporter {
+    json: Option<std::fs::File>,
+}
+
+impl Reporter {
+    fn new(args: &TrainArgs) -> Result<Self> {
+        let json = match &args.log_json {
+            Some(path) => {
+                let file = if args.resume.is_some() {
+                    std::fs::OpenOptions::new().append(true).create(true).open(path)
+                } else {
+                    std::fs::File::create(path)
+                };
+                Some(file.with_context(|| format!("opening the JSON log {}", path.display()))?)
+            }
+            None => None,
+        };
+        Ok(Self { json })
+    }
+
+    fn report(&mut self, record: &Record) -> Result<()> {
+        let acc = |a: Option<f64>| a.map_or("-".to_owned(), |a| format!("{:.2}%", 100.0 * a));
+        match record {
+            Record::Newton(r) => println!(
+                "{:>4} {:>12.6} {:>11.4e} {:>9.4} {:>8.3} {:>10.4e} {:>5} {:>8.1} {:>8}{}",
+                r.iter,
+                r.f,
+                r.grad_norm,
+                r.alpha,
+                r.rho,
+                r.lambda,
+                r.cg_iters,
+                r.elapsed_s,
+                acc(r.test_acc),
+                if r.accepted { "" } else { "  (line search failed: no step, λ raised)" }
+            ),
+            Record::Sgd(r) => {
+                println!(
+                    "{:>5} {:>12.6} {:>12.6} {:>8.1} {:>8}",
+                    r.epoch,
+                    r.f,
+                    r.running_loss,
+                    r.elapsed_s,
+                    acc(r.test_acc)
+                )
+            }
+        }
+        if let Some(file) = &mut self.json {
+            writeln!(file, "{}", serde_json::to_string(record)?)?;
+            file.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn model_of(
+    gpu: &Gpu,
+    network: &Network,
+    theta: &GpuBuffer<f32>,
+    normalizer: &Normalizer,
+    loss: Loss,
+) -> Result<Model> {
+    Ok(Model {
+        network: network.clone(),
+        theta: gpu.read(theta)?,
+        normalizer: Some(normalizer.clone()),
+        loss,
+    })
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.adapter());
+    let (split, normalizer) = load_data(&args.data, args.limit)?;
+    let (train, test) = (&split.train, &split.test);
+    let network = network_for(&args.net, train.shape, train.classes)?;
+    println!(
+        "data: {} training and {} test samples of {} from {}",
+        train.len(),
+        test.len(),
+        train.shape,
+        args.data.display()
+    );
+    println!("network {}:\n{}", args.net, network.describe());
+
+    let mut theta_host = network.init_params(args.seed);
+    let mut resumed_state = None;
+    let mut velocity = None;
+    if let Some(path) = &args.resume {
+        let checkpoint = Checkpoint::load_for(path, &network)?;
+        theta_host = checkpoint.model.theta;
+        resumed_state = Some(checkpoint.state);
+        velocity = checkpoint.velocity;
+        println!("resumed from {}", path.display());
+    }
+    let theta = gpu.upload(&theta_host, "θ")?;
+    let mut reporter = Reporter::new(args)?;
+    let save_checkpoint = |state: String, velocity: Option<Vec<f32>>| -> Result<()> {
+        if let Some(path) = &args.checkpoint {
+            let model = model_of(&gpu, &network, &theta, &normalizer, args.loss)?;
+            Checkpoint { model, state, velocity }.save(path)?;
+        }
+        Ok(())
+    };
+
+    match args.optim {
+        Optim::Newton => {
+            let options = args.newton_options();
+            let mut newton = Newton::new(&gpu, &network, train, &options)?;
+            if let Some(state) = resumed_state {
+                newton.state =
+                    serde_json::from_str::<NewtonState>(&state).context("the checkpoint's Newton state")?;
+            }
+            println!(
+                "Newton-CG: loss {}, C = {}, |S| = {}, xi = {}, CGmax = {}, λ0 = {}, drop = {:.4}, boost = {}, eta = {}, iterations = {}",
+                args.loss, args.c, newton.gn_size(), args.xi, args.cg_max, args.lambda, args.drop, args.boost, args.eta, args.iters
+            );
+            println!("iter            f        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc");
+            while !newton.finished() {
+                let Some(mut record) = newton.step(train, &theta)? else {
+                    println!("‖∇f‖ is within --grad-tol: stopping");
+                    break;
+                };
+                record.test_acc = Some(newton.accuracy(test, &theta)?);
+                reporter.report(&Record::Newton(record))?;
+                save_checkpoint(serde_json::to_string(&newton.state)?, None)?;
+            }
+        }
+        Optim::Sgd => {
+            let options = args.sgd_options();
+            let mut sgd = Sgd::new(&gpu, &network, train, &options)?;
+            if let Some(state) = resumed_state {
+                sgd.state = serde_json::from_str::<SgdState>(&state).context("the checkpoint's SGD state")?;
+                match velocity {
+                    Some(v) => gpu.write(&sgd.velocity, &v),
+                    None => bail!("the checkpoint has no SGD velocity: was it written by Newton-CG?"),
+                }
+            }
+            println!(
+                "SGD: loss {}, C = {}, lr = {}, momentum = {}, decay = {}, batch = {}, epochs = {}",
+                args.loss, args.c, args.lr, args.momentum, args.decay, args.batch, args.epochs
+            );
+            println!("epoch            f  running loss  seconds  test acc");
+            while !sgd.finished() {
+                let mut record = sgd.epoch(train, &theta)?;
+                record.test_acc = Some(sgd.accuracy(test, &theta)?);
+                reporter.report(&Record::Sgd(record))?;
+                save_checkpoint(serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
+            }
+        }
+    }
+    if let Some(path) = &args.save {
+        model_of(&gpu, &network, &theta, &normalizer, args.loss)?.save(path)?;
+        println!("saved the model to {}", path.display());
+    }
+    Ok(())
+}

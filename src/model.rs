@@ -1,0 +1,237 @@
+//! Models and checkpoints as safetensors files: each layer's weights in PyTorch's layout
+//! (`layers.{i}.weight` [out, in, kh, kw] for convolutions, [out, in] for dense layers,
+//! `layers.{i}.bias` [out]), the input mean as `input_mean` [c, h, w], and the architecture,
+//! the loss and (for checkpoints) the optimiser state in the metadata. Files are written to a
+//! temporary name and renamed, so a crash never leaves a half-written file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use thiserror::Error;
+
+use crate::data::Normalizer;
+use crate::loss::Loss;
+use crate::nn::{parse_network, LayerSpec, Network, NetworkFormat, PlannedLayer, Shape};
+
+const FORMAT: &str = "newton-wgpu model 1";
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("cannot read or write {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a safetensors file: {reason}")]
+    NotSafetensors { path: PathBuf, reason: String },
+    #[error("{path}: metadata field `{field}`: {problem}")]
+    Metadata { path: PathBuf, field: &'static str, problem: String },
+    #[error("{path}: tensor `{name}`: expected {expected}, found {found}")]
+    Tensor { path: PathBuf, name: String, expected: String, found: String },
+    #[error("{path} holds another architecture:\n{found}\nbut this run expects:\n{expected}")]
+    Architecture { path: PathBuf, expected: String, found: String },
+}
+
+/// A trained network: architecture, θ, the input normalisation and the loss it was trained for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub network: Network,
+    pub theta: Vec<f32>,
+    pub normalizer: Option<Normalizer>,
+    pub loss: Loss,
+}
+
+/// A model with the optimiser's state: `state` is the optimiser's JSON, `velocity` SGD's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub model: Model,
+    pub state: String,
+    pub velocity: Option<Vec<f32>>,
+}
+
+/// (name, shape, values) of θ's tensors, in layer order.
+fn theta_tensors(network: &Network) -> Vec<(String, Vec<usize>, std::ops::Range<usize>)> {
+    let mut tensors = Vec::new();
+    for (i, layer) in network.layers().iter().enumerate() {
+        if let PlannedLayer::Conv { spec, geometry: g } = layer {
+            let shape = match spec {
+                LayerSpec::Dense { .. } => vec![g.output.channels, g.fan_in()],
+                _ => vec![g.output.channels, g.input.channels, g.kernel_h, g.kernel_w],
+            };
+            tensors.push((format!("layers.{i}.weight"), shape, g.weight_offset..g.bias_offset));
+            tensors.push((
+                format!("layers.{i}.bias"),
+                vec![g.output.channels],
+                g.bias_offset..g.bias_offset + g.output.channels,
+            ));
+        }
+    }
+    tensors
+}
+
+fn bytes_of(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io { path: path.to_owned(), source }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".partial");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, bytes).map_err(io(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(io(path))
+}
+
+fn serialize(
+    path: &Path,
+    model: &Model,
+    extra: Vec<(String, Vec<usize>, Vec<f32>)>,
+    state: Option<&str>,
+) -> Result<Vec<u8>, ModelError> {
+    let network = &model.network;
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = theta_tensors(network)
+        .into_iter()
+        .map(|(name, shape, range)| (name, shape, bytes_of(&model.theta[range])))
+        .collect();
+    if let Some(normalizer) = &model.normalizer {
+        let s = network.input();
+        owned.push(("input_mean".into(), vec![s.channels, s.height, s.width], bytes_of(&normalizer.mean)));
+    }
+    owned.extend(extra.into_iter().map(|(name, shape, values)| (name, shape, bytes_of(&values))));
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match"))
+        })
+        .collect();
+    let mut metadata = HashMap::new();
+    metadata.insert("format".to_owned(), FORMAT.to_owned());
+    metadata.insert("input".to_owned(), serde_json::to_string(&network.input()).expect("shapes serialise"));
+    metadata.insert("layers".to_owned(), serde_json::to_string(network.specs()).expect("layers serialise"));
+    metadata.insert("loss".to_owned(), model.loss.to_string());
+    if let Some(state) = state {
+        metadata.insert("optimizer".to_owned(), state.to_owned());
+    }
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| ModelError::NotSafetensors { path: path.to_owned(), reason: e.to_string() })
+}
+
+impl Model {
+    /// Saves the model to `path` (atomically).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        write_atomically(path, &serialize(path, self, Vec::new(), None)?)
+    }
+
+    /// Loads a model, whatever its architecture.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        Ok(parse(path, &bytes)?.0)
+    }
+
+    /// Loads a model that must have `expected`'s architecture.
+    pub fn load_for(path: &Path, expected: &Network) -> Result<Self, ModelError> {
+        let model = Self::load(path)?;
+        check_architecture(path, &model.network, expected)?;
+        Ok(model)
+    }
+}
+
+fn check_architecture(path: &Path, found: &Network, expected: &Network) -> Result<(), ModelError> {
+    if found.input() != expected.input() || found.specs() != expected.specs() {
+        return Err(ModelError::Architecture {
+            path: path.to_owned(),
+            expected: expected.describe(),
+            found: found.describe(),
+        });
+    }
+    Ok(())
+}
+
+impl Checkpoint {
+    /// Saves the checkpoint to `path`, atomically: an interrupted write leaves the previous one.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let extra = match &self.velocity {
+            Some(v) => vec![("optimizer.velocity".to_owned(), vec![v.len()], v.clone())],
+            None => Vec::new(),
+        };
+        write_atomically(path, &serialize(path, &self.model, extra, Some(&self.state))?)
+    }
+
+    /// Loads a checkpoint that must have `expected`'s architecture.
+    pub fn load_for(path: &Path, expected: &Network) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let (model, state, velocity) = parse(path, &bytes)?;
+        check_architecture(path, &model.network, expected)?;
+        let state = state.ok_or_else(|| ModelError::Metadata {
+            path: path.to_owned(),
+            field: "optimizer",
+            problem: "missing: this is a model, not a checkpoint".into(),
+        })?;
+        Ok(Self { model, state, velocity })
+    }
+}
+
+type Parsed = (Model, Option<String>, Option<Vec<f32>>);
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
+    let not_safetensors = |e: safetensors::SafeTensorError| ModelError::NotSafetensors {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let field = |name: &'static str| {
+        metadata.get(name).cloned().ok_or_else(|| ModelError::Metadata {
+            path: path.to_owned(),
+            field: name,
+            problem: "missing".into(),
+        })
+    };
+    let bad =
+        |field: &'static str, problem: String| ModelError::Metadata { path: path.to_owned(), field, problem };
+    if field("format")? != FORMAT {
+        return Err(bad("format", format!("expected {FORMAT:?}")));
+    }
+    let input: Shape = serde_json::from_str(&field("input")?).map_err(|e| bad("input", e.to_string()))?;
+    let layers_json = format!("{{\"layers\": {}}}", field("layers")?);
+    let specs =
+        parse_network(&layers_json, NetworkFormat::Json, path).map_err(|e| bad("layers", e.to_string()))?;
+    let network = Network::new(input, &specs).map_err(|e| bad("layers", e.to_string()))?;
+    let loss: Loss = field("loss")?.parse().map_err(|e: String| bad("loss", e))?;
+
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelError> {
+        let tensor = tensors.tensor(name).map_err(|_| ModelError::Tensor {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            expected: format!("f32 {shape:?}"),
+            found: "nothing".into(),
+        })?;
+        if tensor.dtype() != Dtype::F32 || tensor.shape() != shape {
+            return Err(ModelError::Tensor {
+                path: path.to_owned(),
+                name: name.to_owned(),
+                expected: format!("F32 {shape:?}"),
+                found: format!("{:?} {:?}", tensor.dtype(), tensor.shape()),
+            });
+        }
+        Ok(tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    };
+    let mut theta = vec![0.0f32; network.param_count()];
+    for (name, shape, range) in theta_tensors(&network) {
+        theta[range].copy_from_slice(&read(&name, &shape)?);
+    }
+    let normalizer = if tensors.names().contains(&"input_mean") {
+        Some(Normalizer { mean: read("input_mean", &[input.channels, input.height, input.width])? })
+    } else {
+        None
+    };
+    let velocity = if tensors.names().contains(&"optimizer.velocity") {
+        Some(read("optimizer.velocity", &[network.param_count()])?)
+    } else {
+        None
+    };
+    Ok((Model { network, theta, normalizer, loss }, metadata.get("optimizer").cloned(), velocity))
+}

@@ -1,0 +1,290 @@
+//! Subsampled Gauss-Newton Newton-CG (DESIGN.md §2, simpleNN's algorithm and defaults):
+//! each iteration takes f and ∇f on the whole training set, draws a fresh subsample S, solves
+//! (G_S + λI)s = −∇f by CG on the device, backtracks from α = 1 (Armijo), steps, and adjusts
+//! λ by the ratio of actual to predicted reduction.
+
+use std::time::{Duration, Instant};
+
+use crate::curvature::{Subsample, SubsampleOptions};
+use crate::data::Dataset;
+use crate::error::Error;
+use crate::gpu::{Gpu, GpuBuffer};
+use crate::kernels::blas1;
+use crate::loss::Loss;
+use crate::nn::Network;
+use crate::objective::Objective;
+
+use super::cg::{self, CgBuffers, CgSettings};
+use super::{IterationRecord, Observer, Record};
+
+/// The settings of Newton-CG; the defaults are simpleNN's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewtonOptions {
+    pub loss: Loss,
+    /// Regularisation: the objective has θᵀθ/(2·C·l).
+    pub c: f64,
+    /// |S|; None: ⌈5% of l⌉.
+    pub gn_size: Option<usize>,
+    pub iter_max: usize,
+    /// CG stops when ‖r‖ ≤ xi·‖∇f‖.
+    pub xi: f64,
+    pub cg_max: usize,
+    /// Initial λ.
+    pub lambda: f64,
+    /// λ ← λ·drop when ρ ≥ 0.75.
+    pub drop: f64,
+    /// λ ← λ·boost when ρ < 0.25 or the line search fails.
+    pub boost: f64,
+    /// Armijo constant: accept α when f(θ + αs) − f(θ) ≤ eta·α·∇fᵀs.
+    pub eta: f64,
+    /// Samples per chunk on the device.
+    pub bsize: usize,
+    /// The line search halves α at most this many times; then no step is taken.
+    pub max_halvings: usize,
+    /// The host reads the CG residual back every this many CG steps.
+    pub cg_check_every: usize,
+    /// Stop once ‖∇f‖ falls to this.
+    pub grad_tol: Option<f64>,
+    /// Stop after the iteration that passes this much training time.
+    pub time_budget: Option<Duration>,
+    /// Seed of the subsamples (iteration k draws with seed + k).
+    pub seed: u64,
+}
+
+impl Default for NewtonOptions {
+    fn default() -> Self {
+        Self {
+            loss: Loss::SquaredError,
+            c: 0.01,
+            gn_size: None,
+            iter_max: 100,
+            xi: 0.1,
+            cg_max: 250,
+            lambda: 1.0,
+            drop: 2.0 / 3.0,
+            boost: 1.5,
+            eta: 1e-4,
+            bsize: 1024,
+            max_halvings: 20,
+            cg_check_every: 4,
+            grad_tol: None,
+            time_budget: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Where a run stands between iterations: with θ, enough to resume it exactly.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NewtonState {
+    /// Iterations done.
+    pub iteration: usize,
+    pub lambda: f64,
+    /// Training seconds so far.
+    pub elapsed_s: f64,
+}
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    IterMax,
+    GradTol,
+    TimeBudget,
+}
+
+/// A Newton-CG run: the buffers it reuses every iteration and its state. [`Newton::step`]
+/// runs one iteration; [`train`] runs them all.
+pub struct Newton<'a> {
+    gpu: &'a Gpu,
+    network: &'a Network,
+    options: NewtonOptions,
+    objective: Objective<'a>,
+    grad: GpuBuffer<f32>,
+    trial: GpuBuffer<f32>,
+    cg_buffers: CgBuffers,
+    gn_size: usize,
+    pub state: NewtonState,
+}
+
+impl<'a> Newton<'a> {
+    pub fn new(
+        gpu: &'a Gpu,
+        network: &'a Network,
+        train: &Dataset,
+        options: &NewtonOptions,
+    ) -> Result<Self, Error> {
+        validate(options, train)?;
+        let n = network.param_count();
+        Ok(Self {
+            gpu,
+            network,
+            objective: Objective::new(gpu, network.clone(), options.loss, options.c, options.bsize)?,
+            grad: gpu.zeros::<f32>(n, "∇f")?,
+            trial: gpu.zeros::<f32>(n, "θ + αs")?,
+            cg_buffers: CgBuffers::new(gpu, n)?,
+            gn_size: options.gn_size.unwrap_or(train.len().div_ceil(20)).min(train.len()),
+            state: NewtonState { iteration: 0, lambda: options.lambda, elapsed_s: 0.0 },
+            options: options.clone(),
+        })
+    }
+
+    /// |S|.
+    pub fn gn_size(&self) -> usize {
+        self.gn_size
+    }
+
+    /// True when the run should stop before another iteration.
+    pub fn finished(&self) -> bool {
+        self.state.iteration >= self.options.iter_max
+            || self.options.time_budget.is_some_and(|budget| self.state.elapsed_s >= budget.as_secs_f64())
+    }
+
+    /// One iteration on θ (updated in place unless the line search fails). The record's
+    /// test accuracy is None; see [`Newton::accuracy`]. Returns None when ‖∇f‖ is already
+    /// within the tolerance (nothing is done).
+    pub fn step(
+        &mut self,
+        train: &Dataset,
+        theta: &GpuBuffer<f32>,
+    ) -> Result<Option<IterationRecord>, Error> {
+        let (gpu, options, n) = (self.gpu, &self.options, self.network.param_count());
+        let started = Instant::now();
+        let k = self.state.iteration + 1;
+        let eval = self.objective.value_and_grad(train, theta, &self.grad)?;
+        if !eval.f.is_finite() || !eval.grad_norm.is_finite() {
+            return Err(Error::Diverged { iteration: k, f: eval.f, grad_norm: eval.grad_norm });
+        }
+        if options.grad_tol.is_some_and(|tol| eval.grad_norm <= tol) {
+            return Ok(None);
+        }
+
+        let cg_started = Instant::now();
+        let seed = options.seed.wrapping_add(k as u64);
+        let sub_options =
+            SubsampleOptions { size: self.gn_size, seed, memory_budget: None, bsize: options.bsize };
+        let subsample =
+            Subsample::new(gpu, self.network, options.loss, options.c, train, theta, &sub_options)?;
+        let lambda = self.state.lambda;
+        let settings =
+            CgSettings { xi: options.xi, max_steps: options.cg_max, check_every: options.cg_check_every };
+        let outcome =
+            cg::solve(gpu, &subsample, lambda, &self.grad, eval.grad_norm, &settings, &self.cg_buffers)?;
+        drop(subsample);
+        let cg_s = cg_started.elapsed().as_secs_f64();
+        let s = &self.cg_buffers.direction;
+
+        // Armijo backtracking from α = 1 on θ + αs, at most max_halvings halvings.
+        let mut alpha = 1.0;
+        let mut accepted = None;
+        if outcome.gs < 0.0 {
+            for _ in 0..=options.max_halvings {
+                let mut rec = gpu.recorder();
+                blas1::copy(&mut rec, theta, 0, &self.trial, 0, n)?;
+                blas1::axpy(&mut rec, alpha as f32, s, &self.trial, n)?;
+                rec.submit();
+                let f_trial = self.objective.value(train, &self.trial)?.f;
+                if f_trial.is_finite() && f_trial - eval.f <= options.eta * alpha * outcome.gs {
+                    accepted = Some(f_trial);
+                    break;
+                }
+                alpha /= 2.0;
+            }
+        }
+        let (rho, alpha) = match accepted {
+            Some(f_new) => {
+                let mut rec = gpu.recorder();
+                blas1::copy(&mut rec, &self.trial, 0, theta, 0, n)?;
+                rec.submit();
+                let predicted = alpha * outcome.gs + 0.5 * alpha * alpha * outcome.s_g_s;
+                let rho = (f_new - eval.f) / predicted;
+                if rho < 0.25 {
+                    self.state.lambda *= options.boost;
+                } else if rho >= 0.75 {
+                    self.state.lambda *= options.drop;
+                }
+                (rho, alpha)
+            }
+            None => {
+                // No step: θ stays; more damping shortens the next direction.
+                self.state.lambda *= options.boost;
+                (0.0, 0.0)
+            }
+        };
+        gpu.wait()?;
+        self.state.elapsed_s += started.elapsed().as_secs_f64();
+        self.state.iteration = k;
+        Ok(Some(IterationRecord {
+            iter: k,
+            f: eval.f,
+            grad_norm: eval.grad_norm,
+            alpha,
+            rho,
+            lambda: self.state.lambda,
+            cg_iters: outcome.steps,
+            accepted: accepted.is_some(),
+            elapsed_s: self.state.elapsed_s,
+            cg_s,
+            test_acc: None,
+        }))
+    }
+
+    /// Accuracy of θ on `data`, computed on the device in chunks.
+    pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
+        Ok(self.objective.accuracy(data, theta)?.overall())
+    }
+}
+
+/// Trains θ in place by Newton-CG until a stopping rule holds, reporting every iteration
+/// (with the test accuracy when `test` is given, evaluated outside the training time).
+pub fn train(
+    gpu: &Gpu,
+    network: &Network,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    theta: &GpuBuffer<f32>,
+    options: &NewtonOptions,
+    observer: &mut dyn Observer,
+) -> Result<(StopReason, NewtonState), Error> {
+    let mut newton = Newton::new(gpu, network, train, options)?;
+    while !newton.finished() {
+        let Some(mut record) = newton.step(train, theta)? else {
+            return Ok((StopReason::GradTol, newton.state));
+        };
+        if let Some(test) = test {
+            record.test_acc = Some(newton.accuracy(test, theta)?);
+        }
+        observer.observe(&Record::Newton(record));
+    }
+    let reason =
+        if newton.state.iteration >= options.iter_max { StopReason::IterMax } else { StopReason::TimeBudget };
+    Ok((reason, newton.state))
+}
+
+fn validate(options: &NewtonOptions, train: &Dataset) -> Result<(), Error> {
+    let setting = |field, expected, found: String| Err(Error::Setting { field, expected, found });
+    if train.is_empty() {
+        return setting("training set", "at least one sample", "0".into());
+    }
+    if !(options.lambda >= 0.0 && options.lambda.is_finite()) {
+        return setting("lambda", "a finite number ≥ 0", options.lambda.to_string());
+    }
+    if !(options.xi > 0.0 && options.xi < 1.0) {
+        return setting("xi", "in (0, 1)", options.xi.to_string());
+    }
+    if !(options.drop > 0.0 && options.drop <= 1.0) {
+        return setting("drop", "in (0, 1]", options.drop.to_string());
+    }
+    if options.boost < 1.0 || !options.boost.is_finite() {
+        return setting("boost", "a finite number ≥ 1", options.boost.to_string());
+    }
+    if !(options.eta > 0.0 && options.eta < 1.0) {
+        return setting("eta", "in (0, 1)", options.eta.to_string());
+    }
+    if options.cg_max == 0 {
+        return setting("cg_max", "at least 1", "0".into());
+    }
+    if options.gn_size == Some(0) {
+        return setting("gn_size", "at least 1", "0".into());
+    }
+    Ok(())
+}

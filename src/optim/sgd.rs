@@ -1,0 +1,173 @@
+//! The SGD baseline (simpleNN's sgd): shuffled mini-batches each epoch; gradient = batch mean
+//! of the loss gradient + θ/(C·l); v ← μ·v − lr·grad; θ ← θ + v; lr = lr0/(1 + decay·step).
+//! Every vector stays on the device; one submit per mini-batch, no read-back inside an epoch.
+
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::data::Dataset;
+use crate::error::Error;
+use crate::gpu::{Gpu, GpuBuffer};
+use crate::kernels::blas1;
+use crate::loss::Loss;
+use crate::nn::Network;
+use crate::objective::Objective;
+
+use super::{EpochRecord, Observer, Record};
+
+/// The settings of SGD; the defaults are simpleNN's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgdOptions {
+    pub loss: Loss,
+    pub c: f64,
+    pub epochs: usize,
+    pub batch: usize,
+    /// lr0.
+    pub lr: f64,
+    /// μ.
+    pub momentum: f64,
+    pub decay: f64,
+    /// Samples per chunk when evaluating f and the test accuracy.
+    pub bsize: usize,
+    pub time_budget: Option<Duration>,
+    /// Seed of the shuffles (epoch e shuffles with seed + e).
+    pub seed: u64,
+}
+
+impl Default for SgdOptions {
+    fn default() -> Self {
+        Self {
+            loss: Loss::SquaredError,
+            c: 0.01,
+            epochs: 10,
+            batch: 128,
+            lr: 0.01,
+            momentum: 0.0,
+            decay: 0.0,
+            bsize: 1024,
+            time_budget: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Where a run stands between epochs: with θ and the velocity, enough to resume it exactly.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SgdState {
+    pub epoch: usize,
+    /// Mini-batch steps taken (for the learning-rate decay).
+    pub step: usize,
+    pub elapsed_s: f64,
+}
+
+/// An SGD run: its buffers (the velocity among them) and its state. [`Sgd::epoch`] runs one
+/// epoch; [`train`] runs them all.
+pub struct Sgd<'a> {
+    gpu: &'a Gpu,
+    options: SgdOptions,
+    batch: usize,
+    stepper: Objective<'a>,
+    evaluator: Objective<'a>,
+    grad: GpuBuffer<f32>,
+    pub velocity: GpuBuffer<f32>,
+    pub state: SgdState,
+}
+
+impl<'a> Sgd<'a> {
+    pub fn new(
+        gpu: &'a Gpu,
+        network: &Network,
+        train: &Dataset,
+        options: &SgdOptions,
+    ) -> Result<Self, Error> {
+        if options.batch == 0 || train.is_empty() {
+            return Err(Error::Setting {
+                field: "batch",
+                expected: "at least 1, with a non-empty training set",
+                found: options.batch.to_string(),
+            });
+        }
+        if !(options.lr > 0.0 && options.lr.is_finite()) {
+            return Err(Error::Setting {
+                field: "lr",
+                expected: "a positive number",
+                found: options.lr.to_string(),
+            });
+        }
+        let n = network.param_count();
+        let batch = options.batch.min(train.len());
+        Ok(Self {
+            gpu,
+            batch,
+            stepper: Objective::new(gpu, network.clone(), options.loss, options.c, batch)?,
+            evaluator: Objective::new(gpu, network.clone(), options.loss, options.c, options.bsize)?,
+            grad: gpu.zeros::<f32>(n, "mini-batch gradient")?,
+            velocity: gpu.zeros(n, "SGD velocity")?,
+            state: SgdState { epoch: 0, step: 0, elapsed_s: 0.0 },
+            options: options.clone(),
+        })
+    }
+
+    /// True when the run should stop before another epoch.
+    pub fn finished(&self) -> bool {
+        self.state.epoch >= self.options.epochs
+            || self.options.time_budget.is_some_and(|budget| self.state.elapsed_s >= budget.as_secs_f64())
+    }
+
+    /// One epoch of shuffled mini-batches on θ, then f on the training set (outside the
+    /// training time). The record's test accuracy is None; see [`Sgd::accuracy`].
+    pub fn epoch(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
+        let (gpu, options, batch) = (self.gpu, &self.options, self.batch);
+        let n = theta.len();
+        let started = Instant::now();
+        let epoch = self.state.epoch + 1;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(options.seed.wrapping_add(epoch as u64)));
+        for (b, indices) in order.chunks(batch).enumerate() {
+            let lr = options.lr / (1.0 + options.decay * self.state.step as f64);
+            let mut rec = gpu.recorder();
+            self.stepper.record_minibatch_grad(&mut rec, train, indices, b * batch, theta, &self.grad)?;
+            blas1::scale(&mut rec, options.momentum as f32, &self.velocity, n)?;
+            blas1::axpy(&mut rec, -lr as f32, &self.grad, &self.velocity, n)?;
+            blas1::axpy(&mut rec, 1.0, &self.velocity, theta, n)?;
+            rec.submit();
+            self.state.step += 1;
+        }
+        let running_loss = self.stepper.epoch_losses(train.len())?;
+        self.state.elapsed_s += started.elapsed().as_secs_f64();
+        self.state.epoch = epoch;
+        let f = self.evaluator.value(train, theta)?.f;
+        if !f.is_finite() || !running_loss.is_finite() {
+            return Err(Error::Diverged { iteration: epoch, f, grad_norm: f64::NAN });
+        }
+        Ok(EpochRecord { epoch, f, running_loss, elapsed_s: self.state.elapsed_s, test_acc: None })
+    }
+
+    /// Accuracy of θ on `data`, computed on the device in chunks.
+    pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
+        Ok(self.evaluator.accuracy(data, theta)?.overall())
+    }
+}
+
+/// Trains θ in place by SGD with momentum for the configured epochs, reporting every epoch.
+pub fn train(
+    gpu: &Gpu,
+    network: &Network,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    theta: &GpuBuffer<f32>,
+    options: &SgdOptions,
+    observer: &mut dyn Observer,
+) -> Result<SgdState, Error> {
+    let mut sgd = Sgd::new(gpu, network, train, options)?;
+    while !sgd.finished() {
+        let mut record = sgd.epoch(train, theta)?;
+        if let Some(test) = test {
+            record.test_acc = Some(sgd.accuracy(test, theta)?);
+        }
+        observer.observe(&Record::Sgd(record));
+    }
+    Ok(sgd.state)
+}
