@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::kernels::conv;
-use newton_wgpu::nn::{cnn4, ConvGeometry, Shape};
+use newton_wgpu::nn::{cnn4, cnn4_small, ConvGeometry, Network, NetworkError, Shape};
 
 const RUNS: usize = 5;
 const REPS: usize = 3;
@@ -67,10 +67,17 @@ fn bench_layer(gpu: &Gpu, g: &ConvGeometry, theta: &GpuBuffer<f32>, batch: usize
 fn main() {
     let gpu = Gpu::new().expect("a GPU adapter");
     println!("adapter: {}", gpu.adapter());
-    for (input, batch) in [(Shape::new(1, 28, 28), 256), (Shape::new(3, 32, 32), 256)] {
-        let network = cnn4(input, 10).unwrap();
+    type Builder = fn(Shape, usize) -> Result<Network, NetworkError>;
+    let cases: [(&str, Builder, Shape); 3] = [
+        ("cnn4", cnn4, Shape::new(1, 28, 28)),
+        ("cnn4", cnn4, Shape::new(3, 32, 32)),
+        ("cnn4-small", cnn4_small, Shape::new(1, 28, 28)),
+    ];
+    let batch = 256;
+    for (name, build, input) in cases {
+        let network = build(input, 10).unwrap();
         let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
-        println!("\ncnn4 on {input}, batch {batch}");
+        println!("\n{name} on {input}, batch {batch}");
         for g in network.conv_geometries() {
             bench_layer(&gpu, g, &theta, batch);
         }

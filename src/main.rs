@@ -6,15 +6,13 @@ mod cli;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// Without a command the program runs the main job: Newton-CG on the bundled MNIST sample
+/// with the settings of `cli::train::MAIN_JOB`, printed as it starts.
 #[derive(Parser)]
 #[command(version, about = "Train CNNs by Newton's method on the GPU (wgpu + WGSL)")]
-#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Without a command: `train` with these options.
-    #[command(flatten)]
-    train: cli::train::TrainArgs,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +34,6 @@ fn main() -> Result<()> {
         Some(Command::Predict(args)) => cli::predict::run(&args),
         Some(Command::Eval(args)) => cli::eval::eval(&args),
         Some(Command::Info) => cli::info(),
-        None => cli::train::run(&cli.train),
+        None => cli::train::run(&cli::train::main_job()),
     }
 }

@@ -51,7 +51,11 @@ pub struct Objective<'g> {
     losses: GpuBuffer<f32>,
     dot_scratch: GpuBuffer<f32>,
     scalars: GpuBuffer<f32>,
+    progress: Option<Progress<'g>>,
 }
+
+/// Called with (chunks done, chunks in all) while a data set is evaluated.
+pub type Progress<'g> = Box<dyn FnMut(usize, usize) + 'g>;
 
 impl<'g> Objective<'g> {
     /// `c` is simpleNN's C (per sample; the objective divides by C·l). Chunks hold at most
@@ -75,7 +79,14 @@ impl<'g> Objective<'g> {
             dot_scratch: gpu.zeros(blas1::dot_scratch_len(n), "dot scratch")?,
             scalars: gpu.zeros(4, "scalars")?,
             network,
+            progress: None,
         })
+    }
+
+    /// Reports progress chunk by chunk (each chunk is then waited for, so that the report is
+    /// true; the pause between chunks costs little against a chunk's work).
+    pub fn set_progress(&mut self, progress: Option<Progress<'g>>) {
+        self.progress = progress;
     }
 
     pub fn network(&self) -> &Network {
@@ -259,6 +270,10 @@ impl<'g> Objective<'g> {
                 backward(&mut rec, network, ws, theta, batch, grad, None)?;
             }
             rec.submit();
+            if let Some(progress) = &mut self.progress {
+                self.gpu.wait()?;
+                progress((start + batch).div_ceil(ws.capacity()), data.len().div_ceil(ws.capacity()));
+            }
             rec = self.gpu.recorder();
         }
         blas1::dot(&mut rec, theta, theta, theta.len(), &self.dot_scratch, &self.scalars, THETA_SQ)?;

@@ -12,7 +12,7 @@ use crate::gpu::{Gpu, GpuBuffer};
 use crate::kernels::blas1;
 use crate::loss::Loss;
 use crate::nn::Network;
-use crate::objective::Objective;
+use crate::objective::{Evaluation, Objective};
 
 use super::cg::{self, CgBuffers, CgSettings};
 use super::{IterationRecord, Observer, Record};
@@ -41,8 +41,9 @@ pub struct NewtonOptions {
     pub bsize: usize,
     /// The line search halves α at most this many times; then no step is taken.
     pub max_halvings: usize,
-    /// The host reads the CG residual back every this many CG steps.
-    pub cg_check_every: usize,
+    /// The host reads the CG residual back every this many CG steps. None: every step on a
+    /// software GPU (where a read-back costs far less than a product), every 4 elsewhere.
+    pub cg_check_every: Option<usize>,
     /// Stop once ‖∇f‖ falls to this.
     pub grad_tol: Option<f64>,
     /// Stop after the iteration that passes this much training time.
@@ -66,7 +67,7 @@ impl Default for NewtonOptions {
             eta: 1e-4,
             bsize: 1024,
             max_halvings: 20,
-            cg_check_every: 4,
+            cg_check_every: None,
             grad_tol: None,
             time_budget: None,
             seed: 0,
@@ -101,6 +102,10 @@ pub struct Newton<'a> {
     objective: Objective<'a>,
     grad: GpuBuffer<f32>,
     trial: GpuBuffer<f32>,
+    trial_grad: GpuBuffer<f32>,
+    /// f and ∇f at θ (∇f in `grad`) when the last line search accepted α = 1, whose trial
+    /// point was evaluated with its gradient: the next iteration starts from them.
+    known: Option<Evaluation>,
     cg_buffers: CgBuffers,
     gn_size: usize,
     pub state: NewtonState,
@@ -121,11 +126,18 @@ impl<'a> Newton<'a> {
             objective: Objective::new(gpu, network.clone(), options.loss, options.c, options.bsize)?,
             grad: gpu.zeros::<f32>(n, "∇f")?,
             trial: gpu.zeros::<f32>(n, "θ + αs")?,
+            trial_grad: gpu.zeros::<f32>(n, "∇f(θ + s)")?,
+            known: None,
             cg_buffers: CgBuffers::new(gpu, n)?,
             gn_size: options.gn_size.unwrap_or(train.len().div_ceil(20)).min(train.len()),
             state: NewtonState { iteration: 0, lambda: options.lambda, elapsed_s: 0.0 },
             options: options.clone(),
         })
+    }
+
+    /// Reports progress through each evaluation of f and ∇f (see [`Objective::set_progress`]).
+    pub fn set_progress(&mut self, progress: Option<crate::objective::Progress<'a>>) {
+        self.objective.set_progress(progress);
     }
 
     /// |S|.
@@ -150,7 +162,10 @@ impl<'a> Newton<'a> {
         let (gpu, options, n) = (self.gpu, &self.options, self.network.param_count());
         let started = Instant::now();
         let k = self.state.iteration + 1;
-        let eval = self.objective.value_and_grad(train, theta, &self.grad)?;
+        let eval = match self.known.take() {
+            Some(eval) => eval,
+            None => self.objective.value_and_grad(train, theta, &self.grad)?,
+        };
         if !eval.f.is_finite() || !eval.grad_norm.is_finite() {
             return Err(Error::Diverged { iteration: k, f: eval.f, grad_norm: eval.grad_norm });
         }
@@ -165,25 +180,36 @@ impl<'a> Newton<'a> {
         let subsample =
             Subsample::new(gpu, self.network, options.loss, options.c, train, theta, &sub_options)?;
         let lambda = self.state.lambda;
-        let settings =
-            CgSettings { xi: options.xi, max_steps: options.cg_max, check_every: options.cg_check_every };
+        let check_every = options.cg_check_every.unwrap_or(if gpu.is_software() { 1 } else { 4 });
+        let settings = CgSettings { xi: options.xi, max_steps: options.cg_max, check_every };
         let outcome =
             cg::solve(gpu, &subsample, lambda, &self.grad, eval.grad_norm, &settings, &self.cg_buffers)?;
         drop(subsample);
         let cg_s = cg_started.elapsed().as_secs_f64();
         let s = &self.cg_buffers.direction;
 
-        // Armijo backtracking from α = 1 on θ + αs, at most max_halvings halvings.
+        // Armijo backtracking from α = 1 on θ + αs, at most max_halvings halvings. The full
+        // step is evaluated with its gradient: it is usually accepted, and then the next
+        // iteration needs no gradient of its own.
         let mut alpha = 1.0;
         let mut accepted = None;
         if outcome.gs < 0.0 {
-            for _ in 0..=options.max_halvings {
+            for halvings in 0..=options.max_halvings {
                 let mut rec = gpu.recorder();
                 blas1::copy(&mut rec, theta, 0, &self.trial, 0, n)?;
                 blas1::axpy(&mut rec, alpha as f32, s, &self.trial, n)?;
                 rec.submit();
-                let f_trial = self.objective.value(train, &self.trial)?.f;
+                let trial_eval = if halvings == 0 {
+                    self.objective.value_and_grad(train, &self.trial, &self.trial_grad)?
+                } else {
+                    self.objective.value(train, &self.trial)?
+                };
+                let f_trial = trial_eval.f;
                 if f_trial.is_finite() && f_trial - eval.f <= options.eta * alpha * outcome.gs {
+                    if halvings == 0 {
+                        std::mem::swap(&mut self.grad, &mut self.trial_grad);
+                        self.known = Some(trial_eval);
+                    }
                     accepted = Some(f_trial);
                     break;
                 }

@@ -110,6 +110,12 @@ impl<'a> Sgd<'a> {
         })
     }
 
+    /// Reports progress through each end-of-epoch evaluation of f (see
+    /// [`Objective::set_progress`]).
+    pub fn set_progress(&mut self, progress: Option<crate::objective::Progress<'a>>) {
+        self.evaluator.set_progress(progress);
+    }
+
     /// True when the run should stop before another epoch.
     pub fn finished(&self) -> bool {
         self.state.epoch >= self.options.epochs

@@ -1,0 +1,70 @@
+//! Embedding newton-wgpu in an application: build a network, train it by Newton-CG with an
+//! observer that draws the application's own progress, save the model, load it, predict.
+//!
+//!     cargo run --release --example embed
+
+use newton_wgpu::data;
+use newton_wgpu::gpu::Gpu;
+use newton_wgpu::loss::Loss;
+use newton_wgpu::model::Model;
+use newton_wgpu::nn::{LayerSpec, Network};
+use newton_wgpu::objective::Objective;
+use newton_wgpu::optim::newton::{self, NewtonOptions};
+use newton_wgpu::optim::Record;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let gpu = Gpu::new()?;
+    println!("training on {}", gpu.adapter());
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+    let mut split = data::load_dir(dir.as_ref())?;
+    split.train = split.train.head(2000);
+    let normalizer = split.normalize();
+
+    let network = Network::new(
+        split.train.shape,
+        &[
+            LayerSpec::Conv { kernel: 5, channels: 8, stride: 1, padding: 2 },
+            LayerSpec::Relu,
+            LayerSpec::MaxPool { size: 2, stride: None },
+            LayerSpec::Conv { kernel: 3, channels: 16, stride: 1, padding: 1 },
+            LayerSpec::Relu,
+            LayerSpec::MaxPool { size: 2, stride: None },
+            LayerSpec::Dense { units: 10 },
+        ],
+    )?;
+    let theta = gpu.upload(&network.init_params(42), "θ")?;
+    let options = NewtonOptions { loss: Loss::CrossEntropy, iter_max: 5, ..Default::default() };
+
+    // The observer: any FnMut(&Record). Here, a one-line progress display.
+    let mut progress = |record: &Record| {
+        if let Record::Newton(r) = record {
+            let acc = r.test_acc.map_or(String::new(), |a| format!(", test accuracy {:.1}%", 100.0 * a));
+            println!(
+                "iteration {:>2}: f = {:.4}, {} CG steps, {:.1} s{acc}",
+                r.iter, r.f, r.cg_iters, r.elapsed_s
+            );
+        }
+    };
+    newton::train(&gpu, &network, &split.train, Some(&split.test), &theta, &options, &mut progress)?;
+
+    let path = std::env::temp_dir().join("newton-wgpu-embed.safetensors");
+    Model {
+        network: network.clone(),
+        theta: gpu.read(&theta)?,
+        normalizer: Some(normalizer),
+        loss: options.loss,
+    }
+    .save(&path)?;
+    println!("saved {}", path.display());
+
+    let model = Model::load_for(&path, &network)?;
+    let weights = gpu.upload(&model.theta, "loaded θ")?;
+    let mut objective = Objective::new(&gpu, model.network, model.loss, options.c, 1024)?;
+    let predictions = objective.outputs(&split.test.head(5), &weights)?;
+    for (i, z) in predictions.chunks_exact(10).enumerate() {
+        let digit = (0..10).fold(0, |best, k| if z[k] > z[best] { k } else { best });
+        println!("test image {i}: predicted {digit}, labelled {}", split.test.labels[i]);
+    }
+    Ok(())
+}

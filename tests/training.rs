@@ -1,0 +1,385 @@
+//! Training end to end on small problems: Newton-CG and SGD learn; Newton-CG solves a convex
+//! problem exactly; the robustness rules hold; models and checkpoints round-trip.
+
+mod common;
+
+use common::{gpu, random_vec, rng};
+use newton_wgpu::data::{self, Dataset, Normalizer};
+use newton_wgpu::loss::Loss;
+use newton_wgpu::model::{Checkpoint, Model, ModelError};
+use newton_wgpu::nn::{cnn4_small, LayerSpec, Network, Shape};
+use newton_wgpu::optim::newton::{self, Newton, NewtonOptions, NewtonState};
+use newton_wgpu::optim::sgd::{self, Sgd, SgdOptions, SgdState};
+use newton_wgpu::optim::{IterationRecord, Record};
+use newton_wgpu::Error;
+
+fn mnist(train: usize, test: usize) -> (Dataset, Dataset, Normalizer) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+    let mut split = data::load_dir(dir.as_ref()).expect("the bundled data loads");
+    split.train = split.train.head(train);
+    let normalizer = split.normalize();
+    (split.train, split.test.head(test), normalizer)
+}
+
+fn newton_records(
+    network: &Network,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    theta: &newton_wgpu::gpu::GpuBuffer<f32>,
+    options: &NewtonOptions,
+) -> Result<Vec<IterationRecord>, Error> {
+    let mut records = Vec::new();
+    newton::train(gpu(), network, train, test, theta, options, &mut |r: &Record| {
+        if let Record::Newton(r) = r {
+            records.push(r.clone())
+        }
+    })?;
+    Ok(records)
+}
+
+#[test]
+fn newton_lowers_f_at_every_accepted_iteration_and_learns_digits() {
+    let (train, test, _) = mnist(600, 300);
+    let network = cnn4_small(train.shape, train.classes).unwrap();
+    let theta = gpu().upload(&network.init_params(1), "θ").unwrap();
+    let options = NewtonOptions { loss: Loss::CrossEntropy, iter_max: 8, ..Default::default() };
+    let records = newton_records(&network, &train, Some(&test), &theta, &options).unwrap();
+    assert_eq!(records.len(), 8);
+    for pair in records.windows(2) {
+        if pair[0].accepted {
+            assert!(pair[1].f < pair[0].f, "f rose after an accepted step: {:?}", pair);
+        }
+    }
+    let accuracy = records.last().unwrap().test_acc.unwrap();
+    assert!(accuracy >= 0.75, "8 Newton iterations on 600 digits reached only {accuracy}");
+}
+
+#[test]
+fn sgd_learns_digits() {
+    let (train, test, _) = mnist(600, 300);
+    let network = cnn4_small(train.shape, train.classes).unwrap();
+    let theta = gpu().upload(&network.init_params(1), "θ").unwrap();
+    let options =
+        SgdOptions { loss: Loss::CrossEntropy, epochs: 6, batch: 32, momentum: 0.9, ..Default::default() };
+    let mut records = Vec::new();
+    sgd::train(gpu(), &network, &train, Some(&test), &theta, &options, &mut |r: &Record| {
+        records.push(r.clone())
+    })
+    .unwrap();
+    let Some(Record::Sgd(last)) = records.last() else { panic!("no epoch reported") };
+    assert_eq!(last.epoch, 6);
+    assert!(last.test_acc.unwrap() >= 0.65, "6 SGD epochs on 600 digits reached only {:?}", last.test_acc);
+}
+
+#[test]
+fn one_sgd_step_is_the_reference_gradient_step() {
+    let (train, network) = small_problem();
+    let batch = train.head(16);
+    let theta0 = network.init_params(9);
+    let theta = gpu().upload(&theta0, "θ").unwrap();
+    // One epoch of one mini-batch holding the whole (16-sample) set: θ1 = θ0 − lr·∇f(θ0).
+    let options =
+        SgdOptions { loss: Loss::CrossEntropy, epochs: 1, batch: 16, lr: 0.1, ..Default::default() };
+    sgd::train(gpu(), &network, &batch, None, &theta, &options, &mut |_: &Record| {}).unwrap();
+    let theta64: Vec<f64> = theta0.iter().map(|&t| t as f64).collect();
+    let (_, grad) = newton_wgpu::reference::objective(&network, options.loss, options.c, &theta64, &batch);
+    let got = gpu().read(&theta).unwrap();
+    for (i, (g, t)) in grad.iter().zip(&theta64).enumerate() {
+        let want = t - options.lr * g;
+        // The step is small against θ: compare relative to |θ| + lr·|∇f|.
+        assert!(
+            (got[i] as f64 - want).abs() <= 1e-5 * (t.abs() + options.lr * g.abs()),
+            "θ[{i}] = {} want {want}",
+            got[i]
+        );
+    }
+}
+
+/// Solves A x = b by Gaussian elimination with partial pivoting (A small and well-posed).
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap();
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let pivot_row = a[col].clone();
+        for row in col + 1..n {
+            let factor = a[row][col] / pivot_row[col];
+            for (entry, pivot) in a[row][col..].iter_mut().zip(&pivot_row[col..]) {
+                *entry -= factor * pivot;
+            }
+            b[row] -= factor * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let tail: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    x
+}
+
+#[test]
+fn newton_solves_linear_least_squares_to_the_normal_equations() {
+    let (d, k, l) = (6, 3, 40);
+    let mut rng = rng(5);
+    let images = random_vec(&mut rng, d * l);
+    let labels: Vec<u32> = (0..l).map(|i| (i * 7 % k) as u32).collect();
+    let data =
+        Dataset::new(Shape::new(d, 1, 1), k, images.clone(), labels.clone(), "synthetic".as_ref()).unwrap();
+    let network = Network::new(data.shape, &[LayerSpec::Dense { units: k }]).unwrap();
+    let theta = gpu().upload(&network.init_params(2), "θ").unwrap();
+    // |S| = l: G is the exact Hessian and one undamped Newton step solves the problem.
+    let options = NewtonOptions {
+        iter_max: 3,
+        gn_size: Some(l),
+        lambda: 0.0,
+        xi: 1e-4,
+        cg_max: 50,
+        cg_check_every: Some(1),
+        ..Default::default()
+    };
+    newton_records(&network, &data, None, &theta, &options).unwrap();
+    let got = gpu().read(&theta).unwrap();
+
+    // f = θᵀθ/(2Cl) + (1/l) Σ ‖W x + b − y‖²: for each output j,
+    // (I/(C·l) + (2/l) X̃ᵀX̃) w̃_j = (2/l) X̃ᵀ y_j, with x̃ = [x; 1] and w̃_j = [W_j; b_j].
+    let c = options.c;
+    for j in 0..k {
+        let mut a = vec![vec![0.0; d + 1]; d + 1];
+        let mut b = vec![0.0; d + 1];
+        for i in 0..l {
+            let x: Vec<f64> = images[i * d..(i + 1) * d].iter().map(|&v| v as f64).chain([1.0]).collect();
+            let y = if labels[i] as usize == j { 1.0 } else { 0.0 };
+            for r in 0..=d {
+                for s in 0..=d {
+                    a[r][s] += 2.0 / l as f64 * x[r] * x[s];
+                }
+                b[r] += 2.0 / l as f64 * x[r] * y;
+            }
+        }
+        for (r, row) in a.iter_mut().enumerate() {
+            row[r] += 1.0 / (c * l as f64);
+        }
+        let want = solve(a, b);
+        for (r, w) in want.iter().enumerate() {
+            let at = if r < d { j * d + r } else { k * d + j };
+            let err = (got[at] as f64 - w).abs();
+            assert!(err <= 1e-4 * (1.0 + w.abs()), "θ[{at}] = {} but the normal equations give {w}", got[at]);
+        }
+    }
+}
+
+fn small_problem() -> (Dataset, Network) {
+    let (train, _, _) = mnist(200, 0);
+    let network = Network::new(
+        train.shape,
+        &[
+            LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
+            LayerSpec::Relu,
+            LayerSpec::MaxPool { size: 2, stride: None },
+            LayerSpec::Dense { units: 10 },
+        ],
+    )
+    .unwrap();
+    (train, network)
+}
+
+#[test]
+fn lambda_zero_and_a_tiny_cg_budget_end_normally() {
+    let (train, network) = small_problem();
+    let theta = gpu().upload(&network.init_params(3), "θ").unwrap();
+    let options = NewtonOptions { lambda: 0.0, iter_max: 3, ..Default::default() };
+    let records = newton_records(&network, &train, None, &theta, &options).unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r.lambda.is_finite()));
+
+    let options = NewtonOptions { cg_max: 1, iter_max: 2, ..Default::default() };
+    let records = newton_records(&network, &train, None, &theta, &options).unwrap();
+    assert!(records.iter().all(|r| r.cg_iters == 1), "{records:?}");
+    assert!(records[0].accepted, "one CG step is a scaled steepest-descent step and must be accepted");
+}
+
+#[test]
+fn a_line_search_that_must_fail_takes_no_step_and_raises_lambda() {
+    let (train, network) = small_problem();
+    let initial = network.init_params(4);
+    let theta = gpu().upload(&initial, "θ").unwrap();
+    // Armijo with η = 0.999 asks f to fall by almost the whole linear prediction, which
+    // curvature forbids for any α ≥ 1/8.
+    let options = NewtonOptions { eta: 0.999, max_halvings: 3, iter_max: 2, ..Default::default() };
+    let records = newton_records(&network, &train, None, &theta, &options).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        assert!(!r.accepted && r.alpha == 0.0, "iteration {}: {r:?}", i + 1);
+        assert_eq!(r.lambda, 1.5f64.powi(i as i32 + 1));
+    }
+    assert_eq!(records[0].f, records[1].f, "no step was taken");
+    assert_eq!(gpu().read(&theta).unwrap(), initial);
+}
+
+#[test]
+fn nan_in_the_data_stops_training_with_the_iteration_and_keeps_theta() {
+    let (mut train, network) = small_problem();
+    train.images[5] = f32::NAN;
+    let initial = network.init_params(5);
+    let theta = gpu().upload(&initial, "θ").unwrap();
+    let error = newton_records(&network, &train, None, &theta, &NewtonOptions::default()).unwrap_err();
+    assert!(matches!(error, Error::Diverged { iteration: 1, .. }), "{error}");
+    assert!(error.to_string().contains("iteration 1"), "{error}");
+    assert_eq!(gpu().read(&theta).unwrap(), initial);
+
+    let error =
+        sgd::train(gpu(), &network, &train, None, &theta, &SgdOptions::default(), &mut |_: &Record| {})
+            .unwrap_err();
+    assert!(matches!(error, Error::Diverged { iteration: 1, .. }), "{error}");
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("training");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn models_round_trip_and_refuse_another_architecture() {
+    let (train, network) = small_problem();
+    let normalizer = Normalizer::fit(&train);
+    let model = Model {
+        network: network.clone(),
+        theta: network.init_params(6),
+        normalizer: Some(normalizer),
+        loss: Loss::CrossEntropy,
+    };
+    let path = scratch("model.safetensors");
+    model.save(&path).unwrap();
+    assert_eq!(Model::load_for(&path, &network).unwrap(), model);
+    let other = cnn4_small(train.shape, 10).unwrap();
+    let error = Model::load_for(&path, &other).unwrap_err();
+    assert!(matches!(error, ModelError::Architecture { .. }), "{error}");
+    assert!(error.to_string().contains("model.safetensors"), "{error}");
+    std::fs::write(&path, b"not a model").unwrap();
+    assert!(matches!(Model::load(&path).unwrap_err(), ModelError::NotSafetensors { .. }));
+}
+
+/// Records without the wall-clock fields, which differ between runs.
+fn timeless(mut r: IterationRecord) -> IterationRecord {
+    r.elapsed_s = 0.0;
+    r.cg_s = 0.0;
+    r
+}
+
+#[test]
+fn a_resumed_newton_run_equals_an_uninterrupted_one() {
+    let (train, network) = small_problem();
+    let options = NewtonOptions { iter_max: 4, ..Default::default() };
+    let straight = gpu().upload(&network.init_params(7), "θ").unwrap();
+    let mut newton = Newton::new(gpu(), &network, &train, &options).unwrap();
+    let mut want = Vec::new();
+    while !newton.finished() {
+        want.push(timeless(newton.step(&train, &straight).unwrap().unwrap()));
+    }
+
+    let theta = gpu().upload(&network.init_params(7), "θ").unwrap();
+    let path = scratch("newton.checkpoint");
+    let mut got = Vec::new();
+    {
+        let mut first =
+            Newton::new(gpu(), &network, &train, &NewtonOptions { iter_max: 2, ..options.clone() }).unwrap();
+        while !first.finished() {
+            got.push(timeless(first.step(&train, &theta).unwrap().unwrap()));
+        }
+        let model = Model {
+            network: network.clone(),
+            theta: gpu().read(&theta).unwrap(),
+            normalizer: None,
+            loss: options.loss,
+        };
+        Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity: None }
+            .save(&path)
+            .unwrap();
+    }
+    let checkpoint = Checkpoint::load_for(&path, &network).unwrap();
+    let theta = gpu().upload(&checkpoint.model.theta, "θ").unwrap();
+    let mut resumed = Newton::new(gpu(), &network, &train, &options).unwrap();
+    resumed.state = serde_json::from_str::<NewtonState>(&checkpoint.state).unwrap();
+    while !resumed.finished() {
+        got.push(timeless(resumed.step(&train, &theta).unwrap().unwrap()));
+    }
+    assert_eq!(got, want);
+    assert_eq!(gpu().read(&theta).unwrap(), gpu().read(&straight).unwrap());
+}
+
+#[test]
+fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
+    let (train, network) = small_problem();
+    let options = SgdOptions { epochs: 3, momentum: 0.9, decay: 0.01, ..Default::default() };
+    let straight = gpu().upload(&network.init_params(8), "θ").unwrap();
+    let mut sgd = Sgd::new(gpu(), &network, &train, &options).unwrap();
+    let mut want = Vec::new();
+    while !sgd.finished() {
+        want.push(sgd.epoch(&train, &straight).unwrap().f);
+    }
+
+    let theta = gpu().upload(&network.init_params(8), "θ").unwrap();
+    let path = scratch("sgd.checkpoint");
+    let mut got = Vec::new();
+    {
+        let mut first =
+            Sgd::new(gpu(), &network, &train, &SgdOptions { epochs: 1, ..options.clone() }).unwrap();
+        got.push(first.epoch(&train, &theta).unwrap().f);
+        let model = Model {
+            network: network.clone(),
+            theta: gpu().read(&theta).unwrap(),
+            normalizer: None,
+            loss: options.loss,
+        };
+        let velocity = Some(gpu().read(&first.velocity).unwrap());
+        Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity }
+            .save(&path)
+            .unwrap();
+    }
+    let checkpoint = Checkpoint::load_for(&path, &network).unwrap();
+    let theta = gpu().upload(&checkpoint.model.theta, "θ").unwrap();
+    let mut resumed = Sgd::new(gpu(), &network, &train, &options).unwrap();
+    resumed.state = serde_json::from_str::<SgdState>(&checkpoint.state).unwrap();
+    gpu().write(&resumed.velocity, checkpoint.velocity.as_ref().unwrap());
+    while !resumed.finished() {
+        got.push(resumed.epoch(&train, &theta).unwrap().f);
+    }
+    assert_eq!(got, want);
+    assert_eq!(gpu().read(&theta).unwrap(), gpu().read(&straight).unwrap());
+}
+
+#[test]
+fn a_cg_step_is_one_submit_and_the_residual_is_read_every_k_steps() {
+    use newton_wgpu::curvature::{Subsample, SubsampleOptions};
+    use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
+    // A device of its own, so that tests running in parallel do not touch its counters.
+    let gpu = newton_wgpu::gpu::Gpu::new().unwrap();
+    let (train, network) = small_problem();
+    let theta = gpu.upload(&network.init_params(10), "θ").unwrap();
+    let grad = gpu.upload(&random_vec(&mut rng(11), network.param_count()), "g").unwrap();
+    let options = SubsampleOptions { size: 20, seed: 1, memory_budget: None, bsize: 1024 };
+    let s = Subsample::new(&gpu, &network, Loss::SquaredError, 0.01, &train, &theta, &options).unwrap();
+    let buffers = CgBuffers::new(&gpu, network.param_count()).unwrap();
+    // ξ tiny: CG runs all 12 steps.
+    let settings = CgSettings { xi: 1e-12, max_steps: 12, check_every: 4 };
+    let before = gpu.stats();
+    let outcome = cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &buffers).unwrap();
+    let after = gpu.stats();
+    assert_eq!(outcome.steps, 12);
+    assert!(!outcome.broke_down);
+    // One submit to start, one per step, one for the final dots; a read-back (itself a
+    // submit of one copy) every 4 steps and one at the end.
+    let readbacks = after.readbacks - before.readbacks;
+    assert_eq!(readbacks, 12 / 4 + 1);
+    assert_eq!(after.submits - before.submits - readbacks, 1 + 12 + 1);
+    // sᵀ(G + λI)s from the recurrences equals a product computed afresh.
+    let product = gpu.zeros::<f32>(network.param_count(), "Gs").unwrap();
+    s.gauss_newton_product(&buffers.direction, 0.0, &product).unwrap();
+    let (direction, gs_values) = (gpu.read(&buffers.direction).unwrap(), gpu.read(&product).unwrap());
+    let terms: Vec<f64> = direction.iter().zip(&gs_values).map(|(a, b)| *a as f64 * *b as f64).collect();
+    let s_g_s: f64 = terms.iter().sum();
+    let scale: f64 = terms.iter().map(|t| t.abs()).sum();
+    assert!((outcome.s_g_s - s_g_s).abs() <= 1e-3 * scale, "recurrence {} vs product {s_g_s}", outcome.s_g_s);
+}
