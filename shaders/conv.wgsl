@@ -35,6 +35,29 @@ fn padded4(value: vec4<f32>, iy: i32, ix: i32) -> vec4<f32> {
 
 fn clamp_x(ix: i32) -> u32 { return u32(clamp(ix, 0, i32(P.in_w) - 1)); }
 
+// The tile of outputs an invocation of forward or jvp computes: output channels oc0..oc0+3
+// and columns q0..q0+3 of row p of sample n (invocations run along a row first, so that
+// neighbours share their weights).
+struct Tile { n: u32, oc0: u32, p: u32, q0: u32, valid: bool }
+
+fn output_tile(t: u32) -> Tile {
+    let col_blocks = blocks(P.out_w);
+    let oc_blocks = blocks(P.out_c);
+    let q0 = (t % col_blocks) * B;
+    let p = (t / col_blocks) % P.out_h;
+    let oc0 = ((t / (col_blocks * P.out_h)) % oc_blocks) * B;
+    let n = t / (col_blocks * P.out_h * oc_blocks);
+    return Tile(n, oc0, p, q0, t < P.batch * oc_blocks * P.out_h * col_blocks);
+}
+
+// Where the filters of the tile's 4 output channels start in theta (or in a direction of the
+// same layout); channels past out_c reuse the last filter and are not stored.
+fn filter_rows(oc0: u32) -> vec4<u32> {
+    let taps = P.in_c * P.k_h * P.k_w;
+    let last = P.out_c - 1u;
+    return P.w_off + vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last)) * taps;
+}
+
 // ---- forward: one invocation per (sample, 4 output channels, output row, 4 output columns) --
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
@@ -44,21 +67,17 @@ fn clamp_x(ix: i32) -> u32 { return u32(clamp(ix, 0, i32(P.in_w) - 1)); }
 @compute @workgroup_size(WG)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    let col_blocks = blocks(P.out_w);
-    let oc_blocks = blocks(P.out_c);
-    if (t >= P.batch * oc_blocks * P.out_h * col_blocks) { return; }
-    let q0 = (t % col_blocks) * B;
-    let p = (t / col_blocks) % P.out_h;
-    let oc0 = ((t / (col_blocks * P.out_h)) % oc_blocks) * B;
-    let n = t / (col_blocks * P.out_h * oc_blocks);
-
-    // Rows of W for the 4 channels; channels past out_c reuse the last row and are not stored.
-    let taps = P.in_c * P.k_h * P.k_w;
-    let r0 = P.w_off + min(oc0, P.out_c - 1u) * taps;
-    let r1 = P.w_off + min(oc0 + 1u, P.out_c - 1u) * taps;
-    let r2 = P.w_off + min(oc0 + 2u, P.out_c - 1u) * taps;
-    let r3 = P.w_off + min(oc0 + 3u, P.out_c - 1u) * taps;
+    let tile = output_tile(flat_index(gid, nwg));
+    if (!tile.valid) { return; }
+    let n = tile.n;
+    let oc0 = tile.oc0;
+    let p = tile.p;
+    let q0 = tile.q0;
+    let rows = filter_rows(oc0);
+    let r0 = rows.x;
+    let r1 = rows.y;
+    let r2 = rows.z;
+    let r3 = rows.w;
     let s = i32(P.stride);
     let ix0 = i32(q0) * s - i32(P.pad);
     // acc_k holds the 4 channels at output column q0 + k.
@@ -107,20 +126,17 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG)
 fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    let col_blocks = blocks(P.out_w);
-    let oc_blocks = blocks(P.out_c);
-    if (t >= P.batch * oc_blocks * P.out_h * col_blocks) { return; }
-    let q0 = (t % col_blocks) * B;
-    let p = (t / col_blocks) % P.out_h;
-    let oc0 = ((t / (col_blocks * P.out_h)) % oc_blocks) * B;
-    let n = t / (col_blocks * P.out_h * oc_blocks);
-
-    let taps = P.in_c * P.k_h * P.k_w;
-    let r0 = P.w_off + min(oc0, P.out_c - 1u) * taps;
-    let r1 = P.w_off + min(oc0 + 1u, P.out_c - 1u) * taps;
-    let r2 = P.w_off + min(oc0 + 2u, P.out_c - 1u) * taps;
-    let r3 = P.w_off + min(oc0 + 3u, P.out_c - 1u) * taps;
+    let tile = output_tile(flat_index(gid, nwg));
+    if (!tile.valid) { return; }
+    let n = tile.n;
+    let oc0 = tile.oc0;
+    let p = tile.p;
+    let q0 = tile.q0;
+    let rows = filter_rows(oc0);
+    let r0 = rows.x;
+    let r1 = rows.y;
+    let r2 = rows.z;
+    let r3 = rows.w;
     let s = i32(P.stride);
     let ix0 = i32(q0) * s - i32(P.pad);
     var acc0 = vec4<f32>(0.0);

@@ -189,7 +189,11 @@ impl<'a> Subsample<'a> {
 
     fn check(&self, buffer: &GpuBuffer<f32>, len: usize) -> Result<(), Error> {
         if buffer.len() < len {
-            return Err(Error::ParamCount { expected: len, found: buffer.len() });
+            return Err(Error::VectorLength {
+                label: buffer.label().to_owned(),
+                expected: len,
+                found: buffer.len(),
+            });
         }
         Ok(())
     }

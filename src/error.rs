@@ -20,6 +20,8 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error("θ has {found} values, the network needs {expected}")]
     ParamCount { expected: usize, found: usize },
+    #[error("device vector {label:?} holds {found} values, {expected} are needed")]
+    VectorLength { label: String, expected: usize, found: usize },
     #[error(
         "training diverged at iteration {iteration}: f = {f}, ‖∇f‖ = {grad_norm} (θ is left as it \
          was after the last good iteration)"

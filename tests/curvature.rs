@@ -6,7 +6,7 @@ mod common;
 use common::{assert_close, forward_scales, gpu, random_vec, rng, to_f64};
 use ndarray::{Array2, ArrayView2};
 use newton_wgpu::curvature::{pick_subsample, Subsample, SubsampleOptions};
-use newton_wgpu::data::{self, Dataset};
+use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::GpuBuffer;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
@@ -16,10 +16,7 @@ const C: f64 = 0.01;
 const LAMBDA: f64 = 0.5;
 
 fn mnist_head(n: usize) -> Dataset {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
-    let mut split = data::load_dir(dir.as_ref()).expect("the bundled data loads");
-    split.normalize();
-    split.train.head(n)
+    common::bundled_mnist(n).0.train
 }
 
 fn mixed_network(input: Shape, classes: usize) -> Network {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu, reference_pass, rng};
-use newton_wgpu::data::{self, Dataset};
+use newton_wgpu::data::Dataset;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
 use newton_wgpu::objective::Objective;
@@ -13,10 +13,7 @@ use newton_wgpu::reference;
 const C: f64 = 0.01;
 
 fn mnist_head(n: usize) -> Dataset {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
-    let mut split = data::load_dir(dir.as_ref()).expect("the bundled data loads");
-    split.normalize();
-    split.train.head(n)
+    common::bundled_mnist(n).0.train
 }
 
 /// The sum of absolute terms of each gradient entry: Σ_i |terms of J_iᵀ ∂ξ_i/∂z|/l + |θ|/(C·l).

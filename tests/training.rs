@@ -4,7 +4,7 @@
 mod common;
 
 use common::{gpu, random_vec, rng};
-use newton_wgpu::data::{self, Dataset, Normalizer};
+use newton_wgpu::data::{Dataset, Normalizer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{Checkpoint, Model, ModelError};
 use newton_wgpu::nn::{cnn4_small, LayerSpec, Network, Shape};
@@ -13,12 +13,9 @@ use newton_wgpu::optim::sgd::{self, Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::{IterationRecord, Record};
 use newton_wgpu::Error;
 
-fn mnist(train: usize, test: usize) -> (Dataset, Dataset, Normalizer) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
-    let mut split = data::load_dir(dir.as_ref()).expect("the bundled data loads");
-    split.train = split.train.head(train);
-    let normalizer = split.normalize();
-    (split.train, split.test.head(test), normalizer)
+fn mnist(train: usize, test: usize) -> (Dataset, Dataset) {
+    let (split, _) = common::bundled_mnist(train);
+    (split.train, split.test.head(test))
 }
 
 fn newton_records(
@@ -39,7 +36,7 @@ fn newton_records(
 
 #[test]
 fn newton_lowers_f_at_every_accepted_iteration_and_learns_digits() {
-    let (train, test, _) = mnist(600, 300);
+    let (train, test) = mnist(600, 300);
     let network = cnn4_small(train.shape, train.classes).unwrap();
     let theta = gpu().upload(&network.init_params(1), "θ").unwrap();
     let options = NewtonOptions { loss: Loss::CrossEntropy, iter_max: 8, ..Default::default() };
@@ -56,7 +53,7 @@ fn newton_lowers_f_at_every_accepted_iteration_and_learns_digits() {
 
 #[test]
 fn sgd_learns_digits() {
-    let (train, test, _) = mnist(600, 300);
+    let (train, test) = mnist(600, 300);
     let network = cnn4_small(train.shape, train.classes).unwrap();
     let theta = gpu().upload(&network.init_params(1), "θ").unwrap();
     let options =
@@ -171,7 +168,7 @@ fn newton_solves_linear_least_squares_to_the_normal_equations() {
 }
 
 fn small_problem() -> (Dataset, Network) {
-    let (train, _, _) = mnist(200, 0);
+    let (train, _) = mnist(200, 0);
     let network = Network::new(
         train.shape,
         &[

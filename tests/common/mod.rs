@@ -17,6 +17,16 @@ pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed)
 }
 
+/// The bundled MNIST sample with the first `train` training digits, both sets normalised by
+/// the training mean (which is returned too).
+pub fn bundled_mnist(train: usize) -> (newton_wgpu::data::DataSplit, newton_wgpu::data::Normalizer) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+    let mut split = newton_wgpu::data::load_dir(dir.as_ref()).expect("the bundled data loads");
+    split.train = split.train.head(train);
+    let normalizer = split.normalize();
+    (split, normalizer)
+}
+
 /// `len` values uniform in [-1, 1).
 pub fn random_vec(rng: &mut impl Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
