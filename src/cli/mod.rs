@@ -4,15 +4,61 @@ pub mod eval;
 pub mod predict;
 pub mod train;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::Args;
 use newton_wgpu::data::{self, DataSplit, Normalizer};
 use newton_wgpu::gpu::Gpu;
+use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{self, Network, Shape};
 
 /// The bundled data set, relative to the crate root.
 pub const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+
+/// The problem a command works on: data, network, loss and the objective's settings.
+#[derive(Args, Debug)]
+pub struct ProblemArgs {
+    /// Data directory (MNIST IDX files or CIFAR-10 binary batches).
+    #[arg(long, default_value = BUNDLED_DATA)]
+    pub data: PathBuf,
+    /// cnn4, cnn7, cnn4-small, or a network file (.toml or .json).
+    #[arg(long, default_value = "cnn4")]
+    pub net: String,
+    /// mse (squared error) or ce (softmax cross-entropy).
+    #[arg(long, default_value = "mse")]
+    pub loss: Loss,
+    /// Regularisation constant C: the objective has θᵀθ/(2·C·l).
+    #[arg(long, default_value_t = 0.01)]
+    pub c: f64,
+    /// Samples per chunk on the device (memory, not statistics).
+    #[arg(long, default_value_t = 1024)]
+    pub bsize: usize,
+    /// Seed of the initialisation (and, for training, of the subsamples and shuffles).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl ProblemArgs {
+    /// Loads and normalises the data, builds the network, and says what they are.
+    pub fn load(&self) -> Result<(DataSplit, Normalizer, Network)> {
+        let (split, normalizer) = load_data(&self.data, self.limit)?;
+        let (train, test) = (&split.train, &split.test);
+        let network = network_for(&self.net, train.shape, train.classes)?;
+        println!(
+            "data: {} training and {} test samples of {} from {}",
+            train.len(),
+            test.len(),
+            train.shape,
+            self.data.display()
+        );
+        println!("network {}:\n{}", self.net, network.describe());
+        Ok((split, normalizer, network))
+    }
+}
 
 /// Loads a data directory, keeps the first `limit` training samples, and subtracts the
 /// training mean from both sets.

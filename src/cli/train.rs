@@ -16,7 +16,7 @@ use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::Record;
 
-use super::{load_data, network_for, BUNDLED_DATA};
+use super::ProblemArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Optim {
@@ -43,27 +43,17 @@ pub fn main_job() -> Box<TrainArgs> {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    #[command(flatten)]
+    problem: ProblemArgs,
     /// Optimiser.
     #[arg(long, value_enum, default_value_t = Optim::Newton)]
     optim: Optim,
-    /// Data directory (MNIST IDX files or CIFAR-10 binary batches).
-    #[arg(long, default_value = BUNDLED_DATA)]
-    data: PathBuf,
-    /// cnn4, cnn7, cnn4-small, or a network file (.toml or .json).
-    #[arg(long, default_value = "cnn4")]
-    net: String,
-    /// mse (squared error) or ce (softmax cross-entropy).
-    #[arg(long, default_value = "mse")]
-    loss: Loss,
     /// Newton iterations (iter_max).
     #[arg(long, default_value_t = 100)]
     iters: usize,
     /// SGD epochs.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    /// Regularisation constant C: the objective has θᵀθ/(2·C·l).
-    #[arg(long, default_value_t = 0.01)]
-    c: f64,
     /// Subsample size |S| for the Gauss-Newton products (default: ⌈5% of l⌉).
     #[arg(long)]
     gn_size: Option<usize>,
@@ -85,9 +75,6 @@ pub struct TrainArgs {
     /// Armijo constant of the line search.
     #[arg(long, default_value_t = 1e-4)]
     eta: f64,
-    /// Samples per chunk on the device (memory, not statistics).
-    #[arg(long, default_value_t = 1024)]
-    bsize: usize,
     /// Read the CG residual back every this many CG steps (default: every step on a software
     /// GPU, every 4 on others).
     #[arg(long)]
@@ -110,12 +97,6 @@ pub struct TrainArgs {
     /// SGD mini-batch size.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Seed of the initialisation, the subsamples and the shuffles.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Use only the first N training samples.
-    #[arg(long)]
-    limit: Option<usize>,
     /// Save the final model here (safetensors).
     #[arg(long)]
     save: Option<PathBuf>,
@@ -133,8 +114,8 @@ pub struct TrainArgs {
 impl TrainArgs {
     fn newton_options(&self) -> NewtonOptions {
         NewtonOptions {
-            loss: self.loss,
-            c: self.c,
+            loss: self.problem.loss,
+            c: self.problem.c,
             gn_size: self.gn_size,
             iter_max: self.iters,
             xi: self.xi,
@@ -143,27 +124,27 @@ impl TrainArgs {
             drop: self.drop,
             boost: self.boost,
             eta: self.eta,
-            bsize: self.bsize,
+            bsize: self.problem.bsize,
             max_halvings: 20,
             cg_check_every: self.cg_check_every,
             grad_tol: self.grad_tol,
             time_budget: self.time_budget.map(Duration::from_secs_f64),
-            seed: self.seed,
+            seed: self.problem.seed,
         }
     }
 
     fn sgd_options(&self) -> SgdOptions {
         SgdOptions {
-            loss: self.loss,
-            c: self.c,
+            loss: self.problem.loss,
+            c: self.problem.c,
             epochs: self.epochs,
             batch: self.batch,
             lr: self.lr,
             momentum: self.momentum,
             decay: self.decay,
-            bsize: self.bsize,
+            bsize: self.problem.bsize,
             time_budget: self.time_budget.map(Duration::from_secs_f64),
-            seed: self.seed,
+            seed: self.problem.seed,
         }
     }
 }
@@ -264,19 +245,10 @@ fn model_of(
 pub fn run(args: &TrainArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter());
-    let (split, normalizer) = load_data(&args.data, args.limit)?;
+    let (split, normalizer, network) = args.problem.load()?;
     let (train, test) = (&split.train, &split.test);
-    let network = network_for(&args.net, train.shape, train.classes)?;
-    println!(
-        "data: {} training and {} test samples of {} from {}",
-        train.len(),
-        test.len(),
-        train.shape,
-        args.data.display()
-    );
-    println!("network {}:\n{}", args.net, network.describe());
 
-    let mut theta_host = network.init_params(args.seed);
+    let mut theta_host = network.init_params(args.problem.seed);
     let mut resumed_state = None;
     let mut velocity = None;
     if let Some(path) = &args.resume {
@@ -290,7 +262,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut reporter = Reporter::new(args)?;
     let save_checkpoint = |state: String, velocity: Option<Vec<f32>>| -> Result<()> {
         if let Some(path) = &args.checkpoint {
-            let model = model_of(&gpu, &network, &theta, &normalizer, args.loss)?;
+            let model = model_of(&gpu, &network, &theta, &normalizer, args.problem.loss)?;
             Checkpoint { model, state, velocity }.save(path)?;
         }
         Ok(())
@@ -309,7 +281,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
             println!(
                 "Newton-CG: loss {}, C = {}, |S| = {}, xi = {}, CGmax = {}, λ0 = {}, drop = {:.4}, boost = {}, eta = {}, iterations = {}",
-                args.loss, args.c, newton.gn_size(), args.xi, args.cg_max, args.lambda, args.drop, args.boost, args.eta, args.iters
+                args.problem.loss, args.problem.c, newton.gn_size(), args.xi, args.cg_max, args.lambda, args.drop, args.boost, args.eta, args.iters
             );
             println!("iter            f        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc");
             while !newton.finished() {
@@ -337,7 +309,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
             println!(
                 "SGD: loss {}, C = {}, lr = {}, momentum = {}, decay = {}, batch = {}, epochs = {}",
-                args.loss, args.c, args.lr, args.momentum, args.decay, args.batch, args.epochs
+                args.problem.loss,
+                args.problem.c,
+                args.lr,
+                args.momentum,
+                args.decay,
+                args.batch,
+                args.epochs
             );
             println!("epoch            f  running loss  seconds  test acc");
             while !sgd.finished() {
@@ -349,7 +327,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.save {
-        model_of(&gpu, &network, &theta, &normalizer, args.loss)?.save(path)?;
+        model_of(&gpu, &network, &theta, &normalizer, args.problem.loss)?.save(path)?;
         println!("saved the model to {}", path.display());
     }
     Ok(())
