@@ -41,12 +41,16 @@ fn bench_layer(gpu: &Gpu, g: &ConvGeometry, theta: &GpuBuffer<f32>, batch: usize
     let dx = buffer(gpu, batch * g.input.len());
     let grad = buffer(gpu, theta.len());
     let partial = buffer(gpu, 4 << 20);
+    let filters = buffer(gpu, conv::filter_scratch_len(g));
     let flops = 2.0 * g.macs_per_sample() as f64 * batch as f64;
     let passes: [(&str, f64); 3] = [
-        ("forward", median_seconds(gpu, |rec| conv::forward(rec, g, batch, &x, theta, &y).unwrap())),
+        (
+            "forward",
+            median_seconds(gpu, |rec| conv::forward(rec, g, batch, &x, theta, &filters, &y).unwrap()),
+        ),
         (
             "backward_input",
-            median_seconds(gpu, |rec| conv::backward_input(rec, g, batch, &y, theta, &dx).unwrap()),
+            median_seconds(gpu, |rec| conv::backward_input(rec, g, batch, &y, theta, &filters, &dx).unwrap()),
         ),
         (
             "backward_params",
@@ -74,7 +78,12 @@ fn main() {
         ("cnn4-small", cnn4_small, Shape::new(1, 28, 28)),
     ];
     let batch = 256;
+    // BENCH_ONLY=cnn4-small (say) runs one network only.
+    let only = std::env::var("BENCH_ONLY").ok();
     for (name, build, input) in cases {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let network = build(input, 10).unwrap();
         let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
         println!("\n{name} on {input}, batch {batch}");

@@ -5,22 +5,39 @@
 // (PyTorch's layout), bias at b_off, [out_c]. A dense layer is the convolution whose kernel
 // covers its whole input, so it runs through the same kernels.
 //
-//   y[n,o,p,q] = b[o] + sum_{c,i,j} W[o,c,i,j] * x[n, c, p*stride + i - pad, q*stride + j - pad]
+//   y[n,o,p,q] = b[o] + sum_{c,i,j} W[o,c,i,j] * x[n, c, p*stride + i - pad_h, q*stride + j - pad_w]
 //
 // Each invocation computes a 4 x 4 block of results in registers (no workgroup memory, no
-// barriers: on software GPUs barriers cost far more than the loads they save), so each
-// pair of 4 loads feeds 16 multiply-adds.
+// barriers: on software GPUs barriers cost far more than the loads they save).
+//
+// The forward and Jv kernels read the filters from a packed copy (pack_filters): the 4 output
+// channels of a tile at one tap are one vec4, and each filter row is padded with zero taps to
+// a multiple of CHUNK. A row of the tile then reads CHUNK taps as CHUNK vec4 loads and the
+// input window under them once (3 + CHUNK values at stride 1) into registers. Loads are what
+// costs on a software GPU (lavapipe runs every storage load lane by lane), and this halves them
+// or better. The backward pass to the input at stride 1 is the same kernel on the flipped,
+// transposed filters (pack_filters_flipped).
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, k_h: u32,
-    k_w: u32, stride: u32, pad: u32, w_off: u32,
-    b_off: u32, group_size: u32, groups: u32, _pad: u32,
+    k_w: u32, stride: u32, pad_h: i32, pad_w: i32,
+    w_off: u32, b_off: u32, group_size: u32, groups: u32,
+    // Filter taps per row in the packed filters (k_w rounded up to CHUNK); whether to add the
+    // bias; where the packed direction starts in the packed filters of jvp (in vec4s).
+    k_wp: u32, has_bias: u32, v_filters: u32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
 
 const B: u32 = 4u;
+
+// Taps of a filter row read per step; the host sets it to k_w when k_w <= 8, else 4.
+override CHUNK: u32 = 4u;
+// Whether the stride is 1: the tile's 4 columns then share one input window.
+override UNIT_STRIDE: bool = true;
+// The register window: 3 + CHUNK values at stride 1, else 4 * CHUNK.
+const WINDOW: u32 = 32u;
 
 fn blocks(n: u32) -> u32 { return (n + B - 1u) / B; }
 
@@ -29,15 +46,24 @@ fn padded(value: f32, iy: i32, ix: i32) -> f32 {
     return select(0.0, value, iy >= 0 && iy < i32(P.in_h) && ix >= 0 && ix < i32(P.in_w));
 }
 
-fn padded4(value: vec4<f32>, iy: i32, ix: i32) -> vec4<f32> {
-    return select(vec4<f32>(0.0), value, iy >= 0 && iy < i32(P.in_h) && ix >= 0 && ix < i32(P.in_w));
-}
-
 fn clamp_x(ix: i32) -> u32 { return u32(clamp(ix, 0, i32(P.in_w) - 1)); }
+
+// Where in the window column k of the tile meets tap j of the current chunk.
+fn window_at(k: u32, j: u32) -> u32 { return select(k * CHUNK + j, k + j, UNIT_STRIDE); }
+
+// The window positions: at stride 1, 3 + CHUNK consecutive columns from x0; else the CHUNK
+// columns under each of the 4 outputs (x0 + k * stride + j).
+fn window_len() -> u32 { return select(4u * CHUNK, 3u + CHUNK, UNIT_STRIDE); }
+
+fn window_column(x0: i32, m: u32) -> i32 {
+    let k = m / CHUNK;
+    let j = m % CHUNK;
+    return select(x0 + i32(k * P.stride + j), x0 + i32(m), UNIT_STRIDE);
+}
 
 // The tile of outputs an invocation of forward or jvp computes: output channels oc0..oc0+3
 // and columns q0..q0+3 of row p of sample n (invocations run along a row first, so that
-// neighbours share their weights).
+// neighbours share their filters).
 struct Tile { n: u32, oc0: u32, p: u32, q0: u32, valid: bool }
 
 fn output_tile(t: u32) -> Tile {
@@ -50,77 +76,117 @@ fn output_tile(t: u32) -> Tile {
     return Tile(n, oc0, p, q0, t < P.batch * oc_blocks * P.out_h * col_blocks);
 }
 
-// Where the filters of the tile's 4 output channels start in theta (or in a direction of the
-// same layout); channels past out_c reuse the last filter and are not stored.
-fn filter_rows(oc0: u32) -> vec4<u32> {
-    let taps = P.in_c * P.k_h * P.k_w;
-    let last = P.out_c - 1u;
-    return P.w_off + vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last)) * taps;
+// Where packed filter (tap k of the padded rows, output channel block ob) is, in vec4s.
+fn packed_at(k: u32, ob: u32) -> u32 { return k * blocks(P.out_c) + ob; }
+
+// ---- filter packing: one invocation per packed value ---------------------------------------
+//   packed[packed_at(k, o / 4) * 4 + o % 4] = W[o, tap k], 0 for padding taps and o >= out_c,
+// where the taps k = (c * k_h + i) * k_wp + j run over the padded rows.
+
+@group(0) @binding(1) var<storage, read> pack_theta: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pack_out: array<f32>;
+
+struct PackedSlot { o: u32, c: u32, i: u32, j: u32, valid: bool }
+
+fn packed_slot(e: u32) -> PackedSlot {
+    let lane = e % B;
+    let ob = (e / B) % blocks(P.out_c);
+    let k = e / (B * blocks(P.out_c));
+    let j = k % P.k_wp;
+    let i = (k / P.k_wp) % P.k_h;
+    let c = k / (P.k_wp * P.k_h);
+    let o = ob * B + lane;
+    return PackedSlot(o, c, i, j, o < P.out_c && j < P.k_w);
+}
+
+fn packed_len() -> u32 { return P.in_c * P.k_h * P.k_wp * blocks(P.out_c) * B; }
+
+@compute @workgroup_size(WG)
+fn pack_filters(@builtin(global_invocation_id) gid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat_index(gid, nwg);
+    if (e >= packed_len()) { return; }
+    let s = packed_slot(e);
+    let at = P.w_off + ((s.o * P.in_c + s.c) * P.k_h + s.i) * P.k_w + s.j;
+    pack_out[P.v_filters * B + e] = select(0.0, pack_theta[min(at, arrayLength(&pack_theta) - 1u)], s.valid);
+}
+
+// The filters of the backward pass to the input as a convolution of dy (P describes that
+// convolution: in_c is the layer's out_c and out_c its in_c): W'[c, o, i, j] =
+// W[o, c, k_h - 1 - i, k_w - 1 - j].
+@compute @workgroup_size(WG)
+fn pack_filters_flipped(@builtin(global_invocation_id) gid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat_index(gid, nwg);
+    if (e >= packed_len()) { return; }
+    let s = packed_slot(e);
+    let at = P.w_off + ((s.c * P.out_c + s.o) * P.k_h + (P.k_h - 1u - s.i)) * P.k_w + (P.k_w - 1u - min(s.j, P.k_w - 1u));
+    pack_out[e] = select(0.0, pack_theta[min(at, arrayLength(&pack_theta) - 1u)], s.valid);
 }
 
 // ---- forward: one invocation per (sample, 4 output channels, output row, 4 output columns) --
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_theta: array<f32>;
-@group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
+@group(0) @binding(3) var<storage, read> fwd_filters: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> fwd_y: array<f32>;
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = output_tile(flat_index(gid, nwg));
     if (!tile.valid) { return; }
-    let n = tile.n;
-    let oc0 = tile.oc0;
-    let p = tile.p;
-    let q0 = tile.q0;
-    let rows = filter_rows(oc0);
-    let r0 = rows.x;
-    let r1 = rows.y;
-    let r2 = rows.z;
-    let r3 = rows.w;
+    let ob = tile.oc0 / B;
     let s = i32(P.stride);
-    let ix0 = i32(q0) * s - i32(P.pad);
+    let ix0 = i32(tile.q0) * s - P.pad_w;
     // acc_k holds the 4 channels at output column q0 + k.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var c = 0u; c < P.in_c; c++) {
-        let plane = (n * P.in_c + c) * P.in_h * P.in_w;
+        let plane = (tile.n * P.in_c + c) * P.in_h * P.in_w;
         for (var i = 0u; i < P.k_h; i++) {
-            let iy = i32(p) * s + i32(i) - i32(P.pad);
+            let iy = i32(tile.p) * s + i32(i) - P.pad_h;
             if (iy < 0 || iy >= i32(P.in_h)) { continue; }
             let row = plane + u32(iy) * P.in_w;
-            for (var j = 0u; j < P.k_w; j++) {
-                let k = (c * P.k_h + i) * P.k_w + j;
-                let w = vec4<f32>(fwd_theta[r0 + k], fwd_theta[r1 + k], fwd_theta[r2 + k], fwd_theta[r3 + k]);
-                let ix = ix0 + i32(j);
-                acc0 += w * padded(fwd_x[row + clamp_x(ix)], iy, ix);
-                acc1 += w * padded(fwd_x[row + clamp_x(ix + s)], iy, ix + s);
-                acc2 += w * padded(fwd_x[row + clamp_x(ix + 2 * s)], iy, ix + 2 * s);
-                acc3 += w * padded(fwd_x[row + clamp_x(ix + 3 * s)], iy, ix + 3 * s);
+            let taps = (c * P.k_h + i) * P.k_wp;
+            for (var j0 = 0u; j0 < P.k_wp; j0 += CHUNK) {
+                var win: array<f32, WINDOW>;
+                for (var m = 0u; m < window_len(); m++) {
+                    let ix = window_column(ix0 + i32(j0), m);
+                    win[m] = padded(fwd_x[row + clamp_x(ix)], iy, ix);
+                }
+                for (var j = 0u; j < CHUNK; j++) {
+                    let w = fwd_filters[packed_at(taps + j0 + j, ob)];
+                    acc0 += w * win[window_at(0u, j)];
+                    acc1 += w * win[window_at(1u, j)];
+                    acc2 += w * win[window_at(2u, j)];
+                    acc3 += w * win[window_at(3u, j)];
+                }
             }
         }
     }
     let acc = mat4x4<f32>(acc0, acc1, acc2, acc3);
     for (var o = 0u; o < B; o++) {
-        let oc = oc0 + o;
+        let oc = tile.oc0 + o;
         if (oc >= P.out_c) { break; }
-        let bias = fwd_theta[P.b_off + oc];
-        let out_row = ((n * P.out_c + oc) * P.out_h + p) * P.out_w;
+        let bias = select(0.0, fwd_theta[P.b_off + oc], P.has_bias != 0u);
+        let out_row = ((tile.n * P.out_c + oc) * P.out_h + tile.p) * P.out_w;
         for (var k = 0u; k < B; k++) {
-            if (q0 + k < P.out_w) { fwd_y[out_row + q0 + k] = acc[k][o] + bias; }
+            if (tile.q0 + k < P.out_w) { fwd_y[out_row + tile.q0 + k] = acc[k][o] + bias; }
         }
     }
 }
 
 // ---- forward mode, fused: ry = W·rx + V_W·x + V_b, the same tiles as the forward pass ------
-// (the first layer, where rx = 0, runs the forward kernel with V in place of theta).
+// (the first layer, where rx = 0, runs the forward kernel with V in place of theta). The
+// packed filters of theta come first in jvp_filters, those of V from P.v_filters.
 
 @group(0) @binding(1) var<storage, read> jvp_x: array<f32>;
 @group(0) @binding(2) var<storage, read> jvp_rx: array<f32>;
-@group(0) @binding(3) var<storage, read> jvp_theta: array<f32>;
-@group(0) @binding(4) var<storage, read> jvp_v: array<f32>;
+@group(0) @binding(3) var<storage, read> jvp_v: array<f32>;
+@group(0) @binding(4) var<storage, read> jvp_filters: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> jvp_ry: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -128,56 +194,55 @@ fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = output_tile(flat_index(gid, nwg));
     if (!tile.valid) { return; }
-    let n = tile.n;
-    let oc0 = tile.oc0;
-    let p = tile.p;
-    let q0 = tile.q0;
-    let rows = filter_rows(oc0);
-    let r0 = rows.x;
-    let r1 = rows.y;
-    let r2 = rows.z;
-    let r3 = rows.w;
+    let ob = tile.oc0 / B;
     let s = i32(P.stride);
-    let ix0 = i32(q0) * s - i32(P.pad);
+    let ix0 = i32(tile.q0) * s - P.pad_w;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var c = 0u; c < P.in_c; c++) {
-        let plane = (n * P.in_c + c) * P.in_h * P.in_w;
+        let plane = (tile.n * P.in_c + c) * P.in_h * P.in_w;
         for (var i = 0u; i < P.k_h; i++) {
-            let iy = i32(p) * s + i32(i) - i32(P.pad);
+            let iy = i32(tile.p) * s + i32(i) - P.pad_h;
             if (iy < 0 || iy >= i32(P.in_h)) { continue; }
             let row = plane + u32(iy) * P.in_w;
-            for (var j = 0u; j < P.k_w; j++) {
-                let k = (c * P.k_h + i) * P.k_w + j;
-                let w = vec4<f32>(jvp_theta[r0 + k], jvp_theta[r1 + k], jvp_theta[r2 + k], jvp_theta[r3 + k]);
-                let dw = vec4<f32>(jvp_v[r0 + k], jvp_v[r1 + k], jvp_v[r2 + k], jvp_v[r3 + k]);
-                let ix = ix0 + i32(j);
-                let a0 = row + clamp_x(ix);
-                let a1 = row + clamp_x(ix + s);
-                let a2 = row + clamp_x(ix + 2 * s);
-                let a3 = row + clamp_x(ix + 3 * s);
-                acc0 += padded4(w * jvp_rx[a0] + dw * jvp_x[a0], iy, ix);
-                acc1 += padded4(w * jvp_rx[a1] + dw * jvp_x[a1], iy, ix + s);
-                acc2 += padded4(w * jvp_rx[a2] + dw * jvp_x[a2], iy, ix + 2 * s);
-                acc3 += padded4(w * jvp_rx[a3] + dw * jvp_x[a3], iy, ix + 3 * s);
+            let taps = (c * P.k_h + i) * P.k_wp;
+            for (var j0 = 0u; j0 < P.k_wp; j0 += CHUNK) {
+                var win_x: array<f32, WINDOW>;
+                var win_rx: array<f32, WINDOW>;
+                for (var m = 0u; m < window_len(); m++) {
+                    let ix = window_column(ix0 + i32(j0), m);
+                    let at = row + clamp_x(ix);
+                    win_x[m] = padded(jvp_x[at], iy, ix);
+                    win_rx[m] = padded(jvp_rx[at], iy, ix);
+                }
+                for (var j = 0u; j < CHUNK; j++) {
+                    let k = packed_at(taps + j0 + j, ob);
+                    let w = jvp_filters[k];
+                    let dw = jvp_filters[P.v_filters + k];
+                    acc0 += w * win_rx[window_at(0u, j)] + dw * win_x[window_at(0u, j)];
+                    acc1 += w * win_rx[window_at(1u, j)] + dw * win_x[window_at(1u, j)];
+                    acc2 += w * win_rx[window_at(2u, j)] + dw * win_x[window_at(2u, j)];
+                    acc3 += w * win_rx[window_at(3u, j)] + dw * win_x[window_at(3u, j)];
+                }
             }
         }
     }
     let acc = mat4x4<f32>(acc0, acc1, acc2, acc3);
     for (var o = 0u; o < B; o++) {
-        let oc = oc0 + o;
+        let oc = tile.oc0 + o;
         if (oc >= P.out_c) { break; }
         let bias = jvp_v[P.b_off + oc];
-        let out_row = ((n * P.out_c + oc) * P.out_h + p) * P.out_w;
+        let out_row = ((tile.n * P.out_c + oc) * P.out_h + tile.p) * P.out_w;
         for (var k = 0u; k < B; k++) {
-            if (q0 + k < P.out_w) { jvp_ry[out_row + q0 + k] = acc[k][o] + bias; }
+            if (tile.q0 + k < P.out_w) { jvp_ry[out_row + tile.q0 + k] = acc[k][o] + bias; }
         }
     }
 }
 
-// ---- backward to the input: one invocation per (sample, 4 input channels, row, 4 columns) --
+// ---- backward to the input at stride > 1: one invocation per (sample, 4 input channels, row,
+// 4 columns); at stride 1 the host runs forward on the flipped filters instead.
 //   dx[n,c,h,w] = sum over (o,i,j) with h = p*stride + i - pad, w = q*stride + j - pad
 //                 of W[o,c,i,j] * dy[n,o,p,q]
 
@@ -187,7 +252,7 @@ fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
 
 // The output column that input column w meets through kernel column j, if any.
 fn source_column(w: u32, j: u32) -> vec2<i32> {
-    let tx = i32(w + P.pad) - i32(j);
+    let tx = i32(w) + P.pad_w - i32(j);
     let s = i32(P.stride);
     let valid = tx >= 0 && tx % s == 0 && tx / s < i32(P.out_w);
     return vec2<i32>(select(0, tx / s, valid), select(0, 1, valid));
@@ -216,7 +281,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var i = 0u; i < P.k_h; i++) {
-        let ty = i32(h + P.pad) - i32(i);
+        let ty = i32(h) + P.pad_h - i32(i);
         if (ty < 0 || ty % s != 0 || ty / s >= i32(P.out_h)) { continue; }
         let p = u32(ty / s);
         for (var j = 0u; j < P.k_w; j++) {
@@ -271,7 +336,7 @@ fn tap(k: u32) -> Tap {
     let j = k % P.k_w;
     let i = (k / P.k_w) % P.k_h;
     let c = k / (P.k_w * P.k_h);
-    return Tap(c * P.in_h * P.in_w, i32(i) - i32(P.pad), i32(j) - i32(P.pad));
+    return Tap(c * P.in_h * P.in_w, i32(i) - P.pad_h, i32(j) - P.pad_w);
 }
 
 fn tap_value(base: u32, tap: Tap, y0: i32, x0: i32) -> f32 {
@@ -279,6 +344,20 @@ fn tap_value(base: u32, tap: Tap, y0: i32, x0: i32) -> f32 {
     let ix = x0 + tap.j;
     let at = base + tap.plane + u32(clamp(iy, 0, i32(P.in_h) - 1)) * P.in_w + clamp_x(ix);
     return padded(par_x[at], iy, ix);
+}
+
+// Group g's sum of dy over the samples and pixels of output channel o: the bias gradient.
+fn store_bias_partial(g: u32, o: u32) {
+    let n0 = g * P.group_size;
+    let n1 = min(n0 + P.group_size, P.batch);
+    let out_plane = P.out_h * P.out_w;
+    var acc = 0.0;
+    for (var n = n0; n < n1; n++) {
+        let base = (n * P.out_c + o) * out_plane;
+        for (var m = 0u; m < out_plane; m++) { acc += par_dy[base + m]; }
+    }
+    let weights = P.out_c * P.in_c * P.k_h * P.k_w;
+    par_partial[g * (weights + P.out_c) + weights + o] = acc;
 }
 
 @compute @workgroup_size(WG)
@@ -298,13 +377,7 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>,
     let out_plane = P.out_h * P.out_w;
     let out_g = g * (weights + P.out_c);
     if (r >= weight_blocks) {
-        let o = r - weight_blocks;
-        var acc = 0.0;
-        for (var n = n0; n < n1; n++) {
-            let base = (n * P.out_c + o) * out_plane;
-            for (var m = 0u; m < out_plane; m++) { acc += par_dy[base + m]; }
-        }
-        par_partial[out_g + weights + o] = acc;
+        store_bias_partial(g, r - weight_blocks);
         return;
     }
     let k0 = (r % tap_blocks) * B;
@@ -349,4 +422,82 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>,
             if (k0 + k < taps) { par_partial[out_g + o * taps + k0 + k] = acc[m][k]; }
         }
     }
+}
+
+// ---- backward to the parameters at stride 1, for filters of at most MAX_TAPS taps ---------
+// An invocation computes 4 output channels x every tap (i, j) of one input channel c (or one
+// bias), over the samples of its group, with the same partial sums as backward_params. It
+// walks each output row keeping the k_h x k_w input window under the filter in registers:
+// one step along the row loads k_h new values and 4 of dy for 4 k_h k_w multiply-adds, where
+// backward_params loads 8 values for 16. KH and KW are pipeline constants, so the window and
+// the accumulators are registers.
+
+override KH: u32 = 3u;
+override KW: u32 = 3u;
+const MAX_TAPS: u32 = 25u;
+
+@compute @workgroup_size(WG)
+fn backward_params_sliding(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let weight_blocks = blocks(P.out_c) * P.in_c;
+    let per_group = weight_blocks + P.out_c;
+    if (t >= per_group * P.groups) { return; }
+    let r = t % per_group;
+    let g = t / per_group;
+    if (r >= weight_blocks) {
+        store_bias_partial(g, r - weight_blocks);
+        return;
+    }
+    let c = r % P.in_c;
+    let o0 = (r / P.in_c) * B;
+    let n0 = g * P.group_size;
+    let n1 = min(n0 + P.group_size, P.batch);
+    let out_plane = P.out_h * P.out_w;
+    let d1 = (min(o0 + 1u, P.out_c - 1u) - o0) * out_plane;
+    let d2 = (min(o0 + 2u, P.out_c - 1u) - o0) * out_plane;
+    let d3 = (min(o0 + 3u, P.out_c - 1u) - o0) * out_plane;
+    // acc[i * KW + j] holds the 4 output channels at tap (i, j); win[i * KW + j] is
+    // x[n, c, p + i - pad_h, q + j - pad_w] for the current output pixel (p, q).
+    var acc: array<vec4<f32>, MAX_TAPS>;
+    var win: array<f32, MAX_TAPS>;
+    for (var n = n0; n < n1; n++) {
+        let plane = (n * P.in_c + c) * P.in_h * P.in_w;
+        let dy_base = (n * P.out_c + o0) * out_plane;
+        for (var p = 0u; p < P.out_h; p++) {
+            // The window of the pixel left of the row (q = -1), less its first column.
+            for (var i = 0u; i < KH; i++) {
+                let iy = i32(p + i) - P.pad_h;
+                for (var j = 1u; j < KW; j++) {
+                    win[i * KW + j] = x_window_value(plane, iy, i32(j) - 1 - P.pad_w);
+                }
+            }
+            for (var q = 0u; q < P.out_w; q++) {
+                for (var i = 0u; i < KH; i++) {
+                    for (var j = 0u; j + 1u < KW; j++) { win[i * KW + j] = win[i * KW + j + 1u]; }
+                    let iy = i32(p + i) - P.pad_h;
+                    win[i * KW + KW - 1u] = x_window_value(plane, iy, i32(q + KW - 1u) - P.pad_w);
+                }
+                let at = dy_base + p * P.out_w + q;
+                let d = vec4<f32>(par_dy[at], par_dy[at + d1], par_dy[at + d2], par_dy[at + d3]);
+                for (var k = 0u; k < KH * KW; k++) { acc[k] += d * win[k]; }
+            }
+        }
+    }
+    let taps = P.in_c * KH * KW;
+    let out_g = g * (P.out_c * taps + P.out_c);
+    for (var m = 0u; m < B; m++) {
+        let o = o0 + m;
+        if (o >= P.out_c) { break; }
+        for (var k = 0u; k < KH * KW; k++) {
+            par_partial[out_g + o * taps + c * KH * KW + k] = acc[k][m];
+        }
+    }
+}
+
+// x[plane + iy * in_w + ix] of par_x, or 0 in the zero padding.
+fn x_window_value(plane: u32, iy: i32, ix: i32) -> f32 {
+    let inside = iy >= 0 && iy < i32(P.in_h) && ix >= 0 && ix < i32(P.in_w);
+    let at = plane + u32(clamp(iy, 0, i32(P.in_h) - 1)) * P.in_w + clamp_x(ix);
+    return select(0.0, par_x[at], inside);
 }

@@ -40,6 +40,9 @@ fn conv_matches_reference_on_odd_shapes() {
         ("kernel wider than the image", Shape::new(6, 5, 3), conv(5, 2, 1, 1), 2),
         ("cnn4's first layer on 28×28", Shape::new(1, 28, 28), conv(5, 32, 1, 2), 2),
         ("9 channels in, 13 out, 6×11", Shape::new(9, 6, 11), conv(3, 13, 1, 1), 3),
+        // Rows wider than 8 taps are read 4 at a time, padded with zero taps.
+        ("kernel 9 (rows read in steps of 4)", Shape::new(2, 11, 12), conv(9, 5, 1, 4), 2),
+        ("kernel 9, stride 2", Shape::new(2, 11, 12), conv(9, 3, 2, 3), 2),
     ];
     for (i, (case, input, layer, batch)) in cases.into_iter().enumerate() {
         check(case, input, &[layer], batch, 100 + i as u64);
@@ -53,6 +56,7 @@ fn dense_matches_reference() {
         ("on a single value", Shape::new(1, 1, 1), 3, 1),
         ("to one output", Shape::new(10, 1, 1), 1, 5),
         ("cnn4's last layer", Shape::new(64, 3, 3), 10, 4),
+        ("on an 11-wide input (padded rows)", Shape::new(2, 3, 11), 5, 3),
     ];
     for (i, (case, input, units, batch)) in cases.into_iter().enumerate() {
         check(case, input, &[LayerSpec::Dense { units }], batch, 200 + i as u64);
@@ -83,6 +87,18 @@ fn maxpool_matches_reference_on_odd_windows() {
     for (i, (case, input, size, stride, batch)) in cases.into_iter().enumerate() {
         check(case, input, &[LayerSpec::MaxPool { size, stride }], batch, 400 + i as u64);
     }
+}
+
+/// A ReLU followed by a max-pool runs as one pass (the pool applies the ReLU and its mask).
+#[test]
+fn relu_then_maxpool_matches_reference() {
+    let relu_pool = |size, stride| [LayerSpec::Relu, LayerSpec::MaxPool { size, stride }];
+    // Most windows of a random input hold a positive value; these hold some without.
+    check("relu, 2×2 pool, as the first layers", Shape::new(3, 6, 6), &relu_pool(2, None), 3, 600);
+    check("relu, overlapping 3×3 pool", Shape::new(2, 5, 7), &relu_pool(3, Some(1)), 2, 601);
+    let specs =
+        [conv(3, 4, 1, 1), LayerSpec::Relu, LayerSpec::MaxPool { size: 2, stride: None }, LayerSpec::Relu];
+    check("conv, relu, pool, relu", Shape::new(2, 6, 5), &specs, 2, 602);
 }
 
 #[test]

@@ -13,6 +13,6 @@ mod recorder;
 pub use buffer::GpuBuffer;
 pub use context::{AdapterSummary, Gpu, GpuOptions, GpuStats};
 pub use error::GpuError;
-pub use pipeline::{Kernel, Shader, SHADERS, WORKGROUP_SIZE};
+pub use pipeline::{Kernel, Shader, Specialization, SHADERS, WORKGROUP_SIZE};
 pub(crate) use pipeline::{ACTIVATION, BLAS1, CG, CONV, LOSS, POOL};
 pub use recorder::Recorder;

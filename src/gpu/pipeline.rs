@@ -55,27 +55,41 @@ impl Kernel {
     }
 }
 
-/// Compiles each shader module and each pipeline once per device.
+/// Values for a kernel's WGSL `override` constants (besides WG), e.g. `[("CHUNK", 5.0)]`:
+/// each distinct set compiles its own pipeline, so the driver sees them as constants.
+pub type Specialization = [(&'static str, f64)];
+
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+/// Compiles each shader module and each pipeline (per specialization) once per device.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
 }
 
 impl PipelineCache {
-    pub(crate) fn get(&self, device: &wgpu::Device, kernel: Kernel) -> Arc<wgpu::ComputePipeline> {
-        let key = (kernel.shader.name, kernel.entry);
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        specialization: &Specialization,
+    ) -> Arc<wgpu::ComputePipeline> {
+        let values = specialization.iter().map(|&(name, value)| (name, value.to_bits())).collect();
+        let key = (kernel.shader.name, kernel.entry, values);
         if let Some(pipeline) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
             return pipeline.clone();
         }
         let module = self.module(device, kernel.shader);
+        let constants: Vec<(&str, f64)> =
+            std::iter::once(("WG", WORKGROUP_SIZE as f64)).chain(specialization.iter().copied()).collect();
         let pipeline = Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&kernel.name()),
             layout: None,
             module: &module,
             entry_point: Some(kernel.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[("WG", WORKGROUP_SIZE as f64)],
+                constants: &constants,
                 zero_initialize_workgroup_memory: false,
             },
             cache: None,

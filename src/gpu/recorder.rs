@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
-use super::{Gpu, GpuBuffer, GpuError, Kernel, WORKGROUP_SIZE};
+use super::{Gpu, GpuBuffer, GpuError, Kernel, Specialization, WORKGROUP_SIZE};
 
 /// A storage buffer of any element type, as a kernel binding.
 pub trait Binding {
@@ -53,6 +53,18 @@ impl<'g> Recorder<'g> {
         buffers: &[&dyn Binding],
         invocations: u64,
     ) -> Result<(), GpuError> {
+        self.dispatch_specialized(kernel, &[], params, buffers, invocations)
+    }
+
+    /// [`Recorder::dispatch`] with values for the kernel's `override` constants.
+    pub fn dispatch_specialized<P: Pod>(
+        &mut self,
+        kernel: Kernel,
+        specialization: &Specialization,
+        params: &P,
+        buffers: &[&dyn Binding],
+        invocations: u64,
+    ) -> Result<(), GpuError> {
         if invocations == 0 {
             return Ok(());
         }
@@ -69,7 +81,7 @@ impl<'g> Recorder<'g> {
         self.params.resize(start, 0);
         self.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = self.params.len() as u64;
-        let pipeline = self.gpu.pipelines.get(&self.gpu.device, kernel);
+        let pipeline = self.gpu.pipelines.get(&self.gpu.device, kernel, specialization);
         self.dispatches.push(Dispatch {
             pipeline,
             params: start as u64..end,

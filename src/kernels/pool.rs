@@ -18,7 +18,7 @@ struct Params {
     out_w: u32,
     size: u32,
     stride: u32,
-    _pad: u32,
+    relu: u32,
 }
 
 impl Params {
@@ -31,12 +31,16 @@ impl Params {
             out_w: u32_of(g.output.width),
             size: u32_of(g.size),
             stride: u32_of(g.stride),
-            _pad: 0,
+            relu: 0,
         }
     }
 }
 
 /// y = the largest value of each window; argmax = its index within the input plane.
+///
+/// With `relu`, the pass is max-pool of max(x, 0) (a ReLU layer followed by this one): y is
+/// the same, and windows whose largest value is not positive route nothing back, so
+/// [`backward`] and [`jvp`] include ReLU's mask and the ReLU layer needs no pass of its own.
 pub fn forward(
     rec: &mut Recorder,
     g: &PoolGeometry,
@@ -44,11 +48,13 @@ pub fn forward(
     x: &GpuBuffer<f32>,
     y: &GpuBuffer<f32>,
     argmax: &GpuBuffer<u32>,
+    relu: bool,
 ) -> Result<(), GpuError> {
     check_len(FORWARD, x, batch * g.input.len())?;
     check_len(FORWARD, y, batch * g.output.len())?;
     check_len(FORWARD, argmax, batch * g.output.len())?;
-    rec.dispatch(FORWARD, &Params::new(g, batch), &[x, y, argmax], (batch * g.output.len()) as u64)
+    let params = Params { relu: u32::from(relu), ..Params::new(g, batch) };
+    rec.dispatch(FORWARD, &params, &[x, y, argmax], (batch * g.output.len()) as u64)
 }
 
 /// dx = dy routed back to the stored arg-max positions (summed where windows overlap).

@@ -25,12 +25,17 @@ pub struct Workspace {
     /// (a flatten shares its input's buffer), and `values[0]` holds the batch's inputs.
     values: Vec<GpuBuffer<f32>>,
     outputs: Vec<usize>,
+    /// `folded[i]`: layer i is a ReLU that the max-pool after it applies (pool::forward's
+    /// `relu`); it has no pass and no buffer of its own.
+    folded: Vec<bool>,
     argmax: Vec<Option<GpuBuffer<u32>>>,
     /// Ping-pong buffers for the gradient with respect to each layer's output.
     deltas: [GpuBuffer<f32>; 2],
     /// Ping-pong buffers for R(·), the forward-mode direction through each layer.
     tangents: Option<[GpuBuffer<f32>; 2]>,
     partial: GpuBuffer<f32>,
+    /// Scratch for the packed filters of the layer at hand (see conv::forward).
+    filters: GpuBuffer<f32>,
     labels: GpuBuffer<u32>,
 }
 
@@ -46,9 +51,11 @@ impl Workspace {
         let f = 4 * capacity.max(1) as u64;
         let mut values = network.input().len() as u64;
         let mut argmax = 0;
-        for layer in network.layers() {
+        let folded = folded_relus(network);
+        for (layer, folded) in network.layers().iter().zip(folded) {
             match layer {
                 PlannedLayer::Flatten { .. } => {}
+                PlannedLayer::Relu { .. } if folded => {}
                 PlannedLayer::MaxPool(_) => {
                     values += layer.output().len() as u64;
                     argmax += layer.output().len() as u64;
@@ -57,7 +64,8 @@ impl Workspace {
             }
         }
         let pairs = if passes == Passes::Curvature { 4 } else { 2 };
-        let scratch = 4 * PARTIAL_VALUES.max(largest_layer_params(network)) as u64;
+        let scratch =
+            4 * (PARTIAL_VALUES.max(largest_layer_params(network)) + filter_scratch_len(network)) as u64;
         f * (values + argmax + pairs * widest_activation(network) as u64 + 1) + scratch
     }
 
@@ -67,13 +75,14 @@ impl Workspace {
         let mut values = vec![gpu.zeros::<f32>(capacity * network.input().len(), "inputs")?];
         let mut outputs = Vec::new();
         let mut argmax = Vec::new();
+        let folded = folded_relus(network);
         for (i, layer) in network.layers().iter().enumerate() {
             let len = capacity * layer.output().len();
             argmax.push(match layer {
                 PlannedLayer::MaxPool(_) => Some(gpu.zeros::<u32>(len, &format!("layer {} argmax", i + 1))?),
                 _ => None,
             });
-            if let PlannedLayer::Flatten { .. } = layer {
+            if matches!(layer, PlannedLayer::Flatten { .. }) || folded[i] {
                 outputs.push(outputs.last().copied().unwrap_or(0));
             } else {
                 values.push(gpu.zeros::<f32>(len, &format!("layer {} output", i + 1))?);
@@ -89,8 +98,9 @@ impl Workspace {
             Passes::Gradient => None,
         };
         let partial = gpu.zeros(PARTIAL_VALUES.max(largest_layer_params(network)), "param partial sums")?;
+        let filters = gpu.zeros(filter_scratch_len(network), "packed filters")?;
         let labels = gpu.zeros(capacity, "labels")?;
-        Ok(Self { capacity, values, outputs, argmax, deltas, tangents, partial, labels })
+        Ok(Self { capacity, values, outputs, folded, argmax, deltas, tangents, partial, filters, labels })
     }
 
     pub fn capacity(&self) -> usize {
@@ -105,6 +115,7 @@ impl Workspace {
             + argmax
             + self.deltas.iter().map(|b| b.bytes()).sum::<u64>()
             + self.partial.bytes()
+            + self.filters.bytes()
             + self.labels.bytes()
     }
 
@@ -154,6 +165,21 @@ fn widest_activation(network: &Network) -> usize {
     layers.chain([network.input().len()]).max().unwrap_or(1)
 }
 
+/// Which layers are ReLUs directly followed by a max-pool, which then applies them.
+fn folded_relus(network: &Network) -> Vec<bool> {
+    let layers = network.layers();
+    (0..layers.len())
+        .map(|i| {
+            matches!(layers[i], PlannedLayer::Relu { .. })
+                && matches!(layers.get(i + 1), Some(PlannedLayer::MaxPool(_)))
+        })
+        .collect()
+}
+
+fn filter_scratch_len(network: &Network) -> usize {
+    network.conv_geometries().map(conv::filter_scratch_len).max().unwrap_or(4)
+}
+
 fn largest_layer_params(network: &Network) -> usize {
     network.conv_geometries().map(|g| g.params()).max().unwrap_or(1)
 }
@@ -170,11 +196,15 @@ pub fn forward(
     for (i, layer) in network.layers().iter().enumerate() {
         let (x, y) = (ws.input_of(i), ws.output_of(i));
         match layer {
-            PlannedLayer::Conv { geometry, .. } => conv::forward(rec, geometry, batch, x, theta, y)?,
+            PlannedLayer::Conv { geometry, .. } => {
+                conv::forward(rec, geometry, batch, x, theta, &ws.filters, y)?
+            }
+            PlannedLayer::Relu { .. } if ws.folded[i] => {}
             PlannedLayer::Relu { shape } => activation::relu_forward(rec, x, y, batch * shape.len())?,
             PlannedLayer::MaxPool(g) => {
                 let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
-                pool::forward(rec, g, batch, x, y, argmax)?
+                let relu = i > 0 && ws.folded[i - 1];
+                pool::forward(rec, g, batch, x, y, argmax, relu)?
             }
             PlannedLayer::Flatten { .. } => {}
         }
@@ -215,8 +245,12 @@ pub fn backward(
             PlannedLayer::Conv { geometry, .. } => {
                 conv::backward_params(rec, geometry, batch, ws.input_of(i), dy, &ws.partial, grad)?;
                 if needs_dx {
-                    conv::backward_input(rec, geometry, batch, dy, theta, dx)?;
+                    conv::backward_input(rec, geometry, batch, dy, theta, &ws.filters, dx)?;
                 }
+            }
+            PlannedLayer::Relu { shape } if ws.folded[i] => {
+                pass_through(rec, i, dy, input_grad, batch * shape.len())?;
+                continue;
             }
             PlannedLayer::Relu { shape } => {
                 activation::relu_backward(rec, ws.output_of(i), dy, dx, batch * shape.len())?
@@ -226,19 +260,29 @@ pub fn backward(
                 pool::backward(rec, g, batch, dy, argmax, dx)?
             }
             PlannedLayer::Flatten { input, .. } => {
-                // Same values in the same order: the gradient passes through unchanged, but
-                // it must end in input_grad when this is the first layer.
-                if i == 0 {
-                    if let Some(buffer) = input_grad {
-                        blas1::copy(rec, dy, 0, buffer, 0, batch * input.len())?;
-                    }
-                }
+                pass_through(rec, i, dy, input_grad, batch * input.len())?;
                 continue;
             }
         }
         current = 1 - current;
     }
     Ok(())
+}
+
+/// Back-propagation through a layer that leaves the gradient as it is (a flatten keeps its
+/// values in order; a folded ReLU's mask is applied by the pool above): nothing to do, except
+/// that the gradient must end in `input_grad` when this is the first layer.
+fn pass_through(
+    rec: &mut Recorder,
+    layer: usize,
+    dy: &GpuBuffer<f32>,
+    input_grad: Option<&GpuBuffer<f32>>,
+    len: usize,
+) -> Result<(), GpuError> {
+    match input_grad {
+        Some(buffer) if layer == 0 => blas1::copy(rec, dy, 0, buffer, 0, len),
+        _ => Ok(()),
+    }
 }
 
 /// Records forward mode through the stored forward pass: Jv for each of `batch` samples, where
@@ -261,17 +305,18 @@ pub fn jvp<'w>(
         let (r_in, r_out) = (current.map(|c| &tangents[c]), &tangents[next]);
         match (layer, r_in) {
             (PlannedLayer::Conv { geometry, .. }, r_in) => {
-                conv::jvp(rec, geometry, batch, ws.input_of(i), r_in, theta, v, r_out)?
+                conv::jvp(rec, geometry, batch, ws.input_of(i), r_in, theta, v, &ws.filters, r_out)?
             }
-            (PlannedLayer::Relu { shape }, Some(r_in)) => {
+            (PlannedLayer::Relu { shape }, Some(r_in)) if !ws.folded[i] => {
                 activation::relu_backward(rec, ws.output_of(i), r_in, r_out, batch * shape.len())?
             }
             (PlannedLayer::MaxPool(g), Some(r_in)) => {
                 let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
                 pool::jvp(rec, g, batch, r_in, argmax, r_out)?
             }
-            // Flatten keeps the values where they are; a zero direction stays zero.
-            (PlannedLayer::Flatten { .. }, _) | (_, None) => continue,
+            // Flatten keeps the values where they are, a folded ReLU's mask is applied by the
+            // pool above, and a zero direction stays zero.
+            (PlannedLayer::Flatten { .. } | PlannedLayer::Relu { .. }, _) | (_, None) => continue,
         }
         current = Some(next);
     }
