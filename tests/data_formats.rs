@@ -67,6 +67,47 @@ fn normalization_subtracts_the_training_mean_from_both_sets() {
 }
 
 #[test]
+fn a_validation_set_is_held_out_at_random_and_normalized_with_the_training_mean() {
+    let dir = scratch_dir("hold-out");
+    write_mnist(&dir, false, 20, 3);
+    let whole = data::load_dir(&dir).unwrap();
+    let mut split = whole.clone();
+    split.hold_out(6, 7).unwrap();
+    let (train, validation) = (&split.train, split.validation.as_ref().unwrap());
+    assert_eq!((train.len(), validation.len()), (14, 6));
+    // Every sample lands in exactly one part, each part in the original order (the pixels
+    // make each sample distinct).
+    let position = |image: &[f32]| (0..20).find(|&i| whole.train.images_of(i..i + 1) == image).unwrap();
+    let positions =
+        |d: &data::Dataset| (0..d.len()).map(|i| position(d.images_of(i..i + 1))).collect::<Vec<_>>();
+    let (kept, held) = (positions(train), positions(validation));
+    assert!(kept.windows(2).all(|w| w[0] < w[1]) && held.windows(2).all(|w| w[0] < w[1]));
+    let mut all: Vec<usize> = kept.iter().chain(&held).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..20).collect::<Vec<_>>());
+    assert_eq!(validation.labels, held.iter().map(|&i| whole.train.labels[i]).collect::<Vec<_>>());
+    // Not simply the tail, and the same seed picks the same samples.
+    assert_ne!(held, (14..20).collect::<Vec<_>>());
+    let mut again = whole.clone();
+    again.hold_out(6, 7).unwrap();
+    assert_eq!(again.validation.as_ref().unwrap().labels, validation.labels);
+    assert_eq!(again.train.images, train.images);
+
+    let raw_validation = validation.clone();
+    let normalizer = split.normalize();
+    let normalized = split.validation.as_ref().unwrap();
+    assert_eq!(normalized.images[3], raw_validation.images[3] - normalizer.mean[3]);
+    // The mean is the training part's, not the whole set's.
+    assert_eq!(normalizer.mean, data::Normalizer::fit(&whole.train.select(&kept)).mean);
+
+    for count in [0, 20, 21] {
+        let error = whole.clone().hold_out(count, 0).unwrap_err();
+        assert!(matches!(error, DataError::ValidationSize { .. }), "{error}");
+        assert!(error.to_string().contains(&format!("{count} of 20")), "{error}");
+    }
+}
+
+#[test]
 fn cifar10_batch_round_trips() {
     let dir = scratch_dir("cifar");
     let labels: Vec<u8> = vec![3, 0, 9];

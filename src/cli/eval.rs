@@ -22,7 +22,7 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter());
-    let (split, _, network) = args.problem.load()?;
+    let (split, _, network) = args.problem.load(None)?;
     let train = split.train;
     let theta = gpu.upload(&network.init_params(args.problem.seed), "θ")?;
     let grad = gpu.zeros::<f32>(network.param_count(), "∇f")?;

@@ -6,7 +6,7 @@ pub mod train;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use newton_wgpu::data::{self, DataSplit, Normalizer};
 use newton_wgpu::gpu::Gpu;
@@ -43,13 +43,16 @@ pub struct ProblemArgs {
 }
 
 impl ProblemArgs {
-    /// Loads and normalises the data, builds the network, and says what they are.
-    pub fn load(&self) -> Result<(DataSplit, Normalizer, Network)> {
-        let (split, normalizer) = load_data(&self.data, self.limit)?;
+    /// Loads and normalises the data (holding out a `validation` fraction of the training
+    /// set, chosen by the seed), builds the network, and says what they are.
+    pub fn load(&self, validation: Option<f64>) -> Result<(DataSplit, Normalizer, Network)> {
+        let (split, normalizer) = load_data(&self.data, self.limit, validation, self.seed)?;
         let (train, test) = (&split.train, &split.test);
         let network = network_for(&self.net, train.shape, train.classes)?;
+        let held_out =
+            split.validation.as_ref().map_or(String::new(), |v| format!(", {} validation", v.len()));
         println!(
-            "data: {} training and {} test samples of {} from {}",
+            "data: {} training{held_out} and {} test samples of {} from {}",
             train.len(),
             test.len(),
             train.shape,
@@ -60,12 +63,24 @@ impl ProblemArgs {
     }
 }
 
-/// Loads a data directory, keeps the first `limit` training samples, and subtracts the
-/// training mean from both sets.
-pub fn load_data(dir: &Path, limit: Option<usize>) -> Result<(DataSplit, Normalizer)> {
+/// Loads a data directory, keeps the first `limit` training samples, holds out a `validation`
+/// fraction of them (chosen by `seed`), and subtracts the training mean from every set.
+pub fn load_data(
+    dir: &Path,
+    limit: Option<usize>,
+    validation: Option<f64>,
+    seed: u64,
+) -> Result<(DataSplit, Normalizer)> {
     let mut split = data::load_dir(dir).with_context(|| format!("loading data from {}", dir.display()))?;
     if let Some(n) = limit {
         split.train = split.train.head(n);
+    }
+    if let Some(fraction) = validation {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            bail!("--validation: expected a fraction of the training set in (0, 1), found {fraction}");
+        }
+        let count = (fraction * split.train.len() as f64).round() as usize;
+        split.hold_out(count, seed)?;
     }
     let normalizer = split.normalize();
     Ok((split, normalizer))

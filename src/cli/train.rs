@@ -48,56 +48,19 @@ pub struct TrainArgs {
     /// Optimiser.
     #[arg(long, value_enum, default_value_t = Optim::Newton)]
     optim: Optim,
-    /// Newton iterations (iter_max).
-    #[arg(long, default_value_t = 100)]
-    iters: usize,
-    /// SGD epochs.
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    /// Subsample size |S| for the Gauss-Newton products (default: ⌈5% of l⌉).
-    #[arg(long)]
-    gn_size: Option<usize>,
-    /// CG stops when ‖r‖ ≤ xi·‖∇f‖.
-    #[arg(long, default_value_t = 0.1)]
-    xi: f64,
-    /// Most CG steps per iteration.
-    #[arg(long, default_value_t = 250)]
-    cg_max: usize,
-    /// Initial Levenberg-Marquardt damping λ.
-    #[arg(long, default_value_t = 1.0)]
-    lambda: f64,
-    /// λ ← λ·drop when the step predicted well (ρ ≥ 0.75).
-    #[arg(long, default_value_t = 2.0 / 3.0)]
-    drop: f64,
-    /// λ ← λ·boost when it predicted badly (ρ < 0.25) or the line search failed.
-    #[arg(long, default_value_t = 1.5)]
-    boost: f64,
-    /// Armijo constant of the line search.
-    #[arg(long, default_value_t = 1e-4)]
-    eta: f64,
-    /// Read the CG residual back every this many CG steps (default: every step on a software
-    /// GPU, every 4 on others).
-    #[arg(long)]
-    cg_check_every: Option<usize>,
-    /// Stop once ‖∇f‖ falls to this.
-    #[arg(long)]
-    grad_tol: Option<f64>,
+    #[command(flatten)]
+    newton: NewtonArgs,
+    #[command(flatten)]
+    sgd: SgdArgs,
     /// Stop after the iteration or epoch that passes this many training seconds.
     #[arg(long)]
     time_budget: Option<f64>,
-    /// SGD learning rate lr0.
-    #[arg(long, default_value_t = 0.01)]
-    lr: f64,
-    /// SGD momentum μ.
-    #[arg(long, default_value_t = 0.0)]
-    momentum: f64,
-    /// SGD learning-rate decay: lr = lr0/(1 + decay·step).
-    #[arg(long, default_value_t = 0.0)]
-    decay: f64,
-    /// SGD mini-batch size.
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    /// Save the final model here (safetensors).
+    /// Hold out this fraction of the training set (chosen by --seed) as a validation set,
+    /// evaluated after every iteration or epoch.
+    #[arg(long)]
+    validation: Option<f64>,
+    /// Save the model here (safetensors): the one with the best validation accuracy when
+    /// --validation is given, else the last.
     #[arg(long)]
     save: Option<PathBuf>,
     /// Write one JSON object per iteration or epoch to this file.
@@ -111,11 +74,67 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
 }
 
-impl TrainArgs {
-    fn newton_options(&self) -> NewtonOptions {
+/// Newton-CG's settings; the defaults are simpleNN's.
+#[derive(Args, Clone, Debug)]
+pub struct NewtonArgs {
+    /// Newton iterations (iter_max).
+    #[arg(long, default_value_t = 100)]
+    pub iters: usize,
+    /// Subsample size |S| for the Gauss-Newton products (default: ⌈5% of l⌉).
+    #[arg(long)]
+    pub gn_size: Option<usize>,
+    /// CG stops when ‖r‖ ≤ xi·‖∇f‖.
+    #[arg(long, default_value_t = 0.1)]
+    pub xi: f64,
+    /// Most CG steps per iteration.
+    #[arg(long, default_value_t = 250)]
+    pub cg_max: usize,
+    /// Initial Levenberg-Marquardt damping λ.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda: f64,
+    /// λ ← λ·drop when the step predicted well (ρ ≥ 0.75).
+    #[arg(long, default_value_t = 2.0 / 3.0)]
+    pub drop: f64,
+    /// λ ← λ·boost when it predicted badly (ρ < 0.25) or the line search failed.
+    #[arg(long, default_value_t = 1.5)]
+    pub boost: f64,
+    /// Armijo constant of the line search.
+    #[arg(long, default_value_t = 1e-4)]
+    pub eta: f64,
+    /// Read the CG residual back every this many CG steps (default: every step on a software
+    /// GPU, every 4 on others).
+    #[arg(long)]
+    pub cg_check_every: Option<usize>,
+    /// Stop once ‖∇f‖ falls to this.
+    #[arg(long)]
+    pub grad_tol: Option<f64>,
+}
+
+/// SGD's settings; the defaults are simpleNN's.
+#[derive(Args, Clone, Debug)]
+pub struct SgdArgs {
+    /// SGD epochs.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// SGD learning rate lr0.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// SGD momentum μ.
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
+    /// SGD learning-rate decay: lr = lr0/(1 + decay·step).
+    #[arg(long, default_value_t = 0.0)]
+    pub decay: f64,
+    /// SGD mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+}
+
+impl NewtonArgs {
+    pub fn options(&self, problem: &ProblemArgs, time_budget: Option<f64>) -> NewtonOptions {
         NewtonOptions {
-            loss: self.problem.loss,
-            c: self.problem.c,
+            loss: problem.loss,
+            c: problem.c,
             gn_size: self.gn_size,
             iter_max: self.iters,
             xi: self.xi,
@@ -124,28 +143,45 @@ impl TrainArgs {
             drop: self.drop,
             boost: self.boost,
             eta: self.eta,
-            bsize: self.problem.bsize,
+            bsize: problem.bsize,
             max_halvings: 20,
             cg_check_every: self.cg_check_every,
             grad_tol: self.grad_tol,
-            time_budget: self.time_budget.map(Duration::from_secs_f64),
-            seed: self.problem.seed,
+            time_budget: time_budget.map(Duration::from_secs_f64),
+            seed: problem.seed,
         }
     }
 
-    fn sgd_options(&self) -> SgdOptions {
+    /// The settings in one line, with |S| as the solver resolved it.
+    pub fn describe(&self, problem: &ProblemArgs, gn_size: usize) -> String {
+        format!(
+            "Newton-CG: loss {}, C = {}, |S| = {gn_size}, xi = {}, CGmax = {}, λ0 = {}, drop = {:.4}, boost = {}, eta = {}, iterations = {}",
+            problem.loss, problem.c, self.xi, self.cg_max, self.lambda, self.drop, self.boost, self.eta, self.iters
+        )
+    }
+}
+
+impl SgdArgs {
+    pub fn options(&self, problem: &ProblemArgs, time_budget: Option<f64>) -> SgdOptions {
         SgdOptions {
-            loss: self.problem.loss,
-            c: self.problem.c,
+            loss: problem.loss,
+            c: problem.c,
             epochs: self.epochs,
             batch: self.batch,
             lr: self.lr,
             momentum: self.momentum,
             decay: self.decay,
-            bsize: self.problem.bsize,
-            time_budget: self.time_budget.map(Duration::from_secs_f64),
-            seed: self.problem.seed,
+            bsize: problem.bsize,
+            time_budget: time_budget.map(Duration::from_secs_f64),
+            seed: problem.seed,
         }
+    }
+
+    pub fn describe(&self, problem: &ProblemArgs) -> String {
+        format!(
+            "SGD: loss {}, C = {}, lr = {}, momentum = {}, decay = {}, batch = {}, epochs = {}",
+            problem.loss, problem.c, self.lr, self.momentum, self.decay, self.batch, self.epochs
+        )
     }
 }
 
@@ -172,9 +208,10 @@ impl Reporter {
 
     fn report(&mut self, record: &Record) -> Result<()> {
         let acc = |a: Option<f64>| a.map_or("-".to_owned(), |a| format!("{:.2}%", 100.0 * a));
+        let val = |a: Option<f64>| a.map_or(String::new(), |a| format!(" {:>8.2}%", 100.0 * a));
         match record {
             Record::Newton(r) => println!(
-                "{:>4} {:>12.6} {:>11.4e} {:>9.4} {:>8.3} {:>10.4e} {:>5} {:>8.1} {:>8}{}",
+                "{:>4} {:>12.6} {:>11.4e} {:>9.4} {:>8.3} {:>10.4e} {:>5} {:>8.1} {:>8}{}{}",
                 r.iter,
                 r.f,
                 r.grad_norm,
@@ -184,16 +221,18 @@ impl Reporter {
                 r.cg_iters,
                 r.elapsed_s,
                 acc(r.test_acc),
+                val(r.val_acc),
                 if r.accepted { "" } else { "  (line search failed: no step, λ raised)" }
             ),
             Record::Sgd(r) => {
                 println!(
-                    "{:>5} {:>12.6} {:>12.6} {:>8.1} {:>8}",
+                    "{:>5} {:>12.6} {:>12.6} {:>8.1} {:>8}{}",
                     r.epoch,
                     r.f,
                     r.running_loss,
                     r.elapsed_s,
-                    acc(r.test_acc)
+                    acc(r.test_acc),
+                    val(r.val_acc)
                 )
             }
         }
@@ -245,8 +284,8 @@ fn model_of(
 pub fn run(args: &TrainArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter());
-    let (split, normalizer, network) = args.problem.load()?;
-    let (train, test) = (&split.train, &split.test);
+    let (split, normalizer, network) = args.problem.load(args.validation)?;
+    let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
 
     let mut theta_host = network.init_params(args.problem.seed);
     let mut resumed_state = None;
@@ -260,17 +299,27 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let theta = gpu.upload(&theta_host, "θ")?;
     let mut reporter = Reporter::new(args)?;
-    let save_checkpoint = |state: String, velocity: Option<Vec<f32>>| -> Result<()> {
+    let model = || model_of(&gpu, &network, &theta, &normalizer, args.problem.loss);
+    // The best validation accuracy so far, and the iteration or epoch that reached it.
+    let mut best: Option<(f64, String)> = None;
+    let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
+        reporter.report(record)?;
         if let Some(path) = &args.checkpoint {
-            let model = model_of(&gpu, &network, &theta, &normalizer, args.problem.loss)?;
-            Checkpoint { model, state, velocity }.save(path)?;
+            Checkpoint { model: model()?, state, velocity }.save(path)?;
+        }
+        if let (Some(path), Some(acc)) = (&args.save, record.val_acc()) {
+            if best.as_ref().is_none_or(|(b, _)| acc > *b) {
+                best = Some((acc, record.label()));
+                model()?.save(path)?;
+            }
         }
         Ok(())
     };
+    let validation_header = if validation.is_some() { "   val acc" } else { "" };
 
     match args.optim {
         Optim::Newton => {
-            let options = args.newton_options();
+            let options = args.newton.options(&args.problem, args.time_budget);
             let mut newton = Newton::new(&gpu, &network, train, &options)?;
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
@@ -279,23 +328,23 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 newton.state =
                     serde_json::from_str::<NewtonState>(&state).context("the checkpoint's Newton state")?;
             }
+            println!("{}", args.newton.describe(&args.problem, newton.gn_size()));
             println!(
-                "Newton-CG: loss {}, C = {}, |S| = {}, xi = {}, CGmax = {}, λ0 = {}, drop = {:.4}, boost = {}, eta = {}, iterations = {}",
-                args.problem.loss, args.problem.c, newton.gn_size(), args.xi, args.cg_max, args.lambda, args.drop, args.boost, args.eta, args.iters
+                "iter            f        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
-            println!("iter            f        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc");
             while !newton.finished() {
-                let Some(mut record) = newton.step(train, &theta)? else {
+                let Some(record) = newton.step(train, &theta)? else {
                     println!("‖∇f‖ is within --grad-tol: stopping");
                     break;
                 };
-                record.test_acc = Some(newton.accuracy(test, &theta)?);
-                reporter.report(&Record::Newton(record))?;
-                save_checkpoint(serde_json::to_string(&newton.state)?, None)?;
+                let mut record = Record::Newton(record);
+                let val_acc = validation.map(|v| newton.accuracy(v, &theta)).transpose()?;
+                record.set_accuracies(Some(newton.accuracy(test, &theta)?), val_acc);
+                finish(&record, serde_json::to_string(&newton.state)?, None)?;
             }
         }
         Optim::Sgd => {
-            let options = args.sgd_options();
+            let options = args.sgd.options(&args.problem, args.time_budget);
             let mut sgd = Sgd::new(&gpu, &network, train, &options)?;
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));
@@ -307,28 +356,28 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                     None => bail!("the checkpoint has no SGD velocity: was it written by Newton-CG?"),
                 }
             }
-            println!(
-                "SGD: loss {}, C = {}, lr = {}, momentum = {}, decay = {}, batch = {}, epochs = {}",
-                args.problem.loss,
-                args.problem.c,
-                args.lr,
-                args.momentum,
-                args.decay,
-                args.batch,
-                args.epochs
-            );
-            println!("epoch            f  running loss  seconds  test acc");
+            println!("{}", args.sgd.describe(&args.problem));
+            println!("epoch            f  running loss  seconds  test acc{validation_header}");
             while !sgd.finished() {
-                let mut record = sgd.epoch(train, &theta)?;
-                record.test_acc = Some(sgd.accuracy(test, &theta)?);
-                reporter.report(&Record::Sgd(record))?;
-                save_checkpoint(serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
+                let mut record = Record::Sgd(sgd.epoch(train, &theta)?);
+                let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
+                record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
+                finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
             }
         }
     }
     if let Some(path) = &args.save {
-        model_of(&gpu, &network, &theta, &normalizer, args.problem.loss)?.save(path)?;
-        println!("saved the model to {}", path.display());
+        match best {
+            Some((acc, label)) => println!(
+                "saved the model with the best validation accuracy, {:.2}% (after {label}), to {}",
+                100.0 * acc,
+                path.display()
+            ),
+            None => {
+                model()?.save(path)?;
+                println!("saved the model to {}", path.display());
+            }
+        }
     }
     Ok(())
 }

@@ -72,5 +72,6 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<DataSplit, DataError> {
     Ok(DataSplit {
         train: load_batches(dir, &train)?,
         test: load_batches(dir, &["test_batch.bin".to_owned()])?,
+        validation: None,
     })
 }

@@ -31,6 +31,8 @@ pub enum DataError {
     NotFinite { path: PathBuf, index: usize },
     #[error("{path}:{line}: {message}")]
     Libsvm { path: PathBuf, line: usize, message: String },
+    #[error("validation: cannot hold out {count} of {train} training samples; expected 1 to {max}", max = train.saturating_sub(1))]
+    ValidationSize { count: usize, train: usize },
     #[error("{path}: samples are {found}, expected {expected} like the training set")]
     ShapeMismatch { path: PathBuf, expected: String, found: String },
 }

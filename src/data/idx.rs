@@ -161,5 +161,5 @@ pub fn load_mnist_dir(dir: &Path) -> Result<DataSplit, DataError> {
             found: test.shape.to_string(),
         });
     }
-    Ok(DataSplit { train, test })
+    Ok(DataSplit { train, test, validation: None })
 }

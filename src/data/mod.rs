@@ -75,29 +75,61 @@ impl Dataset {
 
     /// The first `n` samples (all if fewer).
     pub fn head(&self, n: usize) -> Dataset {
-        let n = n.min(self.len());
+        self.select((0..n.min(self.len())).collect::<Vec<_>>().as_slice())
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.shape.len());
+        for &i in indices {
+            images.extend_from_slice(self.images_of(i..i + 1));
+        }
         Dataset {
             shape: self.shape,
             classes: self.classes,
-            images: self.images_of(0..n).to_vec(),
-            labels: self.labels[..n].to_vec(),
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
         }
     }
 }
 
-/// A training set and a test set of the same shape.
+/// A training set and a test set of the same shape, and optionally a validation set held out
+/// of the training set.
 #[derive(Clone, Debug)]
 pub struct DataSplit {
     pub train: Dataset,
     pub test: Dataset,
+    pub validation: Option<Dataset>,
 }
 
 impl DataSplit {
-    /// Subtracts the per-pixel training mean from both sets, as simpleNN does; returns it.
+    /// Moves `count` training samples, chosen at random by `seed`, into the validation set
+    /// (both parts keep the samples' original order). Fails unless both parts stay non-empty.
+    pub fn hold_out(&mut self, count: usize, seed: u64) -> Result<(), DataError> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let len = self.train.len();
+        if count == 0 || count >= len {
+            return Err(DataError::ValidationSize { count, train: len });
+        }
+        let mut order: Vec<usize> = (0..len).collect();
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        let (held, kept) = order.split_at_mut(count);
+        held.sort_unstable();
+        kept.sort_unstable();
+        self.validation = Some(self.train.select(held));
+        self.train = self.train.select(kept);
+        Ok(())
+    }
+
+    /// Subtracts the per-pixel training mean from every set, as simpleNN does; returns it.
     pub fn normalize(&mut self) -> Normalizer {
         let normalizer = Normalizer::fit(&self.train);
         normalizer.apply(&mut self.train);
         normalizer.apply(&mut self.test);
+        if let Some(validation) = &mut self.validation {
+            normalizer.apply(validation);
+        }
         normalizer
     }
 }

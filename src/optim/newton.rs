@@ -251,6 +251,7 @@ impl<'a> Newton<'a> {
             elapsed_s: self.state.elapsed_s,
             cg_s,
             test_acc: None,
+            val_acc: None,
         }))
     }
 

@@ -21,6 +21,9 @@ pub struct IterationRecord {
     /// Seconds of this iteration spent in CG.
     pub cg_s: f64,
     pub test_acc: Option<f64>,
+    /// Accuracy on the validation set, when one was held out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_acc: Option<f64>,
 }
 
 /// One SGD epoch.
@@ -33,6 +36,9 @@ pub struct EpochRecord {
     pub running_loss: f64,
     pub elapsed_s: f64,
     pub test_acc: Option<f64>,
+    /// Accuracy on the validation set, when one was held out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_acc: Option<f64>,
 }
 
 /// What a training run reports, once per iteration or epoch.
@@ -41,6 +47,55 @@ pub struct EpochRecord {
 pub enum Record {
     Newton(IterationRecord),
     Sgd(EpochRecord),
+}
+
+impl Record {
+    /// Training seconds since the start.
+    pub fn elapsed_s(&self) -> f64 {
+        match self {
+            Record::Newton(r) => r.elapsed_s,
+            Record::Sgd(r) => r.elapsed_s,
+        }
+    }
+
+    /// f at this record: at the start of a Newton iteration, at the end of an SGD epoch.
+    pub fn f(&self) -> f64 {
+        match self {
+            Record::Newton(r) => r.f,
+            Record::Sgd(r) => r.f,
+        }
+    }
+
+    /// "iteration k" or "epoch k".
+    pub fn label(&self) -> String {
+        match self {
+            Record::Newton(r) => format!("iteration {}", r.iter),
+            Record::Sgd(r) => format!("epoch {}", r.epoch),
+        }
+    }
+
+    pub fn val_acc(&self) -> Option<f64> {
+        match self {
+            Record::Newton(r) => r.val_acc,
+            Record::Sgd(r) => r.val_acc,
+        }
+    }
+
+    pub fn test_acc(&self) -> Option<f64> {
+        match self {
+            Record::Newton(r) => r.test_acc,
+            Record::Sgd(r) => r.test_acc,
+        }
+    }
+
+    pub fn set_accuracies(&mut self, test: Option<f64>, validation: Option<f64>) {
+        let (test_acc, val_acc) = match self {
+            Record::Newton(r) => (&mut r.test_acc, &mut r.val_acc),
+            Record::Sgd(r) => (&mut r.test_acc, &mut r.val_acc),
+        };
+        *test_acc = test;
+        *val_acc = validation;
+    }
 }
 
 /// Receives one record per Newton iteration or SGD epoch; a closure `FnMut(&Record)` is one.

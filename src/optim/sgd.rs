@@ -148,7 +148,14 @@ impl<'a> Sgd<'a> {
         if !f.is_finite() || !running_loss.is_finite() {
             return Err(Error::Diverged { iteration: epoch, f, grad_norm: f64::NAN });
         }
-        Ok(EpochRecord { epoch, f, running_loss, elapsed_s: self.state.elapsed_s, test_acc: None })
+        Ok(EpochRecord {
+            epoch,
+            f,
+            running_loss,
+            elapsed_s: self.state.elapsed_s,
+            test_acc: None,
+            val_acc: None,
+        })
     }
 
     /// Accuracy of θ on `data`, computed on the device in chunks.

@@ -1,0 +1,79 @@
+//! The newton-wgpu program end to end on a small problem: `train` with a validation set
+//! keeps the best model, which `predict` then loads.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use newton_wgpu::model::Model;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "newton-wgpu {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn train_with_a_validation_set_saves_the_best_model() {
+    let dir = scratch("program-validation");
+    let (model, log) = (dir.join("best.safetensors"), dir.join("log.jsonl"));
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let stdout = run(&[
+        "train",
+        "--net",
+        net,
+        "--loss",
+        "ce",
+        "--limit",
+        "400",
+        "--validation",
+        "0.25",
+        "--optim",
+        "sgd",
+        "--epochs",
+        "4",
+        "--lr",
+        "0.05",
+        "--save",
+        model.to_str().unwrap(),
+        "--log-json",
+        log.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("300 training, 100 validation and 2000 test samples"), "{stdout}");
+    let records: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 4);
+    let accuracies: Vec<f64> = records.iter().map(|r| r["val_acc"].as_f64().unwrap()).collect();
+    // The first epoch that reaches the best accuracy is the one kept.
+    let best = accuracies.iter().copied().fold(f64::MIN, f64::max);
+    let epoch = accuracies.iter().position(|&a| a == best).unwrap() + 1;
+    let saved = format!("best validation accuracy, {:.2}% (after epoch {epoch})", 100.0 * best);
+    assert!(stdout.contains(&saved), "expected {saved:?} in\n{stdout}");
+
+    let loaded = Model::load(&model).unwrap();
+    assert_eq!(loaded.theta.len(), loaded.network.param_count());
+    let predicted = run(&["predict", "--model", model.to_str().unwrap()]);
+    assert!(predicted.contains("accuracy"), "{predicted}");
+}
+
+#[test]
+fn a_validation_fraction_outside_zero_to_one_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+        .args(["train", "--validation", "1.5", "--iters", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--validation") && stderr.contains("(0, 1)"), "{stderr}");
+}
