@@ -7,13 +7,14 @@
 //
 //   y[n,o,p,q] = b[o] + sum_{c,i,j} W[o,c,i,j] * x[n, c, p*stride + i - pad_h, q*stride + j - pad_w]
 //
-// Each invocation computes a 4 x 4 block of results in registers (no workgroup memory, no
-// barriers: on software GPUs barriers cost far more than the loads they save).
+// Each invocation computes a block of results in registers (4 x COLS for forward and Jv,
+// 4 x 4 for the others; no workgroup memory, no barriers: on software GPUs barriers cost far
+// more than the loads they save).
 //
 // The forward and Jv kernels read the filters from a packed copy (pack_filters): the 4 output
 // channels of a tile at one tap are one vec4, and each filter row is padded with zero taps to
 // a multiple of CHUNK. A row of the tile then reads CHUNK taps as CHUNK vec4 loads and the
-// input window under them once (3 + CHUNK values at stride 1) into registers. Loads are what
+// input window under them once (COLS - 1 + CHUNK values at stride 1) into registers. Loads are what
 // costs on a software GPU (lavapipe runs every storage load lane by lane), and this halves them
 // or better. The backward pass to the input at stride 1 is the same kernel on the flipped,
 // transposed filters (pack_filters_flipped).
@@ -36,8 +37,10 @@ const B: u32 = 4u;
 override CHUNK: u32 = 4u;
 // Whether the stride is 1: the tile's 4 columns then share one input window.
 override UNIT_STRIDE: bool = true;
-// The register window: 3 + CHUNK values at stride 1, else 4 * CHUNK.
-const WINDOW: u32 = 32u;
+// Output columns of a forward or Jv tile.
+const COLS: u32 = 8u;
+// The register window: COLS - 1 + CHUNK values at stride 1, else COLS * CHUNK.
+const WINDOW: u32 = 64u;
 
 fn blocks(n: u32) -> u32 { return (n + B - 1u) / B; }
 
@@ -51,9 +54,9 @@ fn clamp_x(ix: i32) -> u32 { return u32(clamp(ix, 0, i32(P.in_w) - 1)); }
 // Where in the window column k of the tile meets tap j of the current chunk.
 fn window_at(k: u32, j: u32) -> u32 { return select(k * CHUNK + j, k + j, UNIT_STRIDE); }
 
-// The window positions: at stride 1, 3 + CHUNK consecutive columns from x0; else the CHUNK
-// columns under each of the 4 outputs (x0 + k * stride + j).
-fn window_len() -> u32 { return select(4u * CHUNK, 3u + CHUNK, UNIT_STRIDE); }
+// The window positions: at stride 1, COLS - 1 + CHUNK consecutive columns from x0; else the
+// CHUNK columns under each of the COLS outputs (x0 + k * stride + j).
+fn window_len() -> u32 { return select(COLS * CHUNK, COLS - 1u + CHUNK, UNIT_STRIDE); }
 
 fn window_column(x0: i32, m: u32) -> i32 {
     let k = m / CHUNK;
@@ -62,14 +65,14 @@ fn window_column(x0: i32, m: u32) -> i32 {
 }
 
 // The tile of outputs an invocation of forward or jvp computes: output channels oc0..oc0+3
-// and columns q0..q0+3 of row p of sample n (invocations run along a row first, so that
+// and columns q0..q0+COLS-1 of row p of sample n (invocations run along a row first, so that
 // neighbours share their filters).
 struct Tile { n: u32, oc0: u32, p: u32, q0: u32, valid: bool }
 
 fn output_tile(t: u32) -> Tile {
-    let col_blocks = blocks(P.out_w);
+    let col_blocks = (P.out_w + COLS - 1u) / COLS;
     let oc_blocks = blocks(P.out_c);
-    let q0 = (t % col_blocks) * B;
+    let q0 = (t % col_blocks) * COLS;
     let p = (t / col_blocks) % P.out_h;
     let oc0 = ((t / (col_blocks * P.out_h)) % oc_blocks) * B;
     let n = t / (col_blocks * P.out_h * oc_blocks);
@@ -124,7 +127,7 @@ fn pack_filters_flipped(@builtin(global_invocation_id) gid: vec3<u32>,
     pack_out[e] = select(0.0, pack_theta[min(at, arrayLength(&pack_theta) - 1u)], s.valid);
 }
 
-// ---- forward: one invocation per (sample, 4 output channels, output row, 4 output columns) --
+// ---- forward: one invocation per (sample, 4 output channels, output row, COLS columns) ----
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_theta: array<f32>;
@@ -139,11 +142,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ob = tile.oc0 / B;
     let s = i32(P.stride);
     let ix0 = i32(tile.q0) * s - P.pad_w;
-    // acc_k holds the 4 channels at output column q0 + k.
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    // acc[k] holds the 4 channels at output column q0 + k.
+    var acc: array<vec4<f32>, COLS>;
     for (var c = 0u; c < P.in_c; c++) {
         let plane = (tile.n * P.in_c + c) * P.in_h * P.in_w;
         for (var i = 0u; i < P.k_h; i++) {
@@ -159,21 +159,17 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
                 }
                 for (var j = 0u; j < CHUNK; j++) {
                     let w = fwd_filters[packed_at(taps + j0 + j, ob)];
-                    acc0 += w * win[window_at(0u, j)];
-                    acc1 += w * win[window_at(1u, j)];
-                    acc2 += w * win[window_at(2u, j)];
-                    acc3 += w * win[window_at(3u, j)];
+                    for (var k = 0u; k < COLS; k++) { acc[k] += w * win[window_at(k, j)]; }
                 }
             }
         }
     }
-    let acc = mat4x4<f32>(acc0, acc1, acc2, acc3);
     for (var o = 0u; o < B; o++) {
         let oc = tile.oc0 + o;
         if (oc >= P.out_c) { break; }
         let bias = select(0.0, fwd_theta[P.b_off + oc], P.has_bias != 0u);
         let out_row = ((tile.n * P.out_c + oc) * P.out_h + tile.p) * P.out_w;
-        for (var k = 0u; k < B; k++) {
+        for (var k = 0u; k < COLS; k++) {
             if (tile.q0 + k < P.out_w) { fwd_y[out_row + tile.q0 + k] = acc[k][o] + bias; }
         }
     }
@@ -197,10 +193,7 @@ fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
     let ob = tile.oc0 / B;
     let s = i32(P.stride);
     let ix0 = i32(tile.q0) * s - P.pad_w;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, COLS>;
     for (var c = 0u; c < P.in_c; c++) {
         let plane = (tile.n * P.in_c + c) * P.in_h * P.in_w;
         for (var i = 0u; i < P.k_h; i++) {
@@ -221,21 +214,19 @@ fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
                     let k = packed_at(taps + j0 + j, ob);
                     let w = jvp_filters[k];
                     let dw = jvp_filters[P.v_filters + k];
-                    acc0 += w * win_rx[window_at(0u, j)] + dw * win_x[window_at(0u, j)];
-                    acc1 += w * win_rx[window_at(1u, j)] + dw * win_x[window_at(1u, j)];
-                    acc2 += w * win_rx[window_at(2u, j)] + dw * win_x[window_at(2u, j)];
-                    acc3 += w * win_rx[window_at(3u, j)] + dw * win_x[window_at(3u, j)];
+                    for (var q = 0u; q < COLS; q++) {
+                        acc[q] += w * win_rx[window_at(q, j)] + dw * win_x[window_at(q, j)];
+                    }
                 }
             }
         }
     }
-    let acc = mat4x4<f32>(acc0, acc1, acc2, acc3);
     for (var o = 0u; o < B; o++) {
         let oc = tile.oc0 + o;
         if (oc >= P.out_c) { break; }
         let bias = jvp_v[P.b_off + oc];
         let out_row = ((tile.n * P.out_c + oc) * P.out_h + tile.p) * P.out_w;
-        for (var k = 0u; k < B; k++) {
+        for (var k = 0u; k < COLS; k++) {
             if (tile.q0 + k < P.out_w) { jvp_ry[out_row + tile.q0 + k] = acc[k][o] + bias; }
         }
     }

@@ -16,8 +16,10 @@ const BACKWARD_PARAMS_SLIDING: Kernel = Kernel::new(&CONV, "backward_params_slid
 /// (MAX_TAPS in conv.wgsl).
 const MAX_SLIDING_TAPS: usize = 25;
 
-/// Each invocation computes a BLOCK × BLOCK tile of results (B in conv.wgsl).
+/// Each invocation computes a BLOCK × BLOCK tile of results (B in conv.wgsl), or BLOCK
+/// channels × COLS columns in forward and Jv.
 const BLOCK: usize = 4;
+const COLS: usize = 8;
 
 /// The widest filter row read in one step (CHUNK in conv.wgsl); wider rows go by 4 taps.
 const MAX_CHUNK: usize = 8;
@@ -194,10 +196,11 @@ pub fn jvp(
     rec.dispatch_specialized(JVP, &params.specialization(), &params, &[x, rx, v, filters, ry], tiles)
 }
 
-/// Invocations of the forward and Jv kernels: one per 4 channels × 4 columns of an output row.
+/// Invocations of the forward and Jv kernels: one per 4 channels × COLS columns of an output
+/// row.
 fn output_tiles(p: &Params) -> u64 {
-    let blocks = |n: u32| (n as usize).div_ceil(BLOCK);
-    (p.batch as usize * blocks(p.out_c) * p.out_h as usize * blocks(p.out_w)) as u64
+    let (oc_blocks, col_blocks) = ((p.out_c as usize).div_ceil(BLOCK), (p.out_w as usize).div_ceil(COLS));
+    (p.batch as usize * oc_blocks * p.out_h as usize * col_blocks) as u64
 }
 
 /// dx = ∂⟨dy, conv(x)⟩/∂x: the gradient passed on to the layer below. `filters` as in
