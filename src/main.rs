@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// Train a network by Newton-CG (default) or SGD.
     Train(Box<cli::train::TrainArgs>),
+    /// Newton-CG against SGD on the same problem: logs, a CSV, charts and a summary (or, with
+    /// --sweep, the robustness study over C, |S| and learning rates).
+    Compare(Box<cli::compare::CompareArgs>),
     /// Print a saved model's accuracy on a data set's test images, with per-class counts.
     Predict(cli::predict::PredictArgs),
     /// Time f(θ), ∇f(θ) and one Gauss-Newton product (G_S + λI)∇f of a fresh network.
@@ -31,6 +34,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Train(args)) => cli::train::run(&args),
+        Some(Command::Compare(args)) => cli::compare::run(&args),
         Some(Command::Predict(args)) => cli::predict::run(&args),
         Some(Command::Eval(args)) => cli::eval::eval(&args),
         Some(Command::Info) => cli::info(),

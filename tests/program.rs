@@ -77,3 +77,55 @@ fn a_validation_fraction_outside_zero_to_one_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--validation") && stderr.contains("(0, 1)"), "{stderr}");
 }
+
+#[test]
+fn compare_writes_logs_a_csv_charts_and_a_summary() {
+    let dir = scratch("program-compare");
+    let stdout = run(&[
+        "compare",
+        "--net",
+        "cnn4-small",
+        "--loss",
+        "ce",
+        "--limit",
+        "300",
+        "--iters",
+        "2",
+        "--epochs",
+        "2",
+        "--target",
+        "0.2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let log = |name: &str| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let (newton, sgd) = (log("newton.jsonl"), log("sgd.jsonl"));
+    assert_eq!((newton.len(), sgd.len()), (2, 2));
+    assert!(newton.iter().all(|r| r["iter"].is_u64() && r["cg_iters"].is_u64() && r["test_acc"].is_f64()));
+    assert!(sgd.iter().all(|r| r["epoch"].is_u64() && r["test_acc"].is_f64()));
+
+    let csv = std::fs::read_to_string(dir.join("records.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "run,method,index,f,test_acc,elapsed_s");
+    assert_eq!(rows.len(), 5, "{csv}");
+    assert!(rows[1].starts_with("newton,Newton-CG,1,") && rows[3].starts_with("sgd,SGD,1,"), "{csv}");
+
+    for chart in ["accuracy", "objective"] {
+        let png = std::fs::read(dir.join(format!("{chart}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{chart}.png is not a PNG");
+        let svg = std::fs::read_to_string(dir.join(format!("{chart}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("Newton-CG") && svg.contains("SGD"), "{chart}.svg");
+    }
+    // The summary: both methods, their final accuracies as logged, and the time to the target.
+    let summary = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
+    assert!(stdout.contains(summary.trim()), "the printed table differs from summary.txt");
+    for (method, records) in [("Newton-CG", &newton), ("SGD", &sgd)] {
+        let last = records.last().unwrap()["test_acc"].as_f64().unwrap();
+        let line = summary.lines().find(|l| l.starts_with(method)).unwrap();
+        assert!(line.contains(&format!("{:.2}%", 100.0 * last)), "{line}");
+    }
+    assert!(summary.contains("s to 20.0%"), "{summary}");
+}

@@ -1,6 +1,8 @@
 //! The subcommands of the newton-wgpu program.
 
+pub mod compare;
 pub mod eval;
+mod plot;
 pub mod predict;
 pub mod train;
 
@@ -17,7 +19,7 @@ use newton_wgpu::nn::{self, Network, Shape};
 pub const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
 
 /// The problem a command works on: data, network, loss and the objective's settings.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct ProblemArgs {
     /// Data directory (MNIST IDX files or CIFAR-10 binary batches).
     #[arg(long, default_value = BUNDLED_DATA)]

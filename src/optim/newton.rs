@@ -52,6 +52,14 @@ pub struct NewtonOptions {
     pub seed: u64,
 }
 
+impl NewtonOptions {
+    /// |S| for a training set of `l` samples: gn_size, or ⌈5% of l⌉ (simpleNN's default),
+    /// never more than l.
+    pub fn gn_size_for(&self, l: usize) -> usize {
+        self.gn_size.unwrap_or(l.div_ceil(20)).min(l)
+    }
+}
+
 impl Default for NewtonOptions {
     fn default() -> Self {
         Self {
@@ -129,7 +137,7 @@ impl<'a> Newton<'a> {
             trial_grad: gpu.zeros::<f32>(n, "∇f(θ + s)")?,
             known: None,
             cg_buffers: CgBuffers::new(gpu, n)?,
-            gn_size: options.gn_size.unwrap_or(train.len().div_ceil(20)).min(train.len()),
+            gn_size: options.gn_size_for(train.len()),
             state: NewtonState { iteration: 0, lambda: options.lambda, elapsed_s: 0.0 },
             options: options.clone(),
         })

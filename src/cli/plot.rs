@@ -1,0 +1,220 @@
+//! Charts of training runs, each drawn twice: as SVG and as PNG.
+//!
+//! Text is laid out with a TrueType font read at run time (plotters' ab_glyph backend), so
+//! the charts look the same everywhere: $NEWTON_WGPU_FONT, else the first of a few common
+//! system fonts (DejaVu Sans on Linux, Arial on macOS and Windows).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Newton-CG's colour in every chart; SGD's is [`SGD`].
+pub const NEWTON: RGBColor = RGBColor(31, 119, 180);
+pub const SGD: RGBColor = RGBColor(214, 39, 40);
+
+const SIZE: (u32, u32) = (960, 600);
+
+const FONT_PATHS: [&str; 6] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+/// Registers the font once per process; fails with the places it looked.
+fn ensure_font() -> Result<()> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            let from_env = std::env::var_os("NEWTON_WGPU_FONT").map(PathBuf::from);
+            let candidates: Vec<PathBuf> =
+                from_env.clone().into_iter().chain(FONT_PATHS.iter().map(PathBuf::from)).collect();
+            let Some((path, bytes)) = candidates.iter().find_map(|p| std::fs::read(p).ok().map(|b| (p, b)))
+            else {
+                return Err(format!(
+                    "charts need a TrueType font: set NEWTON_WGPU_FONT to a .ttf file, or install one at {} \
+                     (Debian: apt-get install fonts-dejavu-core)",
+                    FONT_PATHS.join(", ")
+                ));
+            };
+            // plotters keeps registered fonts for the life of the process.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+                .map_err(|_| format!("{}: not a TrueType font plotters can read", path.display()))
+        })
+        .clone()
+        .map_err(|message| anyhow!(message))
+}
+
+/// One line of a chart.
+pub struct Series {
+    /// The legend's text; an empty name has no legend entry.
+    pub name: String,
+    pub color: RGBColor,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// How the y axis is scaled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    Linear,
+    Log,
+}
+
+/// A line chart: `series` against training seconds (or any x), a marker at every point.
+pub struct LineChart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: &'a [Series],
+    pub scale: Scale,
+    /// Where the legend goes (where the lines are not).
+    pub legend: SeriesLabelPosition,
+}
+
+impl LineChart<'_> {
+    /// Draws the chart as `stem.svg` and `stem.png`; returns the two paths.
+    pub fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
+        ensure_font()?;
+        if self.series.iter().all(|s| s.points.is_empty()) {
+            bail!("{}: nothing to plot", self.title);
+        }
+        let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
+        self.draw(SVGBackend::new(&svg, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
+        self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
+        Ok(vec![svg, png])
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        // A log axis is drawn as log10(y) on a linear one, labelled with y itself: plotters'
+        // own log axis leaves a range within one decade without labels.
+        let to_axis = |y: f64| if self.scale == Scale::Log { y.max(1e-300).log10() } else { y };
+        let from_axis = |y: f64| if self.scale == Scale::Log { 10f64.powf(y) } else { y };
+        let points = || self.series.iter().flat_map(|s| s.points.iter().map(|&(x, y)| (x, to_axis(y))));
+        let x_max = points().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.02;
+        let (lo, hi) = points().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+        let pad = ((hi - lo) * 0.05).max(1e-3);
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 26))
+            .margin(16)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))?;
+        let y_format = |y: &f64| {
+            let value = from_axis(*y);
+            if self.scale == Scale::Log {
+                format!("{value:.3}")
+            } else {
+                format!("{value:.1}")
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .y_labels(10)
+            .y_label_formatter(&y_format)
+            .light_line_style(RGBColor(238, 238, 238))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()?;
+        for s in self.series {
+            let color = s.color;
+            let line: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (x, to_axis(y))).collect();
+            let drawn = chart.draw_series(LineSeries::new(line.iter().copied(), color.stroke_width(2)))?;
+            if !s.name.is_empty() {
+                drawn
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
+            }
+            chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(self.legend.clone())
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 18))
+            .draw()?;
+        root.present()
+    }
+}
+
+/// A bar chart: one horizontal bar per (label, value, colour).
+pub struct BarChart<'a> {
+    pub title: &'a str,
+    pub value_label: &'a str,
+    pub bars: &'a [(String, f64, RGBColor)],
+}
+
+impl BarChart<'_> {
+    /// Draws the chart as `stem.svg` and `stem.png`; returns the two paths.
+    pub fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
+        ensure_font()?;
+        if self.bars.is_empty() {
+            bail!("{}: nothing to plot", self.title);
+        }
+        let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
+        self.draw(SVGBackend::new(&svg, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
+        self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
+        Ok(vec![svg, png])
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        // Horizontal bars, so that the labels read across.
+        let bars = self.bars;
+        let lowest = bars.iter().map(|b| b.1).fold(f64::MAX, f64::min);
+        let highest = bars.iter().map(|b| b.1).fold(f64::MIN, f64::max);
+        let x_min = (lowest - 0.1 * (highest - lowest).max(1.0)).max(0.0);
+        let x_max = highest + 0.05 * (highest - x_min).max(1.0);
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 26))
+            .margin(16)
+            .x_label_area_size(50)
+            .y_label_area_size(190)
+            .build_cartesian_2d(x_min..x_max, (0..bars.len() - 1).into_segmented())?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(self.value_label)
+            .y_labels(bars.len())
+            .y_label_formatter(&|segment| match segment {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    bars.get(bars.len().wrapping_sub(i + 1)).map_or(String::new(), |b| b.0.clone())
+                }
+                SegmentValue::Last => String::new(),
+            })
+            .light_line_style(RGBColor(238, 238, 238))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()?;
+        // The first bar at the top.
+        let row = |i: usize| bars.len() - 1 - i;
+        chart.draw_series(bars.iter().enumerate().map(|(i, (_, value, color))| {
+            let mut bar = Rectangle::new(
+                [(x_min, SegmentValue::Exact(row(i))), (*value, SegmentValue::Exact(row(i) + 1))],
+                color.filled(),
+            );
+            bar.set_margin(4, 4, 0, 0);
+            bar
+        }))?;
+        root.present()
+    }
+}
