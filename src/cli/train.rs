@@ -29,7 +29,7 @@ pub enum Optim {
 /// iterations twice as far), so that a 2-core machine with the software GPU passes 96% test
 /// accuracy on the bundled sample in about 4 minutes of training (see README); everything else
 /// is simpleNN's default.
-pub const MAIN_JOB: &[&str] = &["--net", "cnn4-small", "--loss", "ce", "--lambda", "0.1", "--iters", "12"];
+pub const MAIN_JOB: &[&str] = &["--net", "cnn4-small", "--loss", "ce", "--lambda", "0.1", "--iters", "10"];
 
 #[derive(Parser)]
 struct MainJob {
