@@ -68,14 +68,16 @@ fn train_with_a_validation_set_saves_the_best_model() {
 }
 
 #[test]
-fn a_validation_fraction_outside_zero_to_one_is_refused() {
-    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-        .args(["train", "--validation", "1.5", "--iters", "1"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--validation") && stderr.contains("(0, 1)"), "{stderr}");
+fn fractions_outside_their_ranges_are_refused() {
+    for (args, option, range) in [
+        (["train", "--validation", "1.5"], "--validation", "(0, 1)"),
+        (["compare", "--target", "95"], "--target", "(0, 1]"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(args).output().unwrap();
+        assert!(!output.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(option) && stderr.contains(range), "{stderr}");
+    }
 }
 
 #[test]

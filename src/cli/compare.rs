@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use newton_wgpu::data::Dataset;
@@ -112,11 +112,19 @@ impl Outcome {
 }
 
 pub fn run(args: &CompareArgs) -> Result<()> {
+    if !(args.target > 0.0 && args.target <= 1.0) {
+        bail!("--target: expected a test accuracy in (0, 1], found {}", args.target);
+    }
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter());
     let (split, _, network) = args.problem.load(None)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let runs = if args.sweep { sweep_runs(args, split.train.len()) } else { pair_runs(args) };
+    let runs = if args.sweep {
+        println!("the sweep sets C, --gn-size and --lr itself; the other options apply to every run");
+        sweep_runs(args, split.train.len())
+    } else {
+        pair_runs(args)
+    };
     println!("{} runs; the report goes to {}", runs.len(), args.out.display());
 
     let progress = Progress::new(runs.len());
