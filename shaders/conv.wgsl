@@ -17,7 +17,7 @@
 // input window under them once (COLS - 1 + CHUNK values at stride 1) into registers. Loads are what
 // costs on a software GPU (lavapipe runs every storage load lane by lane), and this halves them
 // or better. The backward pass to the input at stride 1 is the same kernel on the flipped,
-// transposed filters (pack_filters_flipped).
+// transposed filters (pack_filters with P.flipped).
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
@@ -25,8 +25,9 @@ struct Params {
     k_w: u32, stride: u32, pad_h: i32, pad_w: i32,
     w_off: u32, b_off: u32, group_size: u32, groups: u32,
     // Filter taps per row in the packed filters (k_w rounded up to CHUNK); whether to add the
-    // bias; where the packed direction starts in the packed filters of jvp (in vec4s).
-    k_wp: u32, has_bias: u32, v_filters: u32, _pad: u32,
+    // bias; where pack_filters writes (the packed direction of jvp starts there, in vec4s);
+    // whether pack_filters packs the flipped, transposed filters of the backward pass.
+    k_wp: u32, has_bias: u32, v_filters: u32, flipped: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -104,27 +105,20 @@ fn packed_slot(e: u32) -> PackedSlot {
 
 fn packed_len() -> u32 { return P.in_c * P.k_h * P.k_wp * blocks(P.out_c) * B; }
 
+// With P.flipped, the filters of the backward pass to the input as a convolution of dy (P
+// then describes that convolution: in_c is the layer's out_c and out_c its in_c):
+// W'[c, o, i, j] = W[o, c, k_h - 1 - i, k_w - 1 - j].
 @compute @workgroup_size(WG)
 fn pack_filters(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = flat_index(gid, nwg);
     if (e >= packed_len()) { return; }
     let s = packed_slot(e);
-    let at = P.w_off + ((s.o * P.in_c + s.c) * P.k_h + s.i) * P.k_w + s.j;
+    let j = min(s.j, P.k_w - 1u);
+    let direct = ((s.o * P.in_c + s.c) * P.k_h + s.i) * P.k_w + j;
+    let flipped = ((s.c * P.out_c + s.o) * P.k_h + (P.k_h - 1u - s.i)) * P.k_w + (P.k_w - 1u - j);
+    let at = P.w_off + select(direct, flipped, P.flipped != 0u);
     pack_out[P.v_filters * B + e] = select(0.0, pack_theta[min(at, arrayLength(&pack_theta) - 1u)], s.valid);
-}
-
-// The filters of the backward pass to the input as a convolution of dy (P describes that
-// convolution: in_c is the layer's out_c and out_c its in_c): W'[c, o, i, j] =
-// W[o, c, k_h - 1 - i, k_w - 1 - j].
-@compute @workgroup_size(WG)
-fn pack_filters_flipped(@builtin(global_invocation_id) gid: vec3<u32>,
-                        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = flat_index(gid, nwg);
-    if (e >= packed_len()) { return; }
-    let s = packed_slot(e);
-    let at = P.w_off + ((s.c * P.out_c + s.o) * P.k_h + (P.k_h - 1u - s.i)) * P.k_w + (P.k_w - 1u - min(s.j, P.k_w - 1u));
-    pack_out[e] = select(0.0, pack_theta[min(at, arrayLength(&pack_theta) - 1u)], s.valid);
 }
 
 // ---- forward: one invocation per (sample, 4 output channels, output row, COLS columns) ----

@@ -22,21 +22,14 @@ use newton_wgpu::optim::{newton, sgd, Record};
 
 use plotters::chart::SeriesLabelPosition;
 
-use super::plot::{self, BarChart, LineChart, Scale, Series};
-use super::train::{NewtonArgs, SgdArgs};
+use super::plot::{self, BarChart, Chart, LineChart, Scale, Series};
+use super::train::{NewtonArgs, Settings, SgdArgs};
 use super::ProblemArgs;
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
     #[command(flatten)]
-    problem: ProblemArgs,
-    #[command(flatten)]
-    newton: NewtonArgs,
-    #[command(flatten)]
-    sgd: SgdArgs,
-    /// Stop each run after the iteration or epoch that passes this many training seconds.
-    #[arg(long)]
-    time_budget: Option<f64>,
+    settings: Settings,
     /// The report folder (created if needed; its files are replaced).
     #[arg(long, default_value = "compare-report")]
     out: PathBuf,
@@ -81,15 +74,13 @@ struct Run {
     method: Method,
     /// A name for files and tables, e.g. "newton" or "sgd-lr0.01".
     name: String,
-    problem: ProblemArgs,
-    newton: NewtonArgs,
-    sgd: SgdArgs,
+    settings: Settings,
 }
 
-/// What a run left: its records, and the error that ended it early, if any.
+/// What a run left: its records, and whether it diverged before its last one.
 struct Outcome {
     records: Vec<Record>,
-    failure: Option<String>,
+    diverged: bool,
 }
 
 impl Outcome {
@@ -117,7 +108,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter());
-    let (split, _, network) = args.problem.load(None)?;
+    let (split, _, network) = args.settings.problem.load(None)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let runs = if args.sweep {
         println!("the sweep sets C, --gn-size and --lr itself; the other options apply to every run");
@@ -144,7 +135,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     } else {
         print!("{}", pair_table(&runs, &outcomes, args.target));
         std::fs::write(args.out.join("summary.txt"), pair_table(&runs, &outcomes, args.target))?;
-        pair_charts(&args.out, &runs, &outcomes, args.problem.loss.to_string())?
+        pair_charts(&args.out, &runs, &outcomes, args.settings.problem.loss.to_string())?
     };
     for path in charts {
         println!("wrote {}", path.display());
@@ -153,13 +144,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
 }
 
 fn pair_runs(args: &CompareArgs) -> Vec<Run> {
-    let run = |method, name: &str| Run {
-        method,
-        name: name.to_owned(),
-        problem: args.problem.clone(),
-        newton: args.newton.clone(),
-        sgd: args.sgd.clone(),
-    };
+    let run = |method, name: &str| Run { method, name: name.to_owned(), settings: args.settings.clone() };
     vec![run(Method::Newton, "newton"), run(Method::Sgd, "sgd")]
 }
 
@@ -171,9 +156,11 @@ fn sweep_runs(args: &CompareArgs, train_len: usize) -> Vec<Run> {
             runs.push(Run {
                 method: Method::Newton,
                 name: format!("newton-C{c}-S{}%", (fraction * 100.0).round()),
-                problem: ProblemArgs { c, ..args.problem.clone() },
-                newton: NewtonArgs { gn_size: Some(gn_size), ..args.newton.clone() },
-                sgd: args.sgd.clone(),
+                settings: Settings {
+                    problem: ProblemArgs { c, ..args.settings.problem.clone() },
+                    newton: NewtonArgs { gn_size: Some(gn_size), ..args.settings.newton.clone() },
+                    ..args.settings.clone()
+                },
             });
         }
     }
@@ -181,9 +168,7 @@ fn sweep_runs(args: &CompareArgs, train_len: usize) -> Vec<Run> {
         runs.push(Run {
             method: Method::Sgd,
             name: format!("sgd-lr{lr}"),
-            problem: args.problem.clone(),
-            newton: args.newton.clone(),
-            sgd: SgdArgs { lr, ..args.sgd.clone() },
+            settings: Settings { sgd: SgdArgs { lr, ..args.settings.sgd.clone() }, ..args.settings.clone() },
         });
     }
     runs
@@ -202,13 +187,14 @@ fn train(
     let log_path = args.out.join(format!("{}.jsonl", run.name));
     let mut log =
         std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let theta = gpu.upload(&network.init_params(run.problem.seed), "θ")?;
-    let newton_options = run.newton.options(&run.problem, args.time_budget);
+    let theta = gpu.upload(&network.init_params(run.settings.problem.seed), "θ")?;
+    let newton_options = run.settings.newton_options();
     let (steps, settings) = match run.method {
-        Method::Newton => {
-            (run.newton.iters, run.newton.describe(&run.problem, newton_options.gn_size_for(train.len())))
-        }
-        Method::Sgd => (run.sgd.epochs, run.sgd.describe(&run.problem)),
+        Method::Newton => (
+            run.settings.newton.iters,
+            run.settings.newton.describe(&run.settings.problem, newton_options.gn_size_for(train.len())),
+        ),
+        Method::Sgd => (run.settings.sgd.epochs, run.settings.sgd.describe(&run.settings.problem)),
     };
     progress.start_run(&run.name, steps, &settings);
     let mut records = Vec::new();
@@ -226,7 +212,7 @@ fn train(
             newton::train(gpu, network, train, Some(test), &theta, &newton_options, &mut observe).map(|_| ())
         }
         Method::Sgd => {
-            let options = run.sgd.options(&run.problem, args.time_budget);
+            let options = run.settings.sgd_options();
             sgd::train(gpu, network, train, Some(test), &theta, &options, &mut observe).map(|_| ())
         }
     };
@@ -235,15 +221,15 @@ fn train(
     }
     // A run that diverges is a result of the comparison (SGD with a large learning rate does),
     // not a reason to stop it; anything else (the device, the data) is.
-    let failure = match result {
-        Ok(()) => None,
+    let diverged = match result {
+        Ok(()) => false,
         Err(e @ newton_wgpu::Error::Diverged { .. }) => {
             progress.println(format!("{}: {e}", run.name));
-            Some(e.to_string())
+            true
         }
         Err(e) => return Err(e).with_context(|| format!("run {}", run.name)),
     };
-    Ok(Outcome { records, failure })
+    Ok(Outcome { records, diverged })
 }
 
 /// Every record of every finished run, one per line, rewritten after each run.
@@ -284,7 +270,7 @@ fn pair_table(runs: &[Run], outcomes: &[Outcome], target: f64) -> String {
             percent(outcome.best_acc()),
             reached,
             outcome.seconds(),
-            outcome.failure.as_ref().map_or(String::new(), |_| "  (diverged)".to_owned())
+            if outcome.diverged { "  (diverged)" } else { "" }
         );
     }
     table
@@ -300,7 +286,7 @@ fn sweep_table(runs: &[Run], outcomes: &[Outcome]) -> String {
             percent(outcome.final_acc()),
             percent(outcome.best_acc()),
             outcome.seconds(),
-            outcome.failure.as_ref().map_or(String::new(), |_| "  (diverged)".to_owned())
+            if outcome.diverged { "  (diverged)" } else { "" }
         );
     }
     for method in [Method::Newton, Method::Sgd] {

@@ -51,6 +51,30 @@ fn ensure_font() -> Result<()> {
         .map_err(|message| anyhow!(message))
 }
 
+/// A chart that can be drawn on any plotters backend.
+pub trait Chart {
+    fn title(&self) -> &str;
+    fn is_empty(&self) -> bool;
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>;
+
+    /// Draws the chart as `stem.svg` and `stem.png`; returns the two paths.
+    fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
+        ensure_font()?;
+        if self.is_empty() {
+            bail!("{}: nothing to plot", self.title());
+        }
+        let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
+        self.draw(SVGBackend::new(&svg, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
+        self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
+        Ok(vec![svg, png])
+    }
+}
+
 /// One line of a chart.
 pub struct Series {
     /// The legend's text; an empty name has no legend entry.
@@ -77,19 +101,13 @@ pub struct LineChart<'a> {
     pub legend: SeriesLabelPosition,
 }
 
-impl LineChart<'_> {
-    /// Draws the chart as `stem.svg` and `stem.png`; returns the two paths.
-    pub fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
-        ensure_font()?;
-        if self.series.iter().all(|s| s.points.is_empty()) {
-            bail!("{}: nothing to plot", self.title);
-        }
-        let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
-        self.draw(SVGBackend::new(&svg, SIZE).into_drawing_area())
-            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
-        self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area())
-            .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
-        Ok(vec![svg, png])
+impl Chart for LineChart<'_> {
+    fn title(&self) -> &str {
+        self.title
+    }
+
+    fn is_empty(&self) -> bool {
+        self.series.iter().all(|s| s.points.is_empty())
     }
 
     fn draw<DB: DrawingBackend>(
@@ -158,19 +176,13 @@ pub struct BarChart<'a> {
     pub bars: &'a [(String, f64, RGBColor)],
 }
 
-impl BarChart<'_> {
-    /// Draws the chart as `stem.svg` and `stem.png`; returns the two paths.
-    pub fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
-        ensure_font()?;
-        if self.bars.is_empty() {
-            bail!("{}: nothing to plot", self.title);
-        }
-        let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
-        self.draw(SVGBackend::new(&svg, SIZE).into_drawing_area())
-            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
-        self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area())
-            .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
-        Ok(vec![svg, png])
+impl Chart for BarChart<'_> {
+    fn title(&self) -> &str {
+        self.title
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bars.is_empty()
     }
 
     fn draw<DB: DrawingBackend>(

@@ -46,17 +46,10 @@ pub fn main_job() -> Box<TrainArgs> {
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
-    problem: ProblemArgs,
+    settings: Settings,
     /// Optimiser.
     #[arg(long, value_enum, default_value_t = Optim::Newton)]
     optim: Optim,
-    #[command(flatten)]
-    newton: NewtonArgs,
-    #[command(flatten)]
-    sgd: SgdArgs,
-    /// Stop after the iteration or epoch that passes this many training seconds.
-    #[arg(long)]
-    time_budget: Option<f64>,
     /// Hold out this fraction of the training set (chosen by --seed) as a validation set,
     /// evaluated after every iteration or epoch.
     #[arg(long)]
@@ -74,6 +67,30 @@ pub struct TrainArgs {
     /// Continue from this checkpoint (same data, network and options).
     #[arg(long)]
     resume: Option<PathBuf>,
+}
+
+/// What `train` and `compare` share: the problem, both methods' settings and the time budget.
+#[derive(Args, Clone, Debug)]
+pub struct Settings {
+    #[command(flatten)]
+    pub problem: ProblemArgs,
+    #[command(flatten)]
+    pub newton: NewtonArgs,
+    #[command(flatten)]
+    pub sgd: SgdArgs,
+    /// Stop after the iteration or epoch that passes this many training seconds.
+    #[arg(long)]
+    pub time_budget: Option<f64>,
+}
+
+impl Settings {
+    pub fn newton_options(&self) -> NewtonOptions {
+        self.newton.options(&self.problem, self.time_budget)
+    }
+
+    pub fn sgd_options(&self) -> SgdOptions {
+        self.sgd.options(&self.problem, self.time_budget)
+    }
 }
 
 /// Newton-CG's settings; the defaults are simpleNN's.
@@ -286,10 +303,10 @@ fn model_of(
 pub fn run(args: &TrainArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter());
-    let (split, normalizer, network) = args.problem.load(args.validation)?;
+    let (split, normalizer, network) = args.settings.problem.load(args.validation)?;
     let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
 
-    let mut theta_host = network.init_params(args.problem.seed);
+    let mut theta_host = network.init_params(args.settings.problem.seed);
     let mut resumed_state = None;
     let mut velocity = None;
     if let Some(path) = &args.resume {
@@ -301,7 +318,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let theta = gpu.upload(&theta_host, "θ")?;
     let mut reporter = Reporter::new(args)?;
-    let model = || model_of(&gpu, &network, &theta, &normalizer, args.problem.loss);
+    let model = || model_of(&gpu, &network, &theta, &normalizer, args.settings.problem.loss);
     // The best validation accuracy so far, and the iteration or epoch that reached it.
     let mut best: Option<(f64, String)> = None;
     let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
@@ -321,7 +338,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
     match args.optim {
         Optim::Newton => {
-            let options = args.newton.options(&args.problem, args.time_budget);
+            let options = args.settings.newton_options();
             let mut newton = Newton::new(&gpu, &network, train, &options)?;
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
@@ -330,7 +347,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 newton.state =
                     serde_json::from_str::<NewtonState>(&state).context("the checkpoint's Newton state")?;
             }
-            println!("{}", args.newton.describe(&args.problem, newton.gn_size()));
+            println!("{}", args.settings.newton.describe(&args.settings.problem, newton.gn_size()));
             println!(
                 "iter            f        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
@@ -346,7 +363,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
         }
         Optim::Sgd => {
-            let options = args.sgd.options(&args.problem, args.time_budget);
+            let options = args.settings.sgd_options();
             let mut sgd = Sgd::new(&gpu, &network, train, &options)?;
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));
@@ -358,7 +375,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                     None => bail!("the checkpoint has no SGD velocity: was it written by Newton-CG?"),
                 }
             }
-            println!("{}", args.sgd.describe(&args.problem));
+            println!("{}", args.settings.sgd.describe(&args.settings.problem));
             println!("epoch            f  running loss  seconds  test acc{validation_header}");
             while !sgd.finished() {
                 let mut record = Record::Sgd(sgd.epoch(train, &theta)?);

@@ -7,7 +7,6 @@ use crate::nn::ConvGeometry;
 const FORWARD: Kernel = Kernel::new(&CONV, "forward");
 const JVP: Kernel = Kernel::new(&CONV, "jvp");
 const PACK_FILTERS: Kernel = Kernel::new(&CONV, "pack_filters");
-const PACK_FILTERS_FLIPPED: Kernel = Kernel::new(&CONV, "pack_filters_flipped");
 const BACKWARD_INPUT: Kernel = Kernel::new(&CONV, "backward_input");
 const BACKWARD_PARAMS: Kernel = Kernel::new(&CONV, "backward_params");
 const BACKWARD_PARAMS_SLIDING: Kernel = Kernel::new(&CONV, "backward_params_sliding");
@@ -46,7 +45,7 @@ struct Params {
     k_wp: u32,
     has_bias: u32,
     v_filters: u32,
-    _pad: u32,
+    flipped: u32,
 }
 
 impl Params {
@@ -72,7 +71,7 @@ impl Params {
             k_wp: u32_of(padded_row(g.kernel_w)),
             has_bias: 1,
             v_filters: 0,
-            _pad: 0,
+            flipped: 0,
         }
     }
 
@@ -91,6 +90,7 @@ impl Params {
             pad_h: reach(g.kernel_h),
             pad_w: reach(g.kernel_w),
             has_bias: 0,
+            flipped: 1,
             ..forward
         }
     }
@@ -133,7 +133,8 @@ fn check_theta(kernel: Kernel, g: &ConvGeometry, theta: &GpuBuffer<f32>) -> Resu
 }
 
 /// Packs the filters of θ (or of a direction) at the layer's offsets into `filters`, from
-/// `at` values on, as the forward and Jv kernels read them.
+/// `at` values on, as the forward and Jv kernels read them (flipped and transposed when
+/// `params` describes the backward pass to the input).
 fn pack(
     rec: &mut Recorder,
     params: &Params,
@@ -219,8 +220,7 @@ pub fn backward_input(
     check_len(BACKWARD_INPUT, dx, batch * g.input.len())?;
     if g.stride == 1 {
         let params = Params::flipped(g, batch);
-        check_len(PACK_FILTERS_FLIPPED, filters, params.packed_len())?;
-        rec.dispatch(PACK_FILTERS_FLIPPED, &params, &[theta, filters], params.packed_len() as u64)?;
+        pack(rec, &params, theta, filters, 0)?;
         let tiles = output_tiles(&params);
         return rec.dispatch_specialized(
             FORWARD,
