@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gl" => wgpu::Backends::GL,
         other => return Err(format!("unknown backend {other:?}: expected vulkan, metal, dx12 or gl").into()),
     };
-    let gpu = match Gpu::with_options(&GpuOptions { backends, adapter_name: None }) {
+    let gpu = match Gpu::with_options(&GpuOptions { backends, ..GpuOptions::default() }) {
         Ok(gpu) => gpu,
         Err(e) => {
             println!("asked for {name}: {e}");

@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{assert_close, forward_scales, gpu, random_vec, rng, to_f64};
+use common::{assert_close, forward_scales, gpu, gpus, random_vec, rng, to_f64};
 use ndarray::{Array2, ArrayView2};
 use newton_wgpu::curvature::{pick_subsample, Subsample, SubsampleOptions};
 use newton_wgpu::data::Dataset;
-use newton_wgpu::gpu::GpuBuffer;
+use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
 use newton_wgpu::reference::{self, Trace};
@@ -76,8 +76,18 @@ fn softmax(z: ArrayView2<f64>) -> Array2<f64> {
 }
 
 /// Every curvature product of the GPU against the reference on one subsample.
-fn check_products(case: &str, network: &Network, loss: Loss, data: &Dataset, size: usize, seed: u64) {
-    let gpu = gpu();
+/// Jv, Jᵀu, B·u and (G + λI)v on `gpu` against the reference.
+fn check_products(
+    gpu: &Gpu,
+    case: &str,
+    network: &Network,
+    loss: Loss,
+    data: &Dataset,
+    size: usize,
+    seed: u64,
+) {
+    let case = &format!("{case} ({} kernels)", gpu.conv_kernels());
+    let read = |buffer: &GpuBuffer<f32>| gpu.read(buffer).unwrap();
     let (n, k) = (network.param_count(), network.outputs());
     let mut rng = rng(seed);
     let theta = network.init_params(seed);
@@ -134,9 +144,11 @@ fn check_products(case: &str, network: &Network, loss: Loss, data: &Dataset, siz
 fn cnn4_products_match_reference_for_both_losses_and_batch_sizes() {
     let data = mnist_head(12);
     let network = cnn4(data.shape, data.classes).unwrap();
-    for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        check_products(&format!("cnn4 {loss} |S|=1"), &network, loss, &data, 1, 1);
-        check_products(&format!("cnn4 {loss} |S|=5"), &network, loss, &data, 5, 2);
+    for gpu in gpus() {
+        for loss in [Loss::SquaredError, Loss::CrossEntropy] {
+            check_products(gpu, &format!("cnn4 {loss} |S|=1"), &network, loss, &data, 1, 1);
+            check_products(gpu, &format!("cnn4 {loss} |S|=5"), &network, loss, &data, 5, 2);
+        }
     }
 }
 
@@ -144,9 +156,11 @@ fn cnn4_products_match_reference_for_both_losses_and_batch_sizes() {
 fn every_layer_kind_products_match_reference_for_both_losses() {
     let data = synthetic(Shape::new(3, 7, 9), 4, 20, 5);
     let network = mixed_network(data.shape, data.classes);
-    for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        check_products(&format!("mixed {loss} |S|=1"), &network, loss, &data, 1, 3);
-        check_products(&format!("mixed {loss} |S|=7"), &network, loss, &data, 7, 4);
+    for gpu in gpus() {
+        for loss in [Loss::SquaredError, Loss::CrossEntropy] {
+            check_products(gpu, &format!("mixed {loss} |S|=1"), &network, loss, &data, 1, 3);
+            check_products(gpu, &format!("mixed {loss} |S|=7"), &network, loss, &data, 7, 4);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu_pass, random_vec, reference_pass, rng};
+use common::{assert_close, gpu_pass, gpus, random_vec, reference_pass, rng};
 use newton_wgpu::nn::{LayerSpec, Network, Shape};
 
 /// Sums here have at most a few thousand terms; f32 rounding stays far below this bound
@@ -11,18 +11,28 @@ use newton_wgpu::nn::{LayerSpec, Network, Shape};
 const RTOL: f64 = 1e-5;
 
 /// Builds `specs` on `input`, runs a random batch through GPU and reference, and compares
-/// outputs, the parameter gradient and the input gradient.
+/// outputs, the parameter gradient and the input gradient, for both kinds of convolution
+/// kernels.
 fn check(case: &str, input: Shape, specs: &[LayerSpec], batch: usize, seed: u64) {
     let network = Network::new(input, specs).unwrap_or_else(|e| panic!("{case}: {e}"));
     let mut rng = rng(seed);
     let theta = random_vec(&mut rng, network.param_count());
     let x = random_vec(&mut rng, batch * input.len());
     let dy = random_vec(&mut rng, batch * network.outputs());
-    let got = gpu_pass(&network, &theta, &x, &dy);
     let want = reference_pass(&network, &theta, &x, &dy);
-    assert_close(&format!("{case}: outputs"), &got.outputs, &want.outputs, &want.outputs_scale, RTOL);
-    assert_close(&format!("{case}: ∂/∂θ"), &got.grad, &want.grad, &want.grad_scale, RTOL);
-    assert_close(&format!("{case}: ∂/∂x"), &got.input_grad, &want.input_grad, &want.input_grad_scale, RTOL);
+    for gpu in gpus() {
+        let got = gpu_pass(gpu, &network, &theta, &x, &dy);
+        let case = format!("{case} ({} kernels)", gpu.conv_kernels());
+        assert_close(&format!("{case}: outputs"), &got.outputs, &want.outputs, &want.outputs_scale, RTOL);
+        assert_close(&format!("{case}: ∂/∂θ"), &got.grad, &want.grad, &want.grad_scale, RTOL);
+        assert_close(
+            &format!("{case}: ∂/∂x"),
+            &got.input_grad,
+            &want.input_grad,
+            &want.input_grad_scale,
+            RTOL,
+        );
+    }
 }
 
 fn conv(kernel: usize, channels: usize, stride: usize, padding: usize) -> LayerSpec {

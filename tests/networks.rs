@@ -152,6 +152,7 @@ fn an_adapter_name_that_matches_nothing_lists_the_adapters() {
     let options = newton_wgpu::gpu::GpuOptions {
         backends: wgpu::Backends::all(),
         adapter_name: Some("no-such-gpu".into()),
+        ..Default::default()
     };
     let message =
         newton_wgpu::gpu::Gpu::with_options(&options).err().expect("no adapter is called that").to_string();

@@ -81,6 +81,26 @@ fn fractions_outside_their_ranges_are_refused() {
 }
 
 #[test]
+fn the_convolution_kernels_are_chosen_by_environment_variable() {
+    let info = |value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+            .arg("info")
+            .env("NEWTON_WGPU_CONV", value)
+            .output()
+            .unwrap()
+    };
+    for kernels in ["windowed", "tiled"] {
+        let output = info(kernels);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.contains(&format!("{kernels} kernels")), "{stdout}");
+    }
+    let output = info("fast");
+    assert!(!output.status.success(), "NEWTON_WGPU_CONV=fast was accepted");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NEWTON_WGPU_CONV") && stderr.contains("windowed or tiled"), "{stderr}");
+}
+
+#[test]
 fn compare_writes_logs_a_csv_charts_and_a_summary() {
     let dir = scratch("program-compare");
     let stdout = run(&[

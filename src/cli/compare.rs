@@ -107,7 +107,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         bail!("--target: expected a test accuracy in (0, 1], found {}", args.target);
     }
     let gpu = Gpu::new()?;
-    println!("adapter: {}", gpu.adapter());
+    println!("adapter: {}, {} convolution kernels", gpu.adapter(), gpu.conv_kernels());
     let (split, _, network) = args.settings.problem.load(None)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let runs = if args.sweep {

@@ -104,6 +104,7 @@ pub fn info() -> Result<()> {
     println!("backend      {:?}", a.backend);
     println!("device type  {:?}", a.device_type);
     println!("driver       {} {}", a.driver, a.driver_info);
+    println!("convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled chooses)", gpu.conv_kernels());
     println!("limits in use:");
     println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
     println!("  max_buffer_size                     {}", l.max_buffer_size);

@@ -302,7 +302,7 @@ fn model_of(
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let gpu = Gpu::new()?;
-    println!("adapter: {}", gpu.adapter());
+    println!("adapter: {}, {} convolution kernels", gpu.adapter(), gpu.conv_kernels());
     let (split, normalizer, network) = args.settings.problem.load(args.validation)?;
     let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
 

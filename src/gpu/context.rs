@@ -4,22 +4,90 @@ use bytemuck::Pod;
 use wgpu::util::DeviceExt;
 
 use super::pipeline::PipelineCache;
+use super::timer::Timer;
 use super::{GpuBuffer, GpuError, Recorder};
 
-/// How to choose the adapter. [`GpuOptions::from_env`] reads `WGPU_BACKEND` (a comma-separated
-/// list such as `vulkan,gl`) and `WGPU_ADAPTER_NAME` (a case-insensitive part of the name).
+/// Which convolution kernels run. Each kind of adapter has a kernel shape that suits it; both
+/// compute the same thing and both are tested against the CPU reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernels {
+    /// Register-blocked tiles without workgroup memory or barriers (conv.wgsl), for software
+    /// GPUs: there every storage load costs a per-lane loop and a barrier more still, so the
+    /// kernels keep the input window in registers.
+    Windowed,
+    /// Implicit matrix products in workgroup-memory tiles (matmul.wgsl), for real GPUs: 16
+    /// loads per 64 multiply-adds from fast shared memory.
+    Tiled,
+}
+
+impl ConvKernels {
+    /// The kernels for an adapter of this type.
+    pub fn for_device_type(device_type: wgpu::DeviceType) -> Self {
+        if device_type == wgpu::DeviceType::Cpu {
+            Self::Windowed
+        } else {
+            Self::Tiled
+        }
+    }
+}
+
+impl std::str::FromStr for ConvKernels {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "windowed" => Ok(Self::Windowed),
+            "tiled" => Ok(Self::Tiled),
+            _ => Err(format!("{s:?} is not a kind of convolution kernels: expected windowed or tiled")),
+        }
+    }
+}
+
+impl std::fmt::Display for ConvKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Windowed => "windowed",
+            Self::Tiled => "tiled",
+        })
+    }
+}
+
+/// How to choose the adapter and what to ask of it. [`GpuOptions::from_env`] reads
+/// `WGPU_BACKEND` (a comma-separated list such as `vulkan,gl`), `WGPU_ADAPTER_NAME` (a
+/// case-insensitive part of the name) and `NEWTON_WGPU_CONV` (`windowed` or `tiled`).
 #[derive(Clone, Debug)]
 pub struct GpuOptions {
     pub backends: wgpu::Backends,
     pub adapter_name: Option<String>,
+    /// None: chosen by adapter type ([`ConvKernels::for_device_type`]).
+    pub conv_kernels: Option<ConvKernels>,
+    /// Time every submit with timestamp queries where the adapter supports them
+    /// ([`Gpu::take_gpu_time`]); for benchmarks.
+    pub timestamps: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self { backends: wgpu::Backends::all(), adapter_name: None, conv_kernels: None, timestamps: false }
+    }
 }
 
 impl GpuOptions {
-    pub fn from_env() -> Self {
-        Self {
+    pub fn from_env() -> Result<Self, GpuError> {
+        let conv_kernels = match std::env::var("NEWTON_WGPU_CONV") {
+            Ok(value) if !value.is_empty() => Some(
+                value
+                    .parse()
+                    .map_err(|reason| GpuError::BadSetting { name: "NEWTON_WGPU_CONV".into(), reason })?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             adapter_name: std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty()),
-        }
+            conv_kernels,
+            timestamps: false,
+        })
     }
 }
 
@@ -58,6 +126,8 @@ pub struct Gpu {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
+    conv_kernels: ConvKernels,
+    pub(crate) timer: Option<Timer>,
     submits: AtomicU64,
     dispatches: AtomicU64,
     readbacks: AtomicU64,
@@ -77,7 +147,7 @@ fn performance_rank(device_type: wgpu::DeviceType) -> u32 {
 impl Gpu {
     /// Opens the adapter chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`, else the fastest one.
     pub fn new() -> Result<Self, GpuError> {
-        Self::with_options(&GpuOptions::from_env())
+        Self::with_options(&GpuOptions::from_env()?)
     }
 
     pub fn with_options(options: &GpuOptions) -> Result<Self, GpuError> {
@@ -128,21 +198,29 @@ impl Gpu {
         };
         // Ask for everything the adapter has: the defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
+        let timestamps = options.timestamps && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("newton-wgpu"),
-                required_features: wgpu::Features::empty(),
+                required_features: if timestamps {
+                    wgpu::Features::TIMESTAMP_QUERY
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
             .await
             .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), reason: e.to_string() })?;
+        let timer = timestamps.then(|| Timer::new(&queue));
         Ok(Self {
             device,
             queue,
+            conv_kernels: options.conv_kernels.unwrap_or(ConvKernels::for_device_type(summary.device_type)),
             adapter: summary,
             limits,
             pipelines: PipelineCache::default(),
+            timer,
             submits: AtomicU64::new(0),
             dispatches: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
@@ -160,6 +238,23 @@ impl Gpu {
     /// True on a software rasteriser such as lavapipe or llvmpipe.
     pub fn is_software(&self) -> bool {
         self.adapter.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The convolution kernels in use.
+    pub fn conv_kernels(&self) -> ConvKernels {
+        self.conv_kernels
+    }
+
+    /// Whether submits are timed by timestamp queries (asked for and supported).
+    pub fn timestamps(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// The GPU time of every submit since the last call, from timestamp queries; None unless
+    /// [`GpuOptions::timestamps`] was asked for and the adapter supports them. Waits for the
+    /// submitted work to finish.
+    pub fn take_gpu_time(&self) -> Result<Option<std::time::Duration>, GpuError> {
+        self.timer.as_ref().map(|timer| timer.take(&self.device)).transpose()
     }
 
     /// The largest storage buffer one binding may cover, in bytes.

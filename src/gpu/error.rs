@@ -13,6 +13,9 @@ pub enum GpuError {
     #[error("WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: {available}")]
     AdapterNotFound { wanted: String, available: String },
 
+    #[error("{name}: {reason}")]
+    BadSetting { name: String, reason: String },
+
     #[error("the adapter {adapter:?} refused a device: {reason}")]
     RequestDevice { adapter: String, reason: String },
 

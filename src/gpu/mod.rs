@@ -9,10 +9,11 @@ mod context;
 mod error;
 mod pipeline;
 mod recorder;
+mod timer;
 
 pub use buffer::GpuBuffer;
-pub use context::{AdapterSummary, Gpu, GpuOptions, GpuStats};
+pub use context::{AdapterSummary, ConvKernels, Gpu, GpuOptions, GpuStats};
 pub use error::GpuError;
 pub use pipeline::{Kernel, Shader, Specialization, SHADERS, WORKGROUP_SIZE};
-pub(crate) use pipeline::{ACTIVATION, BLAS1, CG, CONV, LOSS, POOL};
+pub(crate) use pipeline::{ACTIVATION, BLAS1, CG, CONV, LOSS, MATMUL, POOL};
 pub use recorder::Recorder;

@@ -34,9 +34,10 @@ pub static ACTIVATION: Shader = shader!("activation");
 pub static LOSS: Shader = shader!("loss");
 pub static BLAS1: Shader = shader!("blas1");
 pub static CG: Shader = shader!("cg");
+pub static MATMUL: Shader = shader!("matmul");
 
 /// Every shader of the crate, for validation.
-pub static SHADERS: [&Shader; 6] = [&CONV, &POOL, &ACTIVATION, &LOSS, &BLAS1, &CG];
+pub static SHADERS: [&Shader; 7] = [&CONV, &POOL, &ACTIVATION, &LOSS, &BLAS1, &CG, &MATMUL];
 
 /// An entry point of a shader.
 #[derive(Clone, Copy, Debug)]

@@ -137,13 +137,20 @@ impl<'g> Recorder<'g> {
             .collect();
 
         let mut encoder = device.create_command_encoder(&Default::default());
+        let timed = gpu.timer.as_ref().map(|timer| timer.pass(device));
         {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timed.as_ref().map(|t| t.writes()),
+            });
             for (d, bind_group) in dispatches.iter().zip(&bind_groups) {
                 pass.set_pipeline(&d.pipeline);
                 pass.set_bind_group(0, bind_group, &[]);
                 pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], 1);
             }
+        }
+        if let (Some(timer), Some(timed)) = (&gpu.timer, timed) {
+            timer.finish(timed, &mut encoder);
         }
         gpu.queue.submit([encoder.finish()]);
         gpu.count_submit(dispatches.len() as u64);

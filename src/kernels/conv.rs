@@ -1,7 +1,8 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::matmul::{self, Filters};
 use super::{check_len, u32_of};
-use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, CONV};
+use crate::gpu::{ConvKernels, GpuBuffer, GpuError, Kernel, Recorder, CONV};
 use crate::nn::ConvGeometry;
 
 const FORWARD: Kernel = Kernel::new(&CONV, "forward");
@@ -147,8 +148,13 @@ fn pack(
     rec.dispatch(PACK_FILTERS, &params, &[theta, filters], params.packed_len() as u64)
 }
 
+fn tiled(rec: &Recorder) -> bool {
+    rec.gpu().conv_kernels() == ConvKernels::Tiled
+}
+
 /// y = conv(x; W, b) for `batch` samples; W and b are read from θ at the layer's offsets.
-/// `filters` is scratch space of at least [`filter_scratch_len`] values.
+/// `filters` is scratch space of at least [`filter_scratch_len`] values (the windowed kernels
+/// pack the filters there; the tiled ones read θ directly).
 pub fn forward(
     rec: &mut Recorder,
     g: &ConvGeometry,
@@ -161,6 +167,9 @@ pub fn forward(
     check_len(FORWARD, x, batch * g.input.len())?;
     check_theta(FORWARD, g, theta)?;
     check_len(FORWARD, y, batch * g.output.len())?;
+    if tiled(rec) {
+        return matmul::conv(rec, g, batch, Filters::Forward { bias: true }, false, x, theta, y);
+    }
     let params = Params::new(g, batch);
     pack(rec, &params, theta, filters, 0)?;
     let tiles = output_tiles(&params);
@@ -188,6 +197,11 @@ pub fn jvp(
     check_theta(JVP, g, theta)?;
     check_theta(JVP, g, v)?;
     check_len(JVP, ry, batch * g.output.len())?;
+    if tiled(rec) {
+        // Two products into ry: V_W·x + V_b, then W·rx added to it.
+        matmul::conv(rec, g, batch, Filters::Forward { bias: true }, false, x, v, ry)?;
+        return matmul::conv(rec, g, batch, Filters::Forward { bias: false }, true, rx, theta, ry);
+    }
     let params = Params::new(g, batch);
     let v_at = params.packed_len();
     pack(rec, &params, theta, filters, 0)?;
@@ -218,6 +232,9 @@ pub fn backward_input(
     check_len(BACKWARD_INPUT, dy, batch * g.output.len())?;
     check_theta(BACKWARD_INPUT, g, theta)?;
     check_len(BACKWARD_INPUT, dx, batch * g.input.len())?;
+    if g.stride == 1 && tiled(rec) {
+        return matmul::conv(rec, g, batch, Filters::Flipped, false, dy, theta, dx);
+    }
     if g.stride == 1 {
         let params = Params::flipped(g, batch);
         pack(rec, &params, theta, filters, 0)?;

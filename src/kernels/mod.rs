@@ -6,6 +6,7 @@ pub mod blas1;
 pub mod cg;
 pub mod conv;
 pub mod loss;
+pub mod matmul;
 pub mod pool;
 
 use bytemuck::Pod;

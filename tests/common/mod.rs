@@ -4,13 +4,32 @@
 
 use std::sync::OnceLock;
 
-use newton_wgpu::gpu::Gpu;
+use newton_wgpu::gpu::{ConvKernels, Gpu, GpuOptions};
 use rand::{Rng, SeedableRng};
 
 /// The device for this test binary. A missing adapter fails the test (CI has lavapipe).
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}")))
+}
+
+/// The same adapter running the other kind of convolution kernels than [`gpu`] (the tiled
+/// ones on a software GPU), so that both kinds are tested on any adapter.
+pub fn other_conv_gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let kernels = match gpu().conv_kernels() {
+            ConvKernels::Windowed => ConvKernels::Tiled,
+            ConvKernels::Tiled => ConvKernels::Windowed,
+        };
+        let options = GpuOptions { conv_kernels: Some(kernels), ..GpuOptions::from_env().unwrap() };
+        Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"))
+    })
+}
+
+/// Both devices: one per kind of convolution kernels.
+pub fn gpus() -> [&'static Gpu; 2] {
+    [gpu(), other_conv_gpu()]
 }
 
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
@@ -71,9 +90,8 @@ pub struct GpuPass {
     pub input_grad: Vec<f32>,
 }
 
-/// Runs the forward pass of `x` and back-propagates `dy` on the GPU.
-pub fn gpu_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -> GpuPass {
-    let gpu = gpu();
+/// Runs the forward pass of `x` and back-propagates `dy` on `gpu`.
+pub fn gpu_pass(gpu: &Gpu, network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -> GpuPass {
     let batch = x.len() / network.input().len();
     let ws = Workspace::new(gpu, network, batch, Passes::Gradient).unwrap();
     let theta_buf = gpu.upload(theta, "θ").unwrap();

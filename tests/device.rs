@@ -1,0 +1,50 @@
+//! The device layer's own measurements: GPU time from timestamp queries.
+
+mod common;
+
+use std::time::Instant;
+
+use common::gpu;
+use newton_wgpu::gpu::{Gpu, GpuOptions};
+use newton_wgpu::kernels::matmul::matmul;
+
+/// Submits one 128 × 128 × 128 product and returns the wall time until it finished.
+fn one_product(gpu: &Gpu) -> f64 {
+    let a = gpu.upload(&vec![0.5f32; 128 * 128], "A").unwrap();
+    let c = gpu.zeros::<f32>(128 * 128, "C").unwrap();
+    let started = Instant::now();
+    let mut rec = gpu.recorder();
+    matmul(&mut rec, (128, 128, 128), &a, &a, &c).unwrap();
+    rec.submit();
+    gpu.wait().unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+#[test]
+fn timestamp_queries_time_the_submitted_work_when_asked_for() {
+    let options = GpuOptions { timestamps: true, ..GpuOptions::from_env().unwrap() };
+    let timed = Gpu::with_options(&options).unwrap();
+    // Where the adapter has no timestamp queries, wall time is all there is; the software GPU
+    // of CI (lavapipe) has them, so there this test always measures.
+    let supported = timed.timestamps();
+    if timed.is_software() {
+        assert!(supported, "{} should support timestamp queries", timed.adapter());
+    }
+    one_product(&timed); // compiles the pipeline
+    timed.take_gpu_time().unwrap();
+    let wall = one_product(&timed);
+    let gpu_time = timed.take_gpu_time().unwrap();
+    assert_eq!(gpu_time.is_some(), supported);
+    if let Some(gpu_time) = gpu_time {
+        let seconds = gpu_time.as_secs_f64();
+        assert!(seconds > 0.0 && seconds <= wall, "GPU time {seconds} s, wall time {wall} s");
+    }
+    // What was taken is not counted again.
+    if supported {
+        assert_eq!(timed.take_gpu_time().unwrap(), Some(std::time::Duration::ZERO));
+    }
+
+    // Without asking, nothing is timed.
+    assert!(!gpu().timestamps());
+    assert_eq!(gpu().take_gpu_time().unwrap(), None);
+}
