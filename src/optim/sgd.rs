@@ -125,9 +125,29 @@ impl<'a> Sgd<'a> {
     /// One epoch of shuffled mini-batches on θ, then f on the training set (outside the
     /// training time). The record's test accuracy is None; see [`Sgd::accuracy`].
     pub fn epoch(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
+        let started = Instant::now();
+        let running_loss = self.steps(train, theta)?;
+        self.state.elapsed_s += started.elapsed().as_secs_f64();
+        let epoch = self.state.epoch;
+        let f = self.evaluator.value(train, theta)?.f;
+        if !f.is_finite() || !running_loss.is_finite() {
+            return Err(Error::Diverged { iteration: epoch, f, grad_norm: f64::NAN });
+        }
+        Ok(EpochRecord {
+            epoch,
+            f,
+            running_loss,
+            elapsed_s: self.state.elapsed_s,
+            test_acc: None,
+            val_acc: None,
+        })
+    }
+
+    /// The mini-batch steps of one epoch, without the evaluation of f that [`Sgd::epoch`] adds;
+    /// returns the mean loss of the mini-batches. Counts the epoch, not its time.
+    pub fn steps(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
         let (gpu, options, batch) = (self.gpu, &self.options, self.batch);
         let n = theta.len();
-        let started = Instant::now();
         let epoch = self.state.epoch + 1;
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(options.seed.wrapping_add(epoch as u64)));
@@ -142,20 +162,8 @@ impl<'a> Sgd<'a> {
             self.state.step += 1;
         }
         let running_loss = self.stepper.epoch_losses(train.len())?;
-        self.state.elapsed_s += started.elapsed().as_secs_f64();
         self.state.epoch = epoch;
-        let f = self.evaluator.value(train, theta)?.f;
-        if !f.is_finite() || !running_loss.is_finite() {
-            return Err(Error::Diverged { iteration: epoch, f, grad_norm: f64::NAN });
-        }
-        Ok(EpochRecord {
-            epoch,
-            f,
-            running_loss,
-            elapsed_s: self.state.elapsed_s,
-            test_acc: None,
-            val_acc: None,
-        })
+        Ok(running_loss)
     }
 
     /// Accuracy of θ on `data`, computed on the device in chunks.

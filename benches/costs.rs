@@ -1,0 +1,359 @@
+//! What each part of training costs on the adapter at hand, in one run: `cargo bench --bench
+//! costs` (add `-- --quick` for one case and fewer runs, for software GPUs). For cnn4 on
+//! synthetic 28×28×1 and 32×32×3 inputs with batch (= |S| = SGD mini-batch) 256 and 1024:
+//! forward, gradient, one Gauss-Newton product over S, one CG step, one Newton iteration
+//! (CG_STEPS steps), one SGD epoch; the GFLOP/s of the convolution kernels and of the project's
+//! tiled matrix product on square matrices; submits, dispatches and read-backs per CG step as
+//! counted by the device layer. Times are medians of several runs, GPU time from timestamp
+//! queries where the adapter has them (wall time otherwise; both are in the JSON).
+//!
+//! Writes target/bench/results.json: the 28×28×1, batch-256 case at the top level, every case
+//! under "cases".
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use newton_wgpu::curvature::{Subsample, SubsampleOptions};
+use newton_wgpu::data::Dataset;
+use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, GpuStats};
+use newton_wgpu::kernels::{conv, matmul::matmul};
+use newton_wgpu::loss::Loss;
+use newton_wgpu::nn::{cnn4, Shape};
+use newton_wgpu::objective::Objective;
+use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
+use newton_wgpu::optim::newton::{Newton, NewtonOptions};
+use newton_wgpu::optim::sgd::{Sgd, SgdOptions};
+use serde_json::{json, Map, Value};
+
+const LOSS: Loss = Loss::SquaredError;
+const C: f64 = 0.01;
+const CG_STEPS: usize = 4;
+const GEMM_SIZE: usize = 1024;
+
+/// How much to measure.
+struct Plan {
+    cases: Vec<(Shape, usize)>,
+    /// Runs of the parts of an iteration (after one that compiles pipelines).
+    runs: usize,
+    /// Runs of a whole Newton iteration and SGD epoch.
+    long_runs: usize,
+    /// Training samples of the Newton iteration and the SGD epoch.
+    samples: usize,
+}
+
+impl Plan {
+    fn from_args() -> Self {
+        let quick = std::env::args().any(|a| a == "--quick");
+        let main_case = (Shape::new(1, 28, 28), 256);
+        if quick {
+            Self { cases: vec![main_case], runs: 3, long_runs: 1, samples: 2000 }
+        } else {
+            let cases = vec![
+                main_case,
+                (Shape::new(1, 28, 28), 1024),
+                (Shape::new(3, 32, 32), 256),
+                (Shape::new(3, 32, 32), 1024),
+            ];
+            Self { cases, runs: 5, long_runs: 3, samples: 8000 }
+        }
+    }
+}
+
+/// GPU and wall seconds of one measurement.
+#[derive(Clone, Copy)]
+struct Seconds {
+    gpu: Option<f64>,
+    wall: f64,
+}
+
+impl Seconds {
+    /// What the tables report: GPU time where measured.
+    fn best(&self) -> f64 {
+        self.gpu.unwrap_or(self.wall)
+    }
+}
+
+/// Runs `work` (which submits and waits) and takes both times.
+fn timed(gpu: &Gpu, work: impl FnOnce()) -> Seconds {
+    gpu.take_gpu_time().unwrap();
+    let started = Instant::now();
+    work();
+    gpu.wait().unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    Seconds { gpu: gpu.take_gpu_time().unwrap().map(|d| d.as_secs_f64()), wall }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The medians over `runs` runs, after `warmups` runs that are thrown away.
+fn measure(gpu: &Gpu, warmups: usize, runs: usize, mut work: impl FnMut()) -> Seconds {
+    for _ in 0..warmups {
+        timed(gpu, &mut work);
+    }
+    let times: Vec<Seconds> = (0..runs).map(|_| timed(gpu, &mut work)).collect();
+    let gpu_times: Option<Vec<f64>> = times.iter().map(|t| t.gpu).collect();
+    Seconds { gpu: gpu_times.map(|t| median(t.into_iter())), wall: median(times.iter().map(|t| t.wall)) }
+}
+
+fn synthetic(shape: Shape, len: usize) -> Dataset {
+    let images = (0..len * shape.len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let labels = (0..len).map(|i| (i * 7 % 10) as u32).collect();
+    Dataset::new(shape, 10, images, labels, "synthetic".as_ref()).unwrap()
+}
+
+/// Counts of a CG step: what a solve of 1 + CG_STEPS steps (from `between` to `after`) did
+/// beyond one of 1 step (from `before` to `between`), per step.
+fn per_step(after: GpuStats, between: GpuStats, before: GpuStats) -> [f64; 3] {
+    let per = |a: u64, m: u64, b: u64| ((a - m) as f64 - (m - b) as f64) / CG_STEPS as f64;
+    [
+        per(after.submits, between.submits, before.submits),
+        per(after.dispatches, between.dispatches, before.dispatches),
+        per(after.readbacks, between.readbacks, before.readbacks),
+    ]
+}
+
+/// Every measurement of one (input, batch) case, as JSON keys.
+fn bench_case(gpu: &Gpu, plan: &Plan, shape: Shape, batch: usize) -> Map<String, Value> {
+    let network = cnn4(shape, 10).unwrap();
+    let n = network.param_count();
+    let data = synthetic(shape, batch);
+    let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
+    let grad = gpu.zeros::<f32>(n, "∇f").unwrap();
+    let v = gpu.upload(&network.init_params(1), "v").unwrap();
+    let gv = gpu.zeros::<f32>(n, "Gv").unwrap();
+    let mut objective = Objective::new(gpu, network.clone(), LOSS, C, batch).unwrap();
+    let runs = plan.runs;
+
+    let forward = measure(gpu, 1, runs, || {
+        objective.value(&data, &theta).unwrap();
+    });
+    let mut grad_norm = 0.0;
+    let gradient = measure(gpu, 1, runs, || {
+        grad_norm = objective.value_and_grad(&data, &theta, &grad).unwrap().grad_norm;
+    });
+    let options = SubsampleOptions { size: batch, seed: 0, memory_budget: Some(u64::MAX), bsize: batch };
+    let s = Subsample::new(gpu, &network, LOSS, C, &data, &theta, &options).unwrap();
+    let product = measure(gpu, 1, runs, || s.gauss_newton_product(&v, 1.0, &gv).unwrap());
+
+    // A CG step: a solve of 1 + CG_STEPS steps less one of 1 step (ξ = 0: none stops early).
+    let buffers = CgBuffers::new(gpu, n).unwrap();
+    let check_every = if gpu.is_software() { 1 } else { 4 };
+    let solve = |steps: usize| {
+        let settings = CgSettings { xi: 0.0, max_steps: steps, check_every };
+        let outcome = cg::solve(gpu, &s, 1.0, &grad, grad_norm, &settings, &buffers).unwrap();
+        assert_eq!(outcome.steps, steps, "CG stopped early: {outcome:?}");
+    };
+    let (mut short, mut long, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    solve(1);
+    for _ in 0..runs {
+        let before = gpu.stats();
+        short.push(timed(gpu, || solve(1)));
+        let between = gpu.stats();
+        long.push(timed(gpu, || solve(1 + CG_STEPS)));
+        counts.push(per_step(gpu.stats(), between, before));
+    }
+    let step_of = |pick: fn(&Seconds) -> Option<f64>| -> Option<f64> {
+        let differences: Option<Vec<f64>> =
+            long.iter().zip(&short).map(|(l, s)| Some((pick(l)? - pick(s)?) / CG_STEPS as f64)).collect();
+        differences.map(|d| median(d.into_iter()))
+    };
+    let cg_step = Seconds { gpu: step_of(|t| t.gpu), wall: step_of(|t| Some(t.wall)).unwrap() };
+    drop(s);
+
+    // Conv kernels alone: the forward convolutions of every layer over the batch.
+    let geometries: Vec<_> = network.conv_geometries().cloned().collect();
+    let conv_macs: u64 = geometries.iter().map(|g| g.macs_per_sample()).sum::<u64>() * batch as u64;
+    let conv_buffers: Vec<[GpuBuffer<f32>; 3]> = geometries
+        .iter()
+        .map(|g| {
+            [
+                gpu.upload(&vec![0.5; batch * g.input.len()], "x").unwrap(),
+                gpu.zeros(batch * g.output.len(), "y").unwrap(),
+                gpu.zeros(conv::filter_scratch_len(g), "filters").unwrap(),
+            ]
+        })
+        .collect();
+    let convs = measure(gpu, 1, runs, || {
+        let mut rec = gpu.recorder();
+        for (g, [x, y, filters]) in geometries.iter().zip(&conv_buffers) {
+            conv::forward(&mut rec, g, batch, x, &theta, filters, y).unwrap();
+        }
+        rec.submit();
+    });
+    drop(conv_buffers);
+
+    // A Newton iteration and an SGD epoch on `samples` samples; pipelines are compiled by now.
+    let train = synthetic(shape, plan.samples);
+    let newton_options = NewtonOptions {
+        loss: LOSS,
+        c: C,
+        gn_size: Some(batch),
+        cg_max: CG_STEPS,
+        xi: 1e-12,
+        bsize: 1024,
+        ..NewtonOptions::default()
+    };
+    let mut newton = Newton::new(gpu, &network, &train, &newton_options).unwrap();
+    let mut cg_steps = Vec::new();
+    let newton_iter = measure(gpu, 0, plan.long_runs, || {
+        let record = newton.step(&train, &theta).unwrap().expect("the gradient is not zero");
+        cg_steps.push(record.cg_iters);
+    });
+    drop(newton);
+    let sgd_options =
+        SgdOptions { loss: LOSS, c: C, batch, lr: 1e-3, momentum: 0.9, ..SgdOptions::default() };
+    let mut sgd = Sgd::new(gpu, &network, &train, &sgd_options).unwrap();
+    let sgd_epoch = measure(gpu, 0, plan.long_runs, || {
+        sgd.steps(&train, &theta).unwrap();
+    });
+
+    let [submits, dispatches, readbacks] = [0, 1, 2].map(|i| median(counts.iter().map(|c| c[i])));
+    let ms = |s: Seconds| s.best() * 1e3;
+    let wall_ms = |s: Seconds| s.wall * 1e3;
+    let mut case = Map::new();
+    let mut put = |key: &str, value: Value| {
+        case.insert(key.into(), value);
+    };
+    put("network", json!("cnn4"));
+    put("input", json!(shape.to_string()));
+    put("batch", json!(batch));
+    put("gn_size", json!(batch));
+    put("samples", json!(plan.samples));
+    put("cg_steps_per_newton_iter", json!(cg_steps));
+    put("forward_ms", json!(ms(forward)));
+    put("grad_ms", json!(ms(gradient)));
+    put("gv_ms", json!(ms(product)));
+    put("gv_grad_ratio", json!(product.best() / gradient.best()));
+    put("cg_step_ms", json!(ms(cg_step)));
+    put("newton_iter_ms", json!(ms(newton_iter)));
+    put("sgd_epoch_ms", json!(ms(sgd_epoch)));
+    put("conv_gflops", json!(2.0 * conv_macs as f64 / convs.best() / 1e9));
+    put("submits_per_cg_step", json!(submits));
+    put("dispatches_per_cg_step", json!(dispatches));
+    put("readbacks_per_cg_step", json!(readbacks));
+    put(
+        "wall",
+        json!({
+            "forward_ms": wall_ms(forward),
+            "grad_ms": wall_ms(gradient),
+            "gv_ms": wall_ms(product),
+            "cg_step_ms": wall_ms(cg_step),
+            "newton_iter_ms": wall_ms(newton_iter),
+            "sgd_epoch_ms": wall_ms(sgd_epoch),
+        }),
+    );
+    case
+}
+
+/// GFLOP/s of the tiled matrix product on GEMM_SIZE² matrices.
+fn gemm_gflops(gpu: &Gpu, runs: usize) -> f64 {
+    let len = GEMM_SIZE * GEMM_SIZE;
+    let a = gpu.upload(&(0..len).map(|i| (i % 17) as f32 / 17.0).collect::<Vec<_>>(), "A").unwrap();
+    let b = gpu.upload(&(0..len).map(|i| (i % 13) as f32 / 13.0).collect::<Vec<_>>(), "B").unwrap();
+    let c = gpu.zeros::<f32>(len, "C").unwrap();
+    let seconds = measure(gpu, 1, runs, || {
+        let mut rec = gpu.recorder();
+        matmul(&mut rec, (GEMM_SIZE, GEMM_SIZE, GEMM_SIZE), &a, &b, &c).unwrap();
+        rec.submit();
+    });
+    2.0 * (GEMM_SIZE as f64).powi(3) / seconds.best() / 1e9
+}
+
+fn results_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")));
+    target.join("bench").join("results.json")
+}
+
+fn main() {
+    let plan = Plan::from_args();
+    let options = GpuOptions { timestamps: true, ..GpuOptions::from_env().unwrap() };
+    let gpu = Gpu::with_options(&options).expect("a GPU adapter");
+    let timing = if gpu.timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
+    let adapter = gpu.adapter();
+    println!("adapter: {adapter}, {} convolution kernels", gpu.conv_kernels());
+    println!(
+        "{timing}; median of {} runs ({} for a Newton iteration and an SGD epoch over {} samples)",
+        plan.runs, plan.long_runs, plan.samples
+    );
+    println!("cnn4, {LOSS} loss, |S| = SGD mini-batch = batch, {CG_STEPS} CG steps per Newton iteration\n");
+
+    let gemm = gemm_gflops(&gpu, plan.runs);
+    println!("tiled matrix product {GEMM_SIZE}×{GEMM_SIZE}: {gemm:.2} GFLOP/s\n");
+    println!(
+        "{:<9} {:>5} {:>9} {:>9} {:>9} {:>7} {:>9} {:>11} {:>10} {:>8} {:>9} {:>17}",
+        "input",
+        "batch",
+        "fwd ms",
+        "grad ms",
+        "Gv ms",
+        "Gv/grad",
+        "CG step",
+        "Newton it.",
+        "SGD epoch",
+        "conv GF",
+        "conv/gemm",
+        "per CG step s/d/r"
+    );
+    let mut cases = Map::new();
+    for &(shape, batch) in &plan.cases {
+        let mut case = bench_case(&gpu, &plan, shape, batch);
+        let number = |key: &str| case[key].as_f64().unwrap();
+        let conv = number("conv_gflops");
+        println!(
+            "{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>7.2} {:>9.1} {:>11.0} {:>10.0} {:>8.2} {:>9.2} {:>7}/{}/{}",
+            shape.to_string(),
+            batch,
+            number("forward_ms"),
+            number("grad_ms"),
+            number("gv_ms"),
+            number("gv_grad_ratio"),
+            number("cg_step_ms"),
+            number("newton_iter_ms"),
+            number("sgd_epoch_ms"),
+            conv,
+            conv / gemm,
+            number("submits_per_cg_step"),
+            number("dispatches_per_cg_step"),
+            number("readbacks_per_cg_step"),
+        );
+        case.insert("conv_gemm_ratio".into(), json!(conv / gemm));
+        let key = format!("{}x{}x{}_batch{batch}", shape.channels, shape.height, shape.width);
+        cases.insert(key, Value::Object(case));
+    }
+
+    let mut results = Map::new();
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    results.insert(
+        "adapter".into(),
+        json!({
+            "name": adapter.name,
+            "backend": format!("{:?}", adapter.backend),
+            "device_type": format!("{:?}", adapter.device_type),
+            "driver": format!("{} {}", adapter.driver, adapter.driver_info).trim(),
+        }),
+    );
+    results.insert("conv_kernels".into(), json!(gpu.conv_kernels().to_string()));
+    results.insert("timing".into(), json!(timing));
+    results.insert("unix_time".into(), json!(since_epoch.as_secs()));
+    results.insert("runs".into(), json!(plan.runs));
+    results.insert("gemm_gflops".into(), json!(gemm));
+    results.insert("gemm_size".into(), json!(GEMM_SIZE));
+    // The 28×28×1, batch-256 case at the top level, as the issue's readers look for it.
+    if let Some(Value::Object(main_case)) = cases.get("1x28x28_batch256") {
+        results.extend(main_case.clone());
+    }
+    results.insert("cases".into(), Value::Object(cases));
+
+    let path = results_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_string_pretty(&Value::Object(results)).unwrap() + "\n").unwrap();
+    std::fs::rename(&partial, &path).unwrap();
+    println!("\nwrote {}", path.display());
+}
