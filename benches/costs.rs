@@ -1,5 +1,7 @@
 //! What each part of training costs on the adapter at hand, in one run: `cargo bench --bench
-//! costs` (add `-- --quick` for one case and fewer runs, for software GPUs). For cnn4 on
+//! costs`. For software GPUs, `-- --quick` takes fewer runs and a Newton iteration and an SGD
+//! epoch over 2,000 samples instead of 8,000, and `-- --one-case` measures only the first
+//! case. For cnn4 on
 //! synthetic 28×28×1 and 32×32×3 inputs with batch (= |S| = SGD mini-batch) 256 and 1024:
 //! forward, gradient, one Gauss-Newton product over S, one CG step, one Newton iteration
 //! (CG_STEPS steps), one SGD epoch; the GFLOP/s of the convolution kernels and of the project's
@@ -43,17 +45,19 @@ struct Plan {
 
 impl Plan {
     fn from_args() -> Self {
-        let quick = std::env::args().any(|a| a == "--quick");
-        let main_case = (Shape::new(1, 28, 28), 256);
-        if quick {
-            Self { cases: vec![main_case], runs: 3, long_runs: 1, samples: 2000 }
+        let flag = |name: &str| std::env::args().any(|a| a == name);
+        let mut cases = vec![
+            (Shape::new(1, 28, 28), 256),
+            (Shape::new(1, 28, 28), 1024),
+            (Shape::new(3, 32, 32), 256),
+            (Shape::new(3, 32, 32), 1024),
+        ];
+        if flag("--one-case") {
+            cases.truncate(1);
+        }
+        if flag("--quick") {
+            Self { cases, runs: 3, long_runs: 1, samples: 2000 }
         } else {
-            let cases = vec![
-                main_case,
-                (Shape::new(1, 28, 28), 1024),
-                (Shape::new(3, 32, 32), 256),
-                (Shape::new(3, 32, 32), 1024),
-            ];
             Self { cases, runs: 5, long_runs: 3, samples: 8000 }
         }
     }
