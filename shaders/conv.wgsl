@@ -9,7 +9,8 @@
 //
 // Each invocation computes a block of results in registers (4 x COLS for forward and Jv,
 // 4 x 4 for the others; no workgroup memory, no barriers: on software GPUs barriers cost far
-// more than the loads they save).
+// more than the loads they save). These are the "windowed" kernels; on other adapters the
+// forward, Jv and stride-1 backward passes run as tiled matrix products (matmul.wgsl).
 //
 // The forward and Jv kernels read the filters from a packed copy (pack_filters): the 4 output
 // channels of a tile at one tap are one vec4, and each filter row is padded with zero taps to
