@@ -1,7 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
-use super::matmul::{self, Filters};
-use super::{check_len, u32_of};
+use super::{check_len, matmul, u32_of};
 use crate::gpu::{ConvKernels, GpuBuffer, GpuError, Kernel, Recorder, CONV};
 use crate::nn::ConvGeometry;
 
@@ -24,29 +23,31 @@ const COLS: usize = 8;
 /// The widest filter row read in one step (CHUNK in conv.wgsl); wider rows go by 4 taps.
 const MAX_CHUNK: usize = 8;
 
+/// One convolution as the kernels see it (the `Params` of conv.wgsl); the tiled kernels of
+/// [`matmul`] read the same description.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    batch: u32,
-    in_c: u32,
-    in_h: u32,
-    in_w: u32,
-    out_c: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    stride: u32,
-    pad_h: i32,
-    pad_w: i32,
-    w_off: u32,
-    b_off: u32,
+pub(super) struct Params {
+    pub(super) batch: u32,
+    pub(super) in_c: u32,
+    pub(super) in_h: u32,
+    pub(super) in_w: u32,
+    pub(super) out_c: u32,
+    pub(super) out_h: u32,
+    pub(super) out_w: u32,
+    pub(super) k_h: u32,
+    pub(super) k_w: u32,
+    pub(super) stride: u32,
+    pub(super) pad_h: i32,
+    pub(super) pad_w: i32,
+    pub(super) w_off: u32,
+    pub(super) b_off: u32,
     group_size: u32,
     groups: u32,
     k_wp: u32,
-    has_bias: u32,
+    pub(super) has_bias: u32,
     v_filters: u32,
-    flipped: u32,
+    pub(super) flipped: u32,
 }
 
 impl Params {
@@ -167,10 +168,10 @@ pub fn forward(
     check_len(FORWARD, x, batch * g.input.len())?;
     check_theta(FORWARD, g, theta)?;
     check_len(FORWARD, y, batch * g.output.len())?;
-    if tiled(rec) {
-        return matmul::conv(rec, g, batch, Filters::Forward { bias: true }, false, x, theta, y);
-    }
     let params = Params::new(g, batch);
+    if tiled(rec) {
+        return matmul::conv(rec, &params, false, x, theta, y);
+    }
     pack(rec, &params, theta, filters, 0)?;
     let tiles = output_tiles(&params);
     rec.dispatch_specialized(FORWARD, &params.specialization(), &params, &[x, theta, filters, y], tiles)
@@ -197,12 +198,12 @@ pub fn jvp(
     check_theta(JVP, g, theta)?;
     check_theta(JVP, g, v)?;
     check_len(JVP, ry, batch * g.output.len())?;
+    let params = Params::new(g, batch);
     if tiled(rec) {
         // Two products into ry: V_W·x + V_b, then W·rx added to it.
-        matmul::conv(rec, g, batch, Filters::Forward { bias: true }, false, x, v, ry)?;
-        return matmul::conv(rec, g, batch, Filters::Forward { bias: false }, true, rx, theta, ry);
+        matmul::conv(rec, &params, false, x, v, ry)?;
+        return matmul::conv(rec, &Params { has_bias: 0, ..params }, true, rx, theta, ry);
     }
-    let params = Params::new(g, batch);
     let v_at = params.packed_len();
     pack(rec, &params, theta, filters, 0)?;
     pack(rec, &params, v, filters, v_at)?;
@@ -232,11 +233,11 @@ pub fn backward_input(
     check_len(BACKWARD_INPUT, dy, batch * g.output.len())?;
     check_theta(BACKWARD_INPUT, g, theta)?;
     check_len(BACKWARD_INPUT, dx, batch * g.input.len())?;
-    if g.stride == 1 && tiled(rec) {
-        return matmul::conv(rec, g, batch, Filters::Flipped, false, dy, theta, dx);
-    }
     if g.stride == 1 {
         let params = Params::flipped(g, batch);
+        if tiled(rec) {
+            return matmul::conv(rec, &params, false, dy, theta, dx);
+        }
         pack(rec, &params, theta, filters, 0)?;
         let tiles = output_tiles(&params);
         return rec.dispatch_specialized(

@@ -4,9 +4,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::conv::Params as ConvParams;
 use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, MATMUL, WORKGROUP_SIZE};
-use crate::nn::ConvGeometry;
 
 const TILED: Kernel = Kernel::new(&MATMUL, "matmul");
 
@@ -75,58 +75,37 @@ pub fn matmul(
     record(rec, &params, false, [a, b, c])
 }
 
-/// How a tiled convolution uses the layer's filters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Filters {
-    /// y = W ⋆ x + b (the forward pass; Jv's terms).
-    Forward { bias: bool },
-    /// The backward pass to the input at stride 1: dy convolved with the flipped, transposed
-    /// filters, no bias.
-    Flipped,
-}
-
-/// y (+)= conv(x) with the filters of layer `g` in `theta`, for `batch` samples. With
-/// `accumulate`, adds to what y holds. The caller has checked the buffers' lengths.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv(
+/// y (+)= the convolution that `conv` describes (the forward pass, or with `conv.flipped` the
+/// backward pass to the input at stride 1), with the filters and bias in `theta` at its
+/// offsets. With `accumulate`, adds to what y holds. The caller has checked the buffers'
+/// lengths.
+pub(super) fn conv(
     rec: &mut Recorder,
-    g: &ConvGeometry,
-    batch: usize,
-    filters: Filters,
+    conv: &ConvParams,
     accumulate: bool,
     x: &GpuBuffer<f32>,
     theta: &GpuBuffer<f32>,
     y: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    let pad = i32::try_from(g.padding).expect("padding fits in i32");
-    let (input, output, (pad_h, pad_w), has_bias, flipped) = match filters {
-        Filters::Forward { bias } => (g.input, g.output, (pad, pad), bias, false),
-        Filters::Flipped => {
-            assert_eq!(g.stride, 1, "the flipped convolution is the backward pass at stride 1");
-            // Padding k − 1 − pad on each side brings every output that a tap reaches back.
-            let reach = |k: usize| i32::try_from(k).expect("kernel size fits in i32") - 1 - pad;
-            (g.output, g.input, (reach(g.kernel_h), reach(g.kernel_w)), false, true)
-        }
-    };
     let params = Params {
-        m: u32_of(output.channels),
-        n: u32_of(batch * output.height * output.width),
-        k: u32_of(input.channels * g.kernel_h * g.kernel_w),
+        m: conv.out_c,
+        n: u32_of(conv.batch as usize * conv.out_h as usize * conv.out_w as usize),
+        k: conv.in_c * conv.k_h * conv.k_w,
         accumulate: u32::from(accumulate),
-        a_off: u32_of(g.weight_offset),
-        bias_off: u32_of(if has_bias { g.bias_offset } else { 0 }),
-        has_bias: u32::from(has_bias),
-        flipped: u32::from(flipped),
-        in_c: u32_of(input.channels),
-        in_h: u32_of(input.height),
-        in_w: u32_of(input.width),
-        out_h: u32_of(output.height),
-        out_w: u32_of(output.width),
-        k_h: u32_of(g.kernel_h),
-        k_w: u32_of(g.kernel_w),
-        stride: u32_of(g.stride),
-        pad_h,
-        pad_w,
+        a_off: conv.w_off,
+        bias_off: if conv.has_bias != 0 { conv.b_off } else { 0 },
+        has_bias: conv.has_bias,
+        flipped: conv.flipped,
+        in_c: conv.in_c,
+        in_h: conv.in_h,
+        in_w: conv.in_w,
+        out_h: conv.out_h,
+        out_w: conv.out_w,
+        k_h: conv.k_h,
+        k_w: conv.k_w,
+        stride: conv.stride,
+        pad_h: conv.pad_h,
+        pad_w: conv.pad_w,
         unused: [0; 2],
     };
     record(rec, &params, true, [theta, x, y])
