@@ -356,8 +356,7 @@ fn main() {
 
     let path = results_path();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, serde_json::to_string_pretty(&Value::Object(results)).unwrap() + "\n").unwrap();
-    std::fs::rename(&partial, &path).unwrap();
+    let text = serde_json::to_string_pretty(&Value::Object(results)).unwrap() + "\n";
+    newton_wgpu::output::write(&path, text.as_bytes()).unwrap();
     println!("\nwrote {}", path.display());
 }

@@ -4,6 +4,7 @@ use crate::data::DataError;
 use crate::gpu::GpuError;
 use crate::model::ModelError;
 use crate::nn::{ConfigError, NetworkError};
+use crate::output::OutputError;
 
 /// Any error of the library.
 #[derive(Debug, Error)]
@@ -18,6 +19,8 @@ pub enum Error {
     Data(#[from] DataError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
     #[error("θ has {found} values, the network needs {expected}")]
     ParamCount { expected: usize, found: usize },
     #[error("device vector {label:?} holds {found} values, {expected} are needed")]

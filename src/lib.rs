@@ -27,6 +27,7 @@ pub mod model;
 pub mod nn;
 pub mod objective;
 pub mod optim;
+pub mod output;
 pub mod reference;
 
 pub use error::Error;

@@ -1,8 +1,8 @@
 //! Models and checkpoints as safetensors files: each layer's weights in PyTorch's layout
 //! (`layers.{i}.weight` [out, in, kh, kw] for convolutions, [out, in] for dense layers,
 //! `layers.{i}.bias` [out]), the input mean as `input_mean` [c, h, w], and the architecture,
-//! the loss and (for checkpoints) the optimiser state in the metadata. Files are written to a
-//! temporary name and renamed, so a crash never leaves a half-written file.
+//! the loss and (for checkpoints) the optimiser state in the metadata. Files are written
+//! through [`crate::output`]: atomically, and never over anything but a regular file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,13 +13,16 @@ use thiserror::Error;
 use crate::data::Normalizer;
 use crate::loss::Loss;
 use crate::nn::{parse_network, LayerSpec, Network, NetworkFormat, PlannedLayer, Shape};
+use crate::output::{self, OutputError};
 
 const FORMAT: &str = "newton-wgpu model 1";
 
 #[derive(Debug, Error)]
 pub enum ModelError {
-    #[error("cannot read or write {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Output(#[from] OutputError),
     #[error("{path}: not a safetensors file: {reason}")]
     NotSafetensors { path: PathBuf, reason: String },
     #[error("{path}: metadata field `{field}`: {problem}")]
@@ -75,15 +78,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |source| ModelError::Io { path: path.to_owned(), source }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".partial");
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes).map_err(io(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(io(path))
-}
-
 fn serialize(
     path: &Path,
     model: &Model,
@@ -121,7 +115,7 @@ fn serialize(
 impl Model {
     /// Saves the model to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        write_atomically(path, &serialize(path, self, Vec::new(), None)?)
+        Ok(output::write(path, &serialize(path, self, Vec::new(), None)?)?)
     }
 
     /// Loads a model, whatever its architecture.
@@ -156,7 +150,7 @@ impl Checkpoint {
             Some(v) => vec![("optimizer.velocity".to_owned(), vec![v.len()], v.clone())],
             None => Vec::new(),
         };
-        write_atomically(path, &serialize(path, &self.model, extra, Some(&self.state))?)
+        Ok(output::write(path, &serialize(path, &self.model, extra, Some(&self.state))?)?)
     }
 
     /// Loads a checkpoint that must have `expected`'s architecture.

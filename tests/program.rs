@@ -1,7 +1,7 @@
 //! The newton-wgpu program end to end on a small problem: `train` with a validation set
 //! keeps the best model, which `predict` then loads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use newton_wgpu::model::Model;
@@ -78,6 +78,43 @@ fn fractions_outside_their_ranges_are_refused() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(option) && stderr.contains(range), "{stderr}");
     }
+}
+
+/// A FIFO at every output path of `train` and in `compare`'s report folder: each run stops
+/// before any training with an error naming the path, and the FIFO is still there (opening it
+/// would have blocked, replacing it would have made it a regular file).
+#[cfg(unix)]
+#[test]
+fn outputs_that_are_special_files_are_refused_before_training() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = scratch("program-special-outputs");
+    let fifo = dir.join("fifo");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    let report = dir.join("report");
+    std::fs::create_dir(&report).unwrap();
+    std::os::unix::fs::symlink(&fifo, report.join("summary.txt")).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    let cases: [(Vec<&str>, &Path); 4] = [
+        (vec!["train", "--save", fifo_arg], &fifo),
+        (vec!["train", "--checkpoint", fifo_arg], &fifo),
+        (vec!["train", "--optim", "sgd", "--log-json", fifo_arg], &fifo),
+        (vec!["compare", "--out", report.to_str().unwrap()], &report.join("summary.txt")),
+    ];
+    for (args, named) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(&args).output().unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(&named.display().to_string()) && stderr.contains("FIFO"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stdout.contains("adapter:"), "{args:?} opened the GPU before refusing: {stdout}");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+    assert_eq!(std::fs::read_dir(&report).unwrap().count(), 1, "compare wrote into its report folder");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! final accuracy, the spread (max − min) for each method, and a chart.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +19,7 @@ use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::nn::Network;
 use newton_wgpu::optim::{newton, sgd, Record};
+use newton_wgpu::output::{self, LineFile};
 
 use plotters::chart::SeriesLabelPosition;
 
@@ -40,6 +41,10 @@ pub struct CompareArgs {
     #[arg(long)]
     sweep: bool,
 }
+
+/// The report's table and its CSV of every record.
+const SUMMARY: &str = "summary.txt";
+const RECORDS: &str = "records.csv";
 
 /// Newton-CG's sweep: C × |S| as a fraction of l.
 const SWEEP_C: [f64; 3] = [0.01, 0.1, 1.0];
@@ -106,16 +111,19 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     if !(args.target > 0.0 && args.target <= 1.0) {
         bail!("--target: expected a test accuracy in (0, 1], found {}", args.target);
     }
-    let gpu = Gpu::new()?;
-    println!("adapter: {}, {} convolution kernels", gpu.adapter(), gpu.conv_kernels());
     let (split, _, network) = args.settings.problem.load(None)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let runs = if args.sweep {
         println!("the sweep sets C, --gn-size and --lr itself; the other options apply to every run");
         sweep_runs(args, split.train.len())
     } else {
         pair_runs(args)
     };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("--out: creating {}", args.out.display()))?;
+    for path in report_files(args, &runs) {
+        output::check(&path).context("--out")?;
+    }
+    let gpu = Gpu::new()?;
+    println!("adapter: {}, {} convolution kernels", gpu.adapter(), gpu.conv_kernels());
     println!("{} runs; the report goes to {}", runs.len(), args.out.display());
 
     let progress = Progress::new(runs.len());
@@ -123,24 +131,36 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     for run in &runs {
         let outcome = train(&gpu, &network, &split.train, &split.test, run, args, &progress)?;
         outcomes.push(outcome);
-        write_csv(&args.out.join("records.csv"), &runs, &outcomes)?;
+        write_csv(&args.out.join(RECORDS), &runs, &outcomes)?;
         progress.finish_run();
     }
     progress.clear();
 
     let charts = if args.sweep {
         print!("{}", sweep_table(&runs, &outcomes));
-        std::fs::write(args.out.join("summary.txt"), sweep_table(&runs, &outcomes))?;
+        output::write(&args.out.join(SUMMARY), sweep_table(&runs, &outcomes).as_bytes())?;
         sweep_charts(&args.out, &runs, &outcomes)?
     } else {
         print!("{}", pair_table(&runs, &outcomes, args.target));
-        std::fs::write(args.out.join("summary.txt"), pair_table(&runs, &outcomes, args.target))?;
+        output::write(&args.out.join(SUMMARY), pair_table(&runs, &outcomes, args.target).as_bytes())?;
         pair_charts(&args.out, &runs, &outcomes, args.settings.problem.loss.to_string())?
     };
     for path in charts {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Every file of the report, so that each can be checked before the first run.
+fn report_files(args: &CompareArgs, runs: &[Run]) -> Vec<PathBuf> {
+    let charts: &[&str] = if args.sweep { &["sweep", "sweep-curves"] } else { &["accuracy", "objective"] };
+    let mut files: Vec<PathBuf> =
+        runs.iter().map(|run| args.out.join(format!("{}.jsonl", run.name))).collect();
+    files.extend([RECORDS, SUMMARY].map(|name| args.out.join(name)));
+    for chart in charts {
+        files.extend(["svg", "png"].map(|ext| args.out.join(chart).with_extension(ext)));
+    }
+    files
 }
 
 fn pair_runs(args: &CompareArgs) -> Vec<Run> {
@@ -184,9 +204,7 @@ fn train(
     args: &CompareArgs,
     progress: &Progress,
 ) -> Result<Outcome> {
-    let log_path = args.out.join(format!("{}.jsonl", run.name));
-    let mut log =
-        std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let mut log = LineFile::create(&args.out.join(format!("{}.jsonl", run.name)))?;
     let theta = gpu.upload(&network.init_params(run.settings.problem.seed), "θ")?;
     let newton_options = run.settings.newton_options();
     let (steps, settings) = match run.method {
@@ -201,7 +219,7 @@ fn train(
     let mut log_error = None;
     let mut observe = |record: &Record| {
         let line = serde_json::to_string(record).expect("records serialise");
-        if let Err(e) = writeln!(log, "{line}").and_then(|_| log.flush()) {
+        if let Err(e) = log.push(&line) {
             log_error.get_or_insert(e);
         }
         progress.record(&run.name, record);
@@ -217,7 +235,7 @@ fn train(
         }
     };
     if let Some(e) = log_error {
-        return Err(e).with_context(|| format!("writing {}", log_path.display()));
+        return Err(e.into());
     }
     // A run that diverges is a result of the comparison (SGD with a large learning rate does),
     // not a reason to stop it; anything else (the device, the data) is.
@@ -241,10 +259,7 @@ fn write_csv(path: &Path, runs: &[Run], outcomes: &[Outcome]) -> Result<()> {
             writeln!(csv, "{},{},{},{},{acc},{}", run.name, run.method.name(), i + 1, r.f(), r.elapsed_s())?;
         }
     }
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::write(&tmp, csv).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(output::write(path, csv.as_bytes())?)
 }
 
 fn percent(a: Option<f64>) -> String {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Result};
+use newton_wgpu::output;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -60,19 +61,34 @@ pub trait Chart {
         root: DrawingArea<DB, Shift>,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>;
 
-    /// Draws the chart as `stem.svg` and `stem.png`; returns the two paths.
+    /// Draws the chart as `stem.svg` and `stem.png` (in memory, then each file written
+    /// atomically); returns the two paths.
     fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
         ensure_font()?;
         if self.is_empty() {
             bail!("{}: nothing to plot", self.title());
         }
-        let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
-        self.draw(SVGBackend::new(&svg, SIZE).into_drawing_area())
-            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
-        self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area())
-            .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
-        Ok(vec![svg, png])
+        let (svg_path, png_path) = (stem.with_extension("svg"), stem.with_extension("png"));
+        let mut svg = String::new();
+        self.draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", svg_path.display()))?;
+        output::write(&svg_path, svg.as_bytes())?;
+        let mut rgb = vec![0u8; 3 * SIZE.0 as usize * SIZE.1 as usize];
+        self.draw(BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area())
+            .map_err(|e| anyhow!("drawing {}: {e}", png_path.display()))?;
+        output::write_with(&png_path, |file| encode_png(file, &rgb))?;
+        Ok(vec![svg_path, png_path])
     }
+}
+
+/// Encodes an RGB image of [`SIZE`] as PNG.
+fn encode_png(out: &mut dyn std::io::Write, rgb: &[u8]) -> std::io::Result<()> {
+    let mut encoder = png::Encoder::new(out, SIZE.0, SIZE.1);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish().map_err(std::io::Error::other)
 }
 
 /// One line of a chart.

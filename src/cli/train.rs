@@ -1,8 +1,8 @@
 //! `newton-wgpu train`: Newton-CG or SGD from the command line, with a log line per iteration
 //! or epoch, JSON lines, the best model saved, and checkpoints to resume from.
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -15,6 +15,7 @@ use newton_wgpu::nn::Network;
 use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::Record;
+use newton_wgpu::output::{self, LineFile};
 
 use super::ProblemArgs;
 
@@ -204,22 +205,17 @@ impl SgdArgs {
     }
 }
 
-/// Writes the log lines, the JSON lines and checkpoints.
+/// Writes the log lines and the JSON lines.
 struct Reporter {
-    json: Option<std::fs::File>,
+    json: Option<LineFile>,
 }
 
 impl Reporter {
     fn new(args: &TrainArgs) -> Result<Self> {
         let json = match &args.log_json {
-            Some(path) => {
-                let file = if args.resume.is_some() {
-                    std::fs::OpenOptions::new().append(true).create(true).open(path)
-                } else {
-                    std::fs::File::create(path)
-                };
-                Some(file.with_context(|| format!("opening the JSON log {}", path.display()))?)
-            }
+            // A resumed run continues its log; a new one replaces what is there.
+            Some(path) if args.resume.is_some() => Some(LineFile::append(path)?),
+            Some(path) => Some(LineFile::create(path)?),
             None => None,
         };
         Ok(Self { json })
@@ -256,8 +252,7 @@ impl Reporter {
             }
         }
         if let Some(file) = &mut self.json {
-            writeln!(file, "{}", serde_json::to_string(record)?)?;
-            file.flush()?;
+            file.push(&serde_json::to_string(record)?)?;
         }
         Ok(())
     }
@@ -300,7 +295,19 @@ fn model_of(
     })
 }
 
+impl TrainArgs {
+    /// Every file this run will write, with the option that names it.
+    fn outputs(&self) -> Vec<(&'static str, &Path)> {
+        let named =
+            [("--save", &self.save), ("--log-json", &self.log_json), ("--checkpoint", &self.checkpoint)];
+        named.into_iter().filter_map(|(option, path)| path.as_deref().map(|p| (option, p))).collect()
+    }
+}
+
 pub fn run(args: &TrainArgs) -> Result<()> {
+    for (option, path) in args.outputs() {
+        output::check(path).context(option)?;
+    }
     let gpu = Gpu::new()?;
     println!("adapter: {}, {} convolution kernels", gpu.adapter(), gpu.conv_kernels());
     let (split, normalizer, network) = args.settings.problem.load(args.validation)?;

@@ -49,7 +49,7 @@ pub fn write_cifar10_batch(path: &Path, labels: &[u8], pixels: &[u8]) -> Result<
         bytes.push(*label);
         bytes.extend_from_slice(image);
     }
-    std::fs::write(path, bytes).map_err(|source| DataError::Io { path: path.to_owned(), source })
+    Ok(crate::output::write(path, &bytes)?)
 }
 
 fn load_batches(dir: &Path, names: &[String]) -> Result<Dataset, DataError> {

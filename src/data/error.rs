@@ -7,6 +7,8 @@ use thiserror::Error;
 pub enum DataError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error("{path}: not a directory")]
     NotADirectory { path: PathBuf },
     #[error(

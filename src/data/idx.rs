@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{DataError, DataSplit, Dataset};
 use crate::nn::Shape;
+use crate::output;
 
 pub const MNIST_CLASSES: usize = 10;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -88,16 +89,15 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8], gzip: bool) -> Result<(), DataError> {
-    let io = |source| DataError::Io { path: path.to_owned(), source };
-    let mut file = std::fs::File::create(path).map_err(io)?;
-    if gzip {
-        let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::default());
-        encoder.write_all(bytes).map_err(io)?;
-        encoder.finish().map_err(io)?;
-    } else {
-        file.write_all(bytes).map_err(io)?;
-    }
-    Ok(())
+    Ok(output::write_with(path, |file| {
+        if gzip {
+            let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+            encoder.write_all(bytes)?;
+            encoder.finish().map(|_| ())
+        } else {
+            file.write_all(bytes)
+        }
+    })?)
 }
 
 /// Writes images in IDX format (gzipped when `gzip`).
