@@ -1,23 +1,48 @@
-//! Per-layer cost of the convolution kernels of cnn4 and cnn4-small, both kinds side by side on
-//! the adapter at hand (windowed: registers only; tiled: workgroup-memory implicit matrix
-//! products), so that the choice by adapter type (`ConvKernels::for_device_type`) rests on a
-//! measurement: median GPU time of several runs (wall time where the adapter has no timestamp
-//! queries) and the GFLOP/s that implies. `cargo bench --bench kernels`; `BENCH_ONLY=cnn4-small`
-//! runs one network.
+//! Per-layer cost of every convolution kernel of cnn4 and cnn4-small, both kinds side by side
+//! on the adapter at hand (windowed: registers only; tiled: workgroup-memory implicit matrix
+//! products): the forward pass, forward mode (Jv), the backward pass to the input and the
+//! weight gradient. Median GPU time of several runs (wall time where the adapter has no
+//! timestamp queries) and the GFLOP/s that implies.
+//!
+//! `cargo bench --bench kernels [-- --runs N] [-- --dump DIR]`; `BENCH_ONLY=cnn4-small` runs
+//! one network. With `--dump DIR` every kernel's output on the bench's fixed inputs is written
+//! to DIR as raw little-endian f32 (`{network}-{c}x{h}x{w}-layer{i}-{pass}-{kind}.f32`), so that
+//! two builds can be compared bit for bit (`cmp`).
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use newton_wgpu::gpu::{ConvKernels, Gpu, GpuBuffer, GpuOptions, Recorder};
 use newton_wgpu::kernels::conv;
 use newton_wgpu::nn::{cnn4, cnn4_small, ConvGeometry, Network, NetworkError, Shape};
 
-const RUNS: usize = 3;
 const BATCH: usize = 256;
+/// Scratch values for the per-group parameter gradients (as nn::device's workspace has).
+const PARTIAL_VALUES: usize = 4 << 20;
 
-/// Median seconds of one recorded pass over `RUNS` runs, after a run that compiles pipelines.
-fn median_seconds(gpu: &Gpu, mut record: impl FnMut(&mut Recorder)) -> f64 {
+/// The passes of a convolution layer.
+const PASSES: [&str; 4] = ["forward", "jvp", "backward_input", "weight_grad"];
+
+struct Settings {
+    runs: usize,
+    dump: Option<PathBuf>,
+}
+
+impl Settings {
+    fn from_args() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
+        Self {
+            runs: value("--runs").map_or(3, |v| v.parse().expect("--runs takes a number")),
+            dump: value("--dump").map(PathBuf::from),
+        }
+    }
+}
+
+/// Median seconds of one recorded pass over `runs` runs, after a run that compiles pipelines.
+fn median_seconds(gpu: &Gpu, runs: usize, mut record: impl FnMut(&mut Recorder)) -> f64 {
     let mut times = Vec::new();
-    for run in 0..=RUNS {
+    for run in 0..=runs {
         let start = Instant::now();
         let mut rec = gpu.recorder();
         record(&mut rec);
@@ -33,41 +58,96 @@ fn median_seconds(gpu: &Gpu, mut record: impl FnMut(&mut Recorder)) -> f64 {
     times[times.len() / 2]
 }
 
-fn buffer(gpu: &Gpu, len: usize) -> GpuBuffer<f32> {
-    let values: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+/// Values in [-0.5, 0.5) in a fixed pattern that differs by `salt`.
+fn buffer(gpu: &Gpu, len: usize, salt: usize) -> GpuBuffer<f32> {
+    let values: Vec<f32> = (0..len).map(|i| (((i + salt) * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     gpu.upload(&values, "bench").unwrap()
 }
 
-/// Seconds of the forward pass and the backward pass to the input of layer `g` (the weight
-/// gradient has one kernel for every adapter); the backward pass to the input of the first
-/// layer is None: training never runs it.
-fn time_layer(gpu: &Gpu, g: &ConvGeometry, first: bool, network: &Network) -> [Option<f64>; 2] {
-    let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
-    let x = buffer(gpu, BATCH * g.input.len());
-    let y = buffer(gpu, BATCH * g.output.len());
-    let dx = buffer(gpu, BATCH * g.input.len());
-    let filters = buffer(gpu, conv::filter_scratch_len(g));
-    [
-        Some(median_seconds(gpu, |rec| conv::forward(rec, g, BATCH, &x, &theta, &filters, &y).unwrap())),
-        (!first).then(|| {
-            median_seconds(gpu, |rec| conv::backward_input(rec, g, BATCH, &y, &theta, &filters, &dx).unwrap())
-        }),
-    ]
+/// The buffers of one layer's passes.
+struct Layer<'a> {
+    g: &'a ConvGeometry,
+    theta: GpuBuffer<f32>,
+    v: GpuBuffer<f32>,
+    x: GpuBuffer<f32>,
+    rx: GpuBuffer<f32>,
+    y: GpuBuffer<f32>,
+    dy: GpuBuffer<f32>,
+    dx: GpuBuffer<f32>,
+    grad: GpuBuffer<f32>,
+    filters: GpuBuffer<f32>,
+    partial: GpuBuffer<f32>,
+}
+
+impl<'a> Layer<'a> {
+    fn new(gpu: &Gpu, g: &'a ConvGeometry, network: &Network) -> Self {
+        let (input, output) = (BATCH * g.input.len(), BATCH * g.output.len());
+        Self {
+            g,
+            theta: gpu.upload(&network.init_params(0), "θ").unwrap(),
+            v: gpu.upload(&network.init_params(1), "v").unwrap(),
+            x: buffer(gpu, input, 0),
+            rx: buffer(gpu, input, 1),
+            y: gpu.zeros(output, "y").unwrap(),
+            dy: buffer(gpu, output, 2),
+            dx: gpu.zeros(input, "dx").unwrap(),
+            grad: gpu.zeros(network.param_count(), "grad").unwrap(),
+            filters: gpu.zeros(conv::filter_scratch_len(g), "filters").unwrap(),
+            partial: gpu.zeros(PARTIAL_VALUES.max(g.params()), "partial").unwrap(),
+        }
+    }
+
+    /// Records `pass` and returns the buffer it writes.
+    fn record(&self, rec: &mut Recorder, pass: &str) -> &GpuBuffer<f32> {
+        let (g, s) = (self.g, self);
+        match pass {
+            "forward" => conv::forward(rec, g, BATCH, &s.x, &s.theta, &s.filters, &s.y).map(|_| &s.y),
+            "jvp" => {
+                conv::jvp(rec, g, BATCH, &s.x, Some(&s.rx), &s.theta, &s.v, &s.filters, &s.y).map(|_| &s.y)
+            }
+            "backward_input" => {
+                conv::backward_input(rec, g, BATCH, &s.dy, &s.theta, &s.filters, &s.dx).map(|_| &s.dx)
+            }
+            "weight_grad" => {
+                conv::backward_params(rec, g, BATCH, &s.x, &s.dy, &s.partial, &s.grad).map(|_| &s.grad)
+            }
+            _ => unreachable!("a pass of PASSES"),
+        }
+        .unwrap()
+    }
+
+    /// Runs `pass` once on cleared outputs and writes what it wrote to `path`.
+    fn dump(&self, gpu: &Gpu, pass: &str, path: &Path) {
+        for out in [&self.y, &self.dx, &self.grad] {
+            gpu.write(out, &vec![0.0; out.len()]);
+        }
+        let mut rec = gpu.recorder();
+        let out = self.record(&mut rec, pass);
+        rec.submit();
+        let bytes: Vec<u8> = gpu.read(out).unwrap().iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(path, bytes).unwrap();
+    }
 }
 
 fn main() {
+    let settings = Settings::from_args();
     let open = |kernels| {
         let options =
             GpuOptions { conv_kernels: Some(kernels), timestamps: true, ..GpuOptions::from_env().unwrap() };
         Gpu::with_options(&options).expect("a GPU adapter")
     };
-    let gpus = [open(ConvKernels::Windowed), open(ConvKernels::Tiled)];
+    let kinds = [ConvKernels::Windowed, ConvKernels::Tiled];
+    let gpus = kinds.map(open);
     let timing = if gpus[0].timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
     println!("adapter: {}", gpus[0].adapter());
     println!(
-        "{timing}, median of {RUNS} runs, batch {BATCH}; chosen for this adapter: {} kernels",
+        "{timing}, median of {} runs, batch {BATCH}; chosen for this adapter: {} kernels",
+        settings.runs,
         ConvKernels::for_device_type(gpus[0].adapter().device_type)
     );
+    if let Some(dir) = &settings.dump {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     type Builder = fn(Shape, usize) -> Result<Network, NetworkError>;
     let cases: [(&str, Builder, Shape); 3] = [
         ("cnn4", cnn4, Shape::new(1, 28, 28)),
@@ -82,23 +162,39 @@ fn main() {
         let network = build(input, 10).unwrap();
         println!("\n{name} on {input}");
         println!(
-            "{:<18} {:<16} {:>12} {:>12} {:>9} {:>9} {:>13}",
+            "{:<18} {:<15} {:>12} {:>12} {:>9} {:>10} {:>14}",
             "layer", "pass", "windowed ms", "tiled ms", "win GF/s", "tiled GF/s", "tiled/windowed"
         );
         for (index, g) in network.conv_geometries().enumerate() {
             let flops = 2.0 * g.macs_per_sample() as f64 * BATCH as f64;
-            let [windowed, tiled] = [&gpus[0], &gpus[1]].map(|gpu| time_layer(gpu, g, index == 0, &network));
-            for (p, pass) in ["forward", "backward_input"].into_iter().enumerate() {
-                let (Some(w), Some(t)) = (windowed[p], tiled[p]) else { continue };
+            for pass in PASSES {
+                // Training never runs Jv or the backward pass to the input in the first layer
+                // (R(x) = 0 there, and the data needs no gradient).
+                if index == 0 && matches!(pass, "jvp" | "backward_input") {
+                    continue;
+                }
+                let [windowed, tiled] = [0, 1].map(|k| {
+                    let layer = Layer::new(&gpus[k], g, &network);
+                    if let Some(dir) = &settings.dump {
+                        let shape = format!("{}x{}x{}", input.channels, input.height, input.width);
+                        let file = format!("{name}-{shape}-layer{index}-{pass}-{}.f32", kinds[k]);
+                        layer.dump(&gpus[k], pass, &dir.join(file));
+                    }
+                    median_seconds(&gpus[k], settings.runs, |rec| {
+                        layer.record(rec, pass);
+                    })
+                });
+                // Jv does two products' work.
+                let flops = if pass == "jvp" { 2.0 * flops } else { flops };
                 println!(
-                    "{:<18} {:<16} {:>12.2} {:>12.2} {:>9.2} {:>9.2} {:>13.2}",
+                    "{:<18} {:<15} {:>12.2} {:>12.2} {:>9.2} {:>10.2} {:>14.2}",
                     format!("{}→{}", g.input, g.output),
                     pass,
-                    w * 1e3,
-                    t * 1e3,
-                    flops / w / 1e9,
-                    flops / t / 1e9,
-                    t / w
+                    windowed * 1e3,
+                    tiled * 1e3,
+                    flops / windowed / 1e9,
+                    flops / tiled / 1e9,
+                    tiled / windowed
                 );
             }
         }
