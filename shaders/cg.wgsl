@@ -1,25 +1,12 @@
 // The scalar updates of conjugate gradient on the device, so that a CG step needs no
-// read-back. Layout of `scalars` (slots shared with src/optim/cg.rs):
-//   0 RR       rᵀr of the current residual        5 STOP      1 once CG has broken down
-//   1 PGP      pᵀ(G + λI)p                        6 STOP_AT   the step at which it did
-//   2 ALPHA    rᵀr / pᵀ(G + λI)p                  7 SAS       Σ α rᵀr = sᵀ(G + λI)s so far
-//   3 BETA     rᵀr(new) / rᵀr
-//   4 RR_NEW   rᵀr of the updated residual
+// read-back. The slots of `scalars` (RR, PGP, ALPHA, BETA, RR_NEW, STOP, STOP_AT, SAS) are
+// constants generated from src/kernels/cg.rs, which says what each holds.
 // A step whose pᵀ(G + λI)p is not positive, or whose α is not finite, sets STOP: α and β
 // are 0 from then on, so s keeps the last good iterate.
 //   axpy_scalar:  y[i] += sign * scalars[slot] * x[i]
 //   xpay_scalar:  y[i]  = x[i] + scalars[slot] * y[i]
 
 struct Params { len: u32, slot: u32, step: u32, sign: f32 }
-
-const RR: u32 = 0u;
-const PGP: u32 = 1u;
-const ALPHA: u32 = 2u;
-const BETA: u32 = 3u;
-const RR_NEW: u32 = 4u;
-const STOP: u32 = 5u;
-const STOP_AT: u32 = 6u;
-const SAS: u32 = 7u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 

@@ -2,18 +2,21 @@
 //! many dispatches per pass and one submit, and read-back through a staging buffer.
 //!
 //! Everything above this module speaks in [`GpuBuffer`]s and [`Kernel`]s; nothing above it
-//! touches a bind group or a staging buffer.
+//! touches a bind group or a staging buffer. The shaders and kernels themselves are declared
+//! by the layer above ([`crate::kernels`]) with the types and macros of [`Shader`] and
+//! [`Kernel`].
 
 mod buffer;
 mod context;
 mod error;
 mod pipeline;
 mod recorder;
+mod shader;
 mod timer;
 
 pub use buffer::GpuBuffer;
 pub use context::{AdapterSummary, ConvKernels, Gpu, GpuOptions, GpuStats};
 pub use error::GpuError;
-pub use pipeline::{Kernel, Shader, Specialization, SHADERS, WORKGROUP_SIZE};
-pub(crate) use pipeline::{ACTIVATION, BLAS1, CG, CONV, LOSS, MATMUL, POOL};
+pub use pipeline::WORKGROUP_SIZE;
 pub use recorder::Recorder;
+pub use shader::{Access, Kernel, KernelInfo, ParamsLayout, Shader, ShaderPart, UniformParams, PRELUDE_FILE};

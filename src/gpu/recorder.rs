@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
-use super::{Gpu, GpuBuffer, GpuError, Kernel, Specialization, WORKGROUP_SIZE};
+use super::{Gpu, GpuBuffer, GpuError, Kernel, UniformParams, WORKGROUP_SIZE};
 
 /// A storage buffer of any element type, as a kernel binding.
 pub trait Binding {
@@ -44,11 +44,11 @@ impl<'g> Recorder<'g> {
     }
 
     /// Records `kernel` over `invocations` threads (one per work item; each shader guards the
-    /// tail). The dispatch is split over two dimensions when it exceeds the adapter's
-    /// per-dimension workgroup count.
-    pub fn dispatch<P: Pod>(
+    /// tail), with `buffers` at its storage bindings in order. The dispatch is split over two
+    /// dimensions when it exceeds the adapter's per-dimension workgroup count.
+    pub fn dispatch<P: UniformParams>(
         &mut self,
-        kernel: Kernel,
+        kernel: &'static Kernel<P>,
         params: &P,
         buffers: &[&dyn Binding],
         invocations: u64,
@@ -56,15 +56,18 @@ impl<'g> Recorder<'g> {
         self.dispatch_specialized(kernel, &[], params, buffers, invocations)
     }
 
-    /// [`Recorder::dispatch`] with values for the kernel's `override` constants.
-    pub fn dispatch_specialized<P: Pod>(
+    /// [`Recorder::dispatch`] with values for the kernel's override constants, in the order
+    /// its declaration names them.
+    pub fn dispatch_specialized<P: UniformParams>(
         &mut self,
-        kernel: Kernel,
-        specialization: &Specialization,
+        kernel: &'static Kernel<P>,
+        overrides: &[f64],
         params: &P,
         buffers: &[&dyn Binding],
         invocations: u64,
     ) -> Result<(), GpuError> {
+        let info = kernel.info();
+        assert_eq!(buffers.len(), info.storage.len(), "storage buffers of {}", info.name());
         if invocations == 0 {
             return Ok(());
         }
@@ -74,14 +77,14 @@ impl<'g> Recorder<'g> {
         let x = workgroups.min(max_per_dim as u64);
         let y = workgroups.div_ceil(x);
         if y > max_per_dim as u64 || x * y * WORKGROUP_SIZE as u64 > u32::MAX as u64 {
-            return Err(GpuError::DispatchTooLarge { kernel: kernel.name(), workgroups, max_per_dim });
+            return Err(GpuError::DispatchTooLarge { kernel: info.name(), workgroups, max_per_dim });
         }
         let align = limits.min_uniform_buffer_offset_alignment as usize;
         let start = self.params.len().div_ceil(align) * align;
         self.params.resize(start, 0);
         self.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = self.params.len() as u64;
-        let pipeline = self.gpu.pipelines.get(&self.gpu.device, kernel, specialization);
+        let pipeline = self.gpu.pipelines.get(&self.gpu.device, info, overrides);
         self.dispatches.push(Dispatch {
             pipeline,
             params: start as u64..end,

@@ -1,17 +1,20 @@
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_len, u32_of};
-use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, ACTIVATION};
+use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 
-const FORWARD: Kernel = Kernel::new(&ACTIVATION, "relu_forward");
-const BACKWARD: Kernel = Kernel::new(&ACTIVATION, "relu_backward");
+pub(crate) static SHADER: Shader =
+    Shader { name: "activation", constants: &[], parts: &[crate::shader_part!("activation")] };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    len: u32,
-    _pad: [u32; 3],
+crate::uniform_params! {
+    struct Params {
+        len: u32,
+        _pad: [u32; 3],
+    }
 }
+
+crate::kernels! { KERNELS = [
+    FORWARD: Params = SHADER::relu_forward(Read, ReadWrite);
+    BACKWARD: Params = SHADER::relu_backward(Read, Read, ReadWrite);
+] }
 
 /// y = max(x, 0) on the first `len` values.
 pub fn relu_forward(
@@ -20,9 +23,9 @@ pub fn relu_forward(
     y: &GpuBuffer<f32>,
     len: usize,
 ) -> Result<(), GpuError> {
-    check_len(FORWARD, x, len)?;
-    check_len(FORWARD, y, len)?;
-    rec.dispatch(FORWARD, &Params { len: u32_of(len), _pad: [0; 3] }, &[x, y], len as u64)
+    check_len(&FORWARD, x, len)?;
+    check_len(&FORWARD, y, len)?;
+    rec.dispatch(&FORWARD, &Params { len: u32_of(len), _pad: [0; 3] }, &[x, y], len as u64)
 }
 
 /// dx = dy ⊙ [y > 0], with y the stored output of the forward pass. The same mask carries a
@@ -35,7 +38,7 @@ pub fn relu_backward(
     len: usize,
 ) -> Result<(), GpuError> {
     for buffer in [y, dy, dx] {
-        check_len(BACKWARD, buffer, len)?;
+        check_len(&BACKWARD, buffer, len)?;
     }
-    rec.dispatch(BACKWARD, &Params { len: u32_of(len), _pad: [0; 3] }, &[y, dy, dx], len as u64)
+    rec.dispatch(&BACKWARD, &Params { len: u32_of(len), _pad: [0; 3] }, &[y, dy, dx], len as u64)
 }

@@ -1,29 +1,32 @@
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_len, u32_of};
-use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, BLAS1};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, Shader};
 
-const FILL: Kernel = Kernel::new(&BLAS1, "fill");
-const COPY: Kernel = Kernel::new(&BLAS1, "copy");
-const SCALE: Kernel = Kernel::new(&BLAS1, "scale");
-const AXPY: Kernel = Kernel::new(&BLAS1, "axpy");
-const DOT_PARTIAL: Kernel = Kernel::new(&BLAS1, "dot_partial");
-const DOT_FINAL: Kernel = Kernel::new(&BLAS1, "dot_final");
-const NORM_FINAL: Kernel = Kernel::new(&BLAS1, "norm_final");
-const ACCUMULATE_GROUPS: Kernel = Kernel::new(&BLAS1, "accumulate_groups");
+pub(crate) static SHADER: Shader =
+    Shader { name: "blas1", constants: &[], parts: &[crate::shader_part!("blas1")] };
+
+crate::kernels! { KERNELS = [
+    FILL: Params = SHADER::fill(ReadWrite);
+    COPY: Params = SHADER::copy(Read, ReadWrite);
+    SCALE: Params = SHADER::scale(ReadWrite);
+    AXPY: Params = SHADER::axpy(Read, ReadWrite);
+    DOT_PARTIAL: Params = SHADER::dot_partial(Read, Read, ReadWrite);
+    DOT_FINAL: Params = SHADER::dot_final(Read, ReadWrite);
+    NORM_FINAL: Params = SHADER::norm_final(Read, ReadWrite);
+    ACCUMULATE_GROUPS: Params = SHADER::accumulate_groups(Read, ReadWrite);
+] }
 
 /// Values summed by one invocation of the first pass of a dot product.
 pub const DOT_BLOCK: usize = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    len: u32,
-    block: u32,
-    offset: u32,
-    alpha: f32,
-    source: u32,
-    _pad: [u32; 3],
+crate::uniform_params! {
+    struct Params {
+        len: u32,
+        block: u32,
+        offset: u32,
+        alpha: f32,
+        source: u32,
+        _pad: [u32; 3],
+    }
 }
 
 impl Params {
@@ -34,8 +37,8 @@ impl Params {
 
 /// y[..len] = value.
 pub fn fill(rec: &mut Recorder, y: &GpuBuffer<f32>, len: usize, value: f32) -> Result<(), GpuError> {
-    check_len(FILL, y, len)?;
-    rec.dispatch(FILL, &Params { alpha: value, ..Params::len(len) }, &[y], len as u64)
+    check_len(&FILL, y, len)?;
+    rec.dispatch(&FILL, &Params { alpha: value, ..Params::len(len) }, &[y], len as u64)
 }
 
 /// y[to..to + len] = x[from..from + len], inside the compute pass (no pass break, unlike a
@@ -48,16 +51,16 @@ pub fn copy(
     to: usize,
     len: usize,
 ) -> Result<(), GpuError> {
-    check_len(COPY, x, from + len)?;
-    check_len(COPY, y, to + len)?;
+    check_len(&COPY, x, from + len)?;
+    check_len(&COPY, y, to + len)?;
     let params = Params { source: u32_of(from), offset: u32_of(to), ..Params::len(len) };
-    rec.dispatch(COPY, &params, &[x, y], len as u64)
+    rec.dispatch(&COPY, &params, &[x, y], len as u64)
 }
 
 /// y[..len] *= alpha.
 pub fn scale(rec: &mut Recorder, alpha: f32, y: &GpuBuffer<f32>, len: usize) -> Result<(), GpuError> {
-    check_len(SCALE, y, len)?;
-    rec.dispatch(SCALE, &Params { alpha, ..Params::len(len) }, &[y], len as u64)
+    check_len(&SCALE, y, len)?;
+    rec.dispatch(&SCALE, &Params { alpha, ..Params::len(len) }, &[y], len as u64)
 }
 
 /// y[..len] += alpha · x[..len].
@@ -68,9 +71,9 @@ pub fn axpy(
     y: &GpuBuffer<f32>,
     len: usize,
 ) -> Result<(), GpuError> {
-    check_len(AXPY, x, len)?;
-    check_len(AXPY, y, len)?;
-    rec.dispatch(AXPY, &Params { alpha, ..Params::len(len) }, &[x, y], len as u64)
+    check_len(&AXPY, x, len)?;
+    check_len(&AXPY, y, len)?;
+    rec.dispatch(&AXPY, &Params { alpha, ..Params::len(len) }, &[x, y], len as u64)
 }
 
 /// Scratch values a dot product of length `len` needs.
@@ -89,7 +92,7 @@ pub fn dot(
     scalars: &GpuBuffer<f32>,
     slot: usize,
 ) -> Result<(), GpuError> {
-    reduce(rec, x, y, len, scratch, scalars, slot, DOT_FINAL)
+    reduce(rec, x, y, len, scratch, scalars, slot, &DOT_FINAL)
 }
 
 /// scalars[slot] = ‖x‖ over the first `len` values, in the same fixed order as [`dot`].
@@ -101,7 +104,7 @@ pub fn norm(
     scalars: &GpuBuffer<f32>,
     slot: usize,
 ) -> Result<(), GpuError> {
-    reduce(rec, x, x, len, scratch, scalars, slot, NORM_FINAL)
+    reduce(rec, x, x, len, scratch, scalars, slot, &NORM_FINAL)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -113,18 +116,18 @@ fn reduce(
     scratch: &GpuBuffer<f32>,
     scalars: &GpuBuffer<f32>,
     slot: usize,
-    last_pass: Kernel,
+    last_pass: &'static Kernel<Params>,
 ) -> Result<(), GpuError> {
     let blocks = dot_scratch_len(len);
-    check_len(DOT_PARTIAL, x, len)?;
-    check_len(DOT_PARTIAL, y, len)?;
-    check_len(DOT_PARTIAL, scratch, blocks)?;
+    check_len(&DOT_PARTIAL, x, len)?;
+    check_len(&DOT_PARTIAL, y, len)?;
+    check_len(&DOT_PARTIAL, scratch, blocks)?;
     check_len(last_pass, scalars, slot + 1)?;
     if len == 0 {
         fill(rec, scratch, 1, 0.0)?;
     }
     let partial = Params { block: DOT_BLOCK as u32, ..Params::len(len) };
-    rec.dispatch(DOT_PARTIAL, &partial, &[x, y, scratch], blocks as u64)?;
+    rec.dispatch(&DOT_PARTIAL, &partial, &[x, y, scratch], blocks as u64)?;
     let last = Params { offset: u32_of(slot), ..Params::len(blocks) };
     rec.dispatch(last_pass, &last, &[scratch, scalars], 1)
 }
@@ -138,8 +141,8 @@ pub fn accumulate_groups(
     y: &GpuBuffer<f32>,
     offset: usize,
 ) -> Result<(), GpuError> {
-    check_len(ACCUMULATE_GROUPS, partial, groups * len)?;
-    check_len(ACCUMULATE_GROUPS, y, offset + len)?;
+    check_len(&ACCUMULATE_GROUPS, partial, groups * len)?;
+    check_len(&ACCUMULATE_GROUPS, y, offset + len)?;
     let params = Params { block: u32_of(groups), offset: u32_of(offset), ..Params::len(len) };
-    rec.dispatch(ACCUMULATE_GROUPS, &params, &[partial, y], len as u64)
+    rec.dispatch(&ACCUMULATE_GROUPS, &params, &[partial, y], len as u64)
 }

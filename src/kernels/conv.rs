@@ -1,15 +1,18 @@
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_len, matmul, u32_of};
-use crate::gpu::{ConvKernels, GpuBuffer, GpuError, Kernel, Recorder, CONV};
+use crate::gpu::{ConvKernels, GpuBuffer, GpuError, Kernel, Recorder, Shader};
 use crate::nn::ConvGeometry;
 
-const FORWARD: Kernel = Kernel::new(&CONV, "forward");
-const JVP: Kernel = Kernel::new(&CONV, "jvp");
-const PACK_FILTERS: Kernel = Kernel::new(&CONV, "pack_filters");
-const BACKWARD_INPUT: Kernel = Kernel::new(&CONV, "backward_input");
-const BACKWARD_PARAMS: Kernel = Kernel::new(&CONV, "backward_params");
-const BACKWARD_PARAMS_SLIDING: Kernel = Kernel::new(&CONV, "backward_params_sliding");
+pub(crate) static SHADER: Shader =
+    Shader { name: "conv", constants: &[], parts: &[crate::shader_part!("conv")] };
+
+crate::kernels! { KERNELS = [
+    FORWARD: Params = SHADER::forward(Read, Read, Read, ReadWrite) [CHUNK, UNIT_STRIDE];
+    JVP: Params = SHADER::jvp(Read, Read, Read, Read, ReadWrite) [CHUNK, UNIT_STRIDE];
+    PACK_FILTERS: Params = SHADER::pack_filters(Read, ReadWrite);
+    BACKWARD_INPUT: Params = SHADER::backward_input(Read, Read, ReadWrite);
+    BACKWARD_PARAMS: Params = SHADER::backward_params(Read, Read, ReadWrite);
+    BACKWARD_PARAMS_SLIDING: Params = SHADER::backward_params_sliding(Read, Read, ReadWrite) [KH, KW];
+] }
 
 /// The most taps of a filter plane that backward_params_sliding keeps in registers
 /// (MAX_TAPS in conv.wgsl).
@@ -23,31 +26,31 @@ const COLS: usize = 8;
 /// The widest filter row read in one step (CHUNK in conv.wgsl); wider rows go by 4 taps.
 const MAX_CHUNK: usize = 8;
 
-/// One convolution as the kernels see it (the `Params` of conv.wgsl); the tiled kernels of
-/// [`matmul`] read the same description.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(super) struct Params {
-    pub(super) batch: u32,
-    pub(super) in_c: u32,
-    pub(super) in_h: u32,
-    pub(super) in_w: u32,
-    pub(super) out_c: u32,
-    pub(super) out_h: u32,
-    pub(super) out_w: u32,
-    pub(super) k_h: u32,
-    pub(super) k_w: u32,
-    pub(super) stride: u32,
-    pub(super) pad_h: i32,
-    pub(super) pad_w: i32,
-    pub(super) w_off: u32,
-    pub(super) b_off: u32,
-    group_size: u32,
-    groups: u32,
-    k_wp: u32,
-    pub(super) has_bias: u32,
-    v_filters: u32,
-    pub(super) flipped: u32,
+crate::uniform_params! {
+    /// One convolution as the kernels see it (the `Params` of conv.wgsl); the tiled kernels of
+    /// [`matmul`] read the same description.
+    pub(crate) struct Params {
+        pub(super) batch: u32,
+        pub(super) in_c: u32,
+        pub(super) in_h: u32,
+        pub(super) in_w: u32,
+        pub(super) out_c: u32,
+        pub(super) out_h: u32,
+        pub(super) out_w: u32,
+        pub(super) k_h: u32,
+        pub(super) k_w: u32,
+        pub(super) stride: u32,
+        pub(super) pad_h: i32,
+        pub(super) pad_w: i32,
+        pub(super) w_off: u32,
+        pub(super) b_off: u32,
+        group_size: u32,
+        groups: u32,
+        k_wp: u32,
+        pub(super) has_bias: u32,
+        v_filters: u32,
+        pub(super) flipped: u32,
+    }
 }
 
 impl Params {
@@ -97,9 +100,9 @@ impl Params {
         }
     }
 
-    /// The pipeline constants of forward and jvp for this geometry.
-    fn specialization(&self) -> [(&'static str, f64); 2] {
-        [("CHUNK", chunk(self.k_w as usize) as f64), ("UNIT_STRIDE", f64::from(u8::from(self.stride == 1)))]
+    /// The override constants of forward and jvp for this geometry: CHUNK, UNIT_STRIDE.
+    fn specialization(&self) -> [f64; 2] {
+        [chunk(self.k_w as usize) as f64, f64::from(u8::from(self.stride == 1))]
     }
 
     /// Values of one set of packed filters.
@@ -130,7 +133,7 @@ pub fn filter_scratch_len(g: &ConvGeometry) -> usize {
     (2 * forward.packed_len()).max(flipped.packed_len())
 }
 
-fn check_theta(kernel: Kernel, g: &ConvGeometry, theta: &GpuBuffer<f32>) -> Result<(), GpuError> {
+fn check_theta(kernel: &Kernel<Params>, g: &ConvGeometry, theta: &GpuBuffer<f32>) -> Result<(), GpuError> {
     check_len(kernel, theta, g.bias_offset + g.output.channels)
 }
 
@@ -144,9 +147,9 @@ fn pack(
     filters: &GpuBuffer<f32>,
     at: usize,
 ) -> Result<(), GpuError> {
-    check_len(PACK_FILTERS, filters, at + params.packed_len())?;
+    check_len(&PACK_FILTERS, filters, at + params.packed_len())?;
     let params = Params { v_filters: u32_of(at / BLOCK), ..*params };
-    rec.dispatch(PACK_FILTERS, &params, &[theta, filters], params.packed_len() as u64)
+    rec.dispatch(&PACK_FILTERS, &params, &[theta, filters], params.packed_len() as u64)
 }
 
 fn tiled(rec: &Recorder) -> bool {
@@ -165,16 +168,16 @@ pub fn forward(
     filters: &GpuBuffer<f32>,
     y: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    check_len(FORWARD, x, batch * g.input.len())?;
-    check_theta(FORWARD, g, theta)?;
-    check_len(FORWARD, y, batch * g.output.len())?;
+    check_len(&FORWARD, x, batch * g.input.len())?;
+    check_theta(&FORWARD, g, theta)?;
+    check_len(&FORWARD, y, batch * g.output.len())?;
     let params = Params::new(g, batch);
     if tiled(rec) {
         return matmul::conv(rec, &params, false, x, theta, y);
     }
     pack(rec, &params, theta, filters, 0)?;
     let tiles = output_tiles(&params);
-    rec.dispatch_specialized(FORWARD, &params.specialization(), &params, &[x, theta, filters, y], tiles)
+    rec.dispatch_specialized(&FORWARD, &params.specialization(), &params, &[x, theta, filters, y], tiles)
 }
 
 /// Forward mode through the layer: ry = W·rx + V_W·x + V_b, where (V_W, V_b) is the
@@ -193,11 +196,11 @@ pub fn jvp(
     ry: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
     let Some(rx) = rx else { return forward(rec, g, batch, x, v, filters, ry) };
-    check_len(JVP, x, batch * g.input.len())?;
-    check_len(JVP, rx, batch * g.input.len())?;
-    check_theta(JVP, g, theta)?;
-    check_theta(JVP, g, v)?;
-    check_len(JVP, ry, batch * g.output.len())?;
+    check_len(&JVP, x, batch * g.input.len())?;
+    check_len(&JVP, rx, batch * g.input.len())?;
+    check_theta(&JVP, g, theta)?;
+    check_theta(&JVP, g, v)?;
+    check_len(&JVP, ry, batch * g.output.len())?;
     let params = Params::new(g, batch);
     if tiled(rec) {
         // Two products into ry: V_W·x + V_b, then W·rx added to it.
@@ -209,7 +212,7 @@ pub fn jvp(
     pack(rec, &params, v, filters, v_at)?;
     let params = Params { v_filters: u32_of(v_at / BLOCK), ..params };
     let tiles = output_tiles(&params);
-    rec.dispatch_specialized(JVP, &params.specialization(), &params, &[x, rx, v, filters, ry], tiles)
+    rec.dispatch_specialized(&JVP, &params.specialization(), &params, &[x, rx, v, filters, ry], tiles)
 }
 
 /// Invocations of the forward and Jv kernels: one per 4 channels × COLS columns of an output
@@ -230,9 +233,9 @@ pub fn backward_input(
     filters: &GpuBuffer<f32>,
     dx: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    check_len(BACKWARD_INPUT, dy, batch * g.output.len())?;
-    check_theta(BACKWARD_INPUT, g, theta)?;
-    check_len(BACKWARD_INPUT, dx, batch * g.input.len())?;
+    check_len(&BACKWARD_INPUT, dy, batch * g.output.len())?;
+    check_theta(&BACKWARD_INPUT, g, theta)?;
+    check_len(&BACKWARD_INPUT, dx, batch * g.input.len())?;
     if g.stride == 1 {
         let params = Params::flipped(g, batch);
         if tiled(rec) {
@@ -241,7 +244,7 @@ pub fn backward_input(
         pack(rec, &params, theta, filters, 0)?;
         let tiles = output_tiles(&params);
         return rec.dispatch_specialized(
-            FORWARD,
+            &FORWARD,
             &params.specialization(),
             &params,
             &[dy, theta, filters, dx],
@@ -250,7 +253,7 @@ pub fn backward_input(
     }
     let invocations =
         batch * g.input.channels.div_ceil(BLOCK) * g.input.height * g.input.width.div_ceil(BLOCK);
-    rec.dispatch(BACKWARD_INPUT, &Params::new(g, batch), &[dy, theta, dx], invocations as u64)
+    rec.dispatch(&BACKWARD_INPUT, &Params::new(g, batch), &[dy, theta, dx], invocations as u64)
 }
 
 /// How the parameter gradient of a batch is split into groups of samples: enough groups to
@@ -275,17 +278,17 @@ pub fn backward_params(
     grad: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
     let (groups, group_size) = param_groups(g, batch, partial.len());
-    check_len(BACKWARD_PARAMS, x, batch * g.input.len())?;
-    check_len(BACKWARD_PARAMS, dy, batch * g.output.len())?;
-    check_len(BACKWARD_PARAMS, partial, groups * g.params())?;
-    check_theta(BACKWARD_PARAMS, g, grad)?;
+    check_len(&BACKWARD_PARAMS, x, batch * g.input.len())?;
+    check_len(&BACKWARD_PARAMS, dy, batch * g.output.len())?;
+    check_len(&BACKWARD_PARAMS, partial, groups * g.params())?;
+    check_theta(&BACKWARD_PARAMS, g, grad)?;
     let params = Params { group_size: u32_of(group_size), groups: u32_of(groups), ..Params::new(g, batch) };
     let oc_blocks = g.output.channels.div_ceil(BLOCK);
     if g.stride == 1 && g.kernel_h * g.kernel_w <= MAX_SLIDING_TAPS {
         let invocations = groups * (oc_blocks * g.input.channels + g.output.channels);
-        let specialization = [("KH", g.kernel_h as f64), ("KW", g.kernel_w as f64)];
+        let specialization = [g.kernel_h as f64, g.kernel_w as f64];
         rec.dispatch_specialized(
-            BACKWARD_PARAMS_SLIDING,
+            &BACKWARD_PARAMS_SLIDING,
             &specialization,
             &params,
             &[x, dy, partial],
@@ -293,7 +296,7 @@ pub fn backward_params(
         )?;
     } else {
         let invocations = groups * (oc_blocks * g.fan_in().div_ceil(BLOCK) + g.output.channels);
-        rec.dispatch(BACKWARD_PARAMS, &params, &[x, dy, partial], invocations as u64)?;
+        rec.dispatch(&BACKWARD_PARAMS, &params, &[x, dy, partial], invocations as u64)?;
     }
     super::blas1::accumulate_groups(rec, partial, groups, g.params(), grad, g.weight_offset)
 }

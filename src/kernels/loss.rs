@@ -1,29 +1,38 @@
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_len, u32_of};
-use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, LOSS};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, Shader};
 use crate::loss::Loss;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    batch: u32,
-    classes: u32,
-    loss_off: u32,
-    scale: f32,
-}
+pub(crate) static SHADER: Shader =
+    Shader { name: "loss", constants: &[], parts: &[crate::shader_part!("loss")] };
 
-fn hessian_kernel(loss: Loss) -> Kernel {
-    match loss {
-        Loss::SquaredError => Kernel::new(&LOSS, "squared_error_hessian"),
-        Loss::CrossEntropy => Kernel::new(&LOSS, "softmax_hessian"),
+crate::uniform_params! {
+    struct Params {
+        batch: u32,
+        classes: u32,
+        loss_off: u32,
+        scale: f32,
     }
 }
 
-fn kernel(loss: Loss) -> Kernel {
+crate::kernels! { KERNELS = [
+    SQUARED_ERROR: Params = SHADER::squared_error(Read, Read, ReadWrite, ReadWrite);
+    SOFTMAX_CROSS_ENTROPY: Params = SHADER::softmax_cross_entropy(Read, Read, ReadWrite, ReadWrite);
+    /// B is constant for squared error: no z.
+    SQUARED_ERROR_HESSIAN: Params = SHADER::squared_error_hessian(Read, ReadWrite);
+    SOFTMAX_HESSIAN: Params = SHADER::softmax_hessian(Read, Read, ReadWrite);
+] }
+
+fn hessian_kernel(loss: Loss) -> &'static Kernel<Params> {
     match loss {
-        Loss::SquaredError => Kernel::new(&LOSS, "squared_error"),
-        Loss::CrossEntropy => Kernel::new(&LOSS, "softmax_cross_entropy"),
+        Loss::SquaredError => &SQUARED_ERROR_HESSIAN,
+        Loss::CrossEntropy => &SOFTMAX_HESSIAN,
+    }
+}
+
+fn kernel(loss: Loss) -> &'static Kernel<Params> {
+    match loss {
+        Loss::SquaredError => &SQUARED_ERROR,
+        Loss::CrossEntropy => &SOFTMAX_CROSS_ENTROPY,
     }
 }
 

@@ -2,13 +2,16 @@
 //! convolutions of [`ConvKernels::Tiled`](crate::gpu::ConvKernels) as implicit matrix
 //! products (filters × unfolded input, the unfolding done by index arithmetic as tiles load).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::conv::Params as ConvParams;
 use super::{check_len, u32_of};
-use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, MATMUL, WORKGROUP_SIZE};
+use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader, WORKGROUP_SIZE};
 
-const TILED: Kernel = Kernel::new(&MATMUL, "matmul");
+pub(crate) static SHADER: Shader =
+    Shader { name: "matmul", constants: &[], parts: &[crate::shader_part!("matmul")] };
+
+crate::kernels! { KERNELS = [
+    TILED: Params = SHADER::matmul(Read, Read, ReadWrite) [CONV, ROWS];
+] }
 
 /// The columns of the tile of C one workgroup computes (TILE in matmul.wgsl); its rows are
 /// 8 × ROWS.
@@ -23,8 +26,7 @@ fn rows_per_invocation(m: usize) -> usize {
 // matmul.wgsl maps its 64 invocations onto an 8 × 8 grid.
 const _: () = assert!(WORKGROUP_SIZE == 64);
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, Pod, Zeroable)]
+crate::uniform_params! {
 struct Params {
     m: u32,
     n: u32,
@@ -44,7 +46,8 @@ struct Params {
     stride: u32,
     pad_h: i32,
     pad_w: i32,
-    unused: [u32; 2],
+    _unused: [u32; 2],
+}
 }
 
 fn record(
@@ -55,9 +58,9 @@ fn record(
 ) -> Result<(), GpuError> {
     let rows = rows_per_invocation(params.m as usize);
     let tiles = (params.m as usize).div_ceil(8 * rows) * (params.n as usize).div_ceil(TILE);
-    let specialization = [("CONV", f64::from(u8::from(conv))), ("ROWS", rows as f64)];
+    let specialization = [f64::from(u8::from(conv)), rows as f64];
     let [a, b, c] = buffers;
-    rec.dispatch_specialized(TILED, &specialization, params, &[a, b, c], (tiles * TILE) as u64)
+    rec.dispatch_specialized(&TILED, &specialization, params, &[a, b, c], (tiles * TILE) as u64)
 }
 
 /// c = a · b for row-major a [m, k], b [k, n] and c [m, n].
@@ -68,9 +71,9 @@ pub fn matmul(
     b: &GpuBuffer<f32>,
     c: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    check_len(TILED, a, m * k)?;
-    check_len(TILED, b, k * n)?;
-    check_len(TILED, c, m * n)?;
+    check_len(&TILED, a, m * k)?;
+    check_len(&TILED, b, k * n)?;
+    check_len(&TILED, c, m * n)?;
     let params = Params { m: u32_of(m), n: u32_of(n), k: u32_of(k), ..Params::default() };
     record(rec, &params, false, [a, b, c])
 }
@@ -106,7 +109,7 @@ pub(super) fn conv(
         stride: conv.stride,
         pad_h: conv.pad_h,
         pad_w: conv.pad_w,
-        unused: [0; 2],
+        _unused: [0; 2],
     };
     record(rec, &params, true, [theta, x, y])
 }

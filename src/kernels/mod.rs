@@ -1,5 +1,9 @@
 //! Host wrappers of the WGSL kernels: each checks the sizes of its buffers, then records one
 //! dispatch. They run nothing by themselves; a [`Recorder`](crate::gpu::Recorder) submits.
+//!
+//! Each module declares its shader (the files it is made of and the constants Rust gives it),
+//! its `Params` uniforms and its kernels; [`SHADERS`] and [`registry`] list them all, and
+//! `tests/shader_contract.rs` checks every declaration against the WGSL.
 
 pub mod activation;
 pub mod blas1;
@@ -11,10 +15,37 @@ pub mod pool;
 
 use bytemuck::Pod;
 
-use crate::gpu::{GpuBuffer, GpuError, Kernel};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, KernelInfo, Shader};
+
+/// Every shader of the crate.
+pub static SHADERS: [&Shader; 7] = [
+    &activation::SHADER,
+    &blas1::SHADER,
+    &cg::SHADER,
+    &conv::SHADER,
+    &loss::SHADER,
+    &matmul::SHADER,
+    &pool::SHADER,
+];
+
+/// Every kernel of the crate.
+pub fn registry() -> impl Iterator<Item = &'static KernelInfo> {
+    [
+        activation::KERNELS,
+        blas1::KERNELS,
+        cg::KERNELS,
+        conv::KERNELS,
+        loss::KERNELS,
+        matmul::KERNELS,
+        pool::KERNELS,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+}
 
 /// Fails unless `buffer` holds at least `needed` values.
-fn check_len<T: Pod>(kernel: Kernel, buffer: &GpuBuffer<T>, needed: usize) -> Result<(), GpuError> {
+fn check_len<P, T: Pod>(kernel: &Kernel<P>, buffer: &GpuBuffer<T>, needed: usize) -> Result<(), GpuError> {
     if buffer.len() < needed {
         return Err(GpuError::ShortBuffer {
             kernel: kernel.name(),

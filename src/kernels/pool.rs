@@ -1,25 +1,28 @@
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_len, u32_of};
-use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, POOL};
+use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 use crate::nn::PoolGeometry;
 
-const FORWARD: Kernel = Kernel::new(&POOL, "forward");
-const BACKWARD: Kernel = Kernel::new(&POOL, "backward");
-const JVP: Kernel = Kernel::new(&POOL, "jvp");
+pub(crate) static SHADER: Shader =
+    Shader { name: "pool", constants: &[], parts: &[crate::shader_part!("pool")] };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    planes: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    size: u32,
-    stride: u32,
-    relu: u32,
+crate::uniform_params! {
+    struct Params {
+        planes: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        size: u32,
+        stride: u32,
+        relu: u32,
+    }
 }
+
+crate::kernels! { KERNELS = [
+    FORWARD: Params = SHADER::forward(Read, ReadWrite, ReadWrite);
+    BACKWARD: Params = SHADER::backward(Read, Read, ReadWrite);
+    JVP: Params = SHADER::jvp(Read, Read, ReadWrite);
+] }
 
 impl Params {
     fn new(g: &PoolGeometry, batch: usize) -> Self {
@@ -50,11 +53,11 @@ pub fn forward(
     argmax: &GpuBuffer<u32>,
     relu: bool,
 ) -> Result<(), GpuError> {
-    check_len(FORWARD, x, batch * g.input.len())?;
-    check_len(FORWARD, y, batch * g.output.len())?;
-    check_len(FORWARD, argmax, batch * g.output.len())?;
+    check_len(&FORWARD, x, batch * g.input.len())?;
+    check_len(&FORWARD, y, batch * g.output.len())?;
+    check_len(&FORWARD, argmax, batch * g.output.len())?;
     let params = Params { relu: u32::from(relu), ..Params::new(g, batch) };
-    rec.dispatch(FORWARD, &params, &[x, y, argmax], (batch * g.output.len()) as u64)
+    rec.dispatch(&FORWARD, &params, &[x, y, argmax], (batch * g.output.len()) as u64)
 }
 
 /// dx = dy routed back to the stored arg-max positions (summed where windows overlap).
@@ -66,10 +69,10 @@ pub fn backward(
     argmax: &GpuBuffer<u32>,
     dx: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    check_len(BACKWARD, dy, batch * g.output.len())?;
-    check_len(BACKWARD, argmax, batch * g.output.len())?;
-    check_len(BACKWARD, dx, batch * g.input.len())?;
-    rec.dispatch(BACKWARD, &Params::new(g, batch), &[dy, argmax, dx], (batch * g.input.len()) as u64)
+    check_len(&BACKWARD, dy, batch * g.output.len())?;
+    check_len(&BACKWARD, argmax, batch * g.output.len())?;
+    check_len(&BACKWARD, dx, batch * g.input.len())?;
+    rec.dispatch(&BACKWARD, &Params::new(g, batch), &[dy, argmax, dx], (batch * g.input.len()) as u64)
 }
 
 /// Forward mode: ry = rx at the stored arg-max positions.
@@ -81,8 +84,8 @@ pub fn jvp(
     argmax: &GpuBuffer<u32>,
     ry: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    check_len(JVP, rx, batch * g.input.len())?;
-    check_len(JVP, argmax, batch * g.output.len())?;
-    check_len(JVP, ry, batch * g.output.len())?;
-    rec.dispatch(JVP, &Params::new(g, batch), &[rx, argmax, ry], (batch * g.output.len()) as u64)
+    check_len(&JVP, rx, batch * g.input.len())?;
+    check_len(&JVP, argmax, batch * g.output.len())?;
+    check_len(&JVP, ry, batch * g.output.len())?;
+    rec.dispatch(&JVP, &Params::new(g, batch), &[rx, argmax, ry], (batch * g.output.len()) as u64)
 }

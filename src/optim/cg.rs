@@ -101,15 +101,15 @@ pub fn solve(
     }
     // The final figures: gᵀs and sᵀs on the device, read back with the scalars.
     let mut rec = gpu.recorder();
-    blas1::dot(&mut rec, grad, s, n, scratch, scalars, slot::PGP)?;
-    blas1::dot(&mut rec, s, s, n, scratch, scalars, slot::ALPHA)?;
+    blas1::dot(&mut rec, grad, s, n, scratch, scalars, slot::GS)?;
+    blas1::dot(&mut rec, s, s, n, scratch, scalars, slot::SS)?;
     rec.submit();
     let last = gpu.read(scalars)?;
     let broke_down = last[slot::STOP] != 0.0;
     if broke_down {
         steps = last[slot::STOP_AT] as usize;
     }
-    let (gs, ss) = (last[slot::PGP] as f64, last[slot::ALPHA] as f64);
+    let (gs, ss) = (last[slot::GS] as f64, last[slot::SS] as f64);
     Ok(CgOutcome {
         steps,
         // RR holds the residual of the last kept step (β does not move it after a stop).
