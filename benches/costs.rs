@@ -18,13 +18,15 @@ use std::time::Instant;
 use newton_wgpu::curvature::{Subsample, SubsampleOptions};
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, GpuStats};
-use newton_wgpu::kernels::{conv, matmul::matmul};
+use newton_wgpu::kernels::conv::{self, Conv};
+use newton_wgpu::kernels::matmul::matmul;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, Shape};
 use newton_wgpu::objective::Objective;
 use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
 use newton_wgpu::optim::newton::{Newton, NewtonOptions};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions};
+use newton_wgpu::{Execution, Problem};
 use serde_json::{json, Map, Value};
 
 const LOSS: Loss = Loss::SquaredError;
@@ -121,15 +123,18 @@ fn per_step(after: GpuStats, between: GpuStats, before: GpuStats) -> [f64; 3] {
 }
 
 /// Every measurement of one (input, batch) case, as JSON keys.
-fn bench_case(gpu: &Gpu, plan: &Plan, shape: Shape, batch: usize) -> Map<String, Value> {
-    let network = cnn4(shape, 10).unwrap();
+fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) -> Map<String, Value> {
+    let gpu = execution.gpu;
+    let problem = Problem::new(cnn4(shape, 10).unwrap(), LOSS, C).unwrap();
+    let network = &problem.network;
     let n = network.param_count();
     let data = synthetic(shape, batch);
     let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
     let grad = gpu.zeros::<f32>(n, "∇f").unwrap();
     let v = gpu.upload(&network.init_params(1), "v").unwrap();
     let gv = gpu.zeros::<f32>(n, "Gv").unwrap();
-    let mut objective = Objective::new(gpu, network.clone(), LOSS, C, batch).unwrap();
+    let one_chunk = execution.with_bsize(batch);
+    let mut objective = Objective::new(&one_chunk, &problem).unwrap();
     let runs = plan.runs;
 
     let forward = measure(gpu, 1, runs, || {
@@ -139,8 +144,8 @@ fn bench_case(gpu: &Gpu, plan: &Plan, shape: Shape, batch: usize) -> Map<String,
     let gradient = measure(gpu, 1, runs, || {
         grad_norm = objective.value_and_grad(&data, &theta, &grad).unwrap().grad_norm;
     });
-    let options = SubsampleOptions { size: batch, seed: 0, memory_budget: Some(u64::MAX), bsize: batch };
-    let s = Subsample::new(gpu, &network, LOSS, C, &data, &theta, &options).unwrap();
+    let options = SubsampleOptions { size: batch, seed: 0, memory_budget: Some(u64::MAX) };
+    let s = Subsample::new(&one_chunk, &problem, &data, &theta, &options).unwrap();
     let product = measure(gpu, 1, runs, || s.gauss_newton_product(&v, 1.0, &gv).unwrap());
 
     // A CG step: a solve of 1 + CG_STEPS steps less one of 1 step (ξ = 0: none stops early).
@@ -184,7 +189,8 @@ fn bench_case(gpu: &Gpu, plan: &Plan, shape: Shape, batch: usize) -> Map<String,
     let convs = measure(gpu, 1, runs, || {
         let mut rec = gpu.recorder();
         for (g, [x, y, filters]) in geometries.iter().zip(&conv_buffers) {
-            conv::forward(&mut rec, g, batch, x, &theta, filters, y).unwrap();
+            let layer = Conv { geometry: g, strategy: execution.conv, filters };
+            layer.forward(&mut rec, batch, x, &theta, y).unwrap();
         }
         rec.submit();
     });
@@ -192,25 +198,17 @@ fn bench_case(gpu: &Gpu, plan: &Plan, shape: Shape, batch: usize) -> Map<String,
 
     // A Newton iteration and an SGD epoch on `samples` samples; pipelines are compiled by now.
     let train = synthetic(shape, plan.samples);
-    let newton_options = NewtonOptions {
-        loss: LOSS,
-        c: C,
-        gn_size: Some(batch),
-        cg_max: CG_STEPS,
-        xi: 1e-12,
-        bsize: 1024,
-        ..NewtonOptions::default()
-    };
-    let mut newton = Newton::new(gpu, &network, &train, &newton_options).unwrap();
+    let newton_options =
+        NewtonOptions { gn_size: Some(batch), cg_max: CG_STEPS, xi: 1e-12, ..NewtonOptions::default() };
+    let mut newton = Newton::new(execution, &problem, &train, &newton_options).unwrap();
     let mut cg_steps = Vec::new();
     let newton_iter = measure(gpu, 0, plan.long_runs, || {
         let record = newton.step(&train, &theta).unwrap().expect("the gradient is not zero");
         cg_steps.push(record.cg_iters);
     });
     drop(newton);
-    let sgd_options =
-        SgdOptions { loss: LOSS, c: C, batch, lr: 1e-3, momentum: 0.9, ..SgdOptions::default() };
-    let mut sgd = Sgd::new(gpu, &network, &train, &sgd_options).unwrap();
+    let sgd_options = SgdOptions { batch, lr: 1e-3, momentum: 0.9, ..SgdOptions::default() };
+    let mut sgd = Sgd::new(execution, &problem, &train, &sgd_options).unwrap();
     let sgd_epoch = measure(gpu, 0, plan.long_runs, || {
         sgd.steps(&train, &theta).unwrap();
     });
@@ -280,7 +278,8 @@ fn main() {
     let gpu = Gpu::with_options(&options).expect("a GPU adapter");
     let timing = if gpu.timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
     let adapter = gpu.adapter();
-    println!("adapter: {adapter}, {} convolution kernels", gpu.conv_kernels());
+    let execution = Execution::from_env(&gpu).unwrap();
+    println!("adapter: {adapter}, {} convolution kernels", execution.conv);
     println!(
         "{timing}; median of {} runs ({} for a Newton iteration and an SGD epoch over {} samples)",
         plan.runs, plan.long_runs, plan.samples
@@ -306,7 +305,7 @@ fn main() {
     );
     let mut cases = Map::new();
     for &(shape, batch) in &plan.cases {
-        let mut case = bench_case(&gpu, &plan, shape, batch);
+        let mut case = bench_case(&execution, &plan, shape, batch);
         let number = |key: &str| case[key].as_f64().unwrap();
         let conv = number("conv_gflops");
         println!(
@@ -342,7 +341,7 @@ fn main() {
             "driver": format!("{} {}", adapter.driver, adapter.driver_info).trim(),
         }),
     );
-    results.insert("conv_kernels".into(), json!(gpu.conv_kernels().to_string()));
+    results.insert("conv_kernels".into(), json!(execution.conv.to_string()));
     results.insert("timing".into(), json!(timing));
     results.insert("unix_time".into(), json!(since_epoch.as_secs()));
     results.insert("runs".into(), json!(plan.runs));

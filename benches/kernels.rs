@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use newton_wgpu::gpu::{ConvKernels, Gpu, GpuBuffer, GpuOptions, Recorder};
-use newton_wgpu::kernels::conv;
+use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, Recorder};
+use newton_wgpu::kernels::conv::{self, Conv, ConvStrategy};
 use newton_wgpu::nn::{cnn4, cnn4_small, ConvGeometry, Network, NetworkError, Shape};
 
 const BATCH: usize = 256;
@@ -67,6 +67,7 @@ fn buffer(gpu: &Gpu, len: usize, salt: usize) -> GpuBuffer<f32> {
 /// The buffers of one layer's passes.
 struct Layer<'a> {
     g: &'a ConvGeometry,
+    strategy: ConvStrategy,
     theta: GpuBuffer<f32>,
     v: GpuBuffer<f32>,
     x: GpuBuffer<f32>,
@@ -80,10 +81,11 @@ struct Layer<'a> {
 }
 
 impl<'a> Layer<'a> {
-    fn new(gpu: &Gpu, g: &'a ConvGeometry, network: &Network) -> Self {
+    fn new(gpu: &Gpu, g: &'a ConvGeometry, strategy: ConvStrategy, network: &Network) -> Self {
         let (input, output) = (BATCH * g.input.len(), BATCH * g.output.len());
         Self {
             g,
+            strategy,
             theta: gpu.upload(&network.init_params(0), "θ").unwrap(),
             v: gpu.upload(&network.init_params(1), "v").unwrap(),
             x: buffer(gpu, input, 0),
@@ -100,14 +102,11 @@ impl<'a> Layer<'a> {
     /// Records `pass` and returns the buffer it writes.
     fn record(&self, rec: &mut Recorder, pass: &str) -> &GpuBuffer<f32> {
         let (g, s) = (self.g, self);
+        let layer = Conv { geometry: g, strategy: s.strategy, filters: &s.filters };
         match pass {
-            "forward" => conv::forward(rec, g, BATCH, &s.x, &s.theta, &s.filters, &s.y).map(|_| &s.y),
-            "jvp" => {
-                conv::jvp(rec, g, BATCH, &s.x, Some(&s.rx), &s.theta, &s.v, &s.filters, &s.y).map(|_| &s.y)
-            }
-            "backward_input" => {
-                conv::backward_input(rec, g, BATCH, &s.dy, &s.theta, &s.filters, &s.dx).map(|_| &s.dx)
-            }
+            "forward" => layer.forward(rec, BATCH, &s.x, &s.theta, &s.y).map(|_| &s.y),
+            "jvp" => layer.jvp(rec, BATCH, &s.x, Some(&s.rx), &s.theta, &s.v, &s.y).map(|_| &s.y),
+            "backward_input" => layer.backward_input(rec, BATCH, &s.dy, &s.theta, &s.dx).map(|_| &s.dx),
             "weight_grad" => {
                 conv::backward_params(rec, g, BATCH, &s.x, &s.dy, &s.partial, &s.grad).map(|_| &s.grad)
             }
@@ -119,7 +118,7 @@ impl<'a> Layer<'a> {
     /// Runs `pass` once on cleared outputs and writes what it wrote to `path`.
     fn dump(&self, gpu: &Gpu, pass: &str, path: &Path) {
         for out in [&self.y, &self.dx, &self.grad] {
-            gpu.write(out, &vec![0.0; out.len()]);
+            gpu.write(out, &vec![0.0; out.len()]).unwrap();
         }
         let mut rec = gpu.recorder();
         let out = self.record(&mut rec, pass);
@@ -131,19 +130,15 @@ impl<'a> Layer<'a> {
 
 fn main() {
     let settings = Settings::from_args();
-    let open = |kernels| {
-        let options =
-            GpuOptions { conv_kernels: Some(kernels), timestamps: true, ..GpuOptions::from_env().unwrap() };
-        Gpu::with_options(&options).expect("a GPU adapter")
-    };
-    let kinds = [ConvKernels::Windowed, ConvKernels::Tiled];
-    let gpus = kinds.map(open);
-    let timing = if gpus[0].timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
-    println!("adapter: {}", gpus[0].adapter());
+    let options = GpuOptions { timestamps: true, ..GpuOptions::from_env().unwrap() };
+    let gpu = Gpu::with_options(&options).expect("a GPU adapter");
+    let kinds = ConvStrategy::ALL;
+    let timing = if gpu.timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
+    println!("adapter: {}", gpu.adapter());
     println!(
         "{timing}, median of {} runs, batch {BATCH}; chosen for this adapter: {} kernels",
         settings.runs,
-        ConvKernels::for_device_type(gpus[0].adapter().device_type)
+        ConvStrategy::for_device_type(gpu.adapter().device_type)
     );
     if let Some(dir) = &settings.dump {
         std::fs::create_dir_all(dir).unwrap();
@@ -174,13 +169,13 @@ fn main() {
                     continue;
                 }
                 let [windowed, tiled] = [0, 1].map(|k| {
-                    let layer = Layer::new(&gpus[k], g, &network);
+                    let layer = Layer::new(&gpu, g, kinds[k], &network);
                     if let Some(dir) = &settings.dump {
                         let shape = format!("{}x{}x{}", input.channels, input.height, input.width);
                         let file = format!("{name}-{shape}-layer{index}-{pass}-{}.f32", kinds[k]);
-                        layer.dump(&gpus[k], pass, &dir.join(file));
+                        layer.dump(&gpu, pass, &dir.join(file));
                     }
-                    median_seconds(&gpus[k], settings.runs, |rec| {
+                    median_seconds(&gpu, settings.runs, |rec| {
                         layer.record(rec, pass);
                     })
                 });

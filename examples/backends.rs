@@ -5,6 +5,7 @@ use newton_wgpu::gpu::{Gpu, GpuOptions};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4_small, Shape};
 use newton_wgpu::objective::Objective;
+use newton_wgpu::{Execution, Problem};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = std::env::args().nth(1).unwrap_or_else(|| "vulkan".into());
@@ -37,8 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = newton_wgpu::data::Dataset::new(shape, 10, images, labels, "synthetic".as_ref())?;
     let theta = gpu.upload(&network.init_params(0), "θ")?;
     let grad = gpu.zeros::<f32>(network.param_count(), "∇f")?;
-    let eval = Objective::new(&gpu, network, Loss::CrossEntropy, 0.01, samples)?
-        .value_and_grad(&data, &theta, &grad)?;
+    let problem = Problem::new(network, Loss::CrossEntropy, 0.01)?;
+    let execution = Execution::new(&gpu).with_bsize(samples);
+    let eval = Objective::new(&execution, &problem)?.value_and_grad(&data, &theta, &grad)?;
     println!("f = {:.6}, ‖∇f‖ = {:.6} on {samples} synthetic samples", eval.f, eval.grad_norm);
     Ok(())
 }

@@ -11,6 +11,7 @@ use newton_wgpu::nn::{LayerSpec, Network};
 use newton_wgpu::objective::Objective;
 use newton_wgpu::optim::newton::{self, NewtonOptions};
 use newton_wgpu::optim::Record;
+use newton_wgpu::{Execution, Problem};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = Gpu::new()?;
@@ -34,7 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
     )?;
     let theta = gpu.upload(&network.init_params(42), "θ")?;
-    let options = NewtonOptions { loss: Loss::CrossEntropy, iter_max: 5, ..Default::default() };
+    // What to minimise, how to run it, and Newton-CG's own settings.
+    let problem = Problem::new(network, Loss::CrossEntropy, 0.01)?;
+    let execution = Execution::new(&gpu);
+    let options = NewtonOptions { iter_max: 5, ..Default::default() };
 
     // The observer: any FnMut(&Record). Here, a one-line progress display.
     let mut progress = |record: &Record| {
@@ -46,21 +50,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     };
-    newton::train(&gpu, &network, &split.train, Some(&split.test), &theta, &options, &mut progress)?;
+    newton::train(&execution, &problem, &split.train, Some(&split.test), &theta, &options, &mut progress)?;
 
     let path = std::env::temp_dir().join("newton-wgpu-embed.safetensors");
     Model {
-        network: network.clone(),
+        network: problem.network.clone(),
         theta: gpu.read(&theta)?,
         normalizer: Some(normalizer),
-        loss: options.loss,
+        loss: problem.loss,
     }
     .save(&path)?;
     println!("saved {}", path.display());
 
-    let model = Model::load_for(&path, &network)?;
+    let model = Model::load_for(&path, &problem.network)?;
     let weights = gpu.upload(&model.theta, "loaded θ")?;
-    let mut objective = Objective::new(&gpu, model.network, model.loss, options.c, 1024)?;
+    let mut objective = Objective::new(&execution, &problem)?;
     let predictions = objective.outputs(&split.test.head(5), &weights)?;
     for (i, z) in predictions.chunks_exact(10).enumerate() {
         let digit = (0..10).fold(0, |best, k| if z[k] > z[best] { k } else { best });

@@ -10,11 +10,13 @@ use rand::SeedableRng;
 
 use crate::data::Dataset;
 use crate::error::Error;
+use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::{blas1, loss as loss_kernels};
 use crate::loss::Loss;
 use crate::nn::device::{backward, forward, jvp, Passes, Workspace};
 use crate::nn::Network;
+use crate::problem::Problem;
 
 /// `size` distinct sample indices of 0..l, drawn from `seed`, in increasing order.
 pub fn pick_subsample(l: usize, size: usize, seed: u64) -> Vec<usize> {
@@ -32,11 +34,9 @@ pub struct SubsampleOptions {
     /// Seed of the draw; the optimiser passes a fresh one each iteration.
     pub seed: u64,
     /// Most bytes the subsample may hold on the device. When storing the activations of all
-    /// of S would exceed it, S is processed in chunks whose forward pass is recomputed for
-    /// every product. None: [`default_memory_budget`].
+    /// of S would exceed it, S is processed in chunks (of at most the execution's bsize)
+    /// whose forward pass is recomputed for every product. None: [`default_memory_budget`].
     pub memory_budget: Option<u64>,
-    /// Largest chunk when chunking.
-    pub bsize: usize,
 }
 
 /// Four storage bindings' worth of the adapter's largest binding, within its largest buffer.
@@ -61,17 +61,18 @@ pub struct Subsample<'a> {
 }
 
 impl<'a> Subsample<'a> {
-    /// Draws S from `data`, uploads it and runs its forward pass with `theta`. `c` is the
-    /// objective's C; the regularisation term uses l = data.len().
+    /// Draws S from `data`, uploads it and runs its forward pass with `theta`. The
+    /// regularisation term uses l = data.len().
     pub fn new(
-        gpu: &'a Gpu,
-        network: &'a Network,
-        loss: Loss,
-        c: f64,
+        execution: &Execution<'a>,
+        problem: &'a Problem,
         data: &Dataset,
         theta: &'a GpuBuffer<f32>,
         options: &SubsampleOptions,
     ) -> Result<Self, Error> {
+        problem.check()?;
+        execution.check()?;
+        let (gpu, network) = (execution.gpu, &problem.network);
         network.check_data(data.shape, data.classes)?;
         if options.size == 0 || options.size > data.len() {
             return Err(Error::Setting {
@@ -95,32 +96,32 @@ impl<'a> Subsample<'a> {
         let fits_binding = Workspace::max_capacity(gpu, network);
         let whole = Workspace::bytes_for(network, size, Passes::Curvature);
         let (workspace, chunk_source) = if whole <= budget && size <= fits_binding {
-            let workspace = Workspace::new(gpu, network, size, Passes::Curvature)?;
-            gpu.write(workspace.inputs(), &images);
+            let workspace = Workspace::new(execution, network, size, Passes::Curvature)?;
+            gpu.write(workspace.inputs(), &images)?;
             let mut rec = gpu.recorder();
             forward(&mut rec, network, &workspace, theta, size)?;
             rec.submit();
             (workspace, None)
         } else {
             let source_bytes = 4 * images.len() as u64;
-            let mut capacity = options.bsize.clamp(1, size).min(fits_binding);
+            let mut capacity = execution.bsize.clamp(1, size).min(fits_binding);
             while capacity > 1
                 && Workspace::bytes_for(network, capacity, Passes::Curvature) + source_bytes > budget
             {
                 capacity /= 2;
             }
             let source = gpu.upload(&images, "subsample inputs")?;
-            (Workspace::new(gpu, network, capacity, Passes::Curvature)?, Some(source))
+            (Workspace::new(execution, network, capacity, Passes::Curvature)?, Some(source))
         };
         Ok(Self {
             gpu,
             network,
-            loss,
+            loss: problem.loss,
             theta,
             indices,
             chunk_source,
             workspace,
-            regularization: 1.0 / (c * data.len() as f64),
+            regularization: problem.regularization(data.len()),
         })
     }
 

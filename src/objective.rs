@@ -1,14 +1,15 @@
-//! The objective of DESIGN.md §1 and its gradient, over a whole data set in chunks:
+//! The objective of a [`Problem`] and its gradient, over a whole data set in chunks:
 //!
 //!   f(θ) = θᵀθ / (2·C·l) + (1/l) Σ_i ξ(z_i; y_i),    ∇f = θ/(C·l) + (1/l) Σ_i J_iᵀ ∂ξ/∂z_i
 
 use crate::data::Dataset;
 use crate::error::Error;
+use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::{blas1, loss as loss_kernels};
-use crate::loss::Loss;
 use crate::nn::device::{backward, forward, Passes, Workspace};
 use crate::nn::Network;
+use crate::problem::Problem;
 
 /// f, and what it is made of.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,12 +41,10 @@ impl Accuracy {
 const THETA_SQ: usize = 0;
 const GRAD_SQ: usize = 1;
 
-/// Evaluates f and ∇f of one network and loss on the device.
+/// Evaluates f and ∇f of one problem on the device.
 pub struct Objective<'g> {
     gpu: &'g Gpu,
-    network: Network,
-    loss: Loss,
-    c: f64,
+    problem: &'g Problem,
     workspace: Workspace,
     /// One loss value per sample of the data set being evaluated.
     losses: GpuBuffer<f32>,
@@ -58,27 +57,22 @@ pub struct Objective<'g> {
 pub type Progress<'g> = Box<dyn FnMut(usize, usize) + 'g>;
 
 impl<'g> Objective<'g> {
-    /// `c` is simpleNN's C (per sample; the objective divides by C·l). Chunks hold at most
-    /// `bsize` samples, fewer when the adapter cannot bind that many activations at once.
-    pub fn new(gpu: &'g Gpu, network: Network, loss: Loss, c: f64, bsize: usize) -> Result<Self, Error> {
-        if !(c.is_finite() && c > 0.0) {
-            return Err(Error::Setting { field: "C", expected: "a positive number", found: c.to_string() });
-        }
-        if bsize == 0 {
-            return Err(Error::Setting { field: "bsize", expected: "at least 1", found: "0".into() });
-        }
-        let capacity = bsize.min(Workspace::max_capacity(gpu, &network));
-        let workspace = Workspace::new(gpu, &network, capacity, Passes::Gradient)?;
+    /// Chunks hold at most `execution.bsize` samples, fewer when the adapter cannot bind that
+    /// many activations at once.
+    pub fn new(execution: &Execution<'g>, problem: &'g Problem) -> Result<Self, Error> {
+        problem.check()?;
+        execution.check()?;
+        let (gpu, network) = (execution.gpu, &problem.network);
+        let capacity = execution.bsize.min(Workspace::max_capacity(gpu, network));
+        let workspace = Workspace::new(execution, network, capacity, Passes::Gradient)?;
         let n = network.param_count();
         Ok(Self {
             gpu,
-            loss,
-            c,
+            problem,
             workspace,
             losses: gpu.zeros(capacity, "per-sample losses")?,
             dot_scratch: gpu.zeros(blas1::dot_scratch_len(n), "dot scratch")?,
             scalars: gpu.zeros(4, "scalars")?,
-            network,
             progress: None,
         })
     }
@@ -89,8 +83,8 @@ impl<'g> Objective<'g> {
         self.progress = progress;
     }
 
-    pub fn network(&self) -> &Network {
-        &self.network
+    pub fn network(&self) -> &'g Network {
+        &self.problem.network
     }
 
     /// Samples per chunk.
@@ -104,8 +98,8 @@ impl<'g> Objective<'g> {
     }
 
     fn check(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<(), Error> {
-        self.network.check_data(data.shape, data.classes)?;
-        let n = self.network.param_count();
+        self.network().check_data(data.shape, data.classes)?;
+        let n = self.network().param_count();
         if theta.len() != n {
             return Err(Error::ParamCount { expected: n, found: theta.len() });
         }
@@ -123,14 +117,13 @@ impl<'g> Objective<'g> {
         grad: &GpuBuffer<f32>,
     ) -> Result<Evaluation, Error> {
         self.check(data, theta)?;
-        let n = self.network.param_count();
+        let n = self.network().param_count();
         if grad.len() != n {
             return Err(Error::ParamCount { expected: n, found: grad.len() });
         }
         self.run_chunks(data, theta, Some(grad))?;
         let mut rec = self.gpu.recorder();
-        let l = data.len() as f64;
-        blas1::axpy(&mut rec, (1.0 / (self.c * l)) as f32, theta, grad, n)?;
+        blas1::axpy(&mut rec, self.problem.regularization(data.len()) as f32, theta, grad, n)?;
         blas1::dot(&mut rec, grad, grad, n, &self.dot_scratch, &self.scalars, GRAD_SQ)?;
         rec.submit();
         self.finish(data, true)
@@ -146,7 +139,7 @@ impl<'g> Objective<'g> {
     /// The share of `data` whose largest output is its label, and the correct count per class.
     pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Accuracy, Error> {
         let z = self.outputs(data, theta)?;
-        let k = self.network.outputs();
+        let k = self.network().outputs();
         let mut accuracy = Accuracy { correct: vec![0; k], total: vec![0; k] };
         for (row, &label) in z.chunks_exact(k).zip(&data.labels) {
             let predicted = (0..k).fold(0, |best, j| if row[j] > row[best] { j } else { best });
@@ -179,14 +172,14 @@ impl<'g> Objective<'g> {
             "a mini-batch of {batch} exceeds the workspace's {}",
             self.chunk_size()
         );
-        let (ws, network) = (&self.workspace, &self.network);
+        let (ws, network) = (&self.workspace, self.network());
         let mut images = Vec::with_capacity(batch * network.input().len());
         for &i in indices {
             images.extend_from_slice(data.images_of(i..i + 1));
         }
         let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
-        self.gpu.write(ws.inputs(), &images);
-        self.gpu.write(ws.labels(), &labels);
+        self.gpu.write(ws.inputs(), &images)?;
+        self.gpu.write(ws.labels(), &labels)?;
         let n = network.param_count();
         blas1::fill(rec, grad, n, 0.0)?;
         forward(rec, network, ws, theta, batch)?;
@@ -195,7 +188,7 @@ impl<'g> Objective<'g> {
         let k = network.outputs();
         loss_kernels::value_and_grad(
             rec,
-            self.loss,
+            self.problem.loss,
             batch,
             k,
             z,
@@ -206,7 +199,7 @@ impl<'g> Objective<'g> {
             scale,
         )?;
         backward(rec, network, ws, theta, batch, grad, None)?;
-        blas1::axpy(rec, (1.0 / (self.c * data.len() as f64)) as f32, theta, grad, n)?;
+        blas1::axpy(rec, self.problem.regularization(data.len()) as f32, theta, grad, n)?;
         Ok(())
     }
 
@@ -219,13 +212,13 @@ impl<'g> Objective<'g> {
     /// The network's outputs z for every sample of `data`, [len, K].
     pub fn outputs(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Vec<f32>, Error> {
         self.check(data, theta)?;
-        let k = self.network.outputs();
+        let k = self.network().outputs();
         let mut z = Vec::with_capacity(data.len() * k);
         for start in (0..data.len()).step_by(self.chunk_size()) {
             let batch = self.chunk_size().min(data.len() - start);
-            self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch));
+            self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch))?;
             let mut rec = self.gpu.recorder();
-            forward(&mut rec, &self.network, &self.workspace, theta, batch)?;
+            forward(&mut rec, self.network(), &self.workspace, theta, batch)?;
             rec.submit();
             z.extend(self.gpu.read_range(self.workspace.network_outputs(), 0, batch * k)?);
         }
@@ -240,7 +233,7 @@ impl<'g> Objective<'g> {
         theta: &GpuBuffer<f32>,
         grad: Option<&GpuBuffer<f32>>,
     ) -> Result<(), Error> {
-        let (ws, network) = (&self.workspace, &self.network);
+        let (ws, network) = (&self.workspace, self.network());
         let k = network.outputs();
         let scale = (1.0 / data.len().max(1) as f64) as f32;
         let mut rec = self.gpu.recorder();
@@ -250,13 +243,13 @@ impl<'g> Objective<'g> {
         for start in (0..data.len()).step_by(ws.capacity()) {
             let batch = ws.capacity().min(data.len() - start);
             // Queued writes land before the next submit and after the previous one.
-            self.gpu.write(ws.inputs(), data.images_of(start..start + batch));
-            self.gpu.write(ws.labels(), &data.labels[start..start + batch]);
+            self.gpu.write(ws.inputs(), data.images_of(start..start + batch))?;
+            self.gpu.write(ws.labels(), &data.labels[start..start + batch])?;
             forward(&mut rec, network, ws, theta, batch)?;
             let z = ws.network_outputs();
             loss_kernels::value_and_grad(
                 &mut rec,
-                self.loss,
+                self.problem.loss,
                 batch,
                 k,
                 z,
@@ -287,7 +280,7 @@ impl<'g> Objective<'g> {
         let scalars = self.gpu.read(&self.scalars)?;
         let l = data.len().max(1) as f64;
         let mean_loss = losses.iter().map(|&v| v as f64).sum::<f64>() / l;
-        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.c * l);
+        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.problem.c * l);
         Ok(Evaluation {
             f: mean_loss + regularization,
             mean_loss,

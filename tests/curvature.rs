@@ -3,14 +3,15 @@
 
 mod common;
 
-use common::{assert_close, forward_scales, gpu, gpus, random_vec, rng, to_f64};
+use common::{assert_close, execution, forward_scales, gpu, random_vec, rng, to_f64};
 use ndarray::{Array2, ArrayView2};
 use newton_wgpu::curvature::{pick_subsample, Subsample, SubsampleOptions};
 use newton_wgpu::data::Dataset;
-use newton_wgpu::gpu::{Gpu, GpuBuffer};
+use newton_wgpu::gpu::GpuBuffer;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
 use newton_wgpu::reference::{self, Trace};
+use newton_wgpu::{Execution, Problem};
 
 const C: f64 = 0.01;
 const LAMBDA: f64 = 0.5;
@@ -40,7 +41,11 @@ fn synthetic(shape: Shape, classes: usize, len: usize, seed: u64) -> Dataset {
 }
 
 fn options(size: usize, seed: u64) -> SubsampleOptions {
-    SubsampleOptions { size, seed, memory_budget: None, bsize: 1024 }
+    SubsampleOptions { size, seed, memory_budget: None }
+}
+
+fn problem(network: &Network, loss: Loss) -> Problem {
+    Problem::new(network.clone(), loss, C).unwrap()
 }
 
 fn images_of(data: &Dataset, indices: &[usize]) -> Vec<f32> {
@@ -75,24 +80,22 @@ fn softmax(z: ArrayView2<f64>) -> Array2<f64> {
     p
 }
 
-/// Every curvature product of the GPU against the reference on one subsample.
-/// Jv, Jᵀu, B·u and (G + λI)v on `gpu` against the reference.
+/// Every curvature product of the GPU against the reference on one subsample: Jv, Jᵀu, B·u
+/// and (G + λI)v.
 fn check_products(
-    gpu: &Gpu,
+    execution: Execution,
     case: &str,
-    network: &Network,
-    loss: Loss,
+    problem: &Problem,
     data: &Dataset,
     size: usize,
     seed: u64,
 ) {
-    let case = &format!("{case} ({} kernels)", gpu.conv_kernels());
-    let read = |buffer: &GpuBuffer<f32>| gpu.read(buffer).unwrap();
+    let (gpu, network, loss) = (execution.gpu, &problem.network, problem.loss);
     let (n, k) = (network.param_count(), network.outputs());
     let mut rng = rng(seed);
     let theta = network.init_params(seed);
     let theta_buf = gpu.upload(&theta, "θ").unwrap();
-    let s = Subsample::new(gpu, network, loss, C, data, &theta_buf, &options(size, seed)).unwrap();
+    let s = Subsample::new(&execution, problem, data, &theta_buf, &options(size, seed)).unwrap();
     let images = images_of(data, s.indices());
     let v = random_vec(&mut rng, n);
     let u = random_vec(&mut rng, size * k);
@@ -140,27 +143,28 @@ fn check_products(
     assert_close(&format!("{case}: (G + λI)v"), &read(&gv_buf), &gv, &gv_scale, 1e-5);
 }
 
-#[test]
-fn cnn4_products_match_reference_for_both_losses_and_batch_sizes() {
+conv_variants!(
+    cnn4_products_match_reference_for_both_losses_and_batch_sizes,
+    every_layer_kind_products_match_reference_for_both_losses,
+);
+
+fn cnn4_products_match_reference_for_both_losses_and_batch_sizes(execution: Execution) {
     let data = mnist_head(12);
     let network = cnn4(data.shape, data.classes).unwrap();
-    for gpu in gpus() {
-        for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-            check_products(gpu, &format!("cnn4 {loss} |S|=1"), &network, loss, &data, 1, 1);
-            check_products(gpu, &format!("cnn4 {loss} |S|=5"), &network, loss, &data, 5, 2);
-        }
+    for loss in [Loss::SquaredError, Loss::CrossEntropy] {
+        let problem = problem(&network, loss);
+        check_products(execution, &format!("cnn4 {loss} |S|=1"), &problem, &data, 1, 1);
+        check_products(execution, &format!("cnn4 {loss} |S|=5"), &problem, &data, 5, 2);
     }
 }
 
-#[test]
-fn every_layer_kind_products_match_reference_for_both_losses() {
+fn every_layer_kind_products_match_reference_for_both_losses(execution: Execution) {
     let data = synthetic(Shape::new(3, 7, 9), 4, 20, 5);
     let network = mixed_network(data.shape, data.classes);
-    for gpu in gpus() {
-        for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-            check_products(gpu, &format!("mixed {loss} |S|=1"), &network, loss, &data, 1, 3);
-            check_products(gpu, &format!("mixed {loss} |S|=7"), &network, loss, &data, 7, 4);
-        }
+    for loss in [Loss::SquaredError, Loss::CrossEntropy] {
+        let problem = problem(&network, loss);
+        check_products(execution, &format!("mixed {loss} |S|=1"), &problem, &data, 1, 3);
+        check_products(execution, &format!("mixed {loss} |S|=7"), &problem, &data, 7, 4);
     }
 }
 
@@ -212,7 +216,8 @@ fn adjoint_identity_and_symmetry_hold_on_the_gpu() {
     let (n, k, size) = (network.param_count(), network.outputs(), 6);
     let theta = gpu.upload(&network.init_params(4), "θ").unwrap();
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let s = Subsample::new(gpu, &network, loss, C, &data, &theta, &options(size, 6)).unwrap();
+        let problem = problem(&network, loss);
+        let s = Subsample::new(&execution(), &problem, &data, &theta, &options(size, 6)).unwrap();
         let mut rng = rng(31);
         let (v, w, u) = (random_vec(&mut rng, n), random_vec(&mut rng, n), random_vec(&mut rng, size * k));
         let (v_buf, w_buf, u_buf) =
@@ -259,7 +264,8 @@ fn single_dense_layer_with_squared_loss_has_the_closed_form() {
     let mut rng = rng(13);
     let theta = gpu.upload(&random_vec(&mut rng, network.param_count()), "θ").unwrap();
     let v = random_vec(&mut rng, network.param_count());
-    let s = Subsample::new(gpu, &network, Loss::SquaredError, C, &data, &theta, &options(size, 14)).unwrap();
+    let problem = problem(&network, Loss::SquaredError);
+    let s = Subsample::new(&execution(), &problem, &data, &theta, &options(size, 14)).unwrap();
     let gv = gpu.zeros::<f32>(v.len(), "Gv").unwrap();
     s.gauss_newton_product(&gpu.upload(&v, "v").unwrap(), LAMBDA, &gv).unwrap();
 
@@ -298,15 +304,17 @@ fn chunked_and_stored_subsamples_give_the_same_product() {
     let v = random_vec(&mut rng(16), network.param_count());
     let v_buf = gpu.upload(&v, "v").unwrap();
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let stored = Subsample::new(gpu, &network, loss, C, &data, &theta, &options(11, 17)).unwrap();
+        let problem = problem(&network, loss);
+        let stored = Subsample::new(&execution(), &problem, &data, &theta, &options(11, 17)).unwrap();
         let tight = newton_wgpu::nn::device::Workspace::bytes_for(
             &network,
             3,
             newton_wgpu::nn::device::Passes::Curvature,
         );
         let chunked_options =
-            SubsampleOptions { memory_budget: Some(tight + 4 * 11 * 189), bsize: 4, ..options(11, 17) };
-        let chunked = Subsample::new(gpu, &network, loss, C, &data, &theta, &chunked_options).unwrap();
+            SubsampleOptions { memory_budget: Some(tight + 4 * 11 * 189), ..options(11, 17) };
+        let chunks_of_4 = execution().with_bsize(4);
+        let chunked = Subsample::new(&chunks_of_4, &problem, &data, &theta, &chunked_options).unwrap();
         assert!(!stored.is_chunked() && chunked.is_chunked());
         assert_eq!(stored.chunk_size(), 11);
         assert!(chunked.chunk_size() < 4, "chunks of {} should fit the budget", chunked.chunk_size());
@@ -336,8 +344,8 @@ fn the_same_seed_gives_the_same_subsample_and_product() {
     let v = gpu.upload(&random_vec(&mut rng(3), network.param_count()), "v").unwrap();
     let products: Vec<Vec<f32>> = (0..2)
         .map(|_| {
-            let s =
-                Subsample::new(gpu, &network, Loss::CrossEntropy, C, &data, &theta, &options(4, 77)).unwrap();
+            let problem = problem(&network, Loss::CrossEntropy);
+            let s = Subsample::new(&execution(), &problem, &data, &theta, &options(4, 77)).unwrap();
             let out = gpu.zeros::<f32>(network.param_count(), "Gv").unwrap();
             s.gauss_newton_product(&v, LAMBDA, &out).unwrap();
             read(&out)
@@ -355,9 +363,10 @@ fn a_product_is_one_submit_without_read_back() {
     let theta = gpu.upload(&network.init_params(1), "θ").unwrap();
     let v = gpu.upload(&random_vec(&mut rng(19), network.param_count()), "v").unwrap();
     let out = gpu.zeros::<f32>(network.param_count(), "Gv").unwrap();
+    let (problem, chunks_of_4) = (problem(&network, Loss::CrossEntropy), Execution::new(&gpu).with_bsize(4));
     for budget in [None, Some(1)] {
-        let options = SubsampleOptions { memory_budget: budget, bsize: 4, ..options(10, 20) };
-        let s = Subsample::new(&gpu, &network, Loss::CrossEntropy, C, &data, &theta, &options).unwrap();
+        let options = SubsampleOptions { memory_budget: budget, ..options(10, 20) };
+        let s = Subsample::new(&chunks_of_4, &problem, &data, &theta, &options).unwrap();
         let before = gpu.stats();
         s.gauss_newton_product(&v, LAMBDA, &out).unwrap();
         let after = gpu.stats();

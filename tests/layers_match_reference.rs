@@ -3,44 +3,42 @@
 
 mod common;
 
-use common::{assert_close, gpu_pass, gpus, random_vec, reference_pass, rng};
+use common::{assert_close, execution, gpu_pass, random_vec, reference_pass, rng};
 use newton_wgpu::nn::{LayerSpec, Network, Shape};
+use newton_wgpu::Execution;
 
 /// Sums here have at most a few thousand terms; f32 rounding stays far below this bound
 /// relative to the sum of absolute terms.
 const RTOL: f64 = 1e-5;
 
 /// Builds `specs` on `input`, runs a random batch through GPU and reference, and compares
-/// outputs, the parameter gradient and the input gradient, for both kinds of convolution
-/// kernels.
-fn check(case: &str, input: Shape, specs: &[LayerSpec], batch: usize, seed: u64) {
+/// outputs, the parameter gradient and the input gradient.
+fn check(execution: Execution, case: &str, input: Shape, specs: &[LayerSpec], batch: usize, seed: u64) {
     let network = Network::new(input, specs).unwrap_or_else(|e| panic!("{case}: {e}"));
     let mut rng = rng(seed);
     let theta = random_vec(&mut rng, network.param_count());
     let x = random_vec(&mut rng, batch * input.len());
     let dy = random_vec(&mut rng, batch * network.outputs());
     let want = reference_pass(&network, &theta, &x, &dy);
-    for gpu in gpus() {
-        let got = gpu_pass(gpu, &network, &theta, &x, &dy);
-        let case = format!("{case} ({} kernels)", gpu.conv_kernels());
-        assert_close(&format!("{case}: outputs"), &got.outputs, &want.outputs, &want.outputs_scale, RTOL);
-        assert_close(&format!("{case}: ∂/∂θ"), &got.grad, &want.grad, &want.grad_scale, RTOL);
-        assert_close(
-            &format!("{case}: ∂/∂x"),
-            &got.input_grad,
-            &want.input_grad,
-            &want.input_grad_scale,
-            RTOL,
-        );
-    }
+    let got = gpu_pass(execution, &network, &theta, &x, &dy);
+    assert_close(&format!("{case}: outputs"), &got.outputs, &want.outputs, &want.outputs_scale, RTOL);
+    assert_close(&format!("{case}: ∂/∂θ"), &got.grad, &want.grad, &want.grad_scale, RTOL);
+    assert_close(&format!("{case}: ∂/∂x"), &got.input_grad, &want.input_grad, &want.input_grad_scale, RTOL);
 }
+
+conv_variants!(
+    conv_matches_reference_on_odd_shapes,
+    dense_matches_reference,
+    relu_and_flatten_match_reference,
+    relu_then_maxpool_matches_reference,
+    every_layer_kind_in_one_network_matches_reference,
+);
 
 fn conv(kernel: usize, channels: usize, stride: usize, padding: usize) -> LayerSpec {
     LayerSpec::Conv { kernel, channels, stride, padding }
 }
 
-#[test]
-fn conv_matches_reference_on_odd_shapes() {
+fn conv_matches_reference_on_odd_shapes(execution: Execution) {
     let cases = [
         ("1×1 image, kernel 1, batch 1", Shape::new(1, 1, 1), conv(1, 3, 1, 0), 1),
         ("3×5 image, 3 channels in, 5 out", Shape::new(3, 3, 5), conv(3, 5, 1, 1), 2),
@@ -55,12 +53,11 @@ fn conv_matches_reference_on_odd_shapes() {
         ("kernel 9, stride 2", Shape::new(2, 11, 12), conv(9, 3, 2, 3), 2),
     ];
     for (i, (case, input, layer, batch)) in cases.into_iter().enumerate() {
-        check(case, input, &[layer], batch, 100 + i as u64);
+        check(execution, case, input, &[layer], batch, 100 + i as u64);
     }
 }
 
-#[test]
-fn dense_matches_reference() {
+fn dense_matches_reference(execution: Execution) {
     let cases = [
         ("on a 3×3×5 input", Shape::new(3, 3, 5), 7, 2),
         ("on a single value", Shape::new(1, 1, 1), 3, 1),
@@ -69,21 +66,21 @@ fn dense_matches_reference() {
         ("on an 11-wide input (padded rows)", Shape::new(2, 3, 11), 5, 3),
     ];
     for (i, (case, input, units, batch)) in cases.into_iter().enumerate() {
-        check(case, input, &[LayerSpec::Dense { units }], batch, 200 + i as u64);
+        check(execution, case, input, &[LayerSpec::Dense { units }], batch, 200 + i as u64);
     }
 }
 
-#[test]
-fn relu_and_flatten_match_reference() {
-    check("relu", Shape::new(3, 3, 5), &[LayerSpec::Relu], 2, 300);
+fn relu_and_flatten_match_reference(execution: Execution) {
+    check(execution, "relu", Shape::new(3, 3, 5), &[LayerSpec::Relu], 2, 300);
     check(
+        execution,
         "flatten then dense",
         Shape::new(2, 3, 5),
         &[LayerSpec::Flatten, LayerSpec::Dense { units: 4 }],
         2,
         301,
     );
-    check("flatten alone", Shape::new(2, 3, 5), &[LayerSpec::Flatten], 3, 302);
+    check(execution, "flatten alone", Shape::new(2, 3, 5), &[LayerSpec::Flatten], 3, 302);
 }
 
 #[test]
@@ -95,24 +92,22 @@ fn maxpool_matches_reference_on_odd_windows() {
         ("3×3 stride 2 on 7×6", Shape::new(5, 7, 6), 3, Some(2), 3),
     ];
     for (i, (case, input, size, stride, batch)) in cases.into_iter().enumerate() {
-        check(case, input, &[LayerSpec::MaxPool { size, stride }], batch, 400 + i as u64);
+        check(execution(), case, input, &[LayerSpec::MaxPool { size, stride }], batch, 400 + i as u64);
     }
 }
 
 /// A ReLU followed by a max-pool runs as one pass (the pool applies the ReLU and its mask).
-#[test]
-fn relu_then_maxpool_matches_reference() {
+fn relu_then_maxpool_matches_reference(execution: Execution) {
     let relu_pool = |size, stride| [LayerSpec::Relu, LayerSpec::MaxPool { size, stride }];
     // Most windows of a random input hold a positive value; these hold some without.
-    check("relu, 2×2 pool, as the first layers", Shape::new(3, 6, 6), &relu_pool(2, None), 3, 600);
-    check("relu, overlapping 3×3 pool", Shape::new(2, 5, 7), &relu_pool(3, Some(1)), 2, 601);
+    check(execution, "relu, 2×2 pool, as the first layers", Shape::new(3, 6, 6), &relu_pool(2, None), 3, 600);
+    check(execution, "relu, overlapping 3×3 pool", Shape::new(2, 5, 7), &relu_pool(3, Some(1)), 2, 601);
     let specs =
         [conv(3, 4, 1, 1), LayerSpec::Relu, LayerSpec::MaxPool { size: 2, stride: None }, LayerSpec::Relu];
-    check("conv, relu, pool, relu", Shape::new(2, 6, 5), &specs, 2, 602);
+    check(execution, "conv, relu, pool, relu", Shape::new(2, 6, 5), &specs, 2, 602);
 }
 
-#[test]
-fn every_layer_kind_in_one_network_matches_reference() {
+fn every_layer_kind_in_one_network_matches_reference(execution: Execution) {
     let specs = [
         conv(3, 5, 1, 1),
         LayerSpec::Relu,
@@ -122,6 +117,6 @@ fn every_layer_kind_in_one_network_matches_reference() {
         LayerSpec::Flatten,
         LayerSpec::Dense { units: 3 },
     ];
-    check("mixed network, batch 1", Shape::new(3, 7, 9), &specs, 1, 500);
-    check("mixed network, batch 4", Shape::new(3, 7, 9), &specs, 4, 501);
+    check(execution, "mixed network, batch 1", Shape::new(3, 7, 9), &specs, 1, 500);
+    check(execution, "mixed network, batch 4", Shape::new(3, 7, 9), &specs, 4, 501);
 }

@@ -114,7 +114,8 @@ fn shapes_the_network_cannot_take_are_refused() {
     let gpu = common::gpu();
     let network = cnn4(Shape::new(1, 28, 28), 10).unwrap();
     let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
-    let mut objective = Objective::new(gpu, network, Loss::SquaredError, 0.01, 4).unwrap();
+    let problem = newton_wgpu::Problem::new(network, Loss::SquaredError, 0.01).unwrap();
+    let mut objective = Objective::new(&common::execution().with_bsize(4), &problem).unwrap();
     let wrong = Dataset::new(Shape::new(1, 3, 5), 10, vec![0.0; 30], vec![1, 2], "wrong".as_ref()).unwrap();
     match objective.value(&wrong, &theta) {
         Err(Error::Network(NetworkError::InputShape { expected, found })) => {

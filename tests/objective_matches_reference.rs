@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::{assert_close, gpu, reference_pass, rng};
+use common::{assert_close, execution, gpu, reference_pass, rng};
 use newton_wgpu::data::Dataset;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
 use newton_wgpu::objective::Objective;
 use newton_wgpu::reference;
+use newton_wgpu::{Execution, Problem};
 
 const C: f64 = 0.01;
 
@@ -29,16 +30,18 @@ fn gradient_scale(network: &Network, loss: Loss, theta: &[f32], data: &Dataset) 
 
 /// GPU f and ∇f over `data` with chunks of `bsize`.
 fn gpu_value_and_grad(
+    execution: Execution,
     network: &Network,
     loss: Loss,
     theta: &[f32],
     data: &Dataset,
     bsize: usize,
 ) -> (f64, Vec<f32>) {
-    let gpu = gpu();
+    let gpu = execution.gpu;
     let theta_buf = gpu.upload(theta, "θ").unwrap();
     let grad = gpu.zeros::<f32>(theta.len(), "∇f").unwrap();
-    let mut objective = Objective::new(gpu, network.clone(), loss, C, bsize).unwrap();
+    let problem = Problem::new(network.clone(), loss, C).unwrap();
+    let mut objective = Objective::new(&execution.with_bsize(bsize), &problem).unwrap();
     let eval = objective.value_and_grad(data, &theta_buf, &grad).unwrap();
     let grad = gpu.read(&grad).unwrap();
     let norm = grad.iter().map(|&g| (g as f64).powi(2)).sum::<f64>().sqrt();
@@ -50,14 +53,15 @@ fn gpu_value_and_grad(
     (eval.f, grad)
 }
 
-#[test]
-fn cnn4_value_and_gradient_match_reference_for_both_losses() {
+conv_variants!(cnn4_value_and_gradient_match_reference_for_both_losses);
+
+fn cnn4_value_and_gradient_match_reference_for_both_losses(execution: Execution) {
     let data = mnist_head(6);
     let network = cnn4(data.shape, data.classes).unwrap();
     let theta = network.init_params(7);
     let theta64 = common::to_f64(&theta);
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let (f, grad) = gpu_value_and_grad(&network, loss, &theta, &data, 1024);
+        let (f, grad) = gpu_value_and_grad(execution, &network, loss, &theta, &data, 1024);
         let (want_f, want_grad) = reference::objective(&network, loss, C, &theta64, &data);
         // Every term of f is non-negative, so f is its own sum of absolute terms.
         assert!((f - want_f).abs() <= 1e-5 * want_f, "{loss}: f = {f}, reference {want_f}");
@@ -82,8 +86,8 @@ fn chunked_evaluation_equals_one_chunk() {
     .unwrap();
     let theta = network.init_params(3);
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let (f_one, grad_one) = gpu_value_and_grad(&network, loss, &theta, &data, 10);
-        let (f_chunked, grad_chunked) = gpu_value_and_grad(&network, loss, &theta, &data, 3);
+        let (f_one, grad_one) = gpu_value_and_grad(execution(), &network, loss, &theta, &data, 10);
+        let (f_chunked, grad_chunked) = gpu_value_and_grad(execution(), &network, loss, &theta, &data, 3);
         assert!(
             (f_one - f_chunked).abs() <= 1e-6 * f_one,
             "{loss}: f {f_one} in one chunk, {f_chunked} in four"
@@ -101,7 +105,8 @@ fn evaluation_repeats_bit_for_bit_and_value_agrees_with_value_and_grad() {
     let network = cnn4(data.shape, data.classes).unwrap();
     let theta = gpu.upload(&network.init_params(1), "θ").unwrap();
     let grad = gpu.zeros::<f32>(network.param_count(), "∇f").unwrap();
-    let mut objective = Objective::new(gpu, network, Loss::CrossEntropy, C, 2).unwrap();
+    let problem = Problem::new(network, Loss::CrossEntropy, C).unwrap();
+    let mut objective = Objective::new(&execution().with_bsize(2), &problem).unwrap();
     let first = objective.value_and_grad(&data, &theta, &grad).unwrap();
     let first_grad = gpu.read(&grad).unwrap();
     let second = objective.value_and_grad(&data, &theta, &grad).unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gpu, random_vec, rng};
+use common::{execution, gpu, random_vec, rng};
 use newton_wgpu::data::{Dataset, Normalizer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{Checkpoint, Model, ModelError};
@@ -11,7 +11,14 @@ use newton_wgpu::nn::{cnn4_small, LayerSpec, Network, Shape};
 use newton_wgpu::optim::newton::{self, Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{self, Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::{IterationRecord, Record};
-use newton_wgpu::Error;
+use newton_wgpu::{Error, Execution, Problem};
+
+/// simpleNN's C.
+const C: f64 = 0.01;
+
+fn problem(network: &Network, loss: Loss) -> Problem {
+    Problem::new(network.clone(), loss, C).unwrap()
+}
 
 fn mnist(train: usize, test: usize) -> (Dataset, Dataset) {
     let (split, _) = common::bundled_mnist(train);
@@ -19,14 +26,14 @@ fn mnist(train: usize, test: usize) -> (Dataset, Dataset) {
 }
 
 fn newton_records(
-    network: &Network,
+    problem: &Problem,
     train: &Dataset,
     test: Option<&Dataset>,
     theta: &newton_wgpu::gpu::GpuBuffer<f32>,
     options: &NewtonOptions,
 ) -> Result<Vec<IterationRecord>, Error> {
     let mut records = Vec::new();
-    newton::train(gpu(), network, train, test, theta, options, &mut |r: &Record| {
+    newton::train(&execution(), problem, train, test, theta, options, &mut |r: &Record| {
         if let Record::Newton(r) = r {
             records.push(r.clone())
         }
@@ -39,8 +46,9 @@ fn newton_lowers_f_at_every_accepted_iteration_and_learns_digits() {
     let (train, test) = mnist(600, 300);
     let network = cnn4_small(train.shape, train.classes).unwrap();
     let theta = gpu().upload(&network.init_params(1), "θ").unwrap();
-    let options = NewtonOptions { loss: Loss::CrossEntropy, iter_max: 8, ..Default::default() };
-    let records = newton_records(&network, &train, Some(&test), &theta, &options).unwrap();
+    let options = NewtonOptions { iter_max: 8, ..Default::default() };
+    let problem = problem(&network, Loss::CrossEntropy);
+    let records = newton_records(&problem, &train, Some(&test), &theta, &options).unwrap();
     assert_eq!(records.len(), 8);
     for pair in records.windows(2) {
         if pair[0].accepted {
@@ -56,10 +64,10 @@ fn sgd_learns_digits() {
     let (train, test) = mnist(600, 300);
     let network = cnn4_small(train.shape, train.classes).unwrap();
     let theta = gpu().upload(&network.init_params(1), "θ").unwrap();
-    let options =
-        SgdOptions { loss: Loss::CrossEntropy, epochs: 6, batch: 32, momentum: 0.9, ..Default::default() };
+    let options = SgdOptions { epochs: 6, batch: 32, momentum: 0.9, ..Default::default() };
+    let problem = problem(&network, Loss::CrossEntropy);
     let mut records = Vec::new();
-    sgd::train(gpu(), &network, &train, Some(&test), &theta, &options, &mut |r: &Record| {
+    sgd::train(&execution(), &problem, &train, Some(&test), &theta, &options, &mut |r: &Record| {
         records.push(r.clone())
     })
     .unwrap();
@@ -75,11 +83,11 @@ fn one_sgd_step_is_the_reference_gradient_step() {
     let theta0 = network.init_params(9);
     let theta = gpu().upload(&theta0, "θ").unwrap();
     // One epoch of one mini-batch holding the whole (16-sample) set: θ1 = θ0 − lr·∇f(θ0).
-    let options =
-        SgdOptions { loss: Loss::CrossEntropy, epochs: 1, batch: 16, lr: 0.1, ..Default::default() };
-    sgd::train(gpu(), &network, &batch, None, &theta, &options, &mut |_: &Record| {}).unwrap();
+    let options = SgdOptions { epochs: 1, batch: 16, lr: 0.1, ..Default::default() };
+    let problem = problem(&network, Loss::CrossEntropy);
+    sgd::train(&execution(), &problem, &batch, None, &theta, &options, &mut |_: &Record| {}).unwrap();
     let theta64: Vec<f64> = theta0.iter().map(|&t| t as f64).collect();
-    let (_, grad) = newton_wgpu::reference::objective(&network, options.loss, options.c, &theta64, &batch);
+    let (_, grad) = newton_wgpu::reference::objective(&network, problem.loss, problem.c, &theta64, &batch);
     let got = gpu().read(&theta).unwrap();
     for (i, (g, t)) in grad.iter().zip(&theta64).enumerate() {
         let want = t - options.lr * g;
@@ -136,12 +144,12 @@ fn newton_solves_linear_least_squares_to_the_normal_equations() {
         cg_check_every: Some(1),
         ..Default::default()
     };
-    newton_records(&network, &data, None, &theta, &options).unwrap();
+    newton_records(&problem(&network, Loss::SquaredError), &data, None, &theta, &options).unwrap();
     let got = gpu().read(&theta).unwrap();
 
     // f = θᵀθ/(2Cl) + (1/l) Σ ‖W x + b − y‖²: for each output j,
     // (I/(C·l) + (2/l) X̃ᵀX̃) w̃_j = (2/l) X̃ᵀ y_j, with x̃ = [x; 1] and w̃_j = [W_j; b_j].
-    let c = options.c;
+    let c = C;
     for j in 0..k {
         let mut a = vec![vec![0.0; d + 1]; d + 1];
         let mut b = vec![0.0; d + 1];
@@ -186,13 +194,14 @@ fn small_problem() -> (Dataset, Network) {
 fn lambda_zero_and_a_tiny_cg_budget_end_normally() {
     let (train, network) = small_problem();
     let theta = gpu().upload(&network.init_params(3), "θ").unwrap();
+    let problem = problem(&network, Loss::SquaredError);
     let options = NewtonOptions { lambda: 0.0, iter_max: 3, ..Default::default() };
-    let records = newton_records(&network, &train, None, &theta, &options).unwrap();
+    let records = newton_records(&problem, &train, None, &theta, &options).unwrap();
     assert_eq!(records.len(), 3);
     assert!(records.iter().all(|r| r.lambda.is_finite()));
 
     let options = NewtonOptions { cg_max: 1, iter_max: 2, ..Default::default() };
-    let records = newton_records(&network, &train, None, &theta, &options).unwrap();
+    let records = newton_records(&problem, &train, None, &theta, &options).unwrap();
     assert!(records.iter().all(|r| r.cg_iters == 1), "{records:?}");
     assert!(records[0].accepted, "one CG step is a scaled steepest-descent step and must be accepted");
 }
@@ -205,7 +214,8 @@ fn a_line_search_that_must_fail_takes_no_step_and_raises_lambda() {
     // Armijo with η = 0.999 asks f to fall by almost the whole linear prediction, which
     // curvature forbids for any α ≥ 1/8.
     let options = NewtonOptions { eta: 0.999, max_halvings: 3, iter_max: 2, ..Default::default() };
-    let records = newton_records(&network, &train, None, &theta, &options).unwrap();
+    let records =
+        newton_records(&problem(&network, Loss::SquaredError), &train, None, &theta, &options).unwrap();
     for (i, r) in records.iter().enumerate() {
         assert!(!r.accepted && r.alpha == 0.0, "iteration {}: {r:?}", i + 1);
         assert_eq!(r.lambda, 1.5f64.powi(i as i32 + 1));
@@ -220,14 +230,22 @@ fn nan_in_the_data_stops_training_with_the_iteration_and_keeps_theta() {
     train.images[5] = f32::NAN;
     let initial = network.init_params(5);
     let theta = gpu().upload(&initial, "θ").unwrap();
-    let error = newton_records(&network, &train, None, &theta, &NewtonOptions::default()).unwrap_err();
+    let problem = problem(&network, Loss::SquaredError);
+    let error = newton_records(&problem, &train, None, &theta, &NewtonOptions::default()).unwrap_err();
     assert!(matches!(error, Error::Diverged { iteration: 1, .. }), "{error}");
     assert!(error.to_string().contains("iteration 1"), "{error}");
     assert_eq!(gpu().read(&theta).unwrap(), initial);
 
-    let error =
-        sgd::train(gpu(), &network, &train, None, &theta, &SgdOptions::default(), &mut |_: &Record| {})
-            .unwrap_err();
+    let error = sgd::train(
+        &execution(),
+        &problem,
+        &train,
+        None,
+        &theta,
+        &SgdOptions::default(),
+        &mut |_: &Record| {},
+    )
+    .unwrap_err();
     assert!(matches!(error, Error::Diverged { iteration: 1, .. }), "{error}");
 }
 
@@ -269,8 +287,9 @@ fn timeless(mut r: IterationRecord) -> IterationRecord {
 fn a_resumed_newton_run_equals_an_uninterrupted_one() {
     let (train, network) = small_problem();
     let options = NewtonOptions { iter_max: 4, ..Default::default() };
+    let (execution, problem) = (execution(), problem(&network, Loss::SquaredError));
     let straight = gpu().upload(&network.init_params(7), "θ").unwrap();
-    let mut newton = Newton::new(gpu(), &network, &train, &options).unwrap();
+    let mut newton = Newton::new(&execution, &problem, &train, &options).unwrap();
     let mut want = Vec::new();
     while !newton.finished() {
         want.push(timeless(newton.step(&train, &straight).unwrap().unwrap()));
@@ -280,8 +299,8 @@ fn a_resumed_newton_run_equals_an_uninterrupted_one() {
     let path = scratch("newton.checkpoint");
     let mut got = Vec::new();
     {
-        let mut first =
-            Newton::new(gpu(), &network, &train, &NewtonOptions { iter_max: 2, ..options.clone() }).unwrap();
+        let first_two = NewtonOptions { iter_max: 2, ..options.clone() };
+        let mut first = Newton::new(&execution, &problem, &train, &first_two).unwrap();
         while !first.finished() {
             got.push(timeless(first.step(&train, &theta).unwrap().unwrap()));
         }
@@ -289,7 +308,7 @@ fn a_resumed_newton_run_equals_an_uninterrupted_one() {
             network: network.clone(),
             theta: gpu().read(&theta).unwrap(),
             normalizer: None,
-            loss: options.loss,
+            loss: problem.loss,
         };
         Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity: None }
             .save(&path)
@@ -297,7 +316,7 @@ fn a_resumed_newton_run_equals_an_uninterrupted_one() {
     }
     let checkpoint = Checkpoint::load_for(&path, &network).unwrap();
     let theta = gpu().upload(&checkpoint.model.theta, "θ").unwrap();
-    let mut resumed = Newton::new(gpu(), &network, &train, &options).unwrap();
+    let mut resumed = Newton::new(&execution, &problem, &train, &options).unwrap();
     resumed.state = serde_json::from_str::<NewtonState>(&checkpoint.state).unwrap();
     while !resumed.finished() {
         got.push(timeless(resumed.step(&train, &theta).unwrap().unwrap()));
@@ -310,8 +329,9 @@ fn a_resumed_newton_run_equals_an_uninterrupted_one() {
 fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
     let (train, network) = small_problem();
     let options = SgdOptions { epochs: 3, momentum: 0.9, decay: 0.01, ..Default::default() };
+    let (execution, problem) = (execution(), problem(&network, Loss::SquaredError));
     let straight = gpu().upload(&network.init_params(8), "θ").unwrap();
-    let mut sgd = Sgd::new(gpu(), &network, &train, &options).unwrap();
+    let mut sgd = Sgd::new(&execution, &problem, &train, &options).unwrap();
     let mut want = Vec::new();
     while !sgd.finished() {
         want.push(sgd.epoch(&train, &straight).unwrap().f);
@@ -321,14 +341,14 @@ fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
     let path = scratch("sgd.checkpoint");
     let mut got = Vec::new();
     {
-        let mut first =
-            Sgd::new(gpu(), &network, &train, &SgdOptions { epochs: 1, ..options.clone() }).unwrap();
+        let first_one = SgdOptions { epochs: 1, ..options.clone() };
+        let mut first = Sgd::new(&execution, &problem, &train, &first_one).unwrap();
         got.push(first.epoch(&train, &theta).unwrap().f);
         let model = Model {
             network: network.clone(),
             theta: gpu().read(&theta).unwrap(),
             normalizer: None,
-            loss: options.loss,
+            loss: problem.loss,
         };
         let velocity = Some(gpu().read(&first.velocity).unwrap());
         Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity }
@@ -337,9 +357,9 @@ fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
     }
     let checkpoint = Checkpoint::load_for(&path, &network).unwrap();
     let theta = gpu().upload(&checkpoint.model.theta, "θ").unwrap();
-    let mut resumed = Sgd::new(gpu(), &network, &train, &options).unwrap();
+    let mut resumed = Sgd::new(&execution, &problem, &train, &options).unwrap();
     resumed.state = serde_json::from_str::<SgdState>(&checkpoint.state).unwrap();
-    gpu().write(&resumed.velocity, checkpoint.velocity.as_ref().unwrap());
+    gpu().write(&resumed.velocity, checkpoint.velocity.as_ref().unwrap()).unwrap();
     while !resumed.finished() {
         got.push(resumed.epoch(&train, &theta).unwrap().f);
     }
@@ -356,8 +376,9 @@ fn a_cg_step_is_one_submit_and_the_residual_is_read_every_k_steps() {
     let (train, network) = small_problem();
     let theta = gpu.upload(&network.init_params(10), "θ").unwrap();
     let grad = gpu.upload(&random_vec(&mut rng(11), network.param_count()), "g").unwrap();
-    let options = SubsampleOptions { size: 20, seed: 1, memory_budget: None, bsize: 1024 };
-    let s = Subsample::new(&gpu, &network, Loss::SquaredError, 0.01, &train, &theta, &options).unwrap();
+    let options = SubsampleOptions { size: 20, seed: 1, memory_budget: None };
+    let problem = problem(&network, Loss::SquaredError);
+    let s = Subsample::new(&Execution::new(&gpu), &problem, &train, &theta, &options).unwrap();
     let buffers = CgBuffers::new(&gpu, network.param_count()).unwrap();
     // ξ tiny: CG runs all 12 steps.
     let settings = CgSettings { xi: 1e-12, max_steps: 12, check_every: 4 };

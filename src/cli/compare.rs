@@ -17,9 +17,9 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
-use newton_wgpu::nn::Network;
 use newton_wgpu::optim::{newton, sgd, Record};
 use newton_wgpu::output::{self, LineFile};
+use newton_wgpu::{Execution, Problem};
 
 use plotters::chart::SeriesLabelPosition;
 
@@ -111,7 +111,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     if !(args.target > 0.0 && args.target <= 1.0) {
         bail!("--target: expected a test accuracy in (0, 1], found {}", args.target);
     }
-    let (split, _, network) = args.settings.problem.load(None)?;
+    let (split, _, problem) = args.settings.problem.load(None)?;
     let runs = if args.sweep {
         println!("the sweep sets C, --gn-size and --lr itself; the other options apply to every run");
         sweep_runs(args, split.train.len())
@@ -123,13 +123,14 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         output::check(&path).context("--out")?;
     }
     let gpu = Gpu::new()?;
-    println!("adapter: {}, {} convolution kernels", gpu.adapter(), gpu.conv_kernels());
+    let execution = args.settings.problem.execution(&gpu)?;
+    super::announce(&execution);
     println!("{} runs; the report goes to {}", runs.len(), args.out.display());
 
     let progress = Progress::new(runs.len());
     let mut outcomes = Vec::new();
     for run in &runs {
-        let outcome = train(&gpu, &network, &split.train, &split.test, run, args, &progress)?;
+        let outcome = train(&execution, &problem, &split.train, &split.test, run, args, &progress)?;
         outcomes.push(outcome);
         write_csv(&args.out.join(RECORDS), &runs, &outcomes)?;
         progress.finish_run();
@@ -196,8 +197,8 @@ fn sweep_runs(args: &CompareArgs, train_len: usize) -> Vec<Run> {
 
 /// Trains a fresh network (same seed, same initial θ for every run) and logs each record.
 fn train(
-    gpu: &Gpu,
-    network: &Network,
+    execution: &Execution,
+    problem: &Problem,
     train: &Dataset,
     test: &Dataset,
     run: &Run,
@@ -205,7 +206,9 @@ fn train(
     progress: &Progress,
 ) -> Result<Outcome> {
     let mut log = LineFile::create(&args.out.join(format!("{}.jsonl", run.name)))?;
-    let theta = gpu.upload(&network.init_params(run.settings.problem.seed), "θ")?;
+    // The sweep varies C: each run has its own problem.
+    let problem = Problem { c: run.settings.problem.c, ..problem.clone() };
+    let theta = execution.gpu.upload(&problem.network.init_params(run.settings.problem.seed), "θ")?;
     let newton_options = run.settings.newton_options();
     let (steps, settings) = match run.method {
         Method::Newton => (
@@ -227,11 +230,12 @@ fn train(
     };
     let result = match run.method {
         Method::Newton => {
-            newton::train(gpu, network, train, Some(test), &theta, &newton_options, &mut observe).map(|_| ())
+            newton::train(execution, &problem, train, Some(test), &theta, &newton_options, &mut observe)
+                .map(|_| ())
         }
         Method::Sgd => {
             let options = run.settings.sgd_options();
-            sgd::train(gpu, network, train, Some(test), &theta, &options, &mut observe).map(|_| ())
+            sgd::train(execution, &problem, train, Some(test), &theta, &options, &mut observe).map(|_| ())
         }
     };
     if let Some(e) = log_error {

@@ -20,23 +20,20 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    let gpu = Gpu::new()?;
-    println!("adapter: {}", gpu.adapter());
-    let (split, _, network) = args.problem.load(None)?;
+    let (split, _, problem) = args.problem.load(None)?;
     let train = split.train;
+    let gpu = Gpu::new()?;
+    let execution = args.problem.execution(&gpu)?;
+    super::announce(&execution);
+    let network = &problem.network;
     let theta = gpu.upload(&network.init_params(args.problem.seed), "θ")?;
     let grad = gpu.zeros::<f32>(network.param_count(), "∇f")?;
     // Multiply-adds of one sample's f + ∇f: the forward pass, the weight gradient (as many as
     // the forward), and the input gradient of every conv but the first (not computed there).
     let layer_macs: Vec<u64> = network.conv_geometries().map(|g| g.macs_per_sample()).collect();
     let macs = 2 * layer_macs.iter().sum::<u64>() + layer_macs.iter().skip(1).sum::<u64>();
-    let mut objective = Objective::new(
-        &gpu,
-        network.clone(),
-        args.problem.loss,
-        args.problem.c,
-        args.problem.bsize.min(train.len().max(1)),
-    )?;
+    let chunks = execution.with_bsize(execution.bsize.min(train.len().max(1)));
+    let mut objective = Objective::new(&chunks, &problem)?;
     println!(
         "loss {}, C = {}, chunks of {} samples, {:.1} MiB on the device",
         args.problem.loss,
@@ -59,11 +56,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 
     // One damped Gauss-Newton product with the gradient, as Newton-CG's first CG step makes.
     let size = args.gn_size.unwrap_or(train.len().div_ceil(20));
-    let options =
-        SubsampleOptions { size, seed: args.problem.seed, memory_budget: None, bsize: args.problem.bsize };
+    let options = SubsampleOptions { size, seed: args.problem.seed, memory_budget: None };
     let start = Instant::now();
-    let subsample =
-        Subsample::new(&gpu, &network, args.problem.loss, args.problem.c, &train, &theta, &options)?;
+    let subsample = Subsample::new(&execution, &problem, &train, &theta, &options)?;
     gpu.wait()?;
     let forward_s = start.elapsed().as_secs_f64();
     let product = gpu.zeros::<f32>(network.param_count(), "(G + λI)∇f")?;

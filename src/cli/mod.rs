@@ -14,11 +14,13 @@ use newton_wgpu::data::{self, DataSplit, Normalizer};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{self, Network, Shape};
+use newton_wgpu::{Execution, Problem};
 
 /// The bundled data set, relative to the crate root.
 pub const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
 
-/// The problem a command works on: data, network, loss and the objective's settings.
+/// The problem a command works on (data, network, loss, C), the chunk size on the device and
+/// the seed.
 #[derive(Args, Clone, Debug)]
 pub struct ProblemArgs {
     /// Data directory (MNIST IDX files or CIFAR-10 binary batches).
@@ -46,8 +48,8 @@ pub struct ProblemArgs {
 
 impl ProblemArgs {
     /// Loads and normalises the data (holding out a `validation` fraction of the training
-    /// set, chosen by the seed), builds the network, and says what they are.
-    pub fn load(&self, validation: Option<f64>) -> Result<(DataSplit, Normalizer, Network)> {
+    /// set, chosen by the seed), builds the network and the problem, and says what they are.
+    pub fn load(&self, validation: Option<f64>) -> Result<(DataSplit, Normalizer, Problem)> {
         let (split, normalizer) = load_data(&self.data, self.limit, validation, self.seed)?;
         let (train, test) = (&split.train, &split.test);
         let network = network_for(&self.net, train.shape, train.classes)?;
@@ -61,8 +63,18 @@ impl ProblemArgs {
             self.data.display()
         );
         println!("network {}:\n{}", self.net, network.describe());
-        Ok((split, normalizer, network))
+        Ok((split, normalizer, Problem::new(network, self.loss, self.c)?))
     }
+
+    /// How the commands run on `gpu`: NEWTON_WGPU_CONV's kernels, chunks of --bsize samples.
+    pub fn execution<'g>(&self, gpu: &'g Gpu) -> Result<Execution<'g>> {
+        Ok(Execution::from_env(gpu)?.with_bsize(self.bsize))
+    }
+}
+
+/// Says which adapter runs and which convolution kernels run on it.
+pub fn announce(execution: &Execution) {
+    println!("adapter: {}, {} convolution kernels", execution.gpu.adapter(), execution.conv);
 }
 
 /// Loads a data directory, keeps the first `limit` training samples, holds out a `validation`
@@ -98,13 +110,14 @@ pub fn network_for(name: &str, input: Shape, classes: usize) -> Result<Network> 
 
 pub fn info() -> Result<()> {
     let gpu = Gpu::new()?;
+    let execution = Execution::from_env(&gpu)?;
     let a = gpu.adapter();
     let l = gpu.limits();
     println!("adapter      {}", a.name);
     println!("backend      {:?}", a.backend);
     println!("device type  {:?}", a.device_type);
     println!("driver       {} {}", a.driver, a.driver_info);
-    println!("convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled chooses)", gpu.conv_kernels());
+    println!("convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled chooses)", execution.conv);
     println!("limits in use:");
     println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
     println!("  max_buffer_size                     {}", l.max_buffer_size);

@@ -8,6 +8,7 @@ use newton_wgpu::data;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::model::Model;
 use newton_wgpu::objective::Objective;
+use newton_wgpu::{Execution, Problem};
 
 use super::BUNDLED_DATA;
 
@@ -35,8 +36,11 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         normalizer.apply(&mut test);
     }
     let gpu = Gpu::new()?;
+    let execution = Execution::from_env(&gpu)?.with_bsize(args.bsize);
     let theta = gpu.upload(&model.theta, "θ")?;
-    let mut objective = Objective::new(&gpu, model.network.clone(), model.loss, 1.0, args.bsize)?;
+    // Accuracy does not depend on C.
+    let problem = Problem::new(model.network, model.loss, 1.0)?;
+    let mut objective = Objective::new(&execution, &problem)?;
     let accuracy = objective.accuracy(&test, &theta)?;
     println!(
         "accuracy {:.2}% on {} test samples of {}",

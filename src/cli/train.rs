@@ -86,11 +86,11 @@ pub struct Settings {
 
 impl Settings {
     pub fn newton_options(&self) -> NewtonOptions {
-        self.newton.options(&self.problem, self.time_budget)
+        self.newton.options(self.problem.seed, self.time_budget)
     }
 
     pub fn sgd_options(&self) -> SgdOptions {
-        self.sgd.options(&self.problem, self.time_budget)
+        self.sgd.options(self.problem.seed, self.time_budget)
     }
 }
 
@@ -151,10 +151,8 @@ pub struct SgdArgs {
 }
 
 impl NewtonArgs {
-    pub fn options(&self, problem: &ProblemArgs, time_budget: Option<f64>) -> NewtonOptions {
+    pub fn options(&self, seed: u64, time_budget: Option<f64>) -> NewtonOptions {
         NewtonOptions {
-            loss: problem.loss,
-            c: problem.c,
             gn_size: self.gn_size,
             iter_max: self.iters,
             xi: self.xi,
@@ -163,12 +161,11 @@ impl NewtonArgs {
             drop: self.drop,
             boost: self.boost,
             eta: self.eta,
-            bsize: problem.bsize,
             max_halvings: 20,
             cg_check_every: self.cg_check_every,
             grad_tol: self.grad_tol,
             time_budget: time_budget.map(Duration::from_secs_f64),
-            seed: problem.seed,
+            seed,
         }
     }
 
@@ -182,18 +179,15 @@ impl NewtonArgs {
 }
 
 impl SgdArgs {
-    pub fn options(&self, problem: &ProblemArgs, time_budget: Option<f64>) -> SgdOptions {
+    pub fn options(&self, seed: u64, time_budget: Option<f64>) -> SgdOptions {
         SgdOptions {
-            loss: problem.loss,
-            c: problem.c,
             epochs: self.epochs,
             batch: self.batch,
             lr: self.lr,
             momentum: self.momentum,
             decay: self.decay,
-            bsize: problem.bsize,
             time_budget: time_budget.map(Duration::from_secs_f64),
-            seed: problem.seed,
+            seed,
         }
     }
 
@@ -309,15 +303,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         output::check(path).context(option)?;
     }
     let gpu = Gpu::new()?;
-    println!("adapter: {}, {} convolution kernels", gpu.adapter(), gpu.conv_kernels());
-    let (split, normalizer, network) = args.settings.problem.load(args.validation)?;
+    let execution = args.settings.problem.execution(&gpu)?;
+    super::announce(&execution);
+    let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
     let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
+    let network = &problem.network;
 
     let mut theta_host = network.init_params(args.settings.problem.seed);
     let mut resumed_state = None;
     let mut velocity = None;
     if let Some(path) = &args.resume {
-        let checkpoint = Checkpoint::load_for(path, &network)?;
+        let checkpoint = Checkpoint::load_for(path, network)?;
         theta_host = checkpoint.model.theta;
         resumed_state = Some(checkpoint.state);
         velocity = checkpoint.velocity;
@@ -325,7 +321,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let theta = gpu.upload(&theta_host, "θ")?;
     let mut reporter = Reporter::new(args)?;
-    let model = || model_of(&gpu, &network, &theta, &normalizer, args.settings.problem.loss);
+    let model = || model_of(&gpu, network, &theta, &normalizer, problem.loss);
     // The best validation accuracy so far, and the iteration or epoch that reached it.
     let mut best: Option<(f64, String)> = None;
     let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
@@ -346,7 +342,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     match args.optim {
         Optim::Newton => {
             let options = args.settings.newton_options();
-            let mut newton = Newton::new(&gpu, &network, train, &options)?;
+            let mut newton = Newton::new(&execution, &problem, train, &options)?;
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
             }
@@ -371,14 +367,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         Optim::Sgd => {
             let options = args.settings.sgd_options();
-            let mut sgd = Sgd::new(&gpu, &network, train, &options)?;
+            let mut sgd = Sgd::new(&execution, &problem, train, &options)?;
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));
             }
             if let Some(state) = resumed_state {
                 sgd.state = serde_json::from_str::<SgdState>(&state).context("the checkpoint's SGD state")?;
                 match velocity {
-                    Some(v) => gpu.write(&sgd.velocity, &v),
+                    Some(v) => gpu.write(&sgd.velocity, &v)?,
                     None => bail!("the checkpoint has no SGD velocity: was it written by Newton-CG?"),
                 }
             }

@@ -7,60 +7,13 @@ use super::pipeline::PipelineCache;
 use super::timer::Timer;
 use super::{GpuBuffer, GpuError, Recorder};
 
-/// Which convolution kernels run. Each kind of adapter has a kernel shape that suits it; both
-/// compute the same thing and both are tested against the CPU reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConvKernels {
-    /// Register-blocked tiles without workgroup memory or barriers (conv.wgsl), for software
-    /// GPUs: there every storage load costs a per-lane loop and a barrier more still, so the
-    /// kernels keep the input window in registers.
-    Windowed,
-    /// Implicit matrix products in workgroup-memory tiles (matmul.wgsl), for real GPUs: 16
-    /// loads per 64 multiply-adds from fast shared memory.
-    Tiled,
-}
-
-impl ConvKernels {
-    /// The kernels for an adapter of this type.
-    pub fn for_device_type(device_type: wgpu::DeviceType) -> Self {
-        if device_type == wgpu::DeviceType::Cpu {
-            Self::Windowed
-        } else {
-            Self::Tiled
-        }
-    }
-}
-
-impl std::str::FromStr for ConvKernels {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "windowed" => Ok(Self::Windowed),
-            "tiled" => Ok(Self::Tiled),
-            _ => Err(format!("{s:?} is not a kind of convolution kernels: expected windowed or tiled")),
-        }
-    }
-}
-
-impl std::fmt::Display for ConvKernels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Windowed => "windowed",
-            Self::Tiled => "tiled",
-        })
-    }
-}
-
 /// How to choose the adapter and what to ask of it. [`GpuOptions::from_env`] reads
-/// `WGPU_BACKEND` (a comma-separated list such as `vulkan,gl`), `WGPU_ADAPTER_NAME` (a
-/// case-insensitive part of the name) and `NEWTON_WGPU_CONV` (`windowed` or `tiled`).
+/// `WGPU_BACKEND` (a comma-separated list such as `vulkan,gl`) and `WGPU_ADAPTER_NAME` (a
+/// case-insensitive part of the name).
 #[derive(Clone, Debug)]
 pub struct GpuOptions {
     pub backends: wgpu::Backends,
     pub adapter_name: Option<String>,
-    /// None: chosen by adapter type ([`ConvKernels::for_device_type`]).
-    pub conv_kernels: Option<ConvKernels>,
     /// Time every submit with timestamp queries where the adapter supports them
     /// ([`Gpu::take_gpu_time`]); for benchmarks.
     pub timestamps: bool,
@@ -68,24 +21,15 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { backends: wgpu::Backends::all(), adapter_name: None, conv_kernels: None, timestamps: false }
+        Self { backends: wgpu::Backends::all(), adapter_name: None, timestamps: false }
     }
 }
 
 impl GpuOptions {
     pub fn from_env() -> Result<Self, GpuError> {
-        let conv_kernels = match std::env::var("NEWTON_WGPU_CONV") {
-            Ok(value) if !value.is_empty() => Some(
-                value
-                    .parse()
-                    .map_err(|reason| GpuError::BadSetting { name: "NEWTON_WGPU_CONV".into(), reason })?,
-            ),
-            _ => None,
-        };
         Ok(Self {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             adapter_name: std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty()),
-            conv_kernels,
             timestamps: false,
         })
     }
@@ -126,7 +70,6 @@ pub struct Gpu {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
-    conv_kernels: ConvKernels,
     pub(crate) timer: Option<Timer>,
     submits: AtomicU64,
     dispatches: AtomicU64,
@@ -216,7 +159,6 @@ impl Gpu {
         Ok(Self {
             device,
             queue,
-            conv_kernels: options.conv_kernels.unwrap_or(ConvKernels::for_device_type(summary.device_type)),
             adapter: summary,
             limits,
             pipelines: PipelineCache::default(),
@@ -238,11 +180,6 @@ impl Gpu {
     /// True on a software rasteriser such as lavapipe or llvmpipe.
     pub fn is_software(&self) -> bool {
         self.adapter.device_type == wgpu::DeviceType::Cpu
-    }
-
-    /// The convolution kernels in use.
-    pub fn conv_kernels(&self) -> ConvKernels {
-        self.conv_kernels
     }
 
     /// Whether submits are timed by timestamp queries (asked for and supported).
@@ -314,17 +251,18 @@ impl Gpu {
     }
 
     /// Overwrites the first `values.len()` values of `buffer` (queued before the next submit).
-    pub fn write<T: Pod>(&self, buffer: &GpuBuffer<T>, values: &[T]) {
-        assert!(
-            values.len() <= buffer.len(),
-            "writing {} values into {:?} of length {}",
-            values.len(),
-            buffer.label(),
-            buffer.len()
-        );
+    pub fn write<T: Pod>(&self, buffer: &GpuBuffer<T>, values: &[T]) -> Result<(), GpuError> {
+        if values.len() > buffer.len() {
+            return Err(GpuError::WriteTooLong {
+                label: buffer.label().to_owned(),
+                values: values.len(),
+                len: buffer.len(),
+            });
+        }
         let bytes = bytemuck::cast_slice::<T, u8>(values);
         // write_buffer needs a multiple of 4 bytes; every T used here is 4 bytes wide.
         self.queue.write_buffer(&buffer.raw, 0, bytes);
+        Ok(())
     }
 
     /// Blocks until every submitted command has finished.
@@ -332,7 +270,7 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| GpuError::ReadBack { label: "(wait for the queue)".into(), reason: e.to_string() })
+            .map_err(|e| GpuError::Wait { reason: e.to_string() })
     }
 
     pub fn recorder(&self) -> Recorder<'_> {
@@ -351,7 +289,14 @@ impl Gpu {
         start: usize,
         len: usize,
     ) -> Result<Vec<T>, GpuError> {
-        assert!(start + len <= buffer.len(), "read past the end of {:?}", buffer.label());
+        if start.checked_add(len).is_none_or(|end| end > buffer.len()) {
+            return Err(GpuError::ReadOutOfRange {
+                label: buffer.label().to_owned(),
+                start,
+                count: len,
+                len: buffer.len(),
+            });
+        }
         if len == 0 {
             return Ok(Vec::new());
         }

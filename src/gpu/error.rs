@@ -36,4 +36,13 @@ pub enum GpuError {
 
     #[error("reading buffer {label:?} back from the device failed: {reason}")]
     ReadBack { label: String, reason: String },
+
+    #[error("waiting for the device to finish its work failed: {reason}")]
+    Wait { reason: String },
+
+    #[error("writing {values} values into buffer {label:?}, which holds {len}")]
+    WriteTooLong { label: String, values: usize, len: usize },
+
+    #[error("reading {count} values from {start} on of buffer {label:?}, which holds {len}")]
+    ReadOutOfRange { label: String, start: usize, count: usize, len: usize },
 }

@@ -15,7 +15,7 @@ mod shader;
 mod timer;
 
 pub use buffer::GpuBuffer;
-pub use context::{AdapterSummary, ConvKernels, Gpu, GpuOptions, GpuStats};
+pub use context::{AdapterSummary, Gpu, GpuOptions, GpuStats};
 pub use error::GpuError;
 pub use pipeline::WORKGROUP_SIZE;
 pub use recorder::Recorder;

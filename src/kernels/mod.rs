@@ -9,6 +9,7 @@ pub mod activation;
 pub mod blas1;
 pub mod cg;
 pub mod conv;
+mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod pool;
@@ -18,11 +19,12 @@ use bytemuck::Pod;
 use crate::gpu::{GpuBuffer, GpuError, Kernel, KernelInfo, Shader};
 
 /// Every shader of the crate.
-pub static SHADERS: [&Shader; 7] = [
+pub static SHADERS: [&Shader; 8] = [
     &activation::SHADER,
     &blas1::SHADER,
     &cg::SHADER,
-    &conv::SHADER,
+    &conv::WINDOWED_SHADER,
+    &conv::TILED_SHADER,
     &loss::SHADER,
     &matmul::SHADER,
     &pool::SHADER,
@@ -34,7 +36,8 @@ pub fn registry() -> impl Iterator<Item = &'static KernelInfo> {
         activation::KERNELS,
         blas1::KERNELS,
         cg::KERNELS,
-        conv::KERNELS,
+        conv::WINDOWED_KERNELS,
+        conv::TILED_KERNELS,
         loss::KERNELS,
         matmul::KERNELS,
         pool::KERNELS,

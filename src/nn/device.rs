@@ -2,10 +2,12 @@
 //! pooling arg-max, the back-propagated gradients, the forward-mode directions) and the
 //! passes that record into a [`Recorder`]: forward, backward (Jᵀu), forward mode (Jv).
 
+use crate::execution::{ConvStrategy, Execution};
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
-use crate::kernels::{activation, blas1, conv, pool};
+use crate::kernels::conv::{self, Conv};
+use crate::kernels::{activation, blas1, pool};
 
-use super::{Network, PlannedLayer};
+use super::{ConvGeometry, Network, PlannedLayer};
 
 /// Values of the scratch buffer for the per-group parameter gradients (16 MiB).
 const PARTIAL_VALUES: usize = 4 << 20;
@@ -18,9 +20,11 @@ pub enum Passes {
     Curvature,
 }
 
-/// Device buffers for running `network` on batches of at most `capacity` samples.
+/// Device buffers for running `network` on batches of at most `capacity` samples, and the
+/// convolution kernels that run it.
 pub struct Workspace {
     capacity: usize,
+    conv: ConvStrategy,
     /// Distinct activation buffers; `outputs[i]` indexes the one that holds layer i's output
     /// (a flatten shares its input's buffer), and `values[0]` holds the batch's inputs.
     values: Vec<GpuBuffer<f32>>,
@@ -70,7 +74,13 @@ impl Workspace {
     }
 
     /// Allocates the buffers; fails when `capacity` samples do not fit the adapter's limits.
-    pub fn new(gpu: &Gpu, network: &Network, capacity: usize, passes: Passes) -> Result<Self, GpuError> {
+    pub fn new(
+        execution: &Execution,
+        network: &Network,
+        capacity: usize,
+        passes: Passes,
+    ) -> Result<Self, GpuError> {
+        let gpu = execution.gpu;
         let capacity = capacity.max(1);
         let mut values = vec![gpu.zeros::<f32>(capacity * network.input().len(), "inputs")?];
         let mut outputs = Vec::new();
@@ -100,7 +110,19 @@ impl Workspace {
         let partial = gpu.zeros(PARTIAL_VALUES.max(largest_layer_params(network)), "param partial sums")?;
         let filters = gpu.zeros(filter_scratch_len(network), "packed filters")?;
         let labels = gpu.zeros(capacity, "labels")?;
-        Ok(Self { capacity, values, outputs, folded, argmax, deltas, tangents, partial, filters, labels })
+        Ok(Self {
+            capacity,
+            conv: execution.conv,
+            values,
+            outputs,
+            folded,
+            argmax,
+            deltas,
+            tangents,
+            partial,
+            filters,
+            labels,
+        })
     }
 
     pub fn capacity(&self) -> usize {
@@ -111,9 +133,11 @@ impl Workspace {
     pub fn bytes(&self) -> u64 {
         let values: u64 = self.values.iter().map(|b| b.bytes()).sum();
         let argmax: u64 = self.argmax.iter().flatten().map(|b| b.bytes()).sum();
+        let tangents: u64 = self.tangents.iter().flatten().map(|b| b.bytes()).sum();
         values
             + argmax
             + self.deltas.iter().map(|b| b.bytes()).sum::<u64>()
+            + tangents
             + self.partial.bytes()
             + self.filters.bytes()
             + self.labels.bytes()
@@ -148,6 +172,11 @@ impl Workspace {
     /// buffer): callers may stage per-sample vectors there.
     pub fn tangent_scratch(&self) -> &GpuBuffer<f32> {
         &self.tangents.as_ref().expect("a workspace made for Passes::Curvature")[1]
+    }
+
+    /// Layer `geometry` as this workspace runs it.
+    fn conv<'w>(&'w self, geometry: &'w ConvGeometry) -> Conv<'w> {
+        Conv { geometry, strategy: self.conv, filters: &self.filters }
     }
 
     /// The input of layer `index`.
@@ -196,9 +225,7 @@ pub fn forward(
     for (i, layer) in network.layers().iter().enumerate() {
         let (x, y) = (ws.input_of(i), ws.output_of(i));
         match layer {
-            PlannedLayer::Conv { geometry, .. } => {
-                conv::forward(rec, geometry, batch, x, theta, &ws.filters, y)?
-            }
+            PlannedLayer::Conv { geometry, .. } => ws.conv(geometry).forward(rec, batch, x, theta, y)?,
             PlannedLayer::Relu { .. } if ws.folded[i] => {}
             PlannedLayer::Relu { shape } => activation::relu_forward(rec, x, y, batch * shape.len())?,
             PlannedLayer::MaxPool(g) => {
@@ -245,7 +272,7 @@ pub fn backward(
             PlannedLayer::Conv { geometry, .. } => {
                 conv::backward_params(rec, geometry, batch, ws.input_of(i), dy, &ws.partial, grad)?;
                 if needs_dx {
-                    conv::backward_input(rec, geometry, batch, dy, theta, &ws.filters, dx)?;
+                    ws.conv(geometry).backward_input(rec, batch, dy, theta, dx)?;
                 }
             }
             PlannedLayer::Relu { shape } if ws.folded[i] => {
@@ -305,7 +332,7 @@ pub fn jvp<'w>(
         let (r_in, r_out) = (current.map(|c| &tangents[c]), &tangents[next]);
         match (layer, r_in) {
             (PlannedLayer::Conv { geometry, .. }, r_in) => {
-                conv::jvp(rec, geometry, batch, ws.input_of(i), r_in, theta, v, &ws.filters, r_out)?
+                ws.conv(geometry).jvp(rec, batch, ws.input_of(i), r_in, theta, v, r_out)?
             }
             (PlannedLayer::Relu { shape }, Some(r_in)) if !ws.folded[i] => {
                 activation::relu_backward(rec, ws.output_of(i), r_in, r_out, batch * shape.len())?

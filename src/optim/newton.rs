@@ -1,4 +1,5 @@
-//! Subsampled Gauss-Newton Newton-CG (DESIGN.md §2, simpleNN's algorithm and defaults):
+//! Subsampled Gauss-Newton Newton-CG (Wang, Tan and Lin 2020; simpleNN's algorithm and
+//! defaults):
 //! each iteration takes f and ∇f on the whole training set, draws a fresh subsample S, solves
 //! (G_S + λI)s = −∇f by CG on the device, backtracks from α = 1 (Armijo), steps, and adjusts
 //! λ by the ratio of actual to predicted reduction.
@@ -8,11 +9,11 @@ use std::time::{Duration, Instant};
 use crate::curvature::{Subsample, SubsampleOptions};
 use crate::data::Dataset;
 use crate::error::Error;
-use crate::gpu::{Gpu, GpuBuffer};
+use crate::execution::Execution;
+use crate::gpu::GpuBuffer;
 use crate::kernels::blas1;
-use crate::loss::Loss;
-use crate::nn::Network;
 use crate::objective::{Evaluation, Objective};
+use crate::problem::Problem;
 
 use super::cg::{self, CgBuffers, CgSettings};
 use super::{IterationRecord, Observer, Record};
@@ -20,9 +21,6 @@ use super::{IterationRecord, Observer, Record};
 /// The settings of Newton-CG; the defaults are simpleNN's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewtonOptions {
-    pub loss: Loss,
-    /// Regularisation: the objective has θᵀθ/(2·C·l).
-    pub c: f64,
     /// |S|; None: ⌈5% of l⌉.
     pub gn_size: Option<usize>,
     pub iter_max: usize,
@@ -37,8 +35,6 @@ pub struct NewtonOptions {
     pub boost: f64,
     /// Armijo constant: accept α when f(θ + αs) − f(θ) ≤ eta·α·∇fᵀs.
     pub eta: f64,
-    /// Samples per chunk on the device.
-    pub bsize: usize,
     /// The line search halves α at most this many times; then no step is taken.
     pub max_halvings: usize,
     /// The host reads the CG residual back every this many CG steps. None: every step on a
@@ -63,8 +59,6 @@ impl NewtonOptions {
 impl Default for NewtonOptions {
     fn default() -> Self {
         Self {
-            loss: Loss::SquaredError,
-            c: 0.01,
             gn_size: None,
             iter_max: 100,
             xi: 0.1,
@@ -73,7 +67,6 @@ impl Default for NewtonOptions {
             drop: 2.0 / 3.0,
             boost: 1.5,
             eta: 1e-4,
-            bsize: 1024,
             max_halvings: 20,
             cg_check_every: None,
             grad_tol: None,
@@ -104,8 +97,8 @@ pub enum StopReason {
 /// A Newton-CG run: the buffers it reuses every iteration and its state. [`Newton::step`]
 /// runs one iteration; [`train`] runs them all.
 pub struct Newton<'a> {
-    gpu: &'a Gpu,
-    network: &'a Network,
+    execution: Execution<'a>,
+    problem: &'a Problem,
     options: NewtonOptions,
     objective: Objective<'a>,
     grad: GpuBuffer<f32>,
@@ -121,17 +114,17 @@ pub struct Newton<'a> {
 
 impl<'a> Newton<'a> {
     pub fn new(
-        gpu: &'a Gpu,
-        network: &'a Network,
+        execution: &Execution<'a>,
+        problem: &'a Problem,
         train: &Dataset,
         options: &NewtonOptions,
     ) -> Result<Self, Error> {
         validate(options, train)?;
-        let n = network.param_count();
+        let (gpu, n) = (execution.gpu, problem.network.param_count());
         Ok(Self {
-            gpu,
-            network,
-            objective: Objective::new(gpu, network.clone(), options.loss, options.c, options.bsize)?,
+            execution: *execution,
+            problem,
+            objective: Objective::new(execution, problem)?,
             grad: gpu.zeros::<f32>(n, "∇f")?,
             trial: gpu.zeros::<f32>(n, "θ + αs")?,
             trial_grad: gpu.zeros::<f32>(n, "∇f(θ + s)")?,
@@ -167,7 +160,7 @@ impl<'a> Newton<'a> {
         train: &Dataset,
         theta: &GpuBuffer<f32>,
     ) -> Result<Option<IterationRecord>, Error> {
-        let (gpu, options, n) = (self.gpu, &self.options, self.network.param_count());
+        let (gpu, options, n) = (self.execution.gpu, &self.options, self.problem.network.param_count());
         let started = Instant::now();
         let k = self.state.iteration + 1;
         let eval = match self.known.take() {
@@ -183,10 +176,8 @@ impl<'a> Newton<'a> {
 
         let cg_started = Instant::now();
         let seed = options.seed.wrapping_add(k as u64);
-        let sub_options =
-            SubsampleOptions { size: self.gn_size, seed, memory_budget: None, bsize: options.bsize };
-        let subsample =
-            Subsample::new(gpu, self.network, options.loss, options.c, train, theta, &sub_options)?;
+        let sub_options = SubsampleOptions { size: self.gn_size, seed, memory_budget: None };
+        let subsample = Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?;
         let lambda = self.state.lambda;
         let check_every = options.cg_check_every.unwrap_or(if gpu.is_software() { 1 } else { 4 });
         let settings = CgSettings { xi: options.xi, max_steps: options.cg_max, check_every };
@@ -272,15 +263,15 @@ impl<'a> Newton<'a> {
 /// Trains θ in place by Newton-CG until a stopping rule holds, reporting every iteration
 /// (with the test accuracy when `test` is given, evaluated outside the training time).
 pub fn train(
-    gpu: &Gpu,
-    network: &Network,
+    execution: &Execution,
+    problem: &Problem,
     train: &Dataset,
     test: Option<&Dataset>,
     theta: &GpuBuffer<f32>,
     options: &NewtonOptions,
     observer: &mut dyn Observer,
 ) -> Result<(StopReason, NewtonState), Error> {
-    let mut newton = Newton::new(gpu, network, train, options)?;
+    let mut newton = Newton::new(execution, problem, train, options)?;
     while !newton.finished() {
         let Some(mut record) = newton.step(train, theta)? else {
             return Ok((StopReason::GradTol, newton.state));

@@ -9,19 +9,17 @@ use rand::SeedableRng;
 
 use crate::data::Dataset;
 use crate::error::Error;
+use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer};
 use crate::kernels::blas1;
-use crate::loss::Loss;
-use crate::nn::Network;
 use crate::objective::Objective;
+use crate::problem::Problem;
 
 use super::{EpochRecord, Observer, Record};
 
 /// The settings of SGD; the defaults are simpleNN's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgdOptions {
-    pub loss: Loss,
-    pub c: f64,
     pub epochs: usize,
     pub batch: usize,
     /// lr0.
@@ -29,8 +27,6 @@ pub struct SgdOptions {
     /// μ.
     pub momentum: f64,
     pub decay: f64,
-    /// Samples per chunk when evaluating f and the test accuracy.
-    pub bsize: usize,
     pub time_budget: Option<Duration>,
     /// Seed of the shuffles (epoch e shuffles with seed + e).
     pub seed: u64,
@@ -38,18 +34,7 @@ pub struct SgdOptions {
 
 impl Default for SgdOptions {
     fn default() -> Self {
-        Self {
-            loss: Loss::SquaredError,
-            c: 0.01,
-            epochs: 10,
-            batch: 128,
-            lr: 0.01,
-            momentum: 0.0,
-            decay: 0.0,
-            bsize: 1024,
-            time_budget: None,
-            seed: 0,
-        }
+        Self { epochs: 10, batch: 128, lr: 0.01, momentum: 0.0, decay: 0.0, time_budget: None, seed: 0 }
     }
 }
 
@@ -76,9 +61,11 @@ pub struct Sgd<'a> {
 }
 
 impl<'a> Sgd<'a> {
+    /// f and the accuracies are evaluated in chunks of the execution's bsize; mini-batches
+    /// run whole.
     pub fn new(
-        gpu: &'a Gpu,
-        network: &Network,
+        execution: &Execution<'a>,
+        problem: &'a Problem,
         train: &Dataset,
         options: &SgdOptions,
     ) -> Result<Self, Error> {
@@ -96,13 +83,13 @@ impl<'a> Sgd<'a> {
                 found: options.lr.to_string(),
             });
         }
-        let n = network.param_count();
+        let (gpu, n) = (execution.gpu, problem.network.param_count());
         let batch = options.batch.min(train.len());
         Ok(Self {
             gpu,
             batch,
-            stepper: Objective::new(gpu, network.clone(), options.loss, options.c, batch)?,
-            evaluator: Objective::new(gpu, network.clone(), options.loss, options.c, options.bsize)?,
+            stepper: Objective::new(&execution.with_bsize(batch), problem)?,
+            evaluator: Objective::new(execution, problem)?,
             grad: gpu.zeros::<f32>(n, "mini-batch gradient")?,
             velocity: gpu.zeros(n, "SGD velocity")?,
             state: SgdState { epoch: 0, step: 0, elapsed_s: 0.0 },
@@ -174,15 +161,15 @@ impl<'a> Sgd<'a> {
 
 /// Trains θ in place by SGD with momentum for the configured epochs, reporting every epoch.
 pub fn train(
-    gpu: &Gpu,
-    network: &Network,
+    execution: &Execution,
+    problem: &Problem,
     train: &Dataset,
     test: Option<&Dataset>,
     theta: &GpuBuffer<f32>,
     options: &SgdOptions,
     observer: &mut dyn Observer,
 ) -> Result<SgdState, Error> {
-    let mut sgd = Sgd::new(gpu, network, train, options)?;
+    let mut sgd = Sgd::new(execution, problem, train, options)?;
     while !sgd.finished() {
         let mut record = sgd.epoch(train, theta)?;
         if let Some(test) = test {

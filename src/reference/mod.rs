@@ -195,7 +195,7 @@ pub fn loss_value_and_grad(loss: Loss, z: ArrayView2<f64>, labels: &[u32]) -> (V
     (values, dz)
 }
 
-/// f(θ) and ∇f(θ) over `data`, as DESIGN.md §1.
+/// f(θ) and ∇f(θ) over `data`, as [`crate::problem`] defines them.
 pub fn objective(network: &Network, loss: Loss, c: f64, theta: &[f64], data: &Dataset) -> (f64, Vec<f64>) {
     let l = data.len() as f64;
     let trace = forward(network, theta, batch_of(network, &data.images));

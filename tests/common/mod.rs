@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use newton_wgpu::gpu::{ConvKernels, Gpu, GpuOptions};
+use newton_wgpu::gpu::Gpu;
+use newton_wgpu::{ConvStrategy, Execution};
 use rand::{Rng, SeedableRng};
 
 /// The device for this test binary. A missing adapter fails the test (CI has lavapipe).
@@ -13,23 +14,34 @@ pub fn gpu() -> &'static Gpu {
     GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}")))
 }
 
-/// The same adapter running the other kind of convolution kernels than [`gpu`] (the tiled
-/// ones on a software GPU), so that both kinds are tested on any adapter.
-pub fn other_conv_gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let kernels = match gpu().conv_kernels() {
-            ConvKernels::Windowed => ConvKernels::Tiled,
-            ConvKernels::Tiled => ConvKernels::Windowed,
-        };
-        let options = GpuOptions { conv_kernels: Some(kernels), ..GpuOptions::from_env().unwrap() };
-        Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"))
-    })
+/// The device with the convolution kernels that suit it.
+pub fn execution() -> Execution<'static> {
+    Execution::new(gpu())
 }
 
-/// Both devices: one per kind of convolution kernels.
-pub fn gpus() -> [&'static Gpu; 2] {
-    [gpu(), other_conv_gpu()]
+/// The device with the given convolution kernels.
+pub fn execution_with(conv: ConvStrategy) -> Execution<'static> {
+    execution().with_conv(conv)
+}
+
+/// One test per kind of convolution kernels, so that a failure names the kind: for each
+/// `fn name(execution: Execution<'static>)` given, the tests `name::windowed` and
+/// `name::tiled`. Neither is ever skipped: every adapter, the software one included, runs both.
+#[macro_export]
+macro_rules! conv_variants {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[test]
+            fn windowed() {
+                super::$test($crate::common::execution_with(newton_wgpu::ConvStrategy::Windowed));
+            }
+
+            #[test]
+            fn tiled() {
+                super::$test($crate::common::execution_with(newton_wgpu::ConvStrategy::Tiled));
+            }
+        }
+    )*};
 }
 
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
@@ -90,19 +102,20 @@ pub struct GpuPass {
     pub input_grad: Vec<f32>,
 }
 
-/// Runs the forward pass of `x` and back-propagates `dy` on `gpu`.
-pub fn gpu_pass(gpu: &Gpu, network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -> GpuPass {
+/// Runs the forward pass of `x` and back-propagates `dy` as `execution` says.
+pub fn gpu_pass(execution: Execution, network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -> GpuPass {
+    let gpu = execution.gpu;
     let batch = x.len() / network.input().len();
-    let ws = Workspace::new(gpu, network, batch, Passes::Gradient).unwrap();
+    let ws = Workspace::new(&execution, network, batch, Passes::Gradient).unwrap();
     let theta_buf = gpu.upload(theta, "θ").unwrap();
     let grad = gpu.zeros::<f32>(network.param_count(), "grad").unwrap();
     let input_grad = gpu.zeros::<f32>(x.len(), "input grad").unwrap();
-    gpu.write(ws.inputs(), x);
+    gpu.write(ws.inputs(), x).unwrap();
     let mut rec = gpu.recorder();
     forward(&mut rec, network, &ws, &theta_buf, batch).unwrap();
     rec.submit();
     let outputs = gpu.read_range(ws.network_outputs(), 0, batch * network.outputs()).unwrap();
-    gpu.write(ws.output_grad(), dy);
+    gpu.write(ws.output_grad(), dy).unwrap();
     let mut rec = gpu.recorder();
     backward(&mut rec, network, &ws, &theta_buf, batch, &grad, Some(&input_grad)).unwrap();
     rec.submit();

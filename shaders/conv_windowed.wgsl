@@ -1,57 +1,28 @@
-// 2-D convolution with bias, zero padding and stride, and its two backward passes.
+// The "windowed" convolution kernels, and the passes every adapter runs with them: each
+// invocation computes a block of results in registers (B x COLS for forward and forward
+// mode, B x B for the others; no workgroup memory, no barriers: on software GPUs barriers
+// cost far more than the loads they save). On other adapters the forward pass, forward mode
+// and the stride-1 backward pass to the input run as tiled matrix products (conv_tiled.wgsl);
+// the weight gradient and the backward pass to the input at stride > 1 run here everywhere.
 //
-// Layouts (row-major): x [batch, in_c, in_h, in_w]; y [batch, out_c, out_h, out_w];
-// weights inside the flat parameter vector theta at w_off, [out_c, in_c, k_h, k_w]
-// (PyTorch's layout), bias at b_off, [out_c]. A dense layer is the convolution whose kernel
-// covers its whole input, so it runs through the same kernels.
-//
-//   y[n,o,p,q] = b[o] + sum_{c,i,j} W[o,c,i,j] * x[n, c, p*stride + i - pad_h, q*stride + j - pad_w]
-//
-// Each invocation computes a block of results in registers (4 x COLS for forward and Jv,
-// 4 x 4 for the others; no workgroup memory, no barriers: on software GPUs barriers cost far
-// more than the loads they save). These are the "windowed" kernels; on other adapters the
-// forward, Jv and stride-1 backward passes run as tiled matrix products (matmul.wgsl).
-//
-// The forward and Jv kernels read the filters from a packed copy (pack_filters): the 4 output
+// Forward and forward mode read the filters from a packed copy (pack_filters): the B output
 // channels of a tile at one tap are one vec4, and each filter row is padded with zero taps to
 // a multiple of CHUNK. A row of the tile then reads CHUNK taps as CHUNK vec4 loads and the
-// input window under them once (COLS - 1 + CHUNK values at stride 1) into registers. Loads are what
-// costs on a software GPU (lavapipe runs every storage load lane by lane), and this halves them
-// or better. The backward pass to the input at stride 1 is the same kernel on the flipped,
-// transposed filters (pack_filters with P.flipped).
-
-struct Params {
-    batch: u32, in_c: u32, in_h: u32, in_w: u32,
-    out_c: u32, out_h: u32, out_w: u32, k_h: u32,
-    k_w: u32, stride: u32, pad_h: i32, pad_w: i32,
-    w_off: u32, b_off: u32, group_size: u32, groups: u32,
-    // Filter taps per row in the packed filters (k_w rounded up to CHUNK); whether to add the
-    // bias; where pack_filters writes (the packed direction of jvp starts there, in vec4s);
-    // whether pack_filters packs the flipped, transposed filters of the backward pass.
-    k_wp: u32, has_bias: u32, v_filters: u32, flipped: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-
-const B: u32 = 4u;
+// input window under them once (COLS - 1 + CHUNK values at stride 1) into registers. Loads
+// are what costs on a software GPU (lavapipe runs every storage load lane by lane), and this
+// halves them or better. The backward pass to the input at stride 1 is the forward kernel on
+// the flipped, transposed filters (pack_filters with P.flipped).
+//
+// B, COLS, WINDOW and MAX_TAPS are generated from src/kernels/conv/windowed.rs.
 
 // Taps of a filter row read per step; the host sets it to k_w when k_w <= 8, else 4.
 override CHUNK: u32 = 4u;
-// Whether the stride is 1: the tile's 4 columns then share one input window.
+// Whether the stride is 1: the tile's columns then share one input window.
 override UNIT_STRIDE: bool = true;
-// Output columns of a forward or Jv tile.
-const COLS: u32 = 8u;
-// The register window: COLS - 1 + CHUNK values at stride 1, else COLS * CHUNK.
-const WINDOW: u32 = 64u;
+// Forward mode (Jv) instead of the forward pass.
+override JVP: bool = false;
 
 fn blocks(n: u32) -> u32 { return (n + B - 1u) / B; }
-
-// x[n, c, iy, ix], or 0 in the zero padding.
-fn padded(value: f32, iy: i32, ix: i32) -> f32 {
-    return select(0.0, value, iy >= 0 && iy < i32(P.in_h) && ix >= 0 && ix < i32(P.in_w));
-}
-
-fn clamp_x(ix: i32) -> u32 { return u32(clamp(ix, 0, i32(P.in_w) - 1)); }
 
 // Where in the window column k of the tile meets tap j of the current chunk.
 fn window_at(k: u32, j: u32) -> u32 { return select(k * CHUNK + j, k + j, UNIT_STRIDE); }
@@ -66,8 +37,8 @@ fn window_column(x0: i32, m: u32) -> i32 {
     return select(x0 + i32(k * P.stride + j), x0 + i32(m), UNIT_STRIDE);
 }
 
-// The tile of outputs an invocation of forward or jvp computes: output channels oc0..oc0+3
-// and columns q0..q0+COLS-1 of row p of sample n (invocations run along a row first, so that
+// The tile of outputs an invocation of forward computes: output channels oc0..oc0+B-1 and
+// columns q0..q0+COLS-1 of row p of sample n (invocations run along a row first, so that
 // neighbours share their filters).
 struct Tile { n: u32, oc0: u32, p: u32, q0: u32, valid: bool }
 
@@ -85,7 +56,7 @@ fn output_tile(t: u32) -> Tile {
 fn packed_at(k: u32, ob: u32) -> u32 { return k * blocks(P.out_c) + ob; }
 
 // ---- filter packing: one invocation per packed value ---------------------------------------
-//   packed[packed_at(k, o / 4) * 4 + o % 4] = W[o, tap k], 0 for padding taps and o >= out_c,
+//   packed[packed_at(k, o / B) * B + o % B] = W[o, tap k], 0 for padding taps and o >= out_c,
 // where the taps k = (c * k_h + i) * k_wp + j run over the padded rows.
 
 @group(0) @binding(1) var<storage, read> pack_theta: array<f32>;
@@ -122,12 +93,19 @@ fn pack_filters(@builtin(global_invocation_id) gid: vec3<u32>,
     pack_out[P.v_filters * B + e] = select(0.0, pack_theta[min(at, arrayLength(&pack_theta) - 1u)], s.valid);
 }
 
-// ---- forward: one invocation per (sample, 4 output channels, output row, COLS columns) ----
+// ---- forward, and forward mode: one invocation per (sample, B output channels, output row,
+// COLS columns) -----------------------------------------------------------------------------
+//   forward:      y = W·x + b, with the bias from fwd_bias (theta) when P.has_bias
+//   forward mode: ry = W·rx + V_W·x + V_b (JVP), fused in one pass over the tile; the packed
+//                 filters of theta come first in fwd_filters, those of V from P.v_filters,
+//                 and fwd_bias is V. (The first layer, where rx = 0, runs the forward pass
+//                 with V in place of theta.) The forward pass binds x again as fwd_rx.
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
-@group(0) @binding(2) var<storage, read> fwd_theta: array<f32>;
-@group(0) @binding(3) var<storage, read> fwd_filters: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> fwd_y: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd_rx: array<f32>;
+@group(0) @binding(3) var<storage, read> fwd_bias: array<f32>;
+@group(0) @binding(4) var<storage, read> fwd_filters: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> fwd_y: array<f32>;
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -137,80 +115,34 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ob = tile.oc0 / B;
     let s = i32(P.stride);
     let ix0 = i32(tile.q0) * s - P.pad_w;
-    // acc[k] holds the 4 channels at output column q0 + k.
+    // acc[k] holds the B channels at output column q0 + k.
     var acc: array<vec4<f32>, COLS>;
     for (var c = 0u; c < P.in_c; c++) {
         let plane = (tile.n * P.in_c + c) * P.in_h * P.in_w;
         for (var i = 0u; i < P.k_h; i++) {
             let iy = i32(tile.p) * s + i32(i) - P.pad_h;
             if (iy < 0 || iy >= i32(P.in_h)) { continue; }
-            let row = plane + u32(iy) * P.in_w;
             let taps = (c * P.k_h + i) * P.k_wp;
             for (var j0 = 0u; j0 < P.k_wp; j0 += CHUNK) {
-                var win: array<f32, WINDOW>;
-                for (var m = 0u; m < window_len(); m++) {
-                    let ix = window_column(ix0 + i32(j0), m);
-                    win[m] = padded(fwd_x[row + clamp_x(ix)], iy, ix);
-                }
-                for (var j = 0u; j < CHUNK; j++) {
-                    let w = fwd_filters[packed_at(taps + j0 + j, ob)];
-                    for (var k = 0u; k < COLS; k++) { acc[k] += w * win[window_at(k, j)]; }
-                }
-            }
-        }
-    }
-    for (var o = 0u; o < B; o++) {
-        let oc = tile.oc0 + o;
-        if (oc >= P.out_c) { break; }
-        let bias = select(0.0, fwd_theta[P.b_off + oc], P.has_bias != 0u);
-        let out_row = ((tile.n * P.out_c + oc) * P.out_h + tile.p) * P.out_w;
-        for (var k = 0u; k < COLS; k++) {
-            if (tile.q0 + k < P.out_w) { fwd_y[out_row + tile.q0 + k] = acc[k][o] + bias; }
-        }
-    }
-}
-
-// ---- forward mode, fused: ry = W·rx + V_W·x + V_b, the same tiles as the forward pass ------
-// (the first layer, where rx = 0, runs the forward kernel with V in place of theta). The
-// packed filters of theta come first in jvp_filters, those of V from P.v_filters.
-
-@group(0) @binding(1) var<storage, read> jvp_x: array<f32>;
-@group(0) @binding(2) var<storage, read> jvp_rx: array<f32>;
-@group(0) @binding(3) var<storage, read> jvp_v: array<f32>;
-@group(0) @binding(4) var<storage, read> jvp_filters: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> jvp_ry: array<f32>;
-
-@compute @workgroup_size(WG)
-fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
-       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tile = output_tile(flat_index(gid, nwg));
-    if (!tile.valid) { return; }
-    let ob = tile.oc0 / B;
-    let s = i32(P.stride);
-    let ix0 = i32(tile.q0) * s - P.pad_w;
-    var acc: array<vec4<f32>, COLS>;
-    for (var c = 0u; c < P.in_c; c++) {
-        let plane = (tile.n * P.in_c + c) * P.in_h * P.in_w;
-        for (var i = 0u; i < P.k_h; i++) {
-            let iy = i32(tile.p) * s + i32(i) - P.pad_h;
-            if (iy < 0 || iy >= i32(P.in_h)) { continue; }
-            let row = plane + u32(iy) * P.in_w;
-            let taps = (c * P.k_h + i) * P.k_wp;
-            for (var j0 = 0u; j0 < P.k_wp; j0 += CHUNK) {
+                // The input row under this chunk of taps (and, in forward mode, the
+                // direction's), loaded once.
                 var win_x: array<f32, WINDOW>;
                 var win_rx: array<f32, WINDOW>;
                 for (var m = 0u; m < window_len(); m++) {
-                    let ix = window_column(ix0 + i32(j0), m);
-                    let at = row + clamp_x(ix);
-                    win_x[m] = padded(jvp_x[at], iy, ix);
-                    win_rx[m] = padded(jvp_rx[at], iy, ix);
+                    let at = padded(plane, iy, window_column(ix0 + i32(j0), m));
+                    win_x[m] = select(0.0, fwd_x[at.index], at.inside);
+                    if (JVP) { win_rx[m] = select(0.0, fwd_rx[at.index], at.inside); }
                 }
                 for (var j = 0u; j < CHUNK; j++) {
                     let k = packed_at(taps + j0 + j, ob);
-                    let w = jvp_filters[k];
-                    let dw = jvp_filters[P.v_filters + k];
-                    for (var q = 0u; q < COLS; q++) {
-                        acc[q] += w * win_rx[window_at(q, j)] + dw * win_x[window_at(q, j)];
+                    let w = fwd_filters[k];
+                    if (JVP) {
+                        let dw = fwd_filters[P.v_filters + k];
+                        for (var q = 0u; q < COLS; q++) {
+                            acc[q] += w * win_rx[window_at(q, j)] + dw * win_x[window_at(q, j)];
+                        }
+                    } else {
+                        for (var q = 0u; q < COLS; q++) { acc[q] += w * win_x[window_at(q, j)]; }
                     }
                 }
             }
@@ -219,16 +151,17 @@ fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var o = 0u; o < B; o++) {
         let oc = tile.oc0 + o;
         if (oc >= P.out_c) { break; }
-        let bias = jvp_v[P.b_off + oc];
+        var bias = 0.0;
+        if (P.has_bias != 0u) { bias = fwd_bias[P.b_off + oc]; }
         let out_row = ((tile.n * P.out_c + oc) * P.out_h + tile.p) * P.out_w;
         for (var k = 0u; k < COLS; k++) {
-            if (tile.q0 + k < P.out_w) { jvp_ry[out_row + tile.q0 + k] = acc[k][o] + bias; }
+            if (tile.q0 + k < P.out_w) { fwd_y[out_row + tile.q0 + k] = acc[k][o] + bias; }
         }
     }
 }
 
-// ---- backward to the input at stride > 1: one invocation per (sample, 4 input channels, row,
-// 4 columns); at stride 1 the host runs forward on the flipped filters instead.
+// ---- backward to the input at stride > 1: one invocation per (sample, B input channels, row,
+// B columns); at stride 1 the host runs forward on the flipped filters instead.
 //   dx[n,c,h,w] = sum over (o,i,j) with h = p*stride + i - pad, w = q*stride + j - pad
 //                 of W[o,c,i,j] * dy[n,o,p,q]
 
@@ -236,7 +169,8 @@ fn jvp(@builtin(global_invocation_id) gid: vec3<u32>,
 @group(0) @binding(2) var<storage, read> bwd_theta: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
 
-// The output column that input column w meets through kernel column j, if any.
+// The output column that input column w meets through kernel column j, if any: (column, 1),
+// else (0, 0).
 fn source_column(w: u32, j: u32) -> vec2<i32> {
     let tx = i32(w) + P.pad_w - i32(j);
     let s = i32(P.stride);
@@ -258,42 +192,40 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let s = i32(P.stride);
     let taps = P.in_c * P.k_h * P.k_w;
     let plane_k = P.k_h * P.k_w;
-    let c_1 = min(c0 + 1u, P.in_c - 1u) * plane_k;
-    let c_2 = min(c0 + 2u, P.in_c - 1u) * plane_k;
-    let c_3 = min(c0 + 3u, P.in_c - 1u) * plane_k;
-    // acc_k holds the 4 input columns w0..w0+3 of channel c0 + k.
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    // Where the filters of the tile's input channels start (the last channel repeated past
+    // in_c, whose results are not stored).
+    var channel: array<u32, B>;
+    for (var k = 0u; k < B; k++) { channel[k] = min(c0 + k, P.in_c - 1u) * plane_k; }
+    // acc[k] holds the B input columns w0.. of channel c0 + k.
+    var acc: array<vec4<f32>, B>;
     for (var i = 0u; i < P.k_h; i++) {
         let ty = i32(h) + P.pad_h - i32(i);
         if (ty < 0 || ty % s != 0 || ty / s >= i32(P.out_h)) { continue; }
         let p = u32(ty / s);
         for (var j = 0u; j < P.k_w; j++) {
-            let s0 = source_column(w0, j);
-            let s1 = source_column(w0 + 1u, j);
-            let s2 = source_column(w0 + 2u, j);
-            let s3 = source_column(w0 + 3u, j);
-            let mask = vec4<f32>(f32(s0.y), f32(s1.y), f32(s2.y), f32(s3.y));
+            var column: array<u32, B>;
+            var mask: vec4<f32>;
+            for (var m = 0u; m < B; m++) {
+                let source = source_column(w0 + m, j);
+                column[m] = u32(source.x);
+                mask[m] = f32(source.y);
+            }
             if (all(mask == vec4<f32>(0.0))) { continue; }
             let k = i * P.k_w + j;
-            let k0 = P.w_off + c0 * plane_k + k;
             for (var o = 0u; o < P.out_c; o++) {
                 let wo = P.w_off + o * taps + k;
-                let w = vec4<f32>(bwd_theta[k0 + o * taps], bwd_theta[wo + c_1],
-                                  bwd_theta[wo + c_2], bwd_theta[wo + c_3]);
                 let row = ((n * P.out_c + o) * P.out_h + p) * P.out_w;
-                let d = mask * vec4<f32>(bwd_dy[row + u32(s0.x)], bwd_dy[row + u32(s1.x)],
-                                         bwd_dy[row + u32(s2.x)], bwd_dy[row + u32(s3.x)]);
-                acc0 += w.x * d;
-                acc1 += w.y * d;
-                acc2 += w.z * d;
-                acc3 += w.w * d;
+                var w: vec4<f32>;
+                var d: vec4<f32>;
+                for (var m = 0u; m < B; m++) {
+                    w[m] = bwd_theta[wo + channel[m]];
+                    d[m] = bwd_dy[row + column[m]];
+                }
+                d = mask * d;
+                for (var m = 0u; m < B; m++) { acc[m] += w[m] * d; }
             }
         }
     }
-    let acc = mat4x4<f32>(acc0, acc1, acc2, acc3);
     for (var k = 0u; k < B; k++) {
         let c = c0 + k;
         if (c >= P.in_c) { break; }
@@ -308,7 +240,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
 // partial[g * (weights + out_c) + k] = the sum over the samples [g*group_size, (g+1)*group_size)
 // of parameter k's gradient; k < weights is W in its layout, the rest is the bias.
 // blas1::accumulate_groups then adds the groups into the gradient in a fixed order, so the
-// result is repeatable bit for bit. An invocation computes 4 output channels x 4 consecutive
+// result is repeatable bit for bit. An invocation computes B output channels x B consecutive
 // taps (c, i, j) of W, or one bias.
 
 @group(0) @binding(1) var<storage, read> par_x: array<f32>;
@@ -325,11 +257,10 @@ fn tap(k: u32) -> Tap {
     return Tap(c * P.in_h * P.in_w, i32(i) - P.pad_h, i32(j) - P.pad_w);
 }
 
-fn tap_value(base: u32, tap: Tap, y0: i32, x0: i32) -> f32 {
-    let iy = y0 + tap.i;
-    let ix = x0 + tap.j;
-    let at = base + tap.plane + u32(clamp(iy, 0, i32(P.in_h) - 1)) * P.in_w + clamp_x(ix);
-    return padded(par_x[at], iy, ix);
+// x[plane + iy * in_w + ix] of par_x, or 0 in the zero padding.
+fn x_value(plane: u32, iy: i32, ix: i32) -> f32 {
+    let at = padded(plane, iy, ix);
+    return select(0.0, par_x[at.index], at.inside);
 }
 
 // Group g's sum of dy over the samples and pixels of output channel o: the bias gradient.
@@ -368,19 +299,17 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let k0 = (r % tap_blocks) * B;
     let o0 = (r / tap_blocks) * B;
-    let t0 = tap(min(k0, taps - 1u));
-    let t1 = tap(min(k0 + 1u, taps - 1u));
-    let t2 = tap(min(k0 + 2u, taps - 1u));
-    let t3 = tap(min(k0 + 3u, taps - 1u));
-    let d1 = min(o0 + 1u, P.out_c - 1u) - o0;
-    let d2 = min(o0 + 2u, P.out_c - 1u) - o0;
-    let d3 = min(o0 + 3u, P.out_c - 1u) - o0;
+    // The block's taps and its output channels' offsets in dy (past the last tap or channel,
+    // the last one again, whose results are not stored).
+    var taps_of: array<Tap, B>;
+    var dy_of: array<u32, B>;
+    for (var m = 0u; m < B; m++) {
+        taps_of[m] = tap(min(k0 + m, taps - 1u));
+        dy_of[m] = (min(o0 + m, P.out_c - 1u) - o0) * out_plane;
+    }
     let s = i32(P.stride);
-    // acc_m holds output channel o0 + m at the 4 taps k0..k0+3.
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    // acc[m] holds output channel o0 + m at the B taps k0...
+    var acc: array<vec4<f32>, B>;
     for (var n = n0; n < n1; n++) {
         let x_base = n * P.in_c * P.in_h * P.in_w;
         let dy_base = (n * P.out_c + o0) * out_plane;
@@ -389,18 +318,17 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>,
             for (var q = 0u; q < P.out_w; q++) {
                 let x0 = i32(q) * s;
                 let at = dy_base + p * P.out_w + q;
-                let d = vec4<f32>(par_dy[at], par_dy[at + d1 * out_plane],
-                                  par_dy[at + d2 * out_plane], par_dy[at + d3 * out_plane]);
-                let v = vec4<f32>(tap_value(x_base, t0, y0, x0), tap_value(x_base, t1, y0, x0),
-                                  tap_value(x_base, t2, y0, x0), tap_value(x_base, t3, y0, x0));
-                acc0 += d.x * v;
-                acc1 += d.y * v;
-                acc2 += d.z * v;
-                acc3 += d.w * v;
+                var d: vec4<f32>;
+                var v: vec4<f32>;
+                for (var m = 0u; m < B; m++) {
+                    d[m] = par_dy[at + dy_of[m]];
+                    let tap = taps_of[m];
+                    v[m] = x_value(x_base + tap.plane, y0 + tap.i, x0 + tap.j);
+                }
+                for (var m = 0u; m < B; m++) { acc[m] += d[m] * v; }
             }
         }
     }
-    let acc = mat4x4<f32>(acc0, acc1, acc2, acc3);
     for (var m = 0u; m < B; m++) {
         let o = o0 + m;
         if (o >= P.out_c) { break; }
@@ -411,16 +339,15 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---- backward to the parameters at stride 1, for filters of at most MAX_TAPS taps ---------
-// An invocation computes 4 output channels x every tap (i, j) of one input channel c (or one
+// An invocation computes B output channels x every tap (i, j) of one input channel c (or one
 // bias), over the samples of its group, with the same partial sums as backward_params. It
 // walks each output row keeping the k_h x k_w input window under the filter in registers:
-// one step along the row loads k_h new values and 4 of dy for 4 k_h k_w multiply-adds, where
-// backward_params loads 8 values for 16. KH and KW are pipeline constants, so the window and
-// the accumulators are registers.
+// one step along the row loads k_h new values and B of dy for B k_h k_w multiply-adds, where
+// backward_params loads 2 B values for B B. KH and KW are pipeline constants, so the window
+// and the accumulators are registers.
 
 override KH: u32 = 3u;
 override KW: u32 = 3u;
-const MAX_TAPS: u32 = 25u;
 
 @compute @workgroup_size(WG)
 fn backward_params_sliding(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -440,10 +367,9 @@ fn backward_params_sliding(@builtin(global_invocation_id) gid: vec3<u32>,
     let n0 = g * P.group_size;
     let n1 = min(n0 + P.group_size, P.batch);
     let out_plane = P.out_h * P.out_w;
-    let d1 = (min(o0 + 1u, P.out_c - 1u) - o0) * out_plane;
-    let d2 = (min(o0 + 2u, P.out_c - 1u) - o0) * out_plane;
-    let d3 = (min(o0 + 3u, P.out_c - 1u) - o0) * out_plane;
-    // acc[i * KW + j] holds the 4 output channels at tap (i, j); win[i * KW + j] is
+    var dy_of: array<u32, B>;
+    for (var m = 0u; m < B; m++) { dy_of[m] = (min(o0 + m, P.out_c - 1u) - o0) * out_plane; }
+    // acc[i * KW + j] holds the B output channels at tap (i, j); win[i * KW + j] is
     // x[n, c, p + i - pad_h, q + j - pad_w] for the current output pixel (p, q).
     var acc: array<vec4<f32>, MAX_TAPS>;
     var win: array<f32, MAX_TAPS>;
@@ -455,17 +381,18 @@ fn backward_params_sliding(@builtin(global_invocation_id) gid: vec3<u32>,
             for (var i = 0u; i < KH; i++) {
                 let iy = i32(p + i) - P.pad_h;
                 for (var j = 1u; j < KW; j++) {
-                    win[i * KW + j] = x_window_value(plane, iy, i32(j) - 1 - P.pad_w);
+                    win[i * KW + j] = x_value(plane, iy, i32(j) - 1 - P.pad_w);
                 }
             }
             for (var q = 0u; q < P.out_w; q++) {
                 for (var i = 0u; i < KH; i++) {
                     for (var j = 0u; j + 1u < KW; j++) { win[i * KW + j] = win[i * KW + j + 1u]; }
                     let iy = i32(p + i) - P.pad_h;
-                    win[i * KW + KW - 1u] = x_window_value(plane, iy, i32(q + KW - 1u) - P.pad_w);
+                    win[i * KW + KW - 1u] = x_value(plane, iy, i32(q + KW - 1u) - P.pad_w);
                 }
                 let at = dy_base + p * P.out_w + q;
-                let d = vec4<f32>(par_dy[at], par_dy[at + d1], par_dy[at + d2], par_dy[at + d3]);
+                var d: vec4<f32>;
+                for (var m = 0u; m < B; m++) { d[m] = par_dy[at + dy_of[m]]; }
                 for (var k = 0u; k < KH * KW; k++) { acc[k] += d * win[k]; }
             }
         }
@@ -479,11 +406,4 @@ fn backward_params_sliding(@builtin(global_invocation_id) gid: vec3<u32>,
             par_partial[out_g + o * taps + c * KH * KW + k] = acc[k][m];
         }
     }
-}
-
-// x[plane + iy * in_w + ix] of par_x, or 0 in the zero padding.
-fn x_window_value(plane: u32, iy: i32, ix: i32) -> f32 {
-    let inside = iy >= 0 && iy < i32(P.in_h) && ix >= 0 && ix < i32(P.in_w);
-    let at = plane + u32(clamp(iy, 0, i32(P.in_h) - 1)) * P.in_w + clamp_x(ix);
-    return select(0.0, par_x[at], inside);
 }

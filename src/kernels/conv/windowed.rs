@@ -1,0 +1,178 @@
+//! The windowed convolution kernels (shaders/conv_windowed.wgsl): results in registers, no
+//! workgroup memory, written to load as few values as possible, for software GPUs. The weight
+//! gradient and the backward pass to the input at stride > 1 run here on every adapter.
+
+use super::super::{check_len, u32_of};
+use super::params::{self, Params};
+use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
+use crate::nn::ConvGeometry;
+
+/// Each invocation computes a BLOCK × BLOCK tile of results (B in the shader), or BLOCK
+/// channels × COLS columns in forward and forward mode.
+const BLOCK: usize = 4;
+const COLS: usize = 8;
+
+/// The widest filter row read in one step (CHUNK); wider rows go by BLOCK taps.
+const MAX_CHUNK: usize = 8;
+
+/// The register window of forward and forward mode: COLS − 1 + CHUNK values at stride 1,
+/// COLS × CHUNK at other strides.
+const WINDOW: usize = COLS * MAX_CHUNK;
+
+/// The most taps of a filter plane that the sliding weight gradient keeps in registers.
+const MAX_SLIDING_TAPS: usize = 25;
+
+pub(crate) static SHADER: Shader = Shader {
+    name: "conv_windowed",
+    constants: &[
+        ("B", BLOCK as u32),
+        ("COLS", COLS as u32),
+        ("WINDOW", WINDOW as u32),
+        ("MAX_TAPS", MAX_SLIDING_TAPS as u32),
+    ],
+    parts: &[params::PART, crate::shader_part!("conv_windowed")],
+};
+
+crate::kernels! { KERNELS = [
+    PACK_FILTERS: Params = SHADER::pack_filters(Read, ReadWrite);
+    /// The forward pass or, with JVP, forward mode: x, rx, the bias's vector, the packed
+    /// filters, y.
+    FORWARD: Params = SHADER::forward(Read, Read, Read, Read, ReadWrite) [CHUNK, UNIT_STRIDE, JVP];
+    BACKWARD_INPUT: Params = SHADER::backward_input(Read, Read, ReadWrite);
+    BACKWARD_PARAMS: Params = SHADER::backward_params(Read, Read, ReadWrite);
+    BACKWARD_PARAMS_SLIDING: Params = SHADER::backward_params_sliding(Read, Read, ReadWrite) [KH, KW];
+] }
+
+/// Taps read per step of a filter row of width `k_w`.
+fn chunk(k_w: usize) -> usize {
+    if k_w <= MAX_CHUNK {
+        k_w
+    } else {
+        BLOCK
+    }
+}
+
+/// `params` with the packed filters' row width set.
+fn packed(params: &Params) -> Params {
+    let k_w = params.k_w as usize;
+    Params { k_wp: u32_of(k_w.next_multiple_of(chunk(k_w))), ..*params }
+}
+
+/// Values of one set of packed filters.
+fn packed_len(p: &Params) -> usize {
+    (p.in_c * p.k_h * p.k_wp) as usize * (p.out_c as usize).div_ceil(BLOCK) * BLOCK
+}
+
+/// Values of scratch space for packed filters that every kernel of layer `g` needs.
+pub(super) fn filter_scratch_len(g: &ConvGeometry) -> usize {
+    let forward = packed(&Params::new(g, 1));
+    let flipped = packed(&Params::flipped(g, 1));
+    (2 * packed_len(&forward)).max(packed_len(&flipped))
+}
+
+/// Packs the filters of θ (or of a direction) at the layer's offsets into `filters`, from
+/// `at` values on, as forward reads them (flipped and transposed when `params` describes the
+/// backward pass to the input).
+fn pack(
+    rec: &mut Recorder,
+    params: &Params,
+    theta: &GpuBuffer<f32>,
+    filters: &GpuBuffer<f32>,
+    at: usize,
+) -> Result<(), GpuError> {
+    check_len(&PACK_FILTERS, filters, at + packed_len(params))?;
+    let params = Params { v_filters: u32_of(at / BLOCK), ..*params };
+    rec.dispatch(&PACK_FILTERS, &params, &[theta, filters], packed_len(&params) as u64)
+}
+
+/// Invocations of forward: one per BLOCK channels × COLS columns of an output row.
+fn output_tiles(p: &Params) -> u64 {
+    let (oc_blocks, col_blocks) = ((p.out_c as usize).div_ceil(BLOCK), (p.out_w as usize).div_ceil(COLS));
+    (p.batch as usize * oc_blocks * p.out_h as usize * col_blocks) as u64
+}
+
+/// The override values of forward: CHUNK, UNIT_STRIDE, JVP.
+fn forward_overrides(p: &Params, jvp: bool) -> [f64; 3] {
+    [chunk(p.k_w as usize) as f64, f64::from(u8::from(p.stride == 1)), f64::from(u8::from(jvp))]
+}
+
+/// y = the convolution `params` describes of x with the filters and bias in θ (the forward
+/// pass, or the backward pass to the input at stride 1 with flipped filters).
+pub(super) fn forward(
+    rec: &mut Recorder,
+    params: &Params,
+    x: &GpuBuffer<f32>,
+    theta: &GpuBuffer<f32>,
+    filters: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    let params = packed(params);
+    pack(rec, &params, theta, filters, 0)?;
+    let overrides = forward_overrides(&params, false);
+    rec.dispatch_specialized(&FORWARD, &overrides, &params, &[x, x, theta, filters, y], output_tiles(&params))
+}
+
+/// ry = W·rx + V_W·x + V_b in one pass (W from θ, V the direction).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn jvp(
+    rec: &mut Recorder,
+    params: &Params,
+    x: &GpuBuffer<f32>,
+    rx: &GpuBuffer<f32>,
+    theta: &GpuBuffer<f32>,
+    v: &GpuBuffer<f32>,
+    filters: &GpuBuffer<f32>,
+    ry: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    let params = packed(params);
+    let v_at = packed_len(&params);
+    pack(rec, &params, theta, filters, 0)?;
+    pack(rec, &params, v, filters, v_at)?;
+    let params = Params { v_filters: u32_of(v_at / BLOCK), ..params };
+    let overrides = forward_overrides(&params, true);
+    rec.dispatch_specialized(&FORWARD, &overrides, &params, &[x, rx, v, filters, ry], output_tiles(&params))
+}
+
+/// dx = ∂⟨dy, conv(x)⟩/∂x at any stride, directly (no packing).
+pub(super) fn backward_input_strided(
+    rec: &mut Recorder,
+    g: &ConvGeometry,
+    batch: usize,
+    dy: &GpuBuffer<f32>,
+    theta: &GpuBuffer<f32>,
+    dx: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    let invocations =
+        batch * g.input.channels.div_ceil(BLOCK) * g.input.height * g.input.width.div_ceil(BLOCK);
+    rec.dispatch(&BACKWARD_INPUT, &Params::new(g, batch), &[dy, theta, dx], invocations as u64)
+}
+
+/// The per-group partial sums of ∂⟨dy, conv(x)⟩/∂(W, b): `groups` groups of `group_size`
+/// samples into `partial`, [groups, params].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn weight_grad_partials(
+    rec: &mut Recorder,
+    g: &ConvGeometry,
+    batch: usize,
+    (groups, group_size): (usize, usize),
+    x: &GpuBuffer<f32>,
+    dy: &GpuBuffer<f32>,
+    partial: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    let params = Params { group_size: u32_of(group_size), groups: u32_of(groups), ..Params::new(g, batch) };
+    let oc_blocks = g.output.channels.div_ceil(BLOCK);
+    if g.stride == 1 && g.kernel_h * g.kernel_w <= MAX_SLIDING_TAPS {
+        let invocations = groups * (oc_blocks * g.input.channels + g.output.channels);
+        let overrides = [g.kernel_h as f64, g.kernel_w as f64];
+        rec.dispatch_specialized(
+            &BACKWARD_PARAMS_SLIDING,
+            &overrides,
+            &params,
+            &[x, dy, partial],
+            invocations as u64,
+        )
+    } else {
+        let invocations = groups * (oc_blocks * g.fan_in().div_ceil(BLOCK) + g.output.channels);
+        rec.dispatch(&BACKWARD_PARAMS, &params, &[x, dy, partial], invocations as u64)
+    }
+}

@@ -1,0 +1,44 @@
+//! What training minimises: a network, a loss and the regularisation constant C,
+//!
+//!   f(θ) = θᵀθ / (2·C·l) + (1/l) Σ_i ξ(z_i(θ); y_i)
+//!
+//! over l training samples, as in simpleNN (C is given per sample).
+
+use crate::error::Error;
+use crate::loss::Loss;
+use crate::nn::Network;
+
+/// The objective's definition, shared by its evaluation ([`crate::objective::Objective`]),
+/// the curvature ([`crate::curvature::Subsample`]) and the optimisers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub network: Network,
+    pub loss: Loss,
+    /// The regularisation constant: the objective has θᵀθ/(2·C·l).
+    pub c: f64,
+}
+
+impl Problem {
+    /// Fails unless C is a positive number.
+    pub fn new(network: Network, loss: Loss, c: f64) -> Result<Self, Error> {
+        let problem = Self { network, loss, c };
+        problem.check()?;
+        Ok(problem)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if !(self.c.is_finite() && self.c > 0.0) {
+            return Err(Error::Setting {
+                field: "C",
+                expected: "a positive number",
+                found: self.c.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// 1/(C·l): the regulariser's weight for a training set of `l` samples.
+    pub fn regularization(&self, l: usize) -> f64 {
+        1.0 / (self.c * l as f64)
+    }
+}
