@@ -1,16 +1,16 @@
 //! What each part of training costs on the adapter at hand, in one run: `cargo bench --bench
 //! costs`. For software GPUs, `-- --quick` takes fewer runs and a Newton iteration and an SGD
-//! epoch over 2,000 samples instead of 8,000, and `-- --one-case` measures only the first
-//! case. For cnn4 on
-//! synthetic 28×28×1 and 32×32×3 inputs with batch (= |S| = SGD mini-batch) 256 and 1024:
+//! epoch over 2,000 samples instead of 8,000. First, the host's share of a CG step on a tiny
+//! problem (CPU µs, GPU objects created and blocking waits per step); `-- --one-case` measures
+//! only that, in seconds. Then for cnn4 on synthetic 28×28×1 and 32×32×3 inputs with batch (= |S| = SGD mini-batch) 256 and 1024:
 //! forward, gradient, one Gauss-Newton product over S, one CG step, one Newton iteration
 //! (CG_STEPS steps), one SGD epoch; the GFLOP/s of the convolution kernels and of the project's
 //! tiled matrix product on square matrices; submits, dispatches and read-backs per CG step as
 //! counted by the device layer. Times are medians of several runs, GPU time from timestamp
 //! queries where the adapter has them (wall time otherwise; both are in the JSON).
 //!
-//! Writes target/bench/results.json: the 28×28×1, batch-256 case at the top level, every case
-//! under "cases".
+//! Writes target/bench/results.json: the host case's figures and the 28×28×1, batch-256 case
+//! at the top level, every case under "cases" (the host case as "host").
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,7 +21,7 @@ use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, GpuStats};
 use newton_wgpu::kernels::conv::{self, Conv};
 use newton_wgpu::kernels::matmul::matmul;
 use newton_wgpu::loss::Loss;
-use newton_wgpu::nn::{cnn4, Shape};
+use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
 use newton_wgpu::objective::Objective;
 use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
 use newton_wgpu::optim::newton::{Newton, NewtonOptions};
@@ -36,6 +36,8 @@ const GEMM_SIZE: usize = 1024;
 
 /// How much to measure.
 struct Plan {
+    /// Only the host-overhead case.
+    one_case: bool,
     cases: Vec<(Shape, usize)>,
     /// Runs of the parts of an iteration (after one that compiles pipelines).
     runs: usize,
@@ -54,13 +56,14 @@ impl Plan {
             (Shape::new(3, 32, 32), 256),
             (Shape::new(3, 32, 32), 1024),
         ];
-        if flag("--one-case") {
-            cases.truncate(1);
+        let one_case = flag("--one-case");
+        if one_case {
+            cases.clear();
         }
         if flag("--quick") {
-            Self { cases, runs: 3, long_runs: 1, samples: 2000 }
+            Self { one_case, cases, runs: 3, long_runs: 1, samples: 2000 }
         } else {
-            Self { cases, runs: 5, long_runs: 3, samples: 8000 }
+            Self { one_case, cases, runs: 5, long_runs: 3, samples: 8000 }
         }
     }
 }
@@ -251,6 +254,76 @@ fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) ->
     case
 }
 
+/// Seconds of CPU time this thread has used (not wall time: waiting costs nothing here).
+fn thread_cpu_seconds() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the one we pass.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// CG steps the host-overhead case times.
+const HOST_STEPS: usize = 16;
+
+/// The host's share of a CG step, on a network and subsample so small that kernel time is
+/// negligible: the CPU time this thread spends recording and submitting a step, the GPU
+/// objects it creates and the times it blocks, per step (a solve of 1 + HOST_STEPS steps less
+/// one of 1 step, medians over `runs`), with the residual checked as Newton-CG checks it on
+/// this adapter. A device of its own, without timestamp queries.
+fn host_case(runs: usize) -> Map<String, Value> {
+    let gpu = Gpu::new().expect("a GPU adapter");
+    let execution = Execution::from_env(&gpu).unwrap();
+    let shape = Shape::new(1, 8, 8);
+    let specs = [
+        LayerSpec::Conv { kernel: 3, channels: 4, stride: 1, padding: 1 },
+        LayerSpec::Relu,
+        LayerSpec::MaxPool { size: 2, stride: None },
+        LayerSpec::Dense { units: 10 },
+    ];
+    let problem = Problem::new(Network::new(shape, &specs).unwrap(), LOSS, C).unwrap();
+    let n = problem.network.param_count();
+    let data = synthetic(shape, 64);
+    let theta = gpu.upload(&problem.network.init_params(0), "θ").unwrap();
+    let grad = gpu.upload(&problem.network.init_params(1), "g").unwrap();
+    let options = SubsampleOptions { size: 16, seed: 0, memory_budget: None };
+    let s = Subsample::new(&execution, &problem, &data, &theta, &options).unwrap();
+    let buffers = CgBuffers::new(&gpu, n).unwrap();
+    let check_every = NewtonOptions::default().check_every_on(&gpu);
+    let solve = |steps: usize| {
+        let settings = CgSettings { xi: 0.0, max_steps: steps, check_every };
+        let outcome = cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &buffers).unwrap();
+        assert_eq!(outcome.steps, steps, "CG stopped early: {outcome:?}");
+    };
+    solve(1 + HOST_STEPS); // compiles every pipeline
+    let mut samples: Vec<[f64; 4]> = Vec::new();
+    for _ in 0..runs {
+        let (s0, c0) = (gpu.stats(), thread_cpu_seconds());
+        solve(1);
+        let (s1, c1) = (gpu.stats(), thread_cpu_seconds());
+        solve(1 + HOST_STEPS);
+        let (s2, c2) = (gpu.stats(), thread_cpu_seconds());
+        let per = |a: u64, m: u64, b: u64| ((a - m) as f64 - (m - b) as f64) / HOST_STEPS as f64;
+        samples.push([
+            ((c2 - c1) - (c1 - c0)) / HOST_STEPS as f64 * 1e6,
+            per(s2.objects, s1.objects, s0.objects),
+            per(s2.waits, s1.waits, s0.waits),
+            per(s2.submits, s1.submits, s0.submits),
+        ]);
+    }
+    let [host_us, objects, waits, submits] = [0, 1, 2, 3].map(|i| median(samples.iter().map(|s| s[i])));
+    let mut case = Map::new();
+    case.insert("network".into(), json!(problem.network.describe()));
+    case.insert("params".into(), json!(n));
+    case.insert("gn_size".into(), json!(options.size));
+    case.insert("cg_check_every".into(), json!(check_every));
+    case.insert("host_us_per_cg_step".into(), json!(host_us));
+    case.insert("objects_per_cg_step".into(), json!(objects));
+    case.insert("blocking_waits_per_cg_step".into(), json!(waits));
+    case.insert("submits_per_cg_step".into(), json!(submits));
+    case
+}
+
 /// GFLOP/s of the tiled matrix product on GEMM_SIZE² matrices.
 fn gemm_gflops(gpu: &Gpu, runs: usize) -> f64 {
     let len = GEMM_SIZE * GEMM_SIZE;
@@ -286,25 +359,40 @@ fn main() {
     );
     println!("cnn4, {LOSS} loss, |S| = SGD mini-batch = batch, {CG_STEPS} CG steps per Newton iteration\n");
 
-    let gemm = gemm_gflops(&gpu, plan.runs);
-    println!("tiled matrix product {GEMM_SIZE}×{GEMM_SIZE}: {gemm:.2} GFLOP/s\n");
+    let host = host_case(5 * plan.runs);
+    let figure = |key: &str| host[key].as_f64().unwrap();
     println!(
-        "{:<9} {:>5} {:>9} {:>9} {:>9} {:>7} {:>9} {:>11} {:>10} {:>8} {:>9} {:>17}",
-        "input",
-        "batch",
-        "fwd ms",
-        "grad ms",
-        "Gv ms",
-        "Gv/grad",
-        "CG step",
-        "Newton it.",
-        "SGD epoch",
-        "conv GF",
-        "conv/gemm",
-        "per CG step s/d/r"
+        "host share of a CG step ({} parameters, |S| = {}, residual read every {} steps): {:.1} µs of CPU, {} objects created, {} blocking waits, {} submits\n",
+        host["params"],
+        host["gn_size"],
+        host["cg_check_every"],
+        figure("host_us_per_cg_step"),
+        figure("objects_per_cg_step"),
+        figure("blocking_waits_per_cg_step"),
+        figure("submits_per_cg_step"),
     );
+    let gemm = if plan.one_case { None } else { Some(gemm_gflops(&gpu, plan.runs)) };
+    if let Some(gemm) = gemm {
+        println!("tiled matrix product {GEMM_SIZE}×{GEMM_SIZE}: {gemm:.2} GFLOP/s\n");
+        println!(
+            "{:<9} {:>5} {:>9} {:>9} {:>9} {:>7} {:>9} {:>11} {:>10} {:>8} {:>9} {:>17}",
+            "input",
+            "batch",
+            "fwd ms",
+            "grad ms",
+            "Gv ms",
+            "Gv/grad",
+            "CG step",
+            "Newton it.",
+            "SGD epoch",
+            "conv GF",
+            "conv/gemm",
+            "per CG step s/d/r"
+        );
+    }
     let mut cases = Map::new();
     for &(shape, batch) in &plan.cases {
+        let gemm = gemm.expect("measured when there are cases");
         let mut case = bench_case(&execution, &plan, shape, batch);
         let number = |key: &str| case[key].as_f64().unwrap();
         let conv = number("conv_gflops");
@@ -347,10 +435,15 @@ fn main() {
     results.insert("runs".into(), json!(plan.runs));
     results.insert("gemm_gflops".into(), json!(gemm));
     results.insert("gemm_size".into(), json!(GEMM_SIZE));
-    // The 28×28×1, batch-256 case at the top level, as the issue's readers look for it.
+    // The 28×28×1, batch-256 case at the top level, then the host case's figures (its
+    // submits per CG step are the tiny case's, the one that shows host overhead).
     if let Some(Value::Object(main_case)) = cases.get("1x28x28_batch256") {
         results.extend(main_case.clone());
     }
+    for key in ["host_us_per_cg_step", "objects_per_cg_step", "blocking_waits_per_cg_step"] {
+        results.insert(key.into(), host[key].clone());
+    }
+    cases.insert("host".into(), Value::Object(host));
     results.insert("cases".into(), Value::Object(cases));
 
     let path = results_path();

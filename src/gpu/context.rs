@@ -61,6 +61,51 @@ pub struct GpuStats {
     pub submits: u64,
     pub dispatches: u64,
     pub readbacks: u64,
+    /// GPU objects created: buffers, bind groups, query sets, shader modules, pipelines
+    /// (command encoders are single-use in wgpu and not counted).
+    pub objects: u64,
+    /// Times the host blocked until the device had finished its work (a read-back included).
+    pub waits: u64,
+}
+
+/// The atomics behind [`GpuStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    submits: AtomicU64,
+    dispatches: AtomicU64,
+    readbacks: AtomicU64,
+    objects: AtomicU64,
+    waits: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn object(&self) {
+        self.objects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wait(&self) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn submit(&self, dispatches: u64) {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.dispatches.fetch_add(dispatches, Ordering::Relaxed);
+    }
+
+    fn readback(&self) {
+        self.readbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> GpuStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        GpuStats {
+            submits: load(&self.submits),
+            dispatches: load(&self.dispatches),
+            readbacks: load(&self.readbacks),
+            objects: load(&self.objects),
+            waits: load(&self.waits),
+        }
+    }
 }
 
 /// One device and queue, with the limits in use and the compiled pipelines.
@@ -71,9 +116,7 @@ pub struct Gpu {
     limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
     pub(crate) timer: Option<Timer>,
-    submits: AtomicU64,
-    dispatches: AtomicU64,
-    readbacks: AtomicU64,
+    pub(crate) counters: Counters,
 }
 
 /// Preference order when no adapter is named: hardware first, the software GPU last.
@@ -163,9 +206,7 @@ impl Gpu {
             limits,
             pipelines: PipelineCache::default(),
             timer,
-            submits: AtomicU64::new(0),
-            dispatches: AtomicU64::new(0),
-            readbacks: AtomicU64::new(0),
+            counters: Counters::default(),
         })
     }
 
@@ -200,16 +241,7 @@ impl Gpu {
     }
 
     pub fn stats(&self) -> GpuStats {
-        GpuStats {
-            submits: self.submits.load(Ordering::Relaxed),
-            dispatches: self.dispatches.load(Ordering::Relaxed),
-            readbacks: self.readbacks.load(Ordering::Relaxed),
-        }
-    }
-
-    pub(crate) fn count_submit(&self, dispatches: u64) {
-        self.submits.fetch_add(1, Ordering::Relaxed);
-        self.dispatches.fetch_add(dispatches, Ordering::Relaxed);
+        self.counters.stats()
     }
 
     fn checked_size<T: Pod>(&self, len: usize, label: &str) -> Result<u64, GpuError> {
@@ -234,6 +266,7 @@ impl Gpu {
             usage: Self::USAGE,
             mapped_at_creation: false,
         });
+        self.counters.object();
         Ok(GpuBuffer::from_raw(raw, len, label))
     }
 
@@ -247,6 +280,7 @@ impl Gpu {
             contents: &bytes,
             usage: Self::USAGE,
         });
+        self.counters.object();
         Ok(GpuBuffer::from_raw(raw, values.len(), label))
     }
 
@@ -267,6 +301,7 @@ impl Gpu {
 
     /// Blocks until every submitted command has finished.
     pub fn wait(&self) -> Result<(), GpuError> {
+        self.counters.wait();
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
@@ -309,11 +344,12 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        self.counters.object();
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&buffer.raw, start as u64 * elem, &staging, 0, padded);
         self.queue.submit([encoder.finish()]);
-        self.count_submit(0);
-        self.readbacks.fetch_add(1, Ordering::Relaxed);
+        self.counters.submit(0);
+        self.counters.readback();
 
         let failed = |reason: String| GpuError::ReadBack { label: buffer.label().to_owned(), reason };
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
@@ -321,6 +357,7 @@ impl Gpu {
             // The receiver only goes away if this function has already returned with an error.
             let _ = sender.send(result);
         });
+        self.counters.wait();
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| failed(e.to_string()))?;
         match pollster::block_on(receiver.receive()) {
             Some(Ok(())) => {}

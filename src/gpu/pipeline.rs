@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::context::Counters;
 use super::{KernelInfo, Shader};
 
 /// Invocations per workgroup of every kernel (the WGSL `override WG`).
@@ -23,6 +24,7 @@ impl PipelineCache {
     pub(crate) fn get(
         &self,
         device: &wgpu::Device,
+        counters: &Counters,
         kernel: &'static KernelInfo,
         overrides: &[f64],
     ) -> Arc<wgpu::ComputePipeline> {
@@ -31,7 +33,8 @@ impl PipelineCache {
         if let Some(pipeline) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
             return pipeline.clone();
         }
-        let module = self.module(device, kernel.shader);
+        let module = self.module(device, counters, kernel.shader);
+        counters.object();
         let named = kernel.overrides.iter().copied().zip(overrides.iter().copied());
         let constants: Vec<(&str, f64)> =
             std::iter::once(("WG", f64::from(WORKGROUP_SIZE))).chain(named).collect();
@@ -50,11 +53,17 @@ impl PipelineCache {
         pipeline
     }
 
-    fn module(&self, device: &wgpu::Device, shader: &'static Shader) -> Arc<wgpu::ShaderModule> {
+    fn module(
+        &self,
+        device: &wgpu::Device,
+        counters: &Counters,
+        shader: &'static Shader,
+    ) -> Arc<wgpu::ShaderModule> {
         let mut modules = self.modules.lock().expect("shader cache poisoned");
         modules
             .entry(shader.name)
             .or_insert_with(|| {
+                counters.object();
                 Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name),
                     source: wgpu::ShaderSource::Wgsl(shader.source().into()),

@@ -84,7 +84,7 @@ impl<'g> Recorder<'g> {
         self.params.resize(start, 0);
         self.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = self.params.len() as u64;
-        let pipeline = self.gpu.pipelines.get(&self.gpu.device, info, overrides);
+        let pipeline = self.gpu.pipelines.get(&self.gpu.device, &self.gpu.counters, info, overrides);
         self.dispatches.push(Dispatch {
             pipeline,
             params: start as u64..end,
@@ -115,6 +115,7 @@ impl<'g> Recorder<'g> {
                 usage: wgpu::BufferUsages::UNIFORM,
             },
         );
+        gpu.counters.object();
         let bind_groups: Vec<wgpu::BindGroup> = dispatches
             .iter()
             .map(|d| {
@@ -131,6 +132,7 @@ impl<'g> Recorder<'g> {
                     resource: buffer.as_entire_binding(),
                 });
                 let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params).chain(storage).collect();
+                gpu.counters.object();
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: None,
                     layout: &d.pipeline.get_bind_group_layout(0),
@@ -140,7 +142,7 @@ impl<'g> Recorder<'g> {
             .collect();
 
         let mut encoder = device.create_command_encoder(&Default::default());
-        let timed = gpu.timer.as_ref().map(|timer| timer.pass(device));
+        let timed = gpu.timer.as_ref().map(|timer| timer.pass(device, &gpu.counters));
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
@@ -156,6 +158,6 @@ impl<'g> Recorder<'g> {
             timer.finish(timed, &mut encoder);
         }
         gpu.queue.submit([encoder.finish()]);
-        gpu.count_submit(dispatches.len() as u64);
+        gpu.counters.submit(dispatches.len() as u64);
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::context::Counters;
 use super::GpuError;
 
 /// Bytes of the two resolved ticks of one pass.
@@ -47,10 +48,12 @@ impl Timer {
         }
     }
 
-    pub(crate) fn pass(&self, device: &wgpu::Device) -> TimedPass {
+    pub(crate) fn pass(&self, device: &wgpu::Device, counters: &Counters) -> TimedPass {
         if let Some(pass) = self.free.lock().expect("timer poisoned").pop() {
             return pass;
         }
+        // A query set and two buffers.
+        (0..3).for_each(|_| counters.object());
         let query_set = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("pass timestamps"),
             ty: wgpu::QueryType::Timestamp,

@@ -54,6 +54,12 @@ impl NewtonOptions {
     pub fn gn_size_for(&self, l: usize) -> usize {
         self.gn_size.unwrap_or(l.div_ceil(20)).min(l)
     }
+
+    /// How often the host reads the CG residual on `gpu`: cg_check_every, or every step on a
+    /// software GPU (where a read-back costs far less than a product) and every 4 elsewhere.
+    pub fn check_every_on(&self, gpu: &crate::gpu::Gpu) -> usize {
+        self.cg_check_every.unwrap_or(if gpu.is_software() { 1 } else { 4 })
+    }
 }
 
 impl Default for NewtonOptions {
@@ -179,7 +185,7 @@ impl<'a> Newton<'a> {
         let sub_options = SubsampleOptions { size: self.gn_size, seed, memory_budget: None };
         let subsample = Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?;
         let lambda = self.state.lambda;
-        let check_every = options.cg_check_every.unwrap_or(if gpu.is_software() { 1 } else { 4 });
+        let check_every = options.check_every_on(gpu);
         let settings = CgSettings { xi: options.xi, max_steps: options.cg_max, check_every };
         let outcome =
             cg::solve(gpu, &subsample, lambda, &self.grad, eval.grad_norm, &settings, &self.cg_buffers)?;
