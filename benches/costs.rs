@@ -18,7 +18,7 @@ use std::time::Instant;
 use newton_wgpu::curvature::{Subsample, SubsampleOptions};
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, GpuStats};
-use newton_wgpu::kernels::conv::{self, Conv};
+use newton_wgpu::kernels::conv::ConvLayer;
 use newton_wgpu::kernels::matmul::matmul;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
@@ -152,11 +152,11 @@ fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) ->
     let product = measure(gpu, 1, runs, || s.gauss_newton_product(&v, 1.0, &gv).unwrap());
 
     // A CG step: a solve of 1 + CG_STEPS steps less one of 1 step (ξ = 0: none stops early).
-    let buffers = CgBuffers::new(gpu, n).unwrap();
-    let check_every = if gpu.is_software() { 1 } else { 4 };
-    let solve = |steps: usize| {
+    let mut buffers = CgBuffers::new(gpu, n).unwrap();
+    let check_every = NewtonOptions::default().cg_check_every;
+    let mut solve = |steps: usize| {
         let settings = CgSettings { xi: 0.0, max_steps: steps, check_every };
-        let outcome = cg::solve(gpu, &s, 1.0, &grad, grad_norm, &settings, &buffers).unwrap();
+        let outcome = cg::solve(gpu, &s, 1.0, &grad, grad_norm, &settings, &mut buffers).unwrap();
         assert_eq!(outcome.steps, steps, "CG stopped early: {outcome:?}");
     };
     let (mut short, mut long, mut counts) = (Vec::new(), Vec::new(), Vec::new());
@@ -179,23 +179,23 @@ fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) ->
     // Conv kernels alone: the forward convolutions of every layer over the batch.
     let geometries: Vec<_> = network.conv_geometries().cloned().collect();
     let conv_macs: u64 = geometries.iter().map(|g| g.macs_per_sample()).sum::<u64>() * batch as u64;
-    let conv_buffers: Vec<[GpuBuffer<f32>; 3]> = geometries
+    let conv_buffers: Vec<(ConvLayer, [GpuBuffer<f32>; 2])> = geometries
         .iter()
         .map(|g| {
-            [
-                gpu.upload(&vec![0.5; batch * g.input.len()], "x").unwrap(),
-                gpu.zeros(batch * g.output.len(), "y").unwrap(),
-                gpu.zeros(conv::filter_scratch_len(g), "filters").unwrap(),
-            ]
+            let layer = ConvLayer::new(gpu, execution.conv, g).unwrap();
+            let x = gpu.upload(&vec![0.5; batch * g.input.len()], "x").unwrap();
+            (layer, [x, gpu.zeros(batch * g.output.len(), "y").unwrap()])
         })
         .collect();
+    // Each layer's filters packed and its forward pass, as the objective runs them.
+    let mut rec = gpu.recorder();
+    for (layer, [x, y]) in &conv_buffers {
+        layer.pack_theta(&mut rec, &theta).unwrap();
+        layer.forward(&mut rec, batch, x, &theta, y).unwrap();
+    }
+    let convs_program = rec.finish().unwrap();
     let convs = measure(gpu, 1, runs, || {
-        let mut rec = gpu.recorder();
-        for (g, [x, y, filters]) in geometries.iter().zip(&conv_buffers) {
-            let layer = Conv { geometry: g, strategy: execution.conv, filters };
-            layer.forward(&mut rec, batch, x, &theta, y).unwrap();
-        }
-        rec.submit();
+        gpu.submit(&[&convs_program]).unwrap();
     });
     drop(conv_buffers);
 
@@ -264,7 +264,7 @@ fn thread_cpu_seconds() -> f64 {
 }
 
 /// CG steps the host-overhead case times.
-const HOST_STEPS: usize = 16;
+const HOST_STEPS: usize = 32;
 
 /// The host's share of a CG step, on a network and subsample so small that kernel time is
 /// negligible: the CPU time this thread spends recording and submitting a step, the GPU
@@ -288,15 +288,15 @@ fn host_case(runs: usize) -> Map<String, Value> {
     let grad = gpu.upload(&problem.network.init_params(1), "g").unwrap();
     let options = SubsampleOptions { size: 16, seed: 0, memory_budget: None };
     let s = Subsample::new(&execution, &problem, &data, &theta, &options).unwrap();
-    let buffers = CgBuffers::new(&gpu, n).unwrap();
-    let check_every = NewtonOptions::default().check_every_on(&gpu);
-    let solve = |steps: usize| {
+    let mut buffers = CgBuffers::new(&gpu, n).unwrap();
+    let check_every = NewtonOptions::default().cg_check_every;
+    let mut solve = |steps: usize| {
         let settings = CgSettings { xi: 0.0, max_steps: steps, check_every };
-        let outcome = cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &buffers).unwrap();
+        let outcome = cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &mut buffers).unwrap();
         assert_eq!(outcome.steps, steps, "CG stopped early: {outcome:?}");
     };
     solve(1 + HOST_STEPS); // compiles every pipeline
-    let mut samples: Vec<[f64; 4]> = Vec::new();
+    let mut samples: Vec<[f64; 6]> = Vec::new();
     for _ in 0..runs {
         let (s0, c0) = (gpu.stats(), thread_cpu_seconds());
         solve(1);
@@ -309,9 +309,12 @@ fn host_case(runs: usize) -> Map<String, Value> {
             per(s2.objects, s1.objects, s0.objects),
             per(s2.waits, s1.waits, s0.waits),
             per(s2.submits, s1.submits, s0.submits),
+            per(s2.dispatches, s1.dispatches, s0.dispatches),
+            per(s2.paced_waits, s1.paced_waits, s0.paced_waits),
         ]);
     }
-    let [host_us, objects, waits, submits] = [0, 1, 2, 3].map(|i| median(samples.iter().map(|s| s[i])));
+    let [host_us, objects, waits, submits, dispatches, paced] =
+        [0, 1, 2, 3, 4, 5].map(|i| median(samples.iter().map(|s| s[i])));
     let mut case = Map::new();
     case.insert("network".into(), json!(problem.network.describe()));
     case.insert("params".into(), json!(n));
@@ -321,6 +324,8 @@ fn host_case(runs: usize) -> Map<String, Value> {
     case.insert("objects_per_cg_step".into(), json!(objects));
     case.insert("blocking_waits_per_cg_step".into(), json!(waits));
     case.insert("submits_per_cg_step".into(), json!(submits));
+    case.insert("dispatches_per_cg_step".into(), json!(dispatches));
+    case.insert("paced_waits_per_cg_step".into(), json!(paced));
     case
 }
 
@@ -333,7 +338,7 @@ fn gemm_gflops(gpu: &Gpu, runs: usize) -> f64 {
     let seconds = measure(gpu, 1, runs, || {
         let mut rec = gpu.recorder();
         matmul(&mut rec, (GEMM_SIZE, GEMM_SIZE, GEMM_SIZE), &a, &b, &c).unwrap();
-        rec.submit();
+        rec.submit().unwrap();
     });
     2.0 * (GEMM_SIZE as f64).powi(3) / seconds.best() / 1e9
 }
@@ -362,14 +367,16 @@ fn main() {
     let host = host_case(5 * plan.runs);
     let figure = |key: &str| host[key].as_f64().unwrap();
     println!(
-        "host share of a CG step ({} parameters, |S| = {}, residual read every {} steps): {:.1} µs of CPU, {} objects created, {} blocking waits, {} submits\n",
+        "host share of a CG step ({} parameters, |S| = {}, residual read every {} steps): {:.1} µs of CPU, {} objects created, {} blocking waits, {} paced waits, {} submits, {} dispatches\n",
         host["params"],
         host["gn_size"],
         host["cg_check_every"],
         figure("host_us_per_cg_step"),
         figure("objects_per_cg_step"),
         figure("blocking_waits_per_cg_step"),
+        figure("paced_waits_per_cg_step"),
         figure("submits_per_cg_step"),
+        figure("dispatches_per_cg_step"),
     );
     let gemm = if plan.one_case { None } else { Some(gemm_gflops(&gpu, plan.runs)) };
     if let Some(gemm) = gemm {

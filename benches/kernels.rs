@@ -1,7 +1,8 @@
 //! Per-layer cost of every convolution kernel of cnn4 and cnn4-small, both kinds side by side
 //! on the adapter at hand (windowed: registers only; tiled: workgroup-memory implicit matrix
 //! products): the forward pass, forward mode (Jv), the backward pass to the input and the
-//! weight gradient. Median GPU time of several runs (wall time where the adapter has no
+//! weight gradient (θ's filters packed once beforehand, as training packs them once per θ;
+//! forward mode packs its direction's). Median GPU time of several runs (wall time where the adapter has no
 //! timestamp queries) and the GFLOP/s that implies.
 //!
 //! `cargo bench --bench kernels [-- --runs N] [-- --dump DIR]`; `BENCH_ONLY=cnn4-small` runs
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, Recorder};
-use newton_wgpu::kernels::conv::{self, Conv, ConvStrategy};
+use newton_wgpu::kernels::conv::{ConvLayer, ConvStrategy};
 use newton_wgpu::nn::{cnn4, cnn4_small, ConvGeometry, Network, NetworkError, Shape};
 
 const BATCH: usize = 256;
@@ -46,7 +47,7 @@ fn median_seconds(gpu: &Gpu, runs: usize, mut record: impl FnMut(&mut Recorder))
         let start = Instant::now();
         let mut rec = gpu.recorder();
         record(&mut rec);
-        rec.submit();
+        rec.submit().unwrap();
         gpu.wait().unwrap();
         let wall = start.elapsed().as_secs_f64();
         let seconds = gpu.take_gpu_time().unwrap().map_or(wall, |d| d.as_secs_f64());
@@ -65,9 +66,8 @@ fn buffer(gpu: &Gpu, len: usize, salt: usize) -> GpuBuffer<f32> {
 }
 
 /// The buffers of one layer's passes.
-struct Layer<'a> {
-    g: &'a ConvGeometry,
-    strategy: ConvStrategy,
+struct Layer {
+    layer: ConvLayer,
     theta: GpuBuffer<f32>,
     v: GpuBuffer<f32>,
     x: GpuBuffer<f32>,
@@ -76,17 +76,21 @@ struct Layer<'a> {
     dy: GpuBuffer<f32>,
     dx: GpuBuffer<f32>,
     grad: GpuBuffer<f32>,
-    filters: GpuBuffer<f32>,
     partial: GpuBuffer<f32>,
 }
 
-impl<'a> Layer<'a> {
-    fn new(gpu: &Gpu, g: &'a ConvGeometry, strategy: ConvStrategy, network: &Network) -> Self {
+impl Layer {
+    fn new(gpu: &Gpu, g: &ConvGeometry, strategy: ConvStrategy, network: &Network) -> Self {
         let (input, output) = (BATCH * g.input.len(), BATCH * g.output.len());
+        let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
+        // θ's filters are packed once per θ, as training packs them.
+        let layer = ConvLayer::new(gpu, strategy, g).unwrap();
+        let mut rec = gpu.recorder();
+        layer.pack_theta(&mut rec, &theta).unwrap();
+        rec.submit().unwrap();
         Self {
-            g,
-            strategy,
-            theta: gpu.upload(&network.init_params(0), "θ").unwrap(),
+            layer,
+            theta,
             v: gpu.upload(&network.init_params(1), "v").unwrap(),
             x: buffer(gpu, input, 0),
             rx: buffer(gpu, input, 1),
@@ -94,21 +98,19 @@ impl<'a> Layer<'a> {
             dy: buffer(gpu, output, 2),
             dx: gpu.zeros(input, "dx").unwrap(),
             grad: gpu.zeros(network.param_count(), "grad").unwrap(),
-            filters: gpu.zeros(conv::filter_scratch_len(g), "filters").unwrap(),
             partial: gpu.zeros(PARTIAL_VALUES.max(g.params()), "partial").unwrap(),
         }
     }
 
     /// Records `pass` and returns the buffer it writes.
     fn record(&self, rec: &mut Recorder, pass: &str) -> &GpuBuffer<f32> {
-        let (g, s) = (self.g, self);
-        let layer = Conv { geometry: g, strategy: s.strategy, filters: &s.filters };
+        let (layer, s) = (&self.layer, self);
         match pass {
             "forward" => layer.forward(rec, BATCH, &s.x, &s.theta, &s.y).map(|_| &s.y),
             "jvp" => layer.jvp(rec, BATCH, &s.x, Some(&s.rx), &s.theta, &s.v, &s.y).map(|_| &s.y),
             "backward_input" => layer.backward_input(rec, BATCH, &s.dy, &s.theta, &s.dx).map(|_| &s.dx),
             "weight_grad" => {
-                conv::backward_params(rec, g, BATCH, &s.x, &s.dy, &s.partial, &s.grad).map(|_| &s.grad)
+                layer.backward_params(rec, BATCH, &s.x, &s.dy, &s.partial, &s.grad).map(|_| &s.grad)
             }
             _ => unreachable!("a pass of PASSES"),
         }
@@ -122,7 +124,7 @@ impl<'a> Layer<'a> {
         }
         let mut rec = gpu.recorder();
         let out = self.record(&mut rec, pass);
-        rec.submit();
+        rec.submit().unwrap();
         let bytes: Vec<u8> = gpu.read(out).unwrap().iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(path, bytes).unwrap();
     }

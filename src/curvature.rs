@@ -4,18 +4,17 @@
 //!
 //! computed without forming any matrix: forward mode (Jv) through the stored forward pass of
 //! S, the loss Hessian B applied per sample, and back-propagation (Jᵀ). One product is one
-//! command encoder and one submit, with no read-back.
+//! command encoder and one submit, with no read-back; recorded once into a program, it is
+//! replayed with nothing created on the device.
 
 use rand::SeedableRng;
 
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
-use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::{blas1, loss as loss_kernels};
-use crate::loss::Loss;
-use crate::nn::device::{backward, forward, jvp, Passes, Workspace};
-use crate::nn::Network;
+use crate::gpu::{Gpu, GpuBuffer, Program, Recorder};
+use crate::kernels::{blas1, cg as cg_kernels, loss as loss_kernels};
+use crate::nn::device::{Passes, Workspace};
 use crate::problem::Problem;
 
 /// `size` distinct sample indices of 0..l, drawn from `seed`, in increasing order.
@@ -44,13 +43,25 @@ pub fn default_memory_budget(gpu: &Gpu) -> u64 {
     4 * gpu.max_binding_bytes()
 }
 
-/// A subsample S of the training data with its forward pass on the device, bound to one θ;
-/// it serves any number of products Jv, Jᵀu and (G_S + λI)v.
+/// Where the damping of a Gauss-Newton product comes from.
+#[derive(Clone, Copy)]
+pub enum Damping<'b> {
+    /// λ, fixed when the product is recorded.
+    Lambda(f64),
+    /// λ + 1/(C·l) as [`Subsample::damping`] gives it, read from `scalars[slot]` when the
+    /// product runs (so one recorded product serves every λ).
+    Slot { scalars: &'b GpuBuffer<f32>, slot: usize },
+}
+
+/// A subsample S of the training data with its forward pass on the device, at the θ it was
+/// drawn with (a copy of which it keeps); it serves any number of products Jv, Jᵀu and
+/// (G_S + λI)v, and can be drawn again ([`Subsample::redraw`]) with all its device buffers
+/// and programs kept.
 pub struct Subsample<'a> {
-    gpu: &'a Gpu,
-    network: &'a Network,
-    loss: Loss,
-    theta: &'a GpuBuffer<f32>,
+    execution: Execution<'a>,
+    problem: &'a Problem,
+    /// θ as of the last draw.
+    theta: GpuBuffer<f32>,
     indices: Vec<usize>,
     /// The inputs of all of S when chunked (each chunk is copied into the workspace and its
     /// forward pass recomputed); None when the workspace holds all of S.
@@ -58,6 +69,10 @@ pub struct Subsample<'a> {
     workspace: Workspace,
     /// 1/(C·l), the regularisation's share of the damping.
     regularization: f64,
+    /// Copies θ in, packs its filters and (when S is stored) runs the forward pass of S.
+    draw: Program,
+    /// The id of the θ buffer `draw` copies from.
+    source: u64,
 }
 
 impl<'a> Subsample<'a> {
@@ -67,7 +82,7 @@ impl<'a> Subsample<'a> {
         execution: &Execution<'a>,
         problem: &'a Problem,
         data: &Dataset,
-        theta: &'a GpuBuffer<f32>,
+        theta: &GpuBuffer<f32>,
         options: &SubsampleOptions,
     ) -> Result<Self, Error> {
         problem.check()?;
@@ -81,48 +96,102 @@ impl<'a> Subsample<'a> {
                 found: options.size.to_string(),
             });
         }
-        if theta.len() != network.param_count() {
-            return Err(Error::ParamCount { expected: network.param_count(), found: theta.len() });
+        let n = network.param_count();
+        if theta.len() != n {
+            return Err(Error::ParamCount { expected: n, found: theta.len() });
         }
-        let indices = pick_subsample(data.len(), options.size, options.seed);
-        let size = indices.len();
-        let d = network.input().len();
-        let mut images = Vec::with_capacity(size * d);
-        for &i in &indices {
-            images.extend_from_slice(data.images_of(i..i + 1));
-        }
-
+        let size = options.size;
         let budget = options.memory_budget.unwrap_or_else(|| default_memory_budget(gpu));
         let fits_binding = Workspace::max_capacity(gpu, network);
         let whole = Workspace::bytes_for(network, size, Passes::Curvature);
         let (workspace, chunk_source) = if whole <= budget && size <= fits_binding {
-            let workspace = Workspace::new(execution, network, size, Passes::Curvature)?;
-            gpu.write(workspace.inputs(), &images)?;
-            let mut rec = gpu.recorder();
-            forward(&mut rec, network, &workspace, theta, size)?;
-            rec.submit();
-            (workspace, None)
+            (Workspace::new(execution, network, size, Passes::Curvature)?, None)
         } else {
-            let source_bytes = 4 * images.len() as u64;
+            let source_bytes = 4 * (size * network.input().len()) as u64;
             let mut capacity = execution.bsize.clamp(1, size).min(fits_binding);
             while capacity > 1
                 && Workspace::bytes_for(network, capacity, Passes::Curvature) + source_bytes > budget
             {
                 capacity /= 2;
             }
-            let source = gpu.upload(&images, "subsample inputs")?;
+            let source = gpu.zeros(size * network.input().len(), "subsample inputs")?;
             (Workspace::new(execution, network, capacity, Passes::Curvature)?, Some(source))
         };
-        Ok(Self {
-            gpu,
-            network,
-            loss: problem.loss,
-            theta,
-            indices,
+        let own_theta = gpu.zeros(n, "θ of the subsample")?;
+        let mut rec = gpu.recorder();
+        blas1::copy(&mut rec, theta, 0, &own_theta, 0, n)?;
+        workspace.record_pack(&mut rec, &own_theta)?;
+        if chunk_source.is_none() {
+            workspace.record_forward(&mut rec, &own_theta, size)?;
+        }
+        let draw = rec.finish()?;
+        let mut subsample = Self {
+            execution: *execution,
+            problem,
+            theta: own_theta,
+            indices: Vec::new(),
             chunk_source,
             workspace,
             regularization: problem.regularization(data.len()),
-        })
+            draw,
+            source: theta.id(),
+        };
+        subsample.redraw_with(data, theta, options.seed, size)?;
+        Ok(subsample)
+    }
+
+    /// Draws a fresh S of the same size from `data` with `seed` at `theta`, and runs its
+    /// forward pass: nothing is allocated or recorded again. `data` must have as many samples
+    /// as the training set S was first drawn from (the regulariser's l).
+    pub fn redraw(&mut self, data: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
+        let size = self.len();
+        self.redraw_with(data, theta, seed, size)
+    }
+
+    fn redraw_with(
+        &mut self,
+        data: &Dataset,
+        theta: &GpuBuffer<f32>,
+        seed: u64,
+        size: usize,
+    ) -> Result<(), Error> {
+        let network = &self.problem.network;
+        network.check_data(data.shape, data.classes)?;
+        if size > data.len() || self.regularization != self.problem.regularization(data.len()) {
+            return Err(Error::Setting {
+                field: "subsample data",
+                expected: "as many samples as the training set the subsample was made for",
+                found: data.len().to_string(),
+            });
+        }
+        // The draw program copies from the θ buffer it was recorded with.
+        if theta.id() != self.source {
+            return Err(Error::Setting {
+                field: "θ",
+                expected: "the buffer the subsample was made with",
+                found: theta.label().to_owned(),
+            });
+        }
+        self.indices = pick_subsample(data.len(), size, seed);
+        let d = network.input().len();
+        let mut images = Vec::with_capacity(size * d);
+        for &i in &self.indices {
+            images.extend_from_slice(data.images_of(i..i + 1));
+        }
+        let gpu = self.execution.gpu;
+        gpu.write(self.chunk_source.as_ref().unwrap_or(self.workspace.inputs()), &images)?;
+        gpu.submit(&[&self.draw])?;
+        Ok(())
+    }
+
+    /// This subsample's identity (that of its copy of θ), for the programs that bind it.
+    pub fn id(&self) -> u64 {
+        self.theta.id()
+    }
+
+    /// Whether the subsample was made with (and draws from) the buffer `theta`.
+    pub fn made_with(&self, theta: &GpuBuffer<f32>) -> bool {
+        self.source == theta.id()
     }
 
     /// The indices of S in the training set, increasing.
@@ -152,7 +221,13 @@ impl<'a> Subsample<'a> {
 
     /// Bytes held on the device.
     pub fn bytes(&self) -> u64 {
-        self.workspace.bytes() + self.chunk_source.as_ref().map_or(0, |b| b.bytes())
+        self.workspace.bytes() + self.theta.bytes() + self.chunk_source.as_ref().map_or(0, |b| b.bytes())
+    }
+
+    /// The damping of (G_S + λI) as the products add it, λ + 1/(C·l), in f32: the value to
+    /// put in the slot of [`Damping::Slot`].
+    pub fn damping(&self, lambda: f64) -> f32 {
+        (lambda + self.regularization) as f32
     }
 
     /// One line for people: size, storage and memory.
@@ -176,12 +251,12 @@ impl<'a> Subsample<'a> {
         rec: &mut Recorder,
         mut body: impl FnMut(&mut Recorder, usize, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let d = self.network.input().len();
+        let d = self.problem.network.input().len();
         for start in (0..self.len()).step_by(self.chunk_size()) {
             let batch = self.chunk_size().min(self.len() - start);
             if let Some(source) = &self.chunk_source {
                 blas1::copy(rec, source, start * d, self.workspace.inputs(), 0, batch * d)?;
-                forward(rec, self.network, &self.workspace, self.theta, batch)?;
+                self.workspace.record_forward(rec, &self.theta, batch)?;
             }
             body(rec, start, batch)?;
         }
@@ -206,11 +281,11 @@ impl<'a> Subsample<'a> {
         v: &GpuBuffer<f32>,
         out: &GpuBuffer<f32>,
     ) -> Result<(), Error> {
-        let k = self.network.outputs();
-        self.check(v, self.network.param_count())?;
+        let k = self.problem.network.outputs();
+        self.check(v, self.problem.network.param_count())?;
         self.check(out, self.len() * k)?;
         self.for_each_chunk(rec, |rec, start, batch| {
-            let jv = jvp(rec, self.network, &self.workspace, self.theta, v, batch)?;
+            let jv = self.workspace.record_jvp(rec, &self.theta, v, batch)?;
             blas1::copy(rec, jv, 0, out, start * k, batch * k)?;
             Ok(())
         })
@@ -223,13 +298,13 @@ impl<'a> Subsample<'a> {
         u: &GpuBuffer<f32>,
         out: &GpuBuffer<f32>,
     ) -> Result<(), Error> {
-        let (k, n) = (self.network.outputs(), self.network.param_count());
+        let (k, n) = (self.problem.network.outputs(), self.problem.network.param_count());
         self.check(u, self.len() * k)?;
         self.check(out, n)?;
         blas1::fill(rec, out, n, 0.0)?;
         self.for_each_chunk(rec, |rec, start, batch| {
             blas1::copy(rec, u, start * k, self.workspace.output_grad(), 0, batch * k)?;
-            backward(rec, self.network, &self.workspace, self.theta, batch, out, None)?;
+            self.workspace.record_backward(rec, &self.theta, batch, out, None)?;
             Ok(())
         })
     }
@@ -241,25 +316,26 @@ impl<'a> Subsample<'a> {
         u: &GpuBuffer<f32>,
         out: &GpuBuffer<f32>,
     ) -> Result<(), Error> {
-        let k = self.network.outputs();
+        let k = self.problem.network.outputs();
         self.check(u, self.len() * k)?;
         self.check(out, self.len() * k)?;
+        let ws = &self.workspace;
         self.for_each_chunk(rec, |rec, start, batch| {
             // The tangent buffer is free outside Jv: stage this chunk's u there.
-            let staged = self.workspace.tangent_scratch();
+            let staged = ws.tangent_scratch();
             blas1::copy(rec, u, start * k, staged, 0, batch * k)?;
-            let z = self.workspace.network_outputs();
+            let z = ws.network_outputs();
             loss_kernels::hessian_product(
                 rec,
-                self.loss,
+                self.problem.loss,
                 batch,
                 k,
                 z,
                 staged,
-                self.workspace.output_grad(),
+                ws.output_grad(),
                 1.0,
             )?;
-            blas1::copy(rec, self.workspace.output_grad(), 0, out, start * k, batch * k)?;
+            blas1::copy(rec, ws.output_grad(), 0, out, start * k, batch * k)?;
             Ok(())
         })
     }
@@ -269,23 +345,35 @@ impl<'a> Subsample<'a> {
         &self,
         rec: &mut Recorder,
         v: &GpuBuffer<f32>,
-        lambda: f64,
+        damping: Damping,
         out: &GpuBuffer<f32>,
     ) -> Result<(), Error> {
-        let (k, n) = (self.network.outputs(), self.network.param_count());
+        let (k, n) = (self.problem.network.outputs(), self.problem.network.param_count());
         self.check(v, n)?;
         self.check(out, n)?;
         let per_sample = (1.0 / self.len() as f64) as f32;
         blas1::fill(rec, out, n, 0.0)?;
+        let ws = &self.workspace;
         self.for_each_chunk(rec, |rec, _, batch| {
-            let ws = &self.workspace;
-            let jv = jvp(rec, self.network, ws, self.theta, v, batch)?;
+            let jv = ws.record_jvp(rec, &self.theta, v, batch)?;
             let z = ws.network_outputs();
-            loss_kernels::hessian_product(rec, self.loss, batch, k, z, jv, ws.output_grad(), per_sample)?;
-            backward(rec, self.network, ws, self.theta, batch, out, None)?;
+            loss_kernels::hessian_product(
+                rec,
+                self.problem.loss,
+                batch,
+                k,
+                z,
+                jv,
+                ws.output_grad(),
+                per_sample,
+            )?;
+            ws.record_backward(rec, &self.theta, batch, out, None)?;
             Ok(())
         })?;
-        blas1::axpy(rec, (lambda + self.regularization) as f32, v, out, n)?;
+        match damping {
+            Damping::Lambda(lambda) => blas1::axpy(rec, self.damping(lambda), v, out, n)?,
+            Damping::Slot { scalars, slot } => cg_kernels::axpy_scalar(rec, 1.0, scalars, slot, v, out)?,
+        }
         Ok(())
     }
 
@@ -296,9 +384,9 @@ impl<'a> Subsample<'a> {
         lambda: f64,
         out: &GpuBuffer<f32>,
     ) -> Result<(), Error> {
-        let mut rec = self.gpu.recorder();
-        self.record_gauss_newton(&mut rec, v, lambda, out)?;
-        rec.submit();
+        let mut rec = self.execution.gpu.recorder();
+        self.record_gauss_newton(&mut rec, v, Damping::Lambda(lambda), out)?;
+        rec.submit()?;
         Ok(())
     }
 }

@@ -1,13 +1,18 @@
 //! The objective of a [`Problem`] and its gradient, over a whole data set in chunks:
 //!
 //!   f(θ) = θᵀθ / (2·C·l) + (1/l) Σ_i ξ(z_i; y_i),    ∇f = θ/(C·l) + (1/l) Σ_i J_iᵀ ∂ξ/∂z_i
+//!
+//! Each chunk's work is a program recorded the first time it is needed and replayed after:
+//! an evaluation writes each chunk's samples and submits, creating nothing on the device.
+
+use std::collections::HashMap;
 
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
-use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::gpu::{Gpu, GpuBuffer, Program, Recorder};
 use crate::kernels::{blas1, loss as loss_kernels};
-use crate::nn::device::{backward, forward, Passes, Workspace};
+use crate::nn::device::{Passes, Workspace};
 use crate::nn::Network;
 use crate::problem::Problem;
 
@@ -41,6 +46,25 @@ impl Accuracy {
 const THETA_SQ: usize = 0;
 const GRAD_SQ: usize = 1;
 
+/// Programs kept at most; beyond, the cache starts afresh (they are cheap to record again).
+const MAX_PROGRAMS: usize = 256;
+
+/// What a cached program does, with what it binds: θ's and the gradient's buffer ids (0 for
+/// none), the data set's size l, and for a chunk its first sample and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Work {
+    /// Pack θ's filters and, for a gradient, zero it.
+    Begin { theta: u64, grad: u64 },
+    /// Forward, loss (and with a gradient, backward) of one chunk.
+    Chunk { theta: u64, grad: u64, l: usize, start: usize, batch: usize },
+    /// θᵀθ, and for a gradient the regulariser's term and ‖∇f‖².
+    End { theta: u64, grad: u64, l: usize },
+    /// The forward pass alone, for the outputs.
+    Outputs { theta: u64, batch: usize },
+    /// A mini-batch's gradient (SGD): pack, zero, forward, loss, backward, regulariser.
+    Minibatch { theta: u64, grad: u64, l: usize, offset: usize, batch: usize },
+}
+
 /// Evaluates f and ∇f of one problem on the device.
 pub struct Objective<'g> {
     gpu: &'g Gpu,
@@ -50,11 +74,16 @@ pub struct Objective<'g> {
     losses: GpuBuffer<f32>,
     dot_scratch: GpuBuffer<f32>,
     scalars: GpuBuffer<f32>,
+    programs: HashMap<Work, Program>,
     progress: Option<Progress<'g>>,
 }
 
 /// Called with (chunks done, chunks in all) while a data set is evaluated.
 pub type Progress<'g> = Box<dyn FnMut(usize, usize) + 'g>;
+
+fn id(buffer: Option<&GpuBuffer<f32>>) -> u64 {
+    buffer.map_or(0, |b| b.id())
+}
 
 impl<'g> Objective<'g> {
     /// Chunks hold at most `execution.bsize` samples, fewer when the adapter cannot bind that
@@ -73,6 +102,7 @@ impl<'g> Objective<'g> {
             losses: gpu.zeros(capacity, "per-sample losses")?,
             dot_scratch: gpu.zeros(blas1::dot_scratch_len(n), "dot scratch")?,
             scalars: gpu.zeros(4, "scalars")?,
+            programs: HashMap::new(),
             progress: None,
         })
     }
@@ -105,6 +135,87 @@ impl<'g> Objective<'g> {
         }
         if self.losses.len() < data.len() {
             self.losses = self.gpu.zeros(data.len(), "per-sample losses")?;
+            // Recorded programs bind the old buffer.
+            self.programs.clear();
+        }
+        Ok(())
+    }
+
+    /// Submits the program for `work`, recording it first if it is new.
+    fn run(
+        &mut self,
+        work: Work,
+        theta: &GpuBuffer<f32>,
+        grad: Option<&GpuBuffer<f32>>,
+    ) -> Result<(), Error> {
+        if !self.programs.contains_key(&work) {
+            if self.programs.len() >= MAX_PROGRAMS {
+                self.programs.clear();
+            }
+            let mut rec = self.gpu.recorder();
+            self.record(&mut rec, work, theta, grad)?;
+            self.programs.insert(work, rec.finish()?);
+        }
+        self.gpu.submit(&[&self.programs[&work]])?;
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        rec: &mut Recorder,
+        work: Work,
+        theta: &GpuBuffer<f32>,
+        grad: Option<&GpuBuffer<f32>>,
+    ) -> Result<(), Error> {
+        let (ws, network, loss) = (&self.workspace, self.network(), self.problem.loss);
+        let (n, k) = (network.param_count(), network.outputs());
+        match work {
+            Work::Begin { .. } => {
+                ws.record_pack(rec, theta)?;
+                if let Some(grad) = grad {
+                    blas1::fill(rec, grad, n, 0.0)?;
+                }
+            }
+            Work::Chunk { l, start, batch, .. } => {
+                let scale = (1.0 / l.max(1) as f64) as f32;
+                ws.record_forward(rec, theta, batch)?;
+                let (z, labels, dz) = (ws.network_outputs(), ws.labels(), ws.output_grad());
+                loss_kernels::value_and_grad(rec, loss, batch, k, z, labels, &self.losses, start, dz, scale)?;
+                if let Some(grad) = grad {
+                    ws.record_backward(rec, theta, batch, grad, None)?;
+                }
+            }
+            Work::End { l, .. } => {
+                let (scratch, scalars) = (&self.dot_scratch, &self.scalars);
+                blas1::dot(rec, theta, theta, n, scratch, scalars, THETA_SQ)?;
+                if let Some(grad) = grad {
+                    blas1::axpy(rec, self.problem.regularization(l) as f32, theta, grad, n)?;
+                    blas1::dot(rec, grad, grad, n, scratch, scalars, GRAD_SQ)?;
+                }
+            }
+            Work::Outputs { batch, .. } => ws.record_forward(rec, theta, batch)?,
+            Work::Minibatch { l, offset, batch, .. } => {
+                let grad = grad.expect("a mini-batch gradient has a buffer");
+                ws.record_pack(rec, theta)?;
+                blas1::fill(rec, grad, n, 0.0)?;
+                ws.record_forward(rec, theta, batch)?;
+                let (z, labels, dz) = (ws.network_outputs(), ws.labels(), ws.output_grad());
+                let scale = 1.0 / batch as f32;
+                loss_kernels::value_and_grad(
+                    rec,
+                    loss,
+                    batch,
+                    k,
+                    z,
+                    labels,
+                    &self.losses,
+                    offset,
+                    dz,
+                    scale,
+                )?;
+                ws.record_backward(rec, theta, batch, grad, None)?;
+                blas1::axpy(rec, self.problem.regularization(l) as f32, theta, grad, n)?;
+            }
         }
         Ok(())
     }
@@ -122,10 +233,6 @@ impl<'g> Objective<'g> {
             return Err(Error::ParamCount { expected: n, found: grad.len() });
         }
         self.run_chunks(data, theta, Some(grad))?;
-        let mut rec = self.gpu.recorder();
-        blas1::axpy(&mut rec, self.problem.regularization(data.len()) as f32, theta, grad, n)?;
-        blas1::dot(&mut rec, grad, grad, n, &self.dot_scratch, &self.scalars, GRAD_SQ)?;
-        rec.submit();
         self.finish(data, true)
     }
 
@@ -151,19 +258,18 @@ impl<'g> Objective<'g> {
         Ok(accuracy)
     }
 
-    /// Records the gradient of one mini-batch into `grad`: the batch mean of the loss
-    /// gradient plus θ/(C·l), with l = data.len(). Writes the batch's samples to the device
-    /// now (before the recorder is submitted) and the per-sample losses at
-    /// `losses[indices' positions in the epoch]`, from `epoch_offset` on; read them with
-    /// [`Objective::epoch_losses`].
-    pub fn record_minibatch_grad(
+    /// Submits the gradient of one mini-batch into `grad`: the batch mean of the loss gradient
+    /// plus θ/(C·l), with l = data.len(); θ's filters are packed first. The per-sample losses
+    /// go to `losses[epoch_offset..]`; read them with [`Objective::epoch_losses`]. `then`
+    /// runs in the same submit, after the gradient (SGD's update).
+    pub fn minibatch_grad(
         &mut self,
-        rec: &mut Recorder,
         data: &Dataset,
         indices: &[usize],
         epoch_offset: usize,
         theta: &GpuBuffer<f32>,
         grad: &GpuBuffer<f32>,
+        then: &Program,
     ) -> Result<(), Error> {
         self.check(data, theta)?;
         let batch = indices.len();
@@ -172,34 +278,30 @@ impl<'g> Objective<'g> {
             "a mini-batch of {batch} exceeds the workspace's {}",
             self.chunk_size()
         );
-        let (ws, network) = (&self.workspace, self.network());
-        let mut images = Vec::with_capacity(batch * network.input().len());
+        let d = self.network().input().len();
+        let mut images = Vec::with_capacity(batch * d);
         for &i in indices {
             images.extend_from_slice(data.images_of(i..i + 1));
         }
         let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
-        self.gpu.write(ws.inputs(), &images)?;
-        self.gpu.write(ws.labels(), &labels)?;
-        let n = network.param_count();
-        blas1::fill(rec, grad, n, 0.0)?;
-        forward(rec, network, ws, theta, batch)?;
-        let z = ws.network_outputs();
-        let scale = 1.0 / batch as f32;
-        let k = network.outputs();
-        loss_kernels::value_and_grad(
-            rec,
-            self.problem.loss,
+        self.gpu.write(self.workspace.inputs(), &images)?;
+        self.gpu.write(self.workspace.labels(), &labels)?;
+        let work = Work::Minibatch {
+            theta: theta.id(),
+            grad: grad.id(),
+            l: data.len(),
+            offset: epoch_offset,
             batch,
-            k,
-            z,
-            ws.labels(),
-            &self.losses,
-            epoch_offset,
-            ws.output_grad(),
-            scale,
-        )?;
-        backward(rec, network, ws, theta, batch, grad, None)?;
-        blas1::axpy(rec, self.problem.regularization(data.len()) as f32, theta, grad, n)?;
+        };
+        if !self.programs.contains_key(&work) {
+            if self.programs.len() >= MAX_PROGRAMS {
+                self.programs.clear();
+            }
+            let mut rec = self.gpu.recorder();
+            self.record(&mut rec, work, theta, Some(grad))?;
+            self.programs.insert(work, rec.finish()?);
+        }
+        self.gpu.submit(&[&self.programs[&work], then])?;
         Ok(())
     }
 
@@ -213,65 +315,40 @@ impl<'g> Objective<'g> {
     pub fn outputs(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Vec<f32>, Error> {
         self.check(data, theta)?;
         let k = self.network().outputs();
+        self.run(Work::Begin { theta: theta.id(), grad: 0 }, theta, None)?;
         let mut z = Vec::with_capacity(data.len() * k);
         for start in (0..data.len()).step_by(self.chunk_size()) {
             let batch = self.chunk_size().min(data.len() - start);
             self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch))?;
-            let mut rec = self.gpu.recorder();
-            forward(&mut rec, self.network(), &self.workspace, theta, batch)?;
-            rec.submit();
+            self.run(Work::Outputs { theta: theta.id(), batch }, theta, None)?;
             z.extend(self.gpu.read_range(self.workspace.network_outputs(), 0, batch * k)?);
         }
         Ok(z)
     }
 
-    /// Forward (and, with `grad`, backward) over every chunk; per-sample losses land in
-    /// `self.losses`, the data term of the gradient in `grad`. One submit per chunk.
+    /// Every chunk's forward (and, with `grad`, backward) pass, then the squared norms; the
+    /// per-sample losses land in `self.losses`, the gradient in `grad`. One submit per chunk.
     fn run_chunks(
         &mut self,
         data: &Dataset,
         theta: &GpuBuffer<f32>,
         grad: Option<&GpuBuffer<f32>>,
     ) -> Result<(), Error> {
-        let (ws, network) = (&self.workspace, self.network());
-        let k = network.outputs();
-        let scale = (1.0 / data.len().max(1) as f64) as f32;
-        let mut rec = self.gpu.recorder();
-        if let Some(grad) = grad {
-            blas1::fill(&mut rec, grad, grad.len(), 0.0)?;
-        }
-        for start in (0..data.len()).step_by(ws.capacity()) {
-            let batch = ws.capacity().min(data.len() - start);
+        let (t, g, l) = (theta.id(), id(grad), data.len());
+        self.run(Work::Begin { theta: t, grad: g }, theta, grad)?;
+        let capacity = self.chunk_size();
+        for start in (0..l).step_by(capacity) {
+            let batch = capacity.min(l - start);
             // Queued writes land before the next submit and after the previous one.
-            self.gpu.write(ws.inputs(), data.images_of(start..start + batch))?;
-            self.gpu.write(ws.labels(), &data.labels[start..start + batch])?;
-            forward(&mut rec, network, ws, theta, batch)?;
-            let z = ws.network_outputs();
-            loss_kernels::value_and_grad(
-                &mut rec,
-                self.problem.loss,
-                batch,
-                k,
-                z,
-                ws.labels(),
-                &self.losses,
-                start,
-                ws.output_grad(),
-                scale,
-            )?;
-            if let Some(grad) = grad {
-                backward(&mut rec, network, ws, theta, batch, grad, None)?;
-            }
-            rec.submit();
+            self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch))?;
+            self.gpu.write(self.workspace.labels(), &data.labels[start..start + batch])?;
+            self.run(Work::Chunk { theta: t, grad: g, l, start, batch }, theta, grad)?;
             if let Some(progress) = &mut self.progress {
                 self.gpu.wait()?;
-                progress((start + batch).div_ceil(ws.capacity()), data.len().div_ceil(ws.capacity()));
+                progress((start + batch).div_ceil(capacity), l.div_ceil(capacity));
             }
-            rec = self.gpu.recorder();
         }
-        blas1::dot(&mut rec, theta, theta, theta.len(), &self.dot_scratch, &self.scalars, THETA_SQ)?;
-        rec.submit();
-        Ok(())
+        self.run(Work::End { theta: t, grad: g, l }, theta, grad)
     }
 
     /// Reads back the per-sample losses and the squared norms, and adds them up in f64.

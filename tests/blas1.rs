@@ -18,7 +18,7 @@ fn dot_matches_f64_sum_on_awkward_lengths() {
         let mut rec = gpu.recorder();
         blas1::dot(&mut rec, &xb, &yb, len, &scratch, &scalars_buf, 1).unwrap();
         blas1::norm(&mut rec, &xb, len, &scratch, &scalars_buf, 0).unwrap();
-        rec.submit();
+        rec.submit().unwrap();
         let scalars = gpu.read(&scalars_buf).unwrap();
         let (got, norm) = (scalars[1] as f64, scalars[0] as f64);
         let want: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
@@ -42,7 +42,7 @@ fn copy_and_scale_touch_exactly_the_range_asked_for() {
     let mut rec = gpu.recorder();
     blas1::copy(&mut rec, &x, 1, &y, 3, 3).unwrap();
     blas1::scale(&mut rec, -2.0, &y, 5).unwrap();
-    rec.submit();
+    rec.submit().unwrap();
     assert_eq!(gpu.read(&y).unwrap(), vec![0.0, 0.0, 0.0, -4.0, -6.0, 4.0]);
     let mut rec = gpu.recorder();
     assert!(blas1::copy(&mut rec, &x, 3, &y, 0, 3).is_err(), "a source range past the end is refused");
@@ -55,11 +55,11 @@ fn axpy_and_fill_touch_exactly_len_values() {
     let y = gpu.upload(&[10.0f32; 5], "y").unwrap();
     let mut rec = gpu.recorder();
     blas1::axpy(&mut rec, 0.5, &x, &y, 4).unwrap();
-    rec.submit();
+    rec.submit().unwrap();
     assert_eq!(gpu.read(&y).unwrap(), vec![10.5, 11.0, 11.5, 12.0, 10.0]);
     let mut rec = gpu.recorder();
     blas1::fill(&mut rec, &y, 3, -1.0).unwrap();
-    rec.submit();
+    rec.submit().unwrap();
     assert_eq!(gpu.read(&y).unwrap(), vec![-1.0, -1.0, -1.0, 12.0, 10.0]);
     let mut rec = gpu.recorder();
     assert!(blas1::axpy(&mut rec, 1.0, &x, &y, 6).is_err(), "a length past the buffer is refused");

@@ -108,7 +108,7 @@ fn check_products(
     s.record_jvp(&mut rec, &v_buf, &jv_buf).unwrap();
     s.record_vjp(&mut rec, &u_buf, &jtu_buf).unwrap();
     s.record_loss_hessian(&mut rec, &u_buf, &bu_buf).unwrap();
-    rec.submit();
+    rec.submit().unwrap();
     s.gauss_newton_product(&v_buf, LAMBDA, &gv_buf).unwrap();
 
     let (theta64, v64) = (to_f64(&theta), to_f64(&v));
@@ -227,7 +227,7 @@ fn adjoint_identity_and_symmetry_hold_on_the_gpu() {
         let mut rec = gpu.recorder();
         s.record_jvp(&mut rec, &v_buf, &jv).unwrap();
         s.record_vjp(&mut rec, &u_buf, &jtu).unwrap();
-        rec.submit();
+        rec.submit().unwrap();
         let (left, left_abs) = dot64(&read(&jv), &u);
         let (right, right_abs) = dot64(&v, &read(&jtu));
         assert!(

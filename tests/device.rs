@@ -15,7 +15,7 @@ fn one_product(gpu: &Gpu) -> f64 {
     let started = Instant::now();
     let mut rec = gpu.recorder();
     matmul(&mut rec, (128, 128, 128), &a, &a, &c).unwrap();
-    rec.submit();
+    rec.submit().unwrap();
     gpu.wait().unwrap();
     started.elapsed().as_secs_f64()
 }

@@ -25,7 +25,7 @@ fn check(m: usize, n: usize, k: usize, seed: u64) {
     let c_buf = gpu.upload(&vec![7.0f32; m * n], "C").unwrap();
     let mut rec = gpu.recorder();
     matmul(&mut rec, (m, n, k), &a_buf, &b_buf, &c_buf).unwrap();
-    rec.submit();
+    rec.submit().unwrap();
     let got = gpu.read(&c_buf).unwrap();
     assert_close(&format!("{m}×{k} · {k}×{n}"), &got, &want, &scale, 1e-5);
 }

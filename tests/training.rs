@@ -141,7 +141,7 @@ fn newton_solves_linear_least_squares_to_the_normal_equations() {
         lambda: 0.0,
         xi: 1e-4,
         cg_max: 50,
-        cg_check_every: Some(1),
+        cg_check_every: 1,
         ..Default::default()
     };
     newton_records(&problem(&network, Loss::SquaredError), &data, None, &theta, &options).unwrap();
@@ -368,7 +368,7 @@ fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
 }
 
 #[test]
-fn a_cg_step_is_one_submit_and_the_residual_is_read_every_k_steps() {
+fn a_cg_step_is_one_submit_creates_nothing_and_never_drains_the_queue() {
     use newton_wgpu::curvature::{Subsample, SubsampleOptions};
     use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
     // A device of its own, so that tests running in parallel do not touch its counters.
@@ -379,19 +379,23 @@ fn a_cg_step_is_one_submit_and_the_residual_is_read_every_k_steps() {
     let options = SubsampleOptions { size: 20, seed: 1, memory_budget: None };
     let problem = problem(&network, Loss::SquaredError);
     let s = Subsample::new(&Execution::new(&gpu), &problem, &train, &theta, &options).unwrap();
-    let buffers = CgBuffers::new(&gpu, network.param_count()).unwrap();
+    let mut buffers = CgBuffers::new(&gpu, network.param_count()).unwrap();
     // ξ tiny: CG runs all 12 steps.
     let settings = CgSettings { xi: 1e-12, max_steps: 12, check_every: 4 };
+    cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &mut buffers).unwrap(); // records the programs
+    let (start, step, end) = buffers.dispatches_per_program().unwrap();
     let before = gpu.stats();
-    let outcome = cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &buffers).unwrap();
+    let outcome = cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &mut buffers).unwrap();
     let after = gpu.stats();
     assert_eq!(outcome.steps, 12);
-    assert!(!outcome.broke_down);
-    // One submit to start, one per step, one for the final dots; a read-back (itself a
-    // submit of one copy) every 4 steps and one at the end.
-    let readbacks = after.readbacks - before.readbacks;
-    assert_eq!(readbacks, 12 / 4 + 1);
-    assert_eq!(after.submits - before.submits - readbacks, 1 + 12 + 1);
+    assert!(!outcome.broke_down && outcome.stop.is_none(), "{outcome:?}");
+    // One submit to start, one per 4 steps with its read, one for the final dots.
+    assert_eq!(after.submits - before.submits, 1 + 12 / 4 + 1);
+    assert_eq!(after.dispatches - before.dispatches, (start + 12 * step + end) as u64);
+    assert_eq!(after.readbacks - before.readbacks, 12 / 4 + 1);
+    assert_eq!(after.objects, before.objects, "a solve on a known subsample creates nothing");
+    // The only wait that drains the queue is the final read, after CG.
+    assert_eq!(after.waits - before.waits, 1);
     // sᵀ(G + λI)s from the recurrences equals a product computed afresh.
     let product = gpu.zeros::<f32>(network.param_count(), "Gs").unwrap();
     s.gauss_newton_product(&buffers.direction, 0.0, &product).unwrap();
@@ -400,4 +404,41 @@ fn a_cg_step_is_one_submit_and_the_residual_is_read_every_k_steps() {
     let s_g_s: f64 = terms.iter().sum();
     let scale: f64 = terms.iter().map(|t| t.abs()).sum();
     assert!((outcome.s_g_s - s_g_s).abs() <= 1e-3 * scale, "recurrence {} vs product {s_g_s}", outcome.s_g_s);
+}
+
+/// The device ends CG itself; the host only looks now and then. Whatever it looks at, the
+/// solution and the step count are those of looking after every step.
+#[test]
+fn how_often_the_host_looks_changes_nothing_in_the_solution() {
+    use newton_wgpu::curvature::{Subsample, SubsampleOptions};
+    use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings, Stop};
+    let gpu = gpu();
+    let (train, network) = small_problem();
+    let theta = gpu.upload(&network.init_params(12), "θ").unwrap();
+    let grad = gpu.upload(&random_vec(&mut rng(13), network.param_count()), "g").unwrap();
+    let options = SubsampleOptions { size: 30, seed: 2, memory_budget: None };
+    let problem = problem(&network, Loss::CrossEntropy);
+    let s = Subsample::new(&execution(), &problem, &train, &theta, &options).unwrap();
+    let mut buffers = CgBuffers::new(gpu, network.param_count()).unwrap();
+    let mut solve = |xi: f64, check_every: usize| {
+        let settings = CgSettings { xi, max_steps: 40, check_every };
+        let outcome = cg::solve(gpu, &s, 0.5, &grad, 1.0, &settings, &mut buffers).unwrap();
+        (outcome, gpu.read(&buffers.direction).unwrap())
+    };
+    let (every, s_every) = solve(0.05, 1);
+    assert_eq!(every.stop, Some(Stop::Converged), "{every:?}");
+    assert!(every.steps > 1 && every.steps < 40, "{every:?}");
+    assert!(every.residual_norm <= 0.05, "{every:?}");
+    for check_every in [2, 5, 40] {
+        let (outcome, s_other) = solve(0.05, check_every);
+        assert_eq!(outcome, every, "looking every {check_every} steps");
+        assert!(s_other.iter().zip(&s_every).all(|(a, b)| a.to_bits() == b.to_bits()), "s differs");
+    }
+    // λ = 0 with a zero gradient breaks down at once: p = 0, so pᵀ(G + λI)p = 0 and α = 0/0.
+    let zero = gpu.zeros::<f32>(network.param_count(), "0").unwrap();
+    let settings = CgSettings { xi: 0.1, max_steps: 10, check_every: 3 };
+    let outcome = cg::solve(gpu, &s, 0.0, &zero, 0.0, &settings, &mut buffers).unwrap();
+    assert_eq!((outcome.steps, outcome.stop), (0, Some(Stop::NonFinite)), "{outcome:?}");
+    assert!(outcome.broke_down);
+    assert!(gpu.read(&buffers.direction).unwrap().iter().all(|&v| v == 0.0));
 }

@@ -121,10 +121,10 @@ pub struct NewtonArgs {
     /// Armijo constant of the line search.
     #[arg(long, default_value_t = 1e-4)]
     pub eta: f64,
-    /// Read the CG residual back every this many CG steps (default: every step on a software
-    /// GPU, every 4 on others).
-    #[arg(long)]
-    pub cg_check_every: Option<usize>,
+    /// Read the CG residual back every this many CG steps (CG stops on the device by itself;
+    /// this is how soon the host notices).
+    #[arg(long, default_value_t = 4)]
+    pub cg_check_every: usize,
     /// Stop once ‖∇f‖ falls to this.
     #[arg(long)]
     pub grad_tol: Option<f64>,

@@ -1,11 +1,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
 
 use super::pipeline::PipelineCache;
 use super::timer::Timer;
-use super::{GpuBuffer, GpuError, Recorder};
+use super::{GpuBuffer, GpuError, Program, Recorder};
 
 /// How to choose the adapter and what to ask of it. [`GpuOptions::from_env`] reads
 /// `WGPU_BACKEND` (a comma-separated list such as `vulkan,gl`) and `WGPU_ADAPTER_NAME` (a
@@ -64,8 +65,11 @@ pub struct GpuStats {
     /// GPU objects created: buffers, bind groups, query sets, shader modules, pipelines
     /// (command encoders are single-use in wgpu and not counted).
     pub objects: u64,
-    /// Times the host blocked until the device had finished its work (a read-back included).
+    /// Times the host blocked until the device had finished all its work (a read-back of
+    /// the latest submit included): the device then idles until the host submits again.
     pub waits: u64,
+    /// Times the host waited for an older submit while later ones kept the device busy.
+    pub paced_waits: u64,
 }
 
 /// The atomics behind [`GpuStats`].
@@ -76,6 +80,7 @@ pub(crate) struct Counters {
     readbacks: AtomicU64,
     objects: AtomicU64,
     waits: AtomicU64,
+    paced_waits: AtomicU64,
 }
 
 impl Counters {
@@ -87,12 +92,16 @@ impl Counters {
         self.waits.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn paced_wait(&self) {
+        self.paced_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn submit(&self, dispatches: u64) {
         self.submits.fetch_add(1, Ordering::Relaxed);
         self.dispatches.fetch_add(dispatches, Ordering::Relaxed);
     }
 
-    fn readback(&self) {
+    pub(crate) fn readback(&self) {
         self.readbacks.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -104,6 +113,7 @@ impl Counters {
             readbacks: load(&self.readbacks),
             objects: load(&self.objects),
             waits: load(&self.waits),
+            paced_waits: load(&self.paced_waits),
         }
     }
 }
@@ -117,6 +127,18 @@ pub struct Gpu {
     pub(crate) pipelines: PipelineCache,
     pub(crate) timer: Option<Timer>,
     pub(crate) counters: Counters,
+    /// How many submits have gone to the queue: a [`Submission`]'s place among them.
+    submitted: AtomicU64,
+    /// Staging buffers for blocking read-backs, reused once unmapped.
+    pub(crate) staging: Mutex<Vec<wgpu::Buffer>>,
+}
+
+/// Work submitted to the queue.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// Its place among the submits (1 for the first).
+    seq: u64,
+    index: wgpu::SubmissionIndex,
 }
 
 /// Preference order when no adapter is named: hardware first, the software GPU last.
@@ -143,6 +165,15 @@ impl Gpu {
     async fn open(options: &GpuOptions) -> Result<Self, GpuError> {
         let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         descriptor.backends = options.backends;
+        // wgpu checks every indirect dispatch's counts in a pass of its own, which costs the
+        // host more than the dispatch. Ours come from counts that were checked when recorded
+        // (CG's gate copies them or zeroes them), so the check is dropped, except where the
+        // D3D12 backend needs it to report num_workgroups (WGPU_VALIDATION_INDIRECT_CALL=1
+        // turns it back on).
+        if !options.backends.contains(wgpu::Backends::DX12) || !cfg!(windows) {
+            let from_env = std::env::var("WGPU_VALIDATION_INDIRECT_CALL").is_ok_and(|v| v != "0");
+            descriptor.flags.set(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL, from_env);
+        }
         let instance = wgpu::Instance::new(descriptor);
         let adapters = instance.enumerate_adapters(options.backends).await;
         let describe = |a: &wgpu::Adapter| {
@@ -207,6 +238,8 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             timer,
             counters: Counters::default(),
+            submitted: AtomicU64::new(0),
+            staging: Mutex::new(Vec::new()),
         })
     }
 
@@ -312,63 +345,73 @@ impl Gpu {
         Recorder::new(self)
     }
 
-    /// Copies the whole buffer back to the host: one submit, one wait.
-    pub fn read<T: Pod>(&self, buffer: &GpuBuffer<T>) -> Result<Vec<T>, GpuError> {
-        self.read_range(buffer, 0, buffer.len())
+    /// The alignment of a storage binding's offset, in bytes.
+    pub fn storage_alignment(&self) -> u64 {
+        u64::from(self.limits.min_storage_buffer_offset_alignment)
     }
 
-    /// Copies `len` values starting at `start` back to the host.
-    pub fn read_range<T: Pod>(
-        &self,
-        buffer: &GpuBuffer<T>,
-        start: usize,
-        len: usize,
-    ) -> Result<Vec<T>, GpuError> {
-        if start.checked_add(len).is_none_or(|end| end > buffer.len()) {
-            return Err(GpuError::ReadOutOfRange {
-                label: buffer.label().to_owned(),
-                start,
-                count: len,
-                len: buffer.len(),
-            });
-        }
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let elem = std::mem::size_of::<T>() as u64;
-        let size = len as u64 * elem;
-        let padded = size.div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("staging"),
-            size: padded,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+    /// A buffer of indirect dispatch counts, (x, y, z) per dispatch, that kernels may write.
+    pub(crate) fn indirect_args(&self, counts: &[u32], label: &str) -> Result<GpuBuffer<u32>, GpuError> {
+        let size = self.checked_size::<u32>(counts.len(), label)?;
+        let mut bytes = bytemuck::cast_slice::<u32, u8>(counts).to_vec();
+        bytes.resize(size as usize, 0);
+        let raw = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &bytes,
+            usage: Self::USAGE | wgpu::BufferUsages::INDIRECT,
         });
         self.counters.object();
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&buffer.raw, start as u64 * elem, &staging, 0, padded);
-        self.queue.submit([encoder.finish()]);
-        self.counters.submit(0);
-        self.counters.readback();
+        Ok(GpuBuffer::from_raw(raw, counts.len(), label))
+    }
 
-        let failed = |reason: String| GpuError::ReadBack { label: buffer.label().to_owned(), reason };
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            // The receiver only goes away if this function has already returned with an error.
-            let _ = sender.send(result);
-        });
-        self.counters.wait();
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| failed(e.to_string()))?;
-        match pollster::block_on(receiver.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(failed(e.to_string())),
-            None => return Err(failed("the map callback was dropped".into())),
+    /// Submits `programs` in one command buffer, in order, and returns without waiting.
+    pub fn submit(&self, programs: &[&Program]) -> Result<Submission, GpuError> {
+        self.submit_then(programs, |_| {})
+    }
+
+    /// [`Gpu::submit`], then `after` records into the same command buffer (copies for a
+    /// read-back) once the compute pass has ended.
+    pub(crate) fn submit_then(
+        &self,
+        programs: &[&Program],
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<Submission, GpuError> {
+        let dispatches: usize = programs.iter().map(|p| p.dispatches()).sum();
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        if dispatches > 0 {
+            let timed = self.timer.as_ref().map(|timer| timer.pass(&self.device, &self.counters));
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: timed.as_ref().map(|t| t.writes()),
+                });
+                for program in programs {
+                    program.encode(&mut pass);
+                }
+            }
+            if let (Some(timer), Some(timed)) = (&self.timer, timed) {
+                timer.finish(timed, &mut encoder);
+            }
         }
-        let values = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| failed(e.to_string()))?;
-            bytemuck::pod_collect_to_vec::<u8, T>(&view[..size as usize])
-        };
-        staging.unmap();
-        Ok(values)
+        after(&mut encoder);
+        let index = self.queue.submit([encoder.finish()]);
+        self.counters.submit(dispatches as u64);
+        let seq = self.submitted.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(Submission { seq, index })
+    }
+
+    /// Blocks until `submission` has finished. Waiting for the latest submit drains the queue
+    /// (a blocking wait in [`GpuStats`]); waiting for an older one, while later ones keep the
+    /// device busy, is a paced wait.
+    pub fn wait_for(&self, submission: &Submission) -> Result<(), GpuError> {
+        if submission.seq >= self.submitted.load(Ordering::Relaxed) {
+            self.counters.wait();
+        } else {
+            self.counters.paced_wait();
+        }
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(submission.index.clone()), timeout: None })
+            .map(|_| ())
+            .map_err(|e| GpuError::Wait { reason: e.to_string() })
     }
 }

@@ -31,6 +31,12 @@ pub enum GpuError {
     )]
     DispatchTooLarge { kernel: String, workgroups: u64, max_per_dim: u32 },
 
+    #[error(
+        "kernel {kernel}: buffer {buffer:?} is bound from byte {offset}, not a multiple of the \
+         adapter's storage offset alignment ({alignment} bytes)"
+    )]
+    MisalignedBinding { kernel: String, buffer: String, offset: u64, alignment: u64 },
+
     #[error("kernel {kernel}: buffer {buffer:?} holds {found} values, needs at least {needed}")]
     ShortBuffer { kernel: String, buffer: String, needed: usize, found: usize },
 

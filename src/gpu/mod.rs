@@ -10,13 +10,15 @@ mod buffer;
 mod context;
 mod error;
 mod pipeline;
+mod readback;
 mod recorder;
 mod shader;
 mod timer;
 
-pub use buffer::GpuBuffer;
-pub use context::{AdapterSummary, Gpu, GpuOptions, GpuStats};
+pub use buffer::{Binding, BufferView, GpuBuffer};
+pub use context::{AdapterSummary, Gpu, GpuOptions, GpuStats, Submission};
 pub use error::GpuError;
 pub use pipeline::WORKGROUP_SIZE;
-pub use recorder::Recorder;
+pub use readback::{ReadRing, ReadTicket};
+pub use recorder::{IndirectArgs, Program, Recorder};
 pub use shader::{Access, Kernel, KernelInfo, ParamsLayout, Shader, ShaderPart, UniformParams, PRELUDE_FILE};

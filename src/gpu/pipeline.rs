@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::Counters;
-use super::{KernelInfo, Shader};
+use super::{Access, KernelInfo, Shader};
 
 /// Invocations per workgroup of every kernel (the WGSL `override WG`).
 pub const WORKGROUP_SIZE: u32 = 64;
@@ -10,12 +10,32 @@ pub const WORKGROUP_SIZE: u32 = 64;
 /// A pipeline: the shader, the entry point and the bits of its override values.
 type PipelineKey = (&'static str, &'static str, Vec<u64>);
 
-/// Compiles each shader module and each pipeline (per set of override values) once per
-/// device.
+/// Kernels with the same Params size and the same storage accesses share a layout.
+type LayoutKey = (u64, Vec<Access>);
+
+/// The explicit layouts of a kernel: binding 0 its Params uniform at a dynamic offset (every
+/// dispatch's parameters live in one buffer of its program), bindings 1.. its storage buffers.
+pub(crate) struct KernelLayout {
+    pub(crate) bind_group: wgpu::BindGroupLayout,
+    pipeline: wgpu::PipelineLayout,
+    /// Bytes of the Params uniform each dispatch binds.
+    pub(crate) params_size: u64,
+}
+
+/// A compiled kernel and its layout.
+#[derive(Clone)]
+pub(crate) struct Compiled {
+    pub(crate) pipeline: Arc<wgpu::ComputePipeline>,
+    pub(crate) layout: Arc<KernelLayout>,
+}
+
+/// Compiles each shader module, each layout and each pipeline (per set of override values)
+/// once per device.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    layouts: Mutex<HashMap<LayoutKey, Arc<KernelLayout>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Compiled>>,
 }
 
 impl PipelineCache {
@@ -27,20 +47,21 @@ impl PipelineCache {
         counters: &Counters,
         kernel: &'static KernelInfo,
         overrides: &[f64],
-    ) -> Arc<wgpu::ComputePipeline> {
+    ) -> Compiled {
         assert_eq!(overrides.len(), kernel.overrides.len(), "override values of {}", kernel.name());
         let key = (kernel.shader.name, kernel.entry, overrides.iter().map(|v| v.to_bits()).collect());
-        if let Some(pipeline) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
-            return pipeline.clone();
+        if let Some(compiled) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
+            return compiled.clone();
         }
         let module = self.module(device, counters, kernel.shader);
-        counters.object();
+        let layout = self.layout(device, counters, kernel);
         let named = kernel.overrides.iter().copied().zip(overrides.iter().copied());
         let constants: Vec<(&str, f64)> =
             std::iter::once(("WG", f64::from(WORKGROUP_SIZE))).chain(named).collect();
+        counters.object();
         let pipeline = Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&kernel.name()),
-            layout: None,
+            layout: Some(&layout.pipeline),
             module: &module,
             entry_point: Some(kernel.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
@@ -49,8 +70,55 @@ impl PipelineCache {
             },
             cache: None,
         }));
-        self.pipelines.lock().expect("pipeline cache poisoned").insert(key, pipeline.clone());
-        pipeline
+        let compiled = Compiled { pipeline, layout };
+        self.pipelines.lock().expect("pipeline cache poisoned").insert(key, compiled.clone());
+        compiled
+    }
+
+    fn layout(&self, device: &wgpu::Device, counters: &Counters, kernel: &KernelInfo) -> Arc<KernelLayout> {
+        let params_size = kernel.params.size as u64;
+        let key = (params_size, kernel.storage.to_vec());
+        let mut layouts = self.layouts.lock().expect("layout cache poisoned");
+        layouts
+            .entry(key)
+            .or_insert_with(|| {
+                let params = wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(params_size),
+                    },
+                    count: None,
+                };
+                let storage =
+                    kernel.storage.iter().enumerate().map(|(i, access)| wgpu::BindGroupLayoutEntry {
+                        binding: i as u32 + 1,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                let entries: Vec<wgpu::BindGroupLayoutEntry> =
+                    std::iter::once(params).chain(storage).collect();
+                counters.object();
+                let bind_group = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(&kernel.name()),
+                    entries: &entries,
+                });
+                counters.object();
+                let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(&kernel.name()),
+                    bind_group_layouts: &[Some(&bind_group)],
+                    immediate_size: 0,
+                });
+                Arc::new(KernelLayout { bind_group, pipeline, params_size })
+            })
+            .clone()
     }
 
     fn module(

@@ -1,42 +1,93 @@
+//! Recording dispatches into programs: sequences whose pipelines, bind groups and parameters
+//! are made once, when the program is finished, and that any number of submits replay.
+
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
-use bytemuck::Pod;
+use super::pipeline::Compiled;
+use super::{Binding, Gpu, GpuBuffer, GpuError, Kernel, UniformParams, WORKGROUP_SIZE};
 
-use super::{Gpu, GpuBuffer, GpuError, Kernel, UniformParams, WORKGROUP_SIZE};
-
-/// A storage buffer of any element type, as a kernel binding.
-pub trait Binding {
-    fn raw(&self) -> &wgpu::Buffer;
+/// How many workgroups a dispatch runs: fixed, or read from a buffer at run time (so that a
+/// kernel can cancel later dispatches, see [`Recorder::begin_indirect`]).
+#[derive(Clone)]
+enum Size {
+    Direct([u32; 2]),
+    Indirect { args: wgpu::Buffer, offset: u64 },
 }
 
-impl<T: Pod> Binding for GpuBuffer<T> {
-    fn raw(&self) -> &wgpu::Buffer {
-        &self.raw
+struct Recorded {
+    compiled: Compiled,
+    params: Range<u64>,
+    /// (buffer, id, offset in bytes) of each storage binding.
+    bindings: Vec<(wgpu::Buffer, u64, u64)>,
+    size: Size,
+}
+
+/// A recorded program: dispatches that run in order in one compute pass. Replaying it (see
+/// [`Gpu::submit`]) creates nothing on the device: every pipeline and bind group, and one
+/// uniform buffer holding every dispatch's parameters (each at its dynamic offset), were made
+/// when it was finished. wgpu orders dispatches that share a writable buffer, so later
+/// kernels see what earlier ones wrote.
+pub struct Program {
+    steps: Vec<Step>,
+    /// The parameters' buffer, which the bind groups reference.
+    _params: Option<wgpu::Buffer>,
+}
+
+struct Step {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: Arc<wgpu::BindGroup>,
+    offset: u32,
+    size: Size,
+}
+
+impl Program {
+    /// Dispatches per replay.
+    pub fn dispatches(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub(crate) fn encode(&self, pass: &mut wgpu::ComputePass) {
+        let mut current: Option<&Arc<wgpu::ComputePipeline>> = None;
+        for step in &self.steps {
+            if current.is_none_or(|p| !Arc::ptr_eq(p, &step.pipeline)) {
+                pass.set_pipeline(&step.pipeline);
+                current = Some(&step.pipeline);
+            }
+            pass.set_bind_group(0, &*step.bind_group, &[step.offset]);
+            match &step.size {
+                Size::Direct([x, y]) => pass.dispatch_workgroups(*x, *y, 1),
+                Size::Indirect { args, offset } => pass.dispatch_workgroups_indirect(args, *offset),
+            }
+        }
     }
 }
 
-struct Dispatch {
-    pipeline: Arc<wgpu::ComputePipeline>,
-    params: std::ops::Range<u64>,
-    buffers: Vec<wgpu::Buffer>,
-    workgroups: [u32; 2],
+/// The workgroup counts of an indirect section (see [`Recorder::begin_indirect`]): `args`
+/// holds (x, y, 1) per dispatch, as the dispatches read them; `template` the counts they were
+/// recorded with, on the device and on the host, to re-arm them.
+pub struct IndirectArgs {
+    pub args: GpuBuffer<u32>,
+    pub template: GpuBuffer<u32>,
+    pub host: Vec<u32>,
 }
 
-/// Records many dispatches, which run in order in one compute pass and one submit. Each
-/// kernel's parameters go into one shared uniform buffer. wgpu orders dispatches that share
-/// a writable buffer, so later kernels see what earlier ones wrote.
+/// Records dispatches into a [`Program`].
 ///
 /// Binding 0 of every kernel is its `Params` uniform; bindings 1.. are storage buffers in the
 /// order given to [`Recorder::dispatch`].
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
-    dispatches: Vec<Dispatch>,
+    dispatches: Vec<Recorded>,
     params: Vec<u8>,
+    /// The first dispatch of the open indirect section.
+    indirect_from: Option<usize>,
 }
 
 impl<'g> Recorder<'g> {
     pub(crate) fn new(gpu: &'g Gpu) -> Self {
-        Self { gpu, dispatches: Vec::new(), params: Vec::new() }
+        Self { gpu, dispatches: Vec::new(), params: Vec::new(), indirect_from: None }
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -79,17 +130,30 @@ impl<'g> Recorder<'g> {
         if y > max_per_dim as u64 || x * y * WORKGROUP_SIZE as u64 > u32::MAX as u64 {
             return Err(GpuError::DispatchTooLarge { kernel: info.name(), workgroups, max_per_dim });
         }
+        let alignment = self.gpu.storage_alignment();
+        let mut bindings = Vec::with_capacity(buffers.len());
+        for binding in buffers {
+            if binding.offset() % alignment != 0 {
+                return Err(GpuError::MisalignedBinding {
+                    kernel: info.name(),
+                    buffer: binding.label().to_owned(),
+                    offset: binding.offset(),
+                    alignment,
+                });
+            }
+            bindings.push((binding.buffer().clone(), binding.id(), binding.offset()));
+        }
         let align = limits.min_uniform_buffer_offset_alignment as usize;
         let start = self.params.len().div_ceil(align) * align;
         self.params.resize(start, 0);
         self.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = self.params.len() as u64;
-        let pipeline = self.gpu.pipelines.get(&self.gpu.device, &self.gpu.counters, info, overrides);
-        self.dispatches.push(Dispatch {
-            pipeline,
+        let compiled = self.gpu.pipelines.get(&self.gpu.device, &self.gpu.counters, info, overrides);
+        self.dispatches.push(Recorded {
+            compiled,
             params: start as u64..end,
-            buffers: buffers.iter().map(|b| b.raw().clone()).collect(),
-            workgroups: [x as u32, y as u32],
+            bindings,
+            size: Size::Direct([x as u32, y as u32]),
         });
         Ok(())
     }
@@ -99,65 +163,105 @@ impl<'g> Recorder<'g> {
         self.dispatches.len()
     }
 
-    /// Submits everything recorded, in one command buffer, and returns without waiting.
-    pub fn submit(self) {
-        let Recorder { gpu, dispatches, mut params } = self;
-        if dispatches.is_empty() {
-            return;
+    /// Starts a section whose dispatches read their workgroup counts from a buffer
+    /// ([`Recorder::end_indirect`] makes it), so that a kernel can zero them and make the
+    /// section a no-op in later replays.
+    pub fn begin_indirect(&mut self) {
+        assert!(self.indirect_from.is_none(), "indirect sections do not nest");
+        self.indirect_from = Some(self.dispatches.len());
+    }
+
+    /// Ends the section [`Recorder::begin_indirect`] started: its counts go into a new
+    /// buffer, which is returned with their template.
+    pub fn end_indirect(&mut self) -> Result<IndirectArgs, GpuError> {
+        let from = self.indirect_from.take().expect("an open indirect section");
+        let host: Vec<u32> = self.dispatches[from..]
+            .iter()
+            .flat_map(|d| match d.size {
+                Size::Direct([x, y]) => [x, y, 1],
+                Size::Indirect { .. } => unreachable!("sections do not nest"),
+            })
+            .collect();
+        let args = self.gpu.indirect_args(&host, "indirect dispatch counts")?;
+        let template = self.gpu.upload(&host, "indirect dispatch counts as recorded")?;
+        for (i, d) in self.dispatches[from..].iter_mut().enumerate() {
+            d.size = Size::Indirect { args: args.raw.clone(), offset: 12 * i as u64 };
         }
-        let device = &gpu.device;
+        Ok(IndirectArgs { args, template, host })
+    }
+
+    /// Makes the program: one uniform buffer of every dispatch's parameters, and a bind group
+    /// for each distinct kernel layout and set of buffers.
+    pub fn finish(self) -> Result<Program, GpuError> {
+        assert!(self.indirect_from.is_none(), "an indirect section is still open");
+        let Recorder { gpu, dispatches, mut params, .. } = self;
+        if dispatches.is_empty() {
+            return Ok(Program { steps: Vec::new(), _params: None });
+        }
         params.resize(params.len().max(16).div_ceil(16) * 16, 0);
         let uniforms = wgpu::util::DeviceExt::create_buffer_init(
-            device,
+            &gpu.device,
             &wgpu::util::BufferInitDescriptor {
-                label: Some("kernel params"),
+                label: Some("program params"),
                 contents: &params,
                 usage: wgpu::BufferUsages::UNIFORM,
             },
         );
         gpu.counters.object();
-        let bind_groups: Vec<wgpu::BindGroup> = dispatches
-            .iter()
-            .map(|d| {
-                let params = wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: d.params.start,
-                        size: wgpu::BufferSize::new(d.params.end - d.params.start),
-                    }),
-                };
-                let storage = d.buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: buffer.as_entire_binding(),
-                });
-                let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params).chain(storage).collect();
-                gpu.counters.object();
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &d.pipeline.get_bind_group_layout(0),
-                    entries: &entries,
+        type BindKey = (usize, Vec<(u64, u64)>);
+        let mut bind_groups: HashMap<BindKey, Arc<wgpu::BindGroup>> = HashMap::new();
+        let mut steps = Vec::with_capacity(dispatches.len());
+        for d in dispatches {
+            let layout = &d.compiled.layout;
+            let key = (
+                Arc::as_ptr(layout) as usize,
+                d.bindings.iter().map(|(_, id, offset)| (*id, *offset)).collect(),
+            );
+            let bind_group = bind_groups
+                .entry(key)
+                .or_insert_with(|| {
+                    let params = wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &uniforms,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(layout.params_size),
+                        }),
+                    };
+                    let storage =
+                        d.bindings.iter().enumerate().map(|(i, (buffer, _, offset))| wgpu::BindGroupEntry {
+                            binding: i as u32 + 1,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer,
+                                offset: *offset,
+                                size: None,
+                            }),
+                        });
+                    let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(params).chain(storage).collect();
+                    gpu.counters.object();
+                    Arc::new(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &layout.bind_group,
+                        entries: &entries,
+                    }))
                 })
-            })
-            .collect();
-
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let timed = gpu.timer.as_ref().map(|timer| timer.pass(device, &gpu.counters));
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: timed.as_ref().map(|t| t.writes()),
+                .clone();
+            steps.push(Step {
+                pipeline: d.compiled.pipeline,
+                bind_group,
+                offset: u32::try_from(d.params.start).expect("program parameters fit in 4 GiB"),
+                size: d.size,
             });
-            for (d, bind_group) in dispatches.iter().zip(&bind_groups) {
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, bind_group, &[]);
-                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], 1);
-            }
         }
-        if let (Some(timer), Some(timed)) = (&gpu.timer, timed) {
-            timer.finish(timed, &mut encoder);
-        }
-        gpu.queue.submit([encoder.finish()]);
-        gpu.counters.submit(dispatches.len() as u64);
+        Ok(Program { steps, _params: Some(uniforms) })
+    }
+
+    /// Finishes the program and submits it once, without waiting: for work that runs once.
+    /// Work that repeats is recorded once ([`Recorder::finish`]) and replayed.
+    pub fn submit(self) -> Result<(), GpuError> {
+        let gpu = self.gpu;
+        let program = self.finish()?;
+        gpu.submit(&[&program])?;
+        Ok(())
     }
 }

@@ -97,7 +97,7 @@ macro_rules! uniform_params {
 }
 
 /// How a kernel uses one of its storage buffers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     /// `var<storage, read>`.
     Read,

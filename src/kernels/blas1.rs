@@ -107,6 +107,28 @@ pub fn norm(
     reduce(rec, x, x, len, scratch, scalars, slot, &NORM_FINAL)
 }
 
+/// scratch[b] = the sum of x[i]·y[i] over block b of the first `len` values (DOT_BLOCK values
+/// each): the first pass of [`dot`], for kernels that finish the sum themselves in the same
+/// order. Returns the number of blocks.
+pub fn dot_partials(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    len: usize,
+    scratch: &GpuBuffer<f32>,
+) -> Result<usize, GpuError> {
+    let blocks = dot_scratch_len(len);
+    check_len(&DOT_PARTIAL, x, len)?;
+    check_len(&DOT_PARTIAL, y, len)?;
+    check_len(&DOT_PARTIAL, scratch, blocks)?;
+    if len == 0 {
+        fill(rec, scratch, 1, 0.0)?;
+    }
+    let partial = Params { block: DOT_BLOCK as u32, ..Params::len(len) };
+    rec.dispatch(&DOT_PARTIAL, &partial, &[x, y, scratch], blocks as u64)?;
+    Ok(blocks)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn reduce(
     rec: &mut Recorder,
@@ -118,16 +140,8 @@ fn reduce(
     slot: usize,
     last_pass: &'static Kernel<Params>,
 ) -> Result<(), GpuError> {
-    let blocks = dot_scratch_len(len);
-    check_len(&DOT_PARTIAL, x, len)?;
-    check_len(&DOT_PARTIAL, y, len)?;
-    check_len(&DOT_PARTIAL, scratch, blocks)?;
     check_len(last_pass, scalars, slot + 1)?;
-    if len == 0 {
-        fill(rec, scratch, 1, 0.0)?;
-    }
-    let partial = Params { block: DOT_BLOCK as u32, ..Params::len(len) };
-    rec.dispatch(&DOT_PARTIAL, &partial, &[x, y, scratch], blocks as u64)?;
+    let blocks = dot_partials(rec, x, y, len, scratch)?;
     let last = Params { offset: u32_of(slot), ..Params::len(blocks) };
     rec.dispatch(last_pass, &last, &[scratch, scalars], 1)
 }

@@ -1,13 +1,16 @@
-//! A network on the device: the buffers of one batch (inputs, every layer's output, the
-//! pooling arg-max, the back-propagated gradients, the forward-mode directions) and the
-//! passes that record into a [`Recorder`]: forward, backward (Jᵀu), forward mode (Jv).
+//! A network on the device, lowered once into a plan: a list of operations with their buffers
+//! resolved, the fusions decided (a ReLU followed by a max-pool runs inside the pool; a
+//! flatten is free: the data is already in (c, h, w) order) and each convolution's packed
+//! filters allocated. The workspace holds the buffers of one batch (inputs, every operation's
+//! output, the pooling arg-max, the back-propagated gradients, the forward-mode directions)
+//! and records the passes into a [`Recorder`]: forward, backward (Jᵀu), forward mode (Jv).
 
-use crate::execution::{ConvStrategy, Execution};
+use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
-use crate::kernels::conv::{self, Conv};
+use crate::kernels::conv::{self, ConvLayer};
 use crate::kernels::{activation, blas1, pool};
 
-use super::{ConvGeometry, Network, PlannedLayer};
+use super::{Network, PlannedLayer, PoolGeometry};
 
 /// Values of the scratch buffer for the per-group parameter gradients (16 MiB).
 const PARTIAL_VALUES: usize = 4 << 20;
@@ -20,26 +23,32 @@ pub enum Passes {
     Curvature,
 }
 
-/// Device buffers for running `network` on batches of at most `capacity` samples, and the
-/// convolution kernels that run it.
+/// One operation of the plan; `input` and `output` index the workspace's value buffers.
+enum Op {
+    /// A convolution or dense layer.
+    Conv { layer: ConvLayer, input: usize, output: usize },
+    /// y = max(x, 0) on `len` values per sample (a ReLU that no max-pool follows).
+    Relu { input: usize, output: usize, len: usize },
+    /// Max-pool; with `relu`, of max(x, 0) (the ReLU before it, which has no operation).
+    Pool { geometry: PoolGeometry, input: usize, output: usize, argmax: usize, relu: bool },
+}
+
+/// The plan of `network` and the device buffers for running it on batches of at most
+/// `capacity` samples.
 pub struct Workspace {
     capacity: usize,
-    conv: ConvStrategy,
-    /// Distinct activation buffers; `outputs[i]` indexes the one that holds layer i's output
-    /// (a flatten shares its input's buffer), and `values[0]` holds the batch's inputs.
+    input_len: usize,
+    ops: Vec<Op>,
+    /// `values[0]` holds the batch's inputs, the others the operations' outputs.
     values: Vec<GpuBuffer<f32>>,
-    outputs: Vec<usize>,
-    /// `folded[i]`: layer i is a ReLU that the max-pool after it applies (pool::forward's
-    /// `relu`); it has no pass and no buffer of its own.
-    folded: Vec<bool>,
-    argmax: Vec<Option<GpuBuffer<u32>>>,
-    /// Ping-pong buffers for the gradient with respect to each layer's output.
+    argmax: Vec<GpuBuffer<u32>>,
+    /// Which value buffer holds the network's outputs.
+    output: usize,
+    /// Ping-pong buffers for the gradient with respect to each operation's output.
     deltas: [GpuBuffer<f32>; 2],
-    /// Ping-pong buffers for R(·), the forward-mode direction through each layer.
+    /// Ping-pong buffers for R(·), the forward-mode direction through each operation.
     tangents: Option<[GpuBuffer<f32>; 2]>,
     partial: GpuBuffer<f32>,
-    /// Scratch for the packed filters of the layer at hand (see conv::forward).
-    filters: GpuBuffer<f32>,
     labels: GpuBuffer<u32>,
 }
 
@@ -50,7 +59,7 @@ impl Workspace {
         (gpu.max_binding_bytes() / widest).max(1) as usize
     }
 
-    /// Bytes that a workspace of `capacity` samples would hold.
+    /// Bytes that a workspace of `capacity` samples would hold at most.
     pub fn bytes_for(network: &Network, capacity: usize, passes: Passes) -> u64 {
         let f = 4 * capacity.max(1) as u64;
         let mut values = network.input().len() as u64;
@@ -68,12 +77,13 @@ impl Workspace {
             }
         }
         let pairs = if passes == Passes::Curvature { 4 } else { 2 };
-        let scratch =
-            4 * (PARTIAL_VALUES.max(largest_layer_params(network)) + filter_scratch_len(network)) as u64;
-        f * (values + argmax + pairs * widest_activation(network) as u64 + 1) + scratch
+        let packed: u64 = network.conv_geometries().map(conv::packed_bytes_bound).sum();
+        let partial = 4 * PARTIAL_VALUES.max(largest_layer_params(network)) as u64;
+        f * (values + argmax + pairs * widest_activation(network) as u64 + 1) + partial + packed
     }
 
-    /// Allocates the buffers; fails when `capacity` samples do not fit the adapter's limits.
+    /// Lowers `network` and allocates the buffers; fails when `capacity` samples do not fit
+    /// the adapter's limits.
     pub fn new(
         execution: &Execution,
         network: &Network,
@@ -83,21 +93,30 @@ impl Workspace {
         let gpu = execution.gpu;
         let capacity = capacity.max(1);
         let mut values = vec![gpu.zeros::<f32>(capacity * network.input().len(), "inputs")?];
-        let mut outputs = Vec::new();
         let mut argmax = Vec::new();
+        let mut ops = Vec::new();
         let folded = folded_relus(network);
+        let mut current = 0;
         for (i, layer) in network.layers().iter().enumerate() {
-            let len = capacity * layer.output().len();
-            argmax.push(match layer {
-                PlannedLayer::MaxPool(_) => Some(gpu.zeros::<u32>(len, &format!("layer {} argmax", i + 1))?),
-                _ => None,
-            });
-            if matches!(layer, PlannedLayer::Flatten { .. }) || folded[i] {
-                outputs.push(outputs.last().copied().unwrap_or(0));
-            } else {
-                values.push(gpu.zeros::<f32>(len, &format!("layer {} output", i + 1))?);
-                outputs.push(values.len() - 1);
-            }
+            let output = values.len();
+            let len = layer.output().len();
+            let op = match layer {
+                PlannedLayer::Flatten { .. } => continue,
+                PlannedLayer::Relu { .. } if folded[i] => continue,
+                PlannedLayer::Conv { geometry, .. } => {
+                    let layer = ConvLayer::new(gpu, execution.conv, geometry)?;
+                    Op::Conv { layer, input: current, output }
+                }
+                PlannedLayer::Relu { shape } => Op::Relu { input: current, output, len: shape.len() },
+                PlannedLayer::MaxPool(geometry) => {
+                    argmax.push(gpu.zeros::<u32>(capacity * len, &format!("layer {} argmax", i + 1))?);
+                    let relu = i > 0 && folded[i - 1];
+                    Op::Pool { geometry: *geometry, input: current, output, argmax: argmax.len() - 1, relu }
+                }
+            };
+            values.push(gpu.zeros::<f32>(capacity * len, &format!("layer {} output", i + 1))?);
+            ops.push(op);
+            current = output;
         }
         let delta_len = capacity * widest_activation(network);
         let deltas = [gpu.zeros(delta_len, "delta A")?, gpu.zeros(delta_len, "delta B")?];
@@ -108,20 +127,17 @@ impl Workspace {
             Passes::Gradient => None,
         };
         let partial = gpu.zeros(PARTIAL_VALUES.max(largest_layer_params(network)), "param partial sums")?;
-        let filters = gpu.zeros(filter_scratch_len(network), "packed filters")?;
-        let labels = gpu.zeros(capacity, "labels")?;
         Ok(Self {
             capacity,
-            conv: execution.conv,
+            input_len: network.input().len(),
+            ops,
             values,
-            outputs,
-            folded,
             argmax,
+            output: current,
             deltas,
             tangents,
             partial,
-            filters,
-            labels,
+            labels: gpu.zeros(capacity, "labels")?,
         })
     }
 
@@ -131,16 +147,16 @@ impl Workspace {
 
     /// Bytes held on the device.
     pub fn bytes(&self) -> u64 {
-        let values: u64 = self.values.iter().map(|b| b.bytes()).sum();
-        let argmax: u64 = self.argmax.iter().flatten().map(|b| b.bytes()).sum();
-        let tangents: u64 = self.tangents.iter().flatten().map(|b| b.bytes()).sum();
-        values
+        let sum = |buffers: &[GpuBuffer<f32>]| buffers.iter().map(|b| b.bytes()).sum::<u64>();
+        let argmax: u64 = self.argmax.iter().map(|b| b.bytes()).sum();
+        let packed: u64 = self.convs().map(|layer| layer.bytes()).sum();
+        sum(&self.values)
             + argmax
-            + self.deltas.iter().map(|b| b.bytes()).sum::<u64>()
-            + tangents
+            + sum(&self.deltas)
+            + self.tangents.as_ref().map_or(0, |t| sum(t))
             + self.partial.bytes()
-            + self.filters.bytes()
             + self.labels.bytes()
+            + packed
     }
 
     /// The buffer of the batch's inputs, [capacity, c, h, w].
@@ -153,17 +169,12 @@ impl Workspace {
         &self.labels
     }
 
-    /// The output of layer `index` (0-based), [capacity, …].
-    pub fn output_of(&self, index: usize) -> &GpuBuffer<f32> {
-        &self.values[self.outputs[index]]
-    }
-
     /// The network's outputs z, [capacity, K].
     pub fn network_outputs(&self) -> &GpuBuffer<f32> {
-        self.output_of(self.outputs.len() - 1)
+        &self.values[self.output]
     }
 
-    /// Where the caller puts ∂(loss)/∂z before [`backward`]: [capacity, K].
+    /// Where the caller puts ∂(loss)/∂z before [`Workspace::record_backward`]: [capacity, K].
     pub fn output_grad(&self) -> &GpuBuffer<f32> {
         &self.deltas[0]
     }
@@ -174,17 +185,146 @@ impl Workspace {
         &self.tangents.as_ref().expect("a workspace made for Passes::Curvature")[1]
     }
 
-    /// Layer `geometry` as this workspace runs it.
-    fn conv<'w>(&'w self, geometry: &'w ConvGeometry) -> Conv<'w> {
-        Conv { geometry, strategy: self.conv, filters: &self.filters }
+    fn convs(&self) -> impl Iterator<Item = &ConvLayer> {
+        self.ops.iter().filter_map(|op| match op {
+            Op::Conv { layer, .. } => Some(layer),
+            _ => None,
+        })
     }
 
-    /// The input of layer `index`.
-    fn input_of(&self, index: usize) -> &GpuBuffer<f32> {
-        if index == 0 {
-            self.inputs()
-        } else {
-            self.output_of(index - 1)
+    fn check_batch(&self, batch: usize) {
+        assert!(batch <= self.capacity, "batch {batch} exceeds the workspace's {}", self.capacity);
+    }
+
+    /// Records the packing of θ's filters that the forward and backward passes read (for the
+    /// windowed kernels): once per θ, before those passes.
+    pub fn record_pack(&self, rec: &mut Recorder, theta: &GpuBuffer<f32>) -> Result<(), GpuError> {
+        self.convs().try_for_each(|layer| layer.pack_theta(rec, theta))
+    }
+
+    /// Records the forward pass of `batch` samples whose inputs are in [`Workspace::inputs`],
+    /// with θ's filters as last packed ([`Workspace::record_pack`]).
+    pub fn record_forward(
+        &self,
+        rec: &mut Recorder,
+        theta: &GpuBuffer<f32>,
+        batch: usize,
+    ) -> Result<(), GpuError> {
+        self.check_batch(batch);
+        let v = &self.values;
+        for op in &self.ops {
+            match op {
+                Op::Conv { layer, input, output } => {
+                    layer.forward(rec, batch, &v[*input], theta, &v[*output])?
+                }
+                Op::Relu { input, output, len } => {
+                    activation::relu_forward(rec, &v[*input], &v[*output], batch * len)?
+                }
+                Op::Pool { geometry, input, output, argmax, relu } => pool::forward(
+                    rec,
+                    geometry,
+                    batch,
+                    &v[*input],
+                    &v[*output],
+                    &self.argmax[*argmax],
+                    *relu,
+                )?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Records back-propagation of [`Workspace::output_grad`] through the stored forward
+    /// pass: adds Jᵀ·(output grad), summed over the batch, into `grad`, and when `input_grad`
+    /// is given also writes the gradient with respect to the inputs there.
+    pub fn record_backward(
+        &self,
+        rec: &mut Recorder,
+        theta: &GpuBuffer<f32>,
+        batch: usize,
+        grad: &GpuBuffer<f32>,
+        input_grad: Option<&GpuBuffer<f32>>,
+    ) -> Result<(), GpuError> {
+        self.check_batch(batch);
+        if self.ops.is_empty() {
+            // No operation: the network is the identity on its inputs.
+            return match input_grad {
+                Some(buffer) => blas1::copy(rec, self.output_grad(), 0, buffer, 0, batch * self.input_len),
+                None => Ok(()),
+            };
+        }
+        // Below the first operation with parameters, gradients are needed only for input_grad.
+        let first_with_params =
+            self.ops.iter().position(|op| matches!(op, Op::Conv { .. })).unwrap_or(self.ops.len());
+        let lowest = if input_grad.is_some() { 0 } else { first_with_params };
+        let v = &self.values;
+        let mut current = 0;
+        for index in (lowest..self.ops.len()).rev() {
+            let dy = &self.deltas[current];
+            let dx = match (index, input_grad) {
+                (0, Some(buffer)) => buffer,
+                _ => &self.deltas[1 - current],
+            };
+            match &self.ops[index] {
+                Op::Conv { layer, input, .. } => {
+                    layer.backward_params(rec, batch, &v[*input], dy, &self.partial, grad)?;
+                    if index > lowest || input_grad.is_some() {
+                        layer.backward_input(rec, batch, dy, theta, dx)?;
+                    }
+                }
+                Op::Relu { output, len, .. } => {
+                    activation::relu_backward(rec, &v[*output], dy, dx, batch * len)?
+                }
+                Op::Pool { geometry, argmax, .. } => {
+                    pool::backward(rec, geometry, batch, dy, &self.argmax[*argmax], dx)?
+                }
+            }
+            current = 1 - current;
+        }
+        Ok(())
+    }
+
+    /// Records forward mode through the stored forward pass: Jv for each of `batch` samples,
+    /// where v has θ's layout. Returns the buffer that holds the result, [capacity, K].
+    pub fn record_jvp(
+        &self,
+        rec: &mut Recorder,
+        theta: &GpuBuffer<f32>,
+        v: &GpuBuffer<f32>,
+        batch: usize,
+    ) -> Result<&GpuBuffer<f32>, GpuError> {
+        self.check_batch(batch);
+        let tangents = self.tangents.as_ref().expect("Jv needs a workspace made for Passes::Curvature");
+        let values = &self.values;
+        // Which tangent buffer holds R(input of the current operation); None while it is zero,
+        // which it is from the data up to the first operation with parameters.
+        let mut current: Option<usize> = None;
+        for op in &self.ops {
+            let next = current.map_or(0, |c| 1 - c);
+            let (r_in, r_out) = (current.map(|c| &tangents[c]), &tangents[next]);
+            match (op, r_in) {
+                (Op::Conv { layer, input, .. }, r_in) => {
+                    layer.jvp(rec, batch, &values[*input], r_in, theta, v, r_out)?
+                }
+                (Op::Relu { output, len, .. }, Some(r_in)) => {
+                    activation::relu_backward(rec, &values[*output], r_in, r_out, batch * len)?
+                }
+                (Op::Pool { geometry, argmax, .. }, Some(r_in)) => {
+                    pool::jvp(rec, geometry, batch, r_in, &self.argmax[*argmax], r_out)?
+                }
+                // A zero direction stays zero.
+                (_, None) => continue,
+            }
+            current = Some(next);
+        }
+        match current {
+            Some(c) => Ok(&tangents[c]),
+            None => {
+                // A network without parameters: J is empty and Jv is zero.
+                let k = self.network_outputs().len() / self.capacity;
+                blas1::fill(rec, &tangents[0], batch * k, 0.0)?;
+                Ok(&tangents[0])
+            }
         }
     }
 }
@@ -205,154 +345,6 @@ fn folded_relus(network: &Network) -> Vec<bool> {
         .collect()
 }
 
-fn filter_scratch_len(network: &Network) -> usize {
-    network.conv_geometries().map(conv::filter_scratch_len).max().unwrap_or(4)
-}
-
 fn largest_layer_params(network: &Network) -> usize {
     network.conv_geometries().map(|g| g.params()).max().unwrap_or(1)
-}
-
-/// Records the forward pass of `batch` samples whose inputs are in `ws.inputs()`.
-pub fn forward(
-    rec: &mut Recorder,
-    network: &Network,
-    ws: &Workspace,
-    theta: &GpuBuffer<f32>,
-    batch: usize,
-) -> Result<(), GpuError> {
-    assert!(batch <= ws.capacity, "batch {batch} exceeds the workspace's {}", ws.capacity);
-    for (i, layer) in network.layers().iter().enumerate() {
-        let (x, y) = (ws.input_of(i), ws.output_of(i));
-        match layer {
-            PlannedLayer::Conv { geometry, .. } => ws.conv(geometry).forward(rec, batch, x, theta, y)?,
-            PlannedLayer::Relu { .. } if ws.folded[i] => {}
-            PlannedLayer::Relu { shape } => activation::relu_forward(rec, x, y, batch * shape.len())?,
-            PlannedLayer::MaxPool(g) => {
-                let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
-                let relu = i > 0 && ws.folded[i - 1];
-                pool::forward(rec, g, batch, x, y, argmax, relu)?
-            }
-            PlannedLayer::Flatten { .. } => {}
-        }
-    }
-    Ok(())
-}
-
-/// Records back-propagation of `ws.output_grad()` through the stored forward pass: adds
-/// Jᵀ·(output grad), summed over the batch, into `grad`, and when `input_grad` is given also
-/// writes the gradient with respect to the inputs there.
-pub fn backward(
-    rec: &mut Recorder,
-    network: &Network,
-    ws: &Workspace,
-    theta: &GpuBuffer<f32>,
-    batch: usize,
-    grad: &GpuBuffer<f32>,
-    input_grad: Option<&GpuBuffer<f32>>,
-) -> Result<(), GpuError> {
-    assert!(batch <= ws.capacity, "batch {batch} exceeds the workspace's {}", ws.capacity);
-    // Below the first layer with parameters, gradients are needed only for input_grad.
-    let first_with_params = network
-        .layers()
-        .iter()
-        .position(|l| matches!(l, PlannedLayer::Conv { .. }))
-        .unwrap_or(network.layers().len());
-    let lowest = if input_grad.is_some() { 0 } else { first_with_params };
-    let mut current = 0;
-    for i in (lowest..network.layers().len()).rev() {
-        let layer = &network.layers()[i];
-        let dy = &ws.deltas[current];
-        let dx = match (i, input_grad) {
-            (0, Some(buffer)) => buffer,
-            _ => &ws.deltas[1 - current],
-        };
-        let needs_dx = i > lowest || input_grad.is_some();
-        match layer {
-            PlannedLayer::Conv { geometry, .. } => {
-                conv::backward_params(rec, geometry, batch, ws.input_of(i), dy, &ws.partial, grad)?;
-                if needs_dx {
-                    ws.conv(geometry).backward_input(rec, batch, dy, theta, dx)?;
-                }
-            }
-            PlannedLayer::Relu { shape } if ws.folded[i] => {
-                pass_through(rec, i, dy, input_grad, batch * shape.len())?;
-                continue;
-            }
-            PlannedLayer::Relu { shape } => {
-                activation::relu_backward(rec, ws.output_of(i), dy, dx, batch * shape.len())?
-            }
-            PlannedLayer::MaxPool(g) => {
-                let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
-                pool::backward(rec, g, batch, dy, argmax, dx)?
-            }
-            PlannedLayer::Flatten { input, .. } => {
-                pass_through(rec, i, dy, input_grad, batch * input.len())?;
-                continue;
-            }
-        }
-        current = 1 - current;
-    }
-    Ok(())
-}
-
-/// Back-propagation through a layer that leaves the gradient as it is (a flatten keeps its
-/// values in order; a folded ReLU's mask is applied by the pool above): nothing to do, except
-/// that the gradient must end in `input_grad` when this is the first layer.
-fn pass_through(
-    rec: &mut Recorder,
-    layer: usize,
-    dy: &GpuBuffer<f32>,
-    input_grad: Option<&GpuBuffer<f32>>,
-    len: usize,
-) -> Result<(), GpuError> {
-    match input_grad {
-        Some(buffer) if layer == 0 => blas1::copy(rec, dy, 0, buffer, 0, len),
-        _ => Ok(()),
-    }
-}
-
-/// Records forward mode through the stored forward pass: Jv for each of `batch` samples, where
-/// v has θ's layout. Returns the buffer that holds the result, [capacity, K].
-pub fn jvp<'w>(
-    rec: &mut Recorder,
-    network: &Network,
-    ws: &'w Workspace,
-    theta: &GpuBuffer<f32>,
-    v: &GpuBuffer<f32>,
-    batch: usize,
-) -> Result<&'w GpuBuffer<f32>, GpuError> {
-    assert!(batch <= ws.capacity, "batch {batch} exceeds the workspace's {}", ws.capacity);
-    let tangents = ws.tangents.as_ref().expect("Jv needs a workspace made for Passes::Curvature");
-    // Which tangent buffer holds R(input of the current layer); None while it is zero, which
-    // it is from the data up to the first layer with parameters.
-    let mut current: Option<usize> = None;
-    for (i, layer) in network.layers().iter().enumerate() {
-        let next = current.map_or(0, |c| 1 - c);
-        let (r_in, r_out) = (current.map(|c| &tangents[c]), &tangents[next]);
-        match (layer, r_in) {
-            (PlannedLayer::Conv { geometry, .. }, r_in) => {
-                ws.conv(geometry).jvp(rec, batch, ws.input_of(i), r_in, theta, v, r_out)?
-            }
-            (PlannedLayer::Relu { shape }, Some(r_in)) if !ws.folded[i] => {
-                activation::relu_backward(rec, ws.output_of(i), r_in, r_out, batch * shape.len())?
-            }
-            (PlannedLayer::MaxPool(g), Some(r_in)) => {
-                let argmax = ws.argmax[i].as_ref().expect("pool layers own an argmax buffer");
-                pool::jvp(rec, g, batch, r_in, argmax, r_out)?
-            }
-            // Flatten keeps the values where they are, a folded ReLU's mask is applied by the
-            // pool above, and a zero direction stays zero.
-            (PlannedLayer::Flatten { .. } | PlannedLayer::Relu { .. }, _) | (_, None) => continue,
-        }
-        current = Some(next);
-    }
-    match current {
-        Some(c) => Ok(&tangents[c]),
-        None => {
-            // A network without parameters: J is empty and Jv is zero.
-            blas1::fill(rec, &tangents[0], batch * network.outputs(), 0.0)?;
-            Ok(&tangents[0])
-        }
-    }
 }

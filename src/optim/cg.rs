@@ -1,14 +1,44 @@
-//! Conjugate gradient for (G_S + λI)s = −g, entirely on the device: each step is one encoder
-//! and one submit (the product, two dots, the α and β kernels, three vector updates), and the
-//! host reads the residual back only every `check_every` steps.
+//! Conjugate gradient for (G_S + λI)s = −g, entirely on the device.
+//!
+//! A step (the product, two dots that α and β finish, the vector updates, the test that ends
+//! CG) is a program recorded once per subsample and replayed: one submit per step, and
+//! nothing created on the device. The device decides when CG ends: converged (‖r‖ ≤ ξ‖g‖,
+//! tested in f32 with the bound that gives the host's f64 answer), broken down (pᵀ(G+λI)p ≤ 0)
+//! or non-finite; then the following steps skip their product (its dispatches are indirect,
+//! and the step zeroes their counts) and change nothing. The host keeps up to [`DEPTH`] steps
+//! in flight, reads the scalars back every `check_every` steps through a ring of staging
+//! buffers while later steps run, and stops submitting once it sees CG stopped: it never
+//! drains the queue inside CG, and the result is exactly the one a check after every step
+//! gives. A submit holds the steps between two looks (one step on a software GPU, four
+//! elsewhere, by default) and the read.
 
-use crate::curvature::Subsample;
+use std::collections::VecDeque;
+
+use crate::curvature::{Damping, Subsample};
 use crate::error::Error;
-use crate::gpu::{Gpu, GpuBuffer};
+use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket};
 use crate::kernels::blas1;
+pub use crate::kernels::cg::Stop;
 use crate::kernels::cg::{self as kernels, slot};
 
-/// The vectors and scalars of a solve; allocated once per run.
+/// Submits of CG steps in flight at most: the host takes the oldest's read before submitting
+/// another.
+pub const DEPTH: usize = 3;
+
+/// The programs of solves on one subsample, from one gradient buffer.
+struct Programs {
+    /// The subsample and the gradient buffer they bind.
+    key: (u64, u64),
+    /// s = 0, r = −g, p = r, rᵀr.
+    start: Program,
+    /// One CG step, its product an indirect section.
+    step: Program,
+    section: IndirectArgs,
+    /// gᵀs and sᵀs.
+    end: Program,
+}
+
+/// The vectors and scalars of a solve, and its programs; allocated once per run.
 pub struct CgBuffers {
     /// The solution s.
     pub direction: GpuBuffer<f32>,
@@ -17,6 +47,8 @@ pub struct CgBuffers {
     product: GpuBuffer<f32>,
     scalars: GpuBuffer<f32>,
     scratch: GpuBuffer<f32>,
+    ring: ReadRing<f32>,
+    programs: Option<Programs>,
 }
 
 impl CgBuffers {
@@ -28,7 +60,65 @@ impl CgBuffers {
             product: gpu.zeros(n, "CG (G + λI)p")?,
             scalars: gpu.zeros(slot::COUNT, "CG scalars")?,
             scratch: gpu.zeros(blas1::dot_scratch_len(n), "CG dot scratch")?,
+            // One read per step in flight, and the final one.
+            ring: gpu.read_ring(slot::COUNT, DEPTH + 1)?,
+            programs: None,
         })
+    }
+
+    /// Dispatches of the recorded programs: the start, one step, the end.
+    pub fn dispatches_per_program(&self) -> Option<(usize, usize, usize)> {
+        self.programs.as_ref().map(|p| (p.start.dispatches(), p.step.dispatches(), p.end.dispatches()))
+    }
+
+    /// The programs for `subsample` and `grad`, recorded if they are not the last ones.
+    fn programs(
+        &mut self,
+        gpu: &Gpu,
+        subsample: &Subsample,
+        grad: &GpuBuffer<f32>,
+    ) -> Result<&Programs, Error> {
+        let key = (subsample.id(), grad.id());
+        if self.programs.as_ref().is_none_or(|p| p.key != key) {
+            self.programs = Some(self.record(gpu, subsample, grad, key)?);
+        }
+        Ok(self.programs.as_ref().expect("recorded above"))
+    }
+
+    fn record(
+        &self,
+        gpu: &Gpu,
+        subsample: &Subsample,
+        grad: &GpuBuffer<f32>,
+        key: (u64, u64),
+    ) -> Result<Programs, Error> {
+        let (s, r, p, ap) = (&self.direction, &self.residual, &self.conjugate, &self.product);
+        let (scalars, scratch, n) = (&self.scalars, &self.scratch, s.len());
+        let mut rec = gpu.recorder();
+        blas1::fill(&mut rec, s, n, 0.0)?;
+        blas1::copy(&mut rec, grad, 0, r, 0, n)?;
+        blas1::scale(&mut rec, -1.0, r, n)?;
+        blas1::copy(&mut rec, r, 0, p, 0, n)?;
+        blas1::dot(&mut rec, r, r, n, scratch, scalars, slot::RR)?;
+        let start = rec.finish()?;
+
+        let mut rec = gpu.recorder();
+        rec.begin_indirect();
+        subsample.record_gauss_newton(&mut rec, p, Damping::Slot { scalars, slot: slot::DAMPING }, ap)?;
+        let section = rec.end_indirect()?;
+        let blocks = blas1::dot_partials(&mut rec, p, ap, n, scratch)?;
+        kernels::alpha(&mut rec, scalars, scratch, blocks)?;
+        kernels::update(&mut rec, scalars, p, ap, s, r)?;
+        blas1::dot_partials(&mut rec, r, r, n, scratch)?;
+        kernels::beta(&mut rec, scalars, scratch, blocks, &section)?;
+        kernels::xpay_scalar(&mut rec, scalars, slot::BETA, r, p)?;
+        let step = rec.finish()?;
+
+        let mut rec = gpu.recorder();
+        blas1::dot(&mut rec, grad, s, n, scratch, scalars, slot::GS)?;
+        blas1::dot(&mut rec, s, s, n, scratch, scalars, slot::SS)?;
+        let end = rec.finish()?;
+        Ok(Programs { key, start, step, section, end })
     }
 }
 
@@ -38,7 +128,7 @@ pub struct CgSettings {
     /// Stop when ‖r‖ ≤ xi·‖g‖.
     pub xi: f64,
     pub max_steps: usize,
-    /// Read the residual back every this many steps.
+    /// Read the residual back every this many steps (at least 1).
     pub check_every: usize,
 }
 
@@ -48,12 +138,34 @@ pub struct CgOutcome {
     /// Steps whose update was kept.
     pub steps: usize,
     pub residual_norm: f64,
+    /// Why CG stopped before max_steps, if it did.
+    pub stop: Option<Stop>,
     /// True when a step had pᵀ(G + λI)p ≤ 0 or a non-finite value; s is the last good iterate.
     pub broke_down: bool,
     /// gᵀs.
     pub gs: f64,
     /// sᵀG_S s without the λ term, from the CG recurrences: Σ αᵢ rᵢᵀrᵢ − λ sᵀs.
     pub s_g_s: f64,
+}
+
+/// The largest f32 bound b with rᵀr ≤ b exactly when √rᵀr ≤ `tolerance` in f64, for every
+/// f32 rᵀr: the device's test then gives the host's answer.
+pub fn rr_bound(tolerance: f64) -> f32 {
+    if tolerance.is_nan() || tolerance < 0.0 {
+        return f32::NEG_INFINITY;
+    }
+    if tolerance == f64::INFINITY {
+        return f32::INFINITY;
+    }
+    let holds = |b: f32| (b as f64).sqrt() <= tolerance;
+    let mut bound = (tolerance * tolerance) as f32;
+    while bound > 0.0 && !holds(bound) {
+        bound = bound.next_down();
+    }
+    while bound.next_up().is_finite() && holds(bound.next_up()) {
+        bound = bound.next_up();
+    }
+    bound
 }
 
 /// Solves (G_S + λI)s = −g from s = 0; the solution is left in `buffers.direction`.
@@ -64,57 +176,48 @@ pub fn solve(
     grad: &GpuBuffer<f32>,
     grad_norm: f64,
     settings: &CgSettings,
-    buffers: &CgBuffers,
+    buffers: &mut CgBuffers,
 ) -> Result<CgOutcome, Error> {
-    let CgBuffers { direction: s, residual: r, conjugate: p, product: ap, scalars, scratch } = buffers;
-    let n = s.len();
-    let mut rec = gpu.recorder();
-    blas1::fill(&mut rec, scalars, slot::COUNT, 0.0)?;
-    blas1::fill(&mut rec, s, n, 0.0)?;
-    blas1::copy(&mut rec, grad, 0, r, 0, n)?;
-    blas1::scale(&mut rec, -1.0, r, n)?;
-    blas1::copy(&mut rec, r, 0, p, 0, n)?;
-    blas1::dot(&mut rec, r, r, n, scratch, scalars, slot::RR)?;
-    rec.submit();
-
-    let tolerance = settings.xi * grad_norm;
     let check_every = settings.check_every.max(1);
-    let mut steps = 0;
-    while steps < settings.max_steps {
-        let mut rec = gpu.recorder();
-        subsample.record_gauss_newton(&mut rec, p, lambda, ap)?;
-        blas1::dot(&mut rec, p, ap, n, scratch, scalars, slot::PGP)?;
-        kernels::alpha(&mut rec, scalars, steps)?;
-        kernels::axpy_scalar(&mut rec, 1.0, scalars, slot::ALPHA, p, s)?;
-        kernels::axpy_scalar(&mut rec, -1.0, scalars, slot::ALPHA, ap, r)?;
-        blas1::dot(&mut rec, r, r, n, scratch, scalars, slot::RR_NEW)?;
-        kernels::beta(&mut rec, scalars)?;
-        kernels::xpay_scalar(&mut rec, scalars, slot::BETA, r, p)?;
-        rec.submit();
-        steps += 1;
-        if steps % check_every == 0 || steps == settings.max_steps {
-            let values = gpu.read(scalars)?;
-            if values[slot::STOP] != 0.0 || (values[slot::RR] as f64).sqrt() <= tolerance {
-                break;
-            }
+    let mut scalars = vec![0.0f32; slot::COUNT];
+    scalars[slot::DAMPING] = subsample.damping(lambda);
+    scalars[slot::TOL_RR] = rr_bound(settings.xi * grad_norm);
+    gpu.write(&buffers.scalars, &scalars)?;
+    let programs = buffers.programs(gpu, subsample, grad)?;
+    // Every step's product runs until the device says otherwise.
+    gpu.write(&programs.section.args, &programs.section.host)?;
+    gpu.submit(&[&programs.start])?;
+
+    let Programs { step, end, .. } = buffers.programs.as_ref().expect("recorded above");
+    let (ring, source) = (&mut buffers.ring, &buffers.scalars);
+    // Each submit holds the steps up to the next look at the scalars, and their read.
+    let mut in_flight: VecDeque<ReadTicket> = VecDeque::new();
+    let (mut submitted, mut stopped) = (0, false);
+    while submitted < settings.max_steps && !stopped {
+        if in_flight.len() >= DEPTH {
+            let oldest = in_flight.pop_front().expect("submits in flight");
+            stopped = gpu.take(ring, oldest)?[slot::STOP] != 0.0;
+            continue;
         }
+        let count = check_every.min(settings.max_steps - submitted);
+        in_flight.push_back(gpu.submit_reading(&vec![step; count], source, ring)?);
+        submitted += count;
     }
-    // The final figures: gᵀs and sᵀs on the device, read back with the scalars.
-    let mut rec = gpu.recorder();
-    blas1::dot(&mut rec, grad, s, n, scratch, scalars, slot::GS)?;
-    blas1::dot(&mut rec, s, s, n, scratch, scalars, slot::SS)?;
-    rec.submit();
-    let last = gpu.read(scalars)?;
-    let broke_down = last[slot::STOP] != 0.0;
-    if broke_down {
-        steps = last[slot::STOP_AT] as usize;
+    // The final figures: gᵀs and sᵀs on the device, read back with the scalars. The reads
+    // still in flight are done by then and are taken without waiting.
+    let last = gpu.submit_reading(&[end], source, ring)?;
+    let last = gpu.take(ring, last)?;
+    for ticket in in_flight {
+        gpu.take(ring, ticket)?;
     }
+    let stop = Stop::from_slot(last[slot::STOP]);
     let (gs, ss) = (last[slot::GS] as f64, last[slot::SS] as f64);
     Ok(CgOutcome {
-        steps,
+        steps: last[slot::STEP] as usize,
         // RR holds the residual of the last kept step (β does not move it after a stop).
         residual_norm: (last[slot::RR] as f64).sqrt(),
-        broke_down,
+        stop,
+        broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
         gs,
         s_g_s: last[slot::SAS] as f64 - lambda * ss,
     })

@@ -10,8 +10,8 @@ use crate::curvature::{Subsample, SubsampleOptions};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
-use crate::gpu::GpuBuffer;
-use crate::kernels::blas1;
+use crate::gpu::{GpuBuffer, Program};
+use crate::kernels::{blas1, cg as cg_kernels};
 use crate::objective::{Evaluation, Objective};
 use crate::problem::Problem;
 
@@ -37,9 +37,10 @@ pub struct NewtonOptions {
     pub eta: f64,
     /// The line search halves α at most this many times; then no step is taken.
     pub max_halvings: usize,
-    /// The host reads the CG residual back every this many CG steps. None: every step on a
-    /// software GPU (where a read-back costs far less than a product), every 4 elsewhere.
-    pub cg_check_every: Option<usize>,
+    /// The host reads the CG residual back every this many CG steps (at least 1). The device
+    /// stops CG by itself; this says how soon the host notices and stops submitting, not
+    /// what CG computes.
+    pub cg_check_every: usize,
     /// Stop once ‖∇f‖ falls to this.
     pub grad_tol: Option<f64>,
     /// Stop after the iteration that passes this much training time.
@@ -53,12 +54,6 @@ impl NewtonOptions {
     /// never more than l.
     pub fn gn_size_for(&self, l: usize) -> usize {
         self.gn_size.unwrap_or(l.div_ceil(20)).min(l)
-    }
-
-    /// How often the host reads the CG residual on `gpu`: cg_check_every, or every step on a
-    /// software GPU (where a read-back costs far less than a product) and every 4 elsewhere.
-    pub fn check_every_on(&self, gpu: &crate::gpu::Gpu) -> usize {
-        self.cg_check_every.unwrap_or(if gpu.is_software() { 1 } else { 4 })
     }
 }
 
@@ -74,7 +69,7 @@ impl Default for NewtonOptions {
             boost: 1.5,
             eta: 1e-4,
             max_halvings: 20,
-            cg_check_every: None,
+            cg_check_every: 4,
             grad_tol: None,
             time_budget: None,
             seed: 0,
@@ -115,6 +110,12 @@ pub struct Newton<'a> {
     known: Option<Evaluation>,
     cg_buffers: CgBuffers,
     gn_size: usize,
+    /// The subsample, drawn afresh each iteration into the same device buffers.
+    subsample: Option<Subsample<'a>>,
+    /// The step length of the line search's trial, as its program reads it: [α].
+    step_length: GpuBuffer<f32>,
+    /// For θ's buffer: trial = θ + α·s, and θ = trial once accepted.
+    line_search: Option<(u64, Program, Program)>,
     pub state: NewtonState,
 }
 
@@ -137,6 +138,9 @@ impl<'a> Newton<'a> {
             known: None,
             cg_buffers: CgBuffers::new(gpu, n)?,
             gn_size: options.gn_size_for(train.len()),
+            subsample: None,
+            step_length: gpu.zeros(1, "line search α")?,
+            line_search: None,
             state: NewtonState { iteration: 0, lambda: options.lambda, elapsed_s: 0.0 },
             options: options.clone(),
         })
@@ -166,7 +170,7 @@ impl<'a> Newton<'a> {
         train: &Dataset,
         theta: &GpuBuffer<f32>,
     ) -> Result<Option<IterationRecord>, Error> {
-        let (gpu, options, n) = (self.execution.gpu, &self.options, self.problem.network.param_count());
+        let (gpu, options) = (self.execution.gpu, &self.options);
         let started = Instant::now();
         let k = self.state.iteration + 1;
         let eval = match self.known.take() {
@@ -182,16 +186,27 @@ impl<'a> Newton<'a> {
 
         let cg_started = Instant::now();
         let seed = options.seed.wrapping_add(k as u64);
-        let sub_options = SubsampleOptions { size: self.gn_size, seed, memory_budget: None };
-        let subsample = Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?;
+        let subsample = match self.subsample.take() {
+            Some(mut subsample) if subsample.made_with(theta) => {
+                subsample.redraw(train, theta, seed)?;
+                subsample
+            }
+            _ => {
+                let sub_options = SubsampleOptions { size: self.gn_size, seed, memory_budget: None };
+                Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?
+            }
+        };
         let lambda = self.state.lambda;
-        let check_every = options.check_every_on(gpu);
-        let settings = CgSettings { xi: options.xi, max_steps: options.cg_max, check_every };
+        let settings =
+            CgSettings { xi: options.xi, max_steps: options.cg_max, check_every: options.cg_check_every };
         let outcome =
-            cg::solve(gpu, &subsample, lambda, &self.grad, eval.grad_norm, &settings, &self.cg_buffers)?;
-        drop(subsample);
+            cg::solve(gpu, &subsample, lambda, &self.grad, eval.grad_norm, &settings, &mut self.cg_buffers)?;
+        self.subsample = Some(subsample);
         let cg_s = cg_started.elapsed().as_secs_f64();
-        let s = &self.cg_buffers.direction;
+        if self.line_search.as_ref().is_none_or(|(id, _, _)| *id != theta.id()) {
+            self.line_search = Some(self.record_line_search(theta)?);
+        }
+        let (_, trial_point, accept) = self.line_search.as_ref().expect("recorded above");
 
         // Armijo backtracking from α = 1 on θ + αs, at most max_halvings halvings. The full
         // step is evaluated with its gradient: it is usually accepted, and then the next
@@ -200,10 +215,8 @@ impl<'a> Newton<'a> {
         let mut accepted = None;
         if outcome.gs < 0.0 {
             for halvings in 0..=options.max_halvings {
-                let mut rec = gpu.recorder();
-                blas1::copy(&mut rec, theta, 0, &self.trial, 0, n)?;
-                blas1::axpy(&mut rec, alpha as f32, s, &self.trial, n)?;
-                rec.submit();
+                gpu.write(&self.step_length, &[alpha as f32])?;
+                gpu.submit(&[trial_point])?;
                 let trial_eval = if halvings == 0 {
                     self.objective.value_and_grad(train, &self.trial, &self.trial_grad)?
                 } else {
@@ -223,9 +236,7 @@ impl<'a> Newton<'a> {
         }
         let (rho, alpha) = match accepted {
             Some(f_new) => {
-                let mut rec = gpu.recorder();
-                blas1::copy(&mut rec, &self.trial, 0, theta, 0, n)?;
-                rec.submit();
+                gpu.submit(&[accept])?;
                 let predicted = alpha * outcome.gs + 0.5 * alpha * alpha * outcome.s_g_s;
                 let rho = (f_new - eval.f) / predicted;
                 if rho < 0.25 {
@@ -258,6 +269,25 @@ impl<'a> Newton<'a> {
             test_acc: None,
             val_acc: None,
         }))
+    }
+
+    /// trial = θ + α·s with α read from `step_length`, and θ = trial.
+    fn record_line_search(&self, theta: &GpuBuffer<f32>) -> Result<(u64, Program, Program), Error> {
+        let (gpu, n) = (self.execution.gpu, theta.len());
+        let mut rec = gpu.recorder();
+        blas1::copy(&mut rec, theta, 0, &self.trial, 0, n)?;
+        cg_kernels::axpy_scalar(
+            &mut rec,
+            1.0,
+            &self.step_length,
+            0,
+            &self.cg_buffers.direction,
+            &self.trial,
+        )?;
+        let trial_point = rec.finish()?;
+        let mut rec = gpu.recorder();
+        blas1::copy(&mut rec, &self.trial, 0, theta, 0, n)?;
+        Ok((theta.id(), trial_point, rec.finish()?))
     }
 
     /// Accuracy of θ on `data`, computed on the device in chunks.
@@ -314,6 +344,9 @@ fn validate(options: &NewtonOptions, train: &Dataset) -> Result<(), Error> {
     }
     if options.cg_max == 0 {
         return setting("cg_max", "at least 1", "0".into());
+    }
+    if options.cg_check_every == 0 {
+        return setting("cg_check_every", "at least 1", "0".into());
     }
     if options.gn_size == Some(0) {
         return setting("gn_size", "at least 1", "0".into());

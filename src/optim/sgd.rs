@@ -10,8 +10,8 @@ use rand::SeedableRng;
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
-use crate::gpu::{Gpu, GpuBuffer};
-use crate::kernels::blas1;
+use crate::gpu::{Gpu, GpuBuffer, Program};
+use crate::kernels::{blas1, cg as cg_kernels};
 use crate::objective::Objective;
 use crate::problem::Problem;
 
@@ -57,6 +57,11 @@ pub struct Sgd<'a> {
     evaluator: Objective<'a>,
     grad: GpuBuffer<f32>,
     pub velocity: GpuBuffer<f32>,
+    /// The step's learning rate, which decays, as the update reads it: [lr].
+    rate: GpuBuffer<f32>,
+    /// The update of a step, recorded for θ's buffer (the first step's): v ← μ·v − lr·g,
+    /// θ ← θ + v.
+    update: Option<(u64, Program)>,
     pub state: SgdState,
 }
 
@@ -92,6 +97,8 @@ impl<'a> Sgd<'a> {
             evaluator: Objective::new(execution, problem)?,
             grad: gpu.zeros::<f32>(n, "mini-batch gradient")?,
             velocity: gpu.zeros(n, "SGD velocity")?,
+            rate: gpu.zeros(1, "SGD learning rate")?,
+            update: None,
             state: SgdState { epoch: 0, step: 0, elapsed_s: 0.0 },
             options: options.clone(),
         })
@@ -133,24 +140,35 @@ impl<'a> Sgd<'a> {
     /// The mini-batch steps of one epoch, without the evaluation of f that [`Sgd::epoch`] adds;
     /// returns the mean loss of the mini-batches. Counts the epoch, not its time.
     pub fn steps(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
-        let (gpu, options, batch) = (self.gpu, &self.options, self.batch);
-        let n = theta.len();
+        let (gpu, batch) = (self.gpu, self.batch);
+        if self.update.as_ref().is_none_or(|(id, _)| *id != theta.id()) {
+            self.update = Some((theta.id(), self.record_update(theta)?));
+        }
         let epoch = self.state.epoch + 1;
         let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(options.seed.wrapping_add(epoch as u64)));
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.options.seed.wrapping_add(epoch as u64),
+        ));
+        let update = &self.update.as_ref().expect("recorded above").1;
         for (b, indices) in order.chunks(batch).enumerate() {
-            let lr = options.lr / (1.0 + options.decay * self.state.step as f64);
-            let mut rec = gpu.recorder();
-            self.stepper.record_minibatch_grad(&mut rec, train, indices, b * batch, theta, &self.grad)?;
-            blas1::scale(&mut rec, options.momentum as f32, &self.velocity, n)?;
-            blas1::axpy(&mut rec, -lr as f32, &self.grad, &self.velocity, n)?;
-            blas1::axpy(&mut rec, 1.0, &self.velocity, theta, n)?;
-            rec.submit();
+            let lr = self.options.lr / (1.0 + self.options.decay * self.state.step as f64);
+            gpu.write(&self.rate, &[lr as f32])?;
+            self.stepper.minibatch_grad(train, indices, b * batch, theta, &self.grad, update)?;
             self.state.step += 1;
         }
         let running_loss = self.stepper.epoch_losses(train.len())?;
         self.state.epoch = epoch;
         Ok(running_loss)
+    }
+
+    /// v ← μ·v − lr·g, θ ← θ + v, with lr read from `rate`.
+    fn record_update(&self, theta: &GpuBuffer<f32>) -> Result<Program, Error> {
+        let n = theta.len();
+        let mut rec = self.gpu.recorder();
+        blas1::scale(&mut rec, self.options.momentum as f32, &self.velocity, n)?;
+        cg_kernels::axpy_scalar(&mut rec, -1.0, &self.rate, 0, &self.grad, &self.velocity)?;
+        blas1::axpy(&mut rec, 1.0, &self.velocity, theta, n)?;
+        Ok(rec.finish()?)
     }
 
     /// Accuracy of θ on `data`, computed on the device in chunks.

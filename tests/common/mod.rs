@@ -91,7 +91,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], scale: &[f64], rtol: 
 }
 
 use ndarray::{Array2, Array4};
-use newton_wgpu::nn::device::{backward, forward, Passes, Workspace};
+use newton_wgpu::nn::device::{Passes, Workspace};
 use newton_wgpu::nn::{Network, PlannedLayer};
 use newton_wgpu::reference::{self, Trace};
 
@@ -112,13 +112,14 @@ pub fn gpu_pass(execution: Execution, network: &Network, theta: &[f32], x: &[f32
     let input_grad = gpu.zeros::<f32>(x.len(), "input grad").unwrap();
     gpu.write(ws.inputs(), x).unwrap();
     let mut rec = gpu.recorder();
-    forward(&mut rec, network, &ws, &theta_buf, batch).unwrap();
-    rec.submit();
+    ws.record_pack(&mut rec, &theta_buf).unwrap();
+    ws.record_forward(&mut rec, &theta_buf, batch).unwrap();
+    rec.submit().unwrap();
     let outputs = gpu.read_range(ws.network_outputs(), 0, batch * network.outputs()).unwrap();
     gpu.write(ws.output_grad(), dy).unwrap();
     let mut rec = gpu.recorder();
-    backward(&mut rec, network, &ws, &theta_buf, batch, &grad, Some(&input_grad)).unwrap();
-    rec.submit();
+    ws.record_backward(&mut rec, &theta_buf, batch, &grad, Some(&input_grad)).unwrap();
+    rec.submit().unwrap();
     GpuPass { outputs, grad: gpu.read(&grad).unwrap(), input_grad: gpu.read(&input_grad).unwrap() }
 }
 

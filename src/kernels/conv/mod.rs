@@ -17,7 +17,7 @@ mod tiled;
 mod windowed;
 
 use super::blas1;
-use crate::gpu::{GpuBuffer, GpuError, Recorder};
+use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
 use crate::nn::ConvGeometry;
 use params::Params;
 
@@ -87,24 +87,49 @@ impl std::fmt::Display for ConvStrategy {
     }
 }
 
-/// Values of scratch space for packed filters that every pass of layer `g` needs (see
-/// [`Conv::filters`]).
-pub fn filter_scratch_len(g: &ConvGeometry) -> usize {
-    windowed::filter_scratch_len(g)
+/// Bytes of a layer's packed filters (see [`ConvLayer`]), at most.
+pub fn packed_bytes_bound(g: &ConvGeometry) -> u64 {
+    windowed::packed_bytes_bound(g)
 }
 
-/// One convolution layer on the device: its geometry, the kernels that run it, and their
-/// scratch space for packed filters (at least [`filter_scratch_len`] values; the windowed
-/// kernels pack the filters there, the tiled ones read θ directly).
-#[derive(Clone, Copy)]
-pub struct Conv<'a> {
-    pub geometry: &'a ConvGeometry,
-    pub strategy: ConvStrategy,
-    pub filters: &'a GpuBuffer<f32>,
+/// One convolution layer on the device: its geometry, the kernels that run it and, for the
+/// windowed ones, θ's filters packed as they read them. θ's filters are packed by
+/// [`ConvLayer::pack_theta`], once per θ: the forward pass and the backward pass to the input
+/// read the filters of the θ last packed (the tiled kernels read θ directly and need none).
+pub struct ConvLayer {
+    geometry: ConvGeometry,
+    strategy: ConvStrategy,
+    packed: Option<windowed::Packed>,
 }
 
-impl Conv<'_> {
-    /// y = conv(x; W, b) for `batch` samples; W and b are read from θ at the layer's offsets.
+impl ConvLayer {
+    pub fn new(gpu: &Gpu, strategy: ConvStrategy, geometry: &ConvGeometry) -> Result<Self, GpuError> {
+        let packed = match strategy {
+            ConvStrategy::Windowed => Some(windowed::Packed::new(gpu, geometry)?),
+            ConvStrategy::Tiled => None,
+        };
+        Ok(Self { geometry: *geometry, strategy, packed })
+    }
+
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    /// Bytes of the packed filters on the device.
+    pub fn bytes(&self) -> u64 {
+        self.packed.as_ref().map_or(0, |p| p.bytes())
+    }
+
+    /// Packs θ's filters for the windowed kernels (nothing for the tiled ones).
+    pub fn pack_theta(&self, rec: &mut Recorder, theta: &GpuBuffer<f32>) -> Result<(), GpuError> {
+        check_theta("filter packing", &self.geometry, theta)?;
+        match &self.packed {
+            Some(packed) => windowed::pack_theta(rec, &self.geometry, packed, theta),
+            None => Ok(()),
+        }
+    }
+
+    /// y = conv(x; W, b) for `batch` samples, W and b θ's at the layer's offsets.
     pub fn forward(
         &self,
         rec: &mut Recorder,
@@ -113,14 +138,14 @@ impl Conv<'_> {
         theta: &GpuBuffer<f32>,
         y: &GpuBuffer<f32>,
     ) -> Result<(), GpuError> {
-        let g = self.geometry;
+        let g = &self.geometry;
         check("forward", x, batch * g.input.len())?;
         check_theta("forward", g, theta)?;
         check("forward", y, batch * g.output.len())?;
         let params = Params::new(g, batch);
-        match self.strategy {
-            ConvStrategy::Tiled => tiled::forward(rec, &params, x, theta, y),
-            ConvStrategy::Windowed => windowed::forward(rec, &params, x, theta, self.filters, y),
+        match &self.packed {
+            None => tiled::forward(rec, &params, x, theta, y),
+            Some(packed) => windowed::forward(rec, &params, x, theta, packed, y),
         }
     }
 
@@ -138,17 +163,23 @@ impl Conv<'_> {
         v: &GpuBuffer<f32>,
         ry: &GpuBuffer<f32>,
     ) -> Result<(), GpuError> {
-        let Some(rx) = rx else { return self.forward(rec, batch, x, v, ry) };
-        let g = self.geometry;
+        let g = &self.geometry;
         check("forward mode", x, batch * g.input.len())?;
-        check("forward mode", rx, batch * g.input.len())?;
         check_theta("forward mode", g, theta)?;
         check_theta("forward mode", g, v)?;
         check("forward mode", ry, batch * g.output.len())?;
         let params = Params::new(g, batch);
-        match self.strategy {
-            ConvStrategy::Tiled => tiled::jvp(rec, &params, x, rx, theta, v, ry),
-            ConvStrategy::Windowed => windowed::jvp(rec, &params, x, rx, theta, v, self.filters, ry),
+        match (&self.packed, rx) {
+            (None, None) => tiled::forward(rec, &params, x, v, ry),
+            (None, Some(rx)) => {
+                check("forward mode", rx, batch * g.input.len())?;
+                tiled::jvp(rec, &params, x, rx, theta, v, ry)
+            }
+            (Some(packed), None) => windowed::forward_with_direction(rec, &params, x, v, packed, ry),
+            (Some(packed), Some(rx)) => {
+                check("forward mode", rx, batch * g.input.len())?;
+                windowed::jvp(rec, &params, x, rx, v, packed, ry)
+            }
         }
     }
 
@@ -163,18 +194,36 @@ impl Conv<'_> {
         theta: &GpuBuffer<f32>,
         dx: &GpuBuffer<f32>,
     ) -> Result<(), GpuError> {
-        let g = self.geometry;
+        let g = &self.geometry;
         check("backward to the input", dy, batch * g.output.len())?;
         check_theta("backward to the input", g, theta)?;
         check("backward to the input", dx, batch * g.input.len())?;
         if g.stride != 1 {
             return windowed::backward_input_strided(rec, g, batch, dy, theta, dx);
         }
-        let params = Params::flipped(g, batch);
-        match self.strategy {
-            ConvStrategy::Tiled => tiled::forward(rec, &params, dy, theta, dx),
-            ConvStrategy::Windowed => windowed::forward(rec, &params, dy, theta, self.filters, dx),
+        match &self.packed {
+            None => tiled::forward(rec, &Params::flipped(g, batch), dy, theta, dx),
+            Some(packed) => windowed::backward_input_unit_stride(rec, g, batch, dy, theta, packed, dx),
         }
+    }
+
+    /// Adds ∂⟨dy, conv(x)⟩/∂(W, b), summed over the batch, into `grad` at the layer's offsets:
+    /// see [`backward_params`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_params(
+        &self,
+        rec: &mut Recorder,
+        batch: usize,
+        x: &GpuBuffer<f32>,
+        dy: &GpuBuffer<f32>,
+        partial: &GpuBuffer<f32>,
+        grad: &GpuBuffer<f32>,
+    ) -> Result<(), GpuError> {
+        backward_params(rec, &self.geometry, batch, x, dy, partial, grad)
+    }
+
+    pub fn strategy(&self) -> ConvStrategy {
+        self.strategy
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::super::{check_len, u32_of};
 use super::params::{self, Params};
-use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
+use crate::gpu::{Binding, Gpu, GpuBuffer, GpuError, Recorder, Shader};
 use crate::nn::ConvGeometry;
 
 /// Each invocation computes a BLOCK × BLOCK tile of results (B in the shader), or BLOCK
@@ -63,11 +63,43 @@ fn packed_len(p: &Params) -> usize {
     (p.in_c * p.k_h * p.k_wp) as usize * (p.out_c as usize).div_ceil(BLOCK) * BLOCK
 }
 
-/// Values of scratch space for packed filters that every kernel of layer `g` needs.
-pub(super) fn filter_scratch_len(g: &ConvGeometry) -> usize {
-    let forward = packed(&Params::new(g, 1));
-    let flipped = packed(&Params::flipped(g, 1));
-    (2 * packed_len(&forward)).max(packed_len(&flipped))
+/// The packed filters of one layer: θ's for the forward pass, with room after them (from
+/// `direction_at`, aligned for a binding of its own) for a direction's, packed at each forward
+/// mode product; and at stride 1 θ's flipped ones, for the backward pass to the input. θ's are
+/// packed once per θ ([`pack_theta`]), not at every pass.
+pub(super) struct Packed {
+    forward: GpuBuffer<f32>,
+    direction_at: usize,
+    flipped: Option<GpuBuffer<f32>>,
+}
+
+/// Bytes a layer's packed filters take at most (whatever the adapter's binding alignment, up to
+/// 256 bytes).
+pub(super) fn packed_bytes_bound(g: &ConvGeometry) -> u64 {
+    let forward = packed_len(&packed(&Params::new(g, 1)));
+    let flipped = packed_len(&packed(&Params::flipped(g, 1)));
+    4 * (2 * forward + 64 + flipped) as u64
+}
+
+impl Packed {
+    pub(super) fn new(gpu: &Gpu, g: &ConvGeometry) -> Result<Self, GpuError> {
+        let forward = packed(&Params::new(g, 1));
+        // A direction's filters start at a binding offset the adapter accepts, in vec4s.
+        let align = (gpu.storage_alignment() as usize / 4).max(BLOCK);
+        let direction_at = packed_len(&forward).next_multiple_of(align);
+        let flipped = (g.stride == 1)
+            .then(|| gpu.zeros(packed_len(&packed(&Params::flipped(g, 1))), "packed flipped filters"))
+            .transpose()?;
+        Ok(Self {
+            forward: gpu.zeros(direction_at + packed_len(&forward), "packed filters")?,
+            direction_at,
+            flipped,
+        })
+    }
+
+    pub(super) fn bytes(&self) -> u64 {
+        self.forward.bytes() + self.flipped.as_ref().map_or(0, |f| f.bytes())
+    }
 }
 
 /// Packs the filters of θ (or of a direction) at the layer's offsets into `filters`, from
@@ -85,6 +117,20 @@ fn pack(
     rec.dispatch(&PACK_FILTERS, &params, &[theta, filters], packed_len(&params) as u64)
 }
 
+/// Packs θ's filters of layer `g`: for the forward pass and, at stride 1, flipped.
+pub(super) fn pack_theta(
+    rec: &mut Recorder,
+    g: &ConvGeometry,
+    filters: &Packed,
+    theta: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    pack(rec, &packed(&Params::new(g, 1)), theta, &filters.forward, 0)?;
+    match &filters.flipped {
+        Some(flipped) => pack(rec, &packed(&Params::flipped(g, 1)), theta, flipped, 0),
+        None => Ok(()),
+    }
+}
+
 /// Invocations of forward: one per BLOCK channels × COLS columns of an output row.
 fn output_tiles(p: &Params) -> u64 {
     let (oc_blocks, col_blocks) = ((p.out_c as usize).div_ceil(BLOCK), (p.out_w as usize).div_ceil(COLS));
@@ -96,41 +142,83 @@ fn forward_overrides(p: &Params, jvp: bool) -> [f64; 3] {
     [chunk(p.k_w as usize) as f64, f64::from(u8::from(p.stride == 1)), f64::from(u8::from(jvp))]
 }
 
-/// y = the convolution `params` describes of x with the filters and bias in θ (the forward
-/// pass, or the backward pass to the input at stride 1 with flipped filters).
+/// y = conv(x) with θ's packed filters and θ's bias.
 pub(super) fn forward(
     rec: &mut Recorder,
     params: &Params,
     x: &GpuBuffer<f32>,
     theta: &GpuBuffer<f32>,
-    filters: &GpuBuffer<f32>,
+    filters: &Packed,
     y: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
     let params = packed(params);
-    pack(rec, &params, theta, filters, 0)?;
     let overrides = forward_overrides(&params, false);
-    rec.dispatch_specialized(&FORWARD, &overrides, &params, &[x, x, theta, filters, y], output_tiles(&params))
+    let buffers: [&dyn Binding; 5] = [x, x, theta, &filters.forward, y];
+    rec.dispatch_specialized(&FORWARD, &overrides, &params, &buffers, output_tiles(&params))
 }
 
-/// ry = W·rx + V_W·x + V_b in one pass (W from θ, V the direction).
+/// y = conv(x) with the direction v's filters and bias (forward mode at the network's input,
+/// where R(x) = 0): v is packed after θ's filters and bound from there.
+pub(super) fn forward_with_direction(
+    rec: &mut Recorder,
+    params: &Params,
+    x: &GpuBuffer<f32>,
+    v: &GpuBuffer<f32>,
+    filters: &Packed,
+    y: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    let params = packed(params);
+    pack(rec, &params, v, &filters.forward, filters.direction_at)?;
+    let overrides = forward_overrides(&params, false);
+    let direction = filters.forward.from_index(filters.direction_at);
+    let buffers: [&dyn Binding; 5] = [x, x, v, &direction, y];
+    rec.dispatch_specialized(&FORWARD, &overrides, &params, &buffers, output_tiles(&params))
+}
+
+/// ry = W·rx + V_W·x + V_b in one pass, with θ's packed filters and v's packed after them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn jvp(
     rec: &mut Recorder,
     params: &Params,
     x: &GpuBuffer<f32>,
     rx: &GpuBuffer<f32>,
-    theta: &GpuBuffer<f32>,
     v: &GpuBuffer<f32>,
-    filters: &GpuBuffer<f32>,
+    filters: &Packed,
     ry: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
     let params = packed(params);
-    let v_at = packed_len(&params);
-    pack(rec, &params, theta, filters, 0)?;
-    pack(rec, &params, v, filters, v_at)?;
-    let params = Params { v_filters: u32_of(v_at / BLOCK), ..params };
+    pack(rec, &params, v, &filters.forward, filters.direction_at)?;
+    let params = Params { v_filters: u32_of(filters.direction_at / BLOCK), ..params };
     let overrides = forward_overrides(&params, true);
-    rec.dispatch_specialized(&FORWARD, &overrides, &params, &[x, rx, v, filters, ry], output_tiles(&params))
+    rec.dispatch_specialized(
+        &FORWARD,
+        &overrides,
+        &params,
+        &[x, rx, v, &filters.forward, ry],
+        output_tiles(&params),
+    )
+}
+
+/// dx = ∂⟨dy, conv(x)⟩/∂x at stride 1: the forward kernel on θ's flipped, transposed filters.
+pub(super) fn backward_input_unit_stride(
+    rec: &mut Recorder,
+    g: &ConvGeometry,
+    batch: usize,
+    dy: &GpuBuffer<f32>,
+    theta: &GpuBuffer<f32>,
+    filters: &Packed,
+    dx: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    let flipped = filters.flipped.as_ref().expect("stride-1 layers pack flipped filters");
+    let params = packed(&Params::flipped(g, batch));
+    let overrides = forward_overrides(&params, false);
+    rec.dispatch_specialized(
+        &FORWARD,
+        &overrides,
+        &params,
+        &[dy, dy, theta, flipped, dx],
+        output_tiles(&params),
+    )
 }
 
 /// dx = ∂⟨dy, conv(x)⟩/∂x at any stride, directly (no packing).
