@@ -9,7 +9,7 @@
 //! counted by the device layer. Times are medians of several runs, GPU time from timestamp
 //! queries where the adapter has them (wall time otherwise; both are in the JSON).
 //!
-//! Writes target/bench/results.json: the host case's figures and the 28×28×1, batch-256 case
+//! Writes target/bench/results.json (or `-- --json PATH`): the host case's figures and the 28×28×1, batch-256 case
 //! at the top level, every case under "cases" (the host case as "host").
 
 use std::path::PathBuf;
@@ -343,10 +343,14 @@ fn gemm_gflops(gpu: &Gpu, runs: usize) -> f64 {
     2.0 * (GEMM_SIZE as f64).powi(3) / seconds.best() / 1e9
 }
 
+/// Where the results go: `--json PATH`, else target/bench/results.json under
+/// $CARGO_TARGET_DIR or the working directory (cargo runs benches from the crate root).
 fn results_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")));
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)) {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     target.join("bench").join("results.json")
 }
 
@@ -454,7 +458,9 @@ fn main() {
     results.insert("cases".into(), Value::Object(cases));
 
     let path = results_path();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).unwrap();
+    }
     let text = serde_json::to_string_pretty(&Value::Object(results)).unwrap() + "\n";
     newton_wgpu::output::write(&path, text.as_bytes()).unwrap();
     println!("\nwrote {}", path.display());

@@ -6,14 +6,15 @@
 //! timestamp queries) and the GFLOP/s that implies.
 //!
 //! `cargo bench --bench kernels [-- --runs N] [-- --dump DIR]`; `BENCH_ONLY=cnn4-small` runs
-//! one network. With `--dump DIR` every kernel's output on the bench's fixed inputs is written
+//! one network. `-- --checks` times every kernel with wgpu's runtime checks and without them
+//! instead (two devices of the adapter, alternately). With `--dump DIR` every kernel's output on the bench's fixed inputs is written
 //! to DIR as raw little-endian f32 (`{network}-{c}x{h}x{w}-layer{i}-{pass}-{kind}.f32`), so that
 //! two builds can be compared bit for bit (`cmp`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, Recorder};
+use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, Recorder, ShaderChecks};
 use newton_wgpu::kernels::conv::{ConvLayer, ConvStrategy};
 use newton_wgpu::nn::{cnn4, cnn4_small, ConvGeometry, Network, NetworkError, Shape};
 
@@ -27,6 +28,8 @@ const PASSES: [&str; 4] = ["forward", "jvp", "backward_input", "weight_grad"];
 struct Settings {
     runs: usize,
     dump: Option<PathBuf>,
+    /// Time each kernel with and without wgpu's runtime checks instead.
+    checks: bool,
 }
 
 impl Settings {
@@ -36,25 +39,26 @@ impl Settings {
         Self {
             runs: value("--runs").map_or(3, |v| v.parse().expect("--runs takes a number")),
             dump: value("--dump").map(PathBuf::from),
+            checks: args.iter().any(|a| a == "--checks"),
         }
     }
 }
 
+/// Seconds of one recorded pass (GPU time where the adapter has timestamp queries).
+fn seconds(gpu: &Gpu, record: &mut impl FnMut(&mut Recorder)) -> f64 {
+    let start = Instant::now();
+    let mut rec = gpu.recorder();
+    record(&mut rec);
+    rec.submit().unwrap();
+    gpu.wait().unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    gpu.take_gpu_time().unwrap().map_or(wall, |d| d.as_secs_f64())
+}
+
 /// Median seconds of one recorded pass over `runs` runs, after a run that compiles pipelines.
 fn median_seconds(gpu: &Gpu, runs: usize, mut record: impl FnMut(&mut Recorder)) -> f64 {
-    let mut times = Vec::new();
-    for run in 0..=runs {
-        let start = Instant::now();
-        let mut rec = gpu.recorder();
-        record(&mut rec);
-        rec.submit().unwrap();
-        gpu.wait().unwrap();
-        let wall = start.elapsed().as_secs_f64();
-        let seconds = gpu.take_gpu_time().unwrap().map_or(wall, |d| d.as_secs_f64());
-        if run > 0 {
-            times.push(seconds);
-        }
-    }
+    seconds(gpu, &mut record);
+    let mut times: Vec<f64> = (0..runs).map(|_| seconds(gpu, &mut record)).collect();
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
 }
@@ -130,8 +134,93 @@ impl Layer {
     }
 }
 
+type Builder = fn(Shape, usize) -> Result<Network, NetworkError>;
+const CASES: [(&str, Builder, Shape); 3] = [
+    ("cnn4", cnn4, Shape::new(1, 28, 28)),
+    ("cnn4", cnn4, Shape::new(3, 32, 32)),
+    ("cnn4-small", cnn4_small, Shape::new(1, 28, 28)),
+];
+
+/// The passes training runs on layer `index` (never Jv nor the backward pass to the input in
+/// the first layer: R(x) = 0 there, and the data needs no gradient).
+fn passes(index: usize) -> impl Iterator<Item = &'static str> {
+    PASSES.into_iter().filter(move |pass| index > 0 || !matches!(*pass, "jvp" | "backward_input"))
+}
+
+/// `--checks`: every kernel with wgpu's runtime checks and without them, on two devices of
+/// the same adapter, timed alternately run by run; the median of the ratios.
+fn compare_checks(settings: &Settings) {
+    let open = |shader_checks| {
+        let options = GpuOptions { timestamps: true, shader_checks, ..GpuOptions::from_env().unwrap() };
+        Gpu::with_options(&options).expect("a GPU adapter")
+    };
+    let [checked, unchecked] = [ShaderChecks::All, ShaderChecks::None].map(open);
+    println!("adapter: {}", checked.adapter());
+    println!(
+        "median of {} alternate runs of each, batch {BATCH}: with wgpu's runtime checks and without",
+        settings.runs
+    );
+    let only = std::env::var("BENCH_ONLY").ok();
+    for (name, build, input) in CASES {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let network = build(input, 10).unwrap();
+        println!("\n{name} on {input}");
+        println!(
+            "{:<18} {:<15} {:<9} {:>11} {:>13} {:>17}",
+            "layer", "pass", "kind", "checked ms", "unchecked ms", "unchecked/checked"
+        );
+        for (index, g) in network.conv_geometries().enumerate() {
+            for pass in passes(index) {
+                for kind in ConvStrategy::ALL {
+                    let layers = [&checked, &unchecked].map(|gpu| Layer::new(gpu, g, kind, &network));
+                    let layers = &layers;
+                    let record = |k: usize| {
+                        move |rec: &mut Recorder| {
+                            layers[k].record(rec, pass);
+                        }
+                    };
+                    let gpus = [&checked, &unchecked];
+                    // A first run of each compiles its pipelines.
+                    for (k, gpu) in gpus.iter().enumerate() {
+                        seconds(gpu, &mut record(k));
+                    }
+                    let (mut times, mut ratios) = ([Vec::new(), Vec::new()], Vec::new());
+                    for run in 0..settings.runs {
+                        let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
+                        let mut t = [0.0; 2];
+                        for k in order {
+                            t[k] = seconds(gpus[k], &mut record(k));
+                            times[k].push(t[k]);
+                        }
+                        ratios.push(t[1] / t[0]);
+                    }
+                    let median = |mut v: Vec<f64>| {
+                        v.sort_by(f64::total_cmp);
+                        v[v.len() / 2]
+                    };
+                    let [c, u] = times.map(median);
+                    println!(
+                        "{:<18} {:<15} {:<9} {:>11.2} {:>13.2} {:>17.3}",
+                        format!("{}→{}", g.input, g.output),
+                        pass,
+                        kind.to_string(),
+                        c * 1e3,
+                        u * 1e3,
+                        median(ratios)
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     let settings = Settings::from_args();
+    if settings.checks {
+        return compare_checks(&settings);
+    }
     let options = GpuOptions { timestamps: true, ..GpuOptions::from_env().unwrap() };
     let gpu = Gpu::with_options(&options).expect("a GPU adapter");
     let kinds = ConvStrategy::ALL;
@@ -145,14 +234,8 @@ fn main() {
     if let Some(dir) = &settings.dump {
         std::fs::create_dir_all(dir).unwrap();
     }
-    type Builder = fn(Shape, usize) -> Result<Network, NetworkError>;
-    let cases: [(&str, Builder, Shape); 3] = [
-        ("cnn4", cnn4, Shape::new(1, 28, 28)),
-        ("cnn4", cnn4, Shape::new(3, 32, 32)),
-        ("cnn4-small", cnn4_small, Shape::new(1, 28, 28)),
-    ];
     let only = std::env::var("BENCH_ONLY").ok();
-    for (name, build, input) in cases {
+    for (name, build, input) in CASES {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
@@ -164,12 +247,7 @@ fn main() {
         );
         for (index, g) in network.conv_geometries().enumerate() {
             let flops = 2.0 * g.macs_per_sample() as f64 * BATCH as f64;
-            for pass in PASSES {
-                // Training never runs Jv or the backward pass to the input in the first layer
-                // (R(x) = 0 there, and the data needs no gradient).
-                if index == 0 && matches!(pass, "jvp" | "backward_input") {
-                    continue;
-                }
+            for pass in passes(index) {
                 let [windowed, tiled] = [0, 1].map(|k| {
                     let layer = Layer::new(&gpu, g, kinds[k], &network);
                     if let Some(dir) = &settings.dump {

@@ -1,37 +1,40 @@
 #!/usr/bin/env bash
 # Benchmarks newton-wgpu on this machine's GPU through Vulkan and writes everything to one
 # folder: the adapter (info.txt), the costs bench (results.json, costs.txt), both kinds of
-# convolution kernels per layer (kernels.txt) and one Newton-against-SGD comparison on the
-# bundled digits (compare/, the same command as README's table).
+# convolution kernels per layer (kernels.txt), one Newton-against-SGD comparison on the
+# bundled digits (compare/) and summary.txt, the figures of all of them in one page.
 #
-#   scripts/gpu-bench.sh [--quick] [OUT]        OUT defaults to gpu-bench-<date>-<time>
+#   scripts/gpu-bench.sh [--prebuilt DIR] [--quick] [OUT]    OUT: gpu-bench-<date>-<time>
 #
-# --quick measures one case with fewer runs, one network's kernels and a short comparison
-# (a first look, or a software GPU: there it takes about 7 minutes, the full run hours).
+# --prebuilt DIR runs the binaries and the digits of a bundle made by scripts/bundle.sh on
+# another machine (no Rust, no network needed here); without it the script builds from this
+# checkout (and fetches Rust with rustup if it can). --quick measures only the host's share
+# of a CG step, one network's kernels and a short comparison. On one GPU the whole run takes
+# a few minutes; on a software GPU --quick takes a few and the full run hours.
 #
-# Needs a GPU driver with Vulkan support (NVIDIA's driver ships its ICD). Brings what else it
-# needs where it can: the Vulkan loader (unpacked from .gl/*.deb when that folder exists, else
-# apt-get install libvulkan1 when run as root) and Rust (rustup, when cargo is missing and the
-# network can be reached).
+# Needs a GPU driver with Vulkan support (NVIDIA's driver ships its ICD). The Vulkan loader is
+# unpacked from DIR/debs/ or .gl/ when it is missing, or installed with apt-get as root.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-quick=""
-if [[ "${1:-}" == "--quick" ]]; then
-  quick=1
-  shift
-fi
+prebuilt="" quick=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --prebuilt) prebuilt="$(cd "$2" && pwd)"; shift 2 ;;
+    --quick) quick=1; shift ;;
+    *) break ;;
+  esac
+done
 out="${1:-gpu-bench-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-
 say() { echo "gpu-bench: $*" >&2; }
 
 # The Vulkan loader.
 if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
-  if compgen -G ".gl/*.deb" >/dev/null; then
-    say "unpacking the Vulkan loader from .gl/"
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
+  debs=$(ls "${prebuilt:-.}"/debs/*.deb .gl/*.deb 2>/dev/null || true)
+  if [[ -n "$debs" ]]; then
+    say "unpacking the Vulkan loader"
+    for f in $debs; do dpkg -x "$f" /; done
     ldconfig
   elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -q && apt-get install -y -q libvulkan1
@@ -48,13 +51,23 @@ fi
 export WGPU_BACKEND=vulkan
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
-# Rust.
-if ! command -v cargo >/dev/null; then
-  if [[ ! -x "$HOME/.cargo/bin/cargo" ]]; then
-    say "installing Rust with rustup"
-    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+# The binaries and the data: the bundle's, or built here.
+if [[ -n "$prebuilt" ]]; then
+  program="$prebuilt/newton-wgpu" costs="$prebuilt/costs" kernels="$prebuilt/kernels"
+  data="$prebuilt/data/mnist-sample"
+else
+  cd "$(dirname "$0")/.."
+  if ! command -v cargo >/dev/null; then
+    if [[ ! -x "$HOME/.cargo/bin/cargo" ]]; then
+      say "installing Rust with rustup"
+      curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    fi
+    export PATH="$HOME/.cargo/bin:$PATH"
   fi
-  export PATH="$HOME/.cargo/bin:$PATH"
+  cargo build --release --bins
+  bench() { cargo bench --bench "$1" --; }
+  program="$PWD/target/release/newton-wgpu" costs="bench costs" kernels="bench kernels"
+  data="$PWD/data/mnist-sample"
 fi
 
 # Each step's output goes to the terminal and to OUT/<name>.txt.
@@ -65,23 +78,31 @@ run() {
   "$@" 2>&1 | tee "$out/$name.txt"
 }
 
-cargo build --release --bins --benches
-run info target/release/newton-wgpu info
+run info "$program" info
 if grep -q "device type  Cpu" "$out/info.txt"; then
   say "warning: the adapter is a software GPU; these are not GPU figures"
 fi
-
-run costs cargo bench --bench costs -- ${quick:+--quick --one-case}
-cp "${CARGO_TARGET_DIR:-target}/bench/results.json" "$out/results.json"
-
+# shellcheck disable=SC2086 # $costs and $kernels may be a function and its argument
+run costs $costs --bench ${quick:+--quick --one-case} --json "$out/results.json"
 if [[ -n "$quick" ]]; then
-  run kernels env BENCH_ONLY=cnn4-small cargo bench --bench kernels
+  run kernels env BENCH_ONLY=cnn4-small $kernels --bench --runs 3
   budget=(--limit 1000 --iters 2 --epochs 2)
 else
-  run kernels cargo bench --bench kernels
+  run kernels $kernels --bench --runs 5
   budget=(--iters 10 --epochs 10)
 fi
-run compare target/release/newton-wgpu compare --data data/mnist-sample --net cnn4-small --loss ce \
-  --lambda 0.1 --momentum 0.9 "${budget[@]}" --out "$out/compare"
+run compare "$program" compare --data "$data" --net cnn4-small --loss ce --lambda 0.1 --momentum 0.9 \
+  "${budget[@]}" --out "$out/compare"
 
-say "results in $out"
+{
+  echo "newton-wgpu GPU benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  sed -n '1,5p' "$out/info.txt"
+  echo
+  grep -v '^\s*$' "$out/costs.txt" | grep -v '^wrote '
+  echo
+  cat "$out/kernels.txt"
+  echo
+  cat "$out/compare/summary.txt"
+} >"$out/summary.txt"
+say "results in $out (summary.txt, results.json)"

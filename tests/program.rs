@@ -135,6 +135,17 @@ fn the_convolution_kernels_are_chosen_by_environment_variable() {
     assert!(!output.status.success(), "NEWTON_WGPU_CONV=fast was accepted");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("NEWTON_WGPU_CONV") && stderr.contains("windowed or tiled"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+        .arg("info")
+        .env("NEWTON_WGPU_SHADER_CHECKS", "some")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "NEWTON_WGPU_SHADER_CHECKS=some was accepted");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("NEWTON_WGPU_SHADER_CHECKS") && stderr.contains("all, declared or none"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -16,16 +16,43 @@ use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{self, Network, Shape};
 use newton_wgpu::{Execution, Problem};
 
-/// The bundled data set, relative to the crate root.
-pub const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+/// Where the bundled data set is looked for, in order, when no --data is given: beside the
+/// working directory (a checkout), then beside the program and up to three folders above it
+/// (a copied bundle, or target/release/ in a checkout). Nothing is taken from where the
+/// program was built.
+const BUNDLED_DATA: &str = "data/mnist-sample";
+
+/// The bundled data set's folder (see [`BUNDLED_DATA`]).
+pub fn bundled_data() -> Result<PathBuf> {
+    let mut tried = vec![PathBuf::from(BUNDLED_DATA)];
+    if let Ok(exe) = std::env::current_exe() {
+        tried.extend(exe.ancestors().skip(1).take(4).map(|dir| dir.join(BUNDLED_DATA)));
+    }
+    match tried.iter().find(|dir| dir.is_dir()) {
+        Some(dir) => Ok(dir.clone()),
+        None => {
+            let places: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+            bail!("--data: no data folder given, and the bundled sample is in none of {}", places.join(", "))
+        }
+    }
+}
+
+/// The folder `data` names, or the bundled data set.
+pub fn data_dir(data: Option<&Path>) -> Result<PathBuf> {
+    match data {
+        Some(dir) => Ok(dir.to_owned()),
+        None => bundled_data(),
+    }
+}
 
 /// The problem a command works on (data, network, loss, C), the chunk size on the device and
 /// the seed.
 #[derive(Args, Clone, Debug)]
 pub struct ProblemArgs {
-    /// Data directory (MNIST IDX files or CIFAR-10 binary batches).
-    #[arg(long, default_value = BUNDLED_DATA)]
-    pub data: PathBuf,
+    /// Data directory (MNIST IDX files or CIFAR-10 binary batches) [default: the bundled
+    /// data/mnist-sample, found beside the working directory or the program].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// cnn4, cnn7, cnn4-small, or a network file (.toml or .json).
     #[arg(long, default_value = "cnn4")]
     pub net: String,
@@ -50,7 +77,8 @@ impl ProblemArgs {
     /// Loads and normalises the data (holding out a `validation` fraction of the training
     /// set, chosen by the seed), builds the network and the problem, and says what they are.
     pub fn load(&self, validation: Option<f64>) -> Result<(DataSplit, Normalizer, Problem)> {
-        let (split, normalizer) = load_data(&self.data, self.limit, validation, self.seed)?;
+        let dir = data_dir(self.data.as_deref())?;
+        let (split, normalizer) = load_data(&dir, self.limit, validation, self.seed)?;
         let (train, test) = (&split.train, &split.test);
         let network = network_for(&self.net, train.shape, train.classes)?;
         let held_out =
@@ -60,7 +88,7 @@ impl ProblemArgs {
             train.len(),
             test.len(),
             train.shape,
-            self.data.display()
+            dir.display()
         );
         println!("network {}:\n{}", self.net, network.describe());
         Ok((split, normalizer, Problem::new(network, self.loss, self.c)?))
@@ -118,6 +146,10 @@ pub fn info() -> Result<()> {
     println!("device type  {:?}", a.device_type);
     println!("driver       {} {}", a.driver, a.driver_info);
     println!("convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled chooses)", execution.conv);
+    println!(
+        "shader checks {:?} (NEWTON_WGPU_SHADER_CHECKS=all|declared|none chooses)",
+        gpu.shader_checks()
+    );
     println!("limits in use:");
     println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
     println!("  max_buffer_size                     {}", l.max_buffer_size);

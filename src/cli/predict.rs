@@ -10,16 +10,14 @@ use newton_wgpu::model::Model;
 use newton_wgpu::objective::Objective;
 use newton_wgpu::{Execution, Problem};
 
-use super::BUNDLED_DATA;
-
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// A model saved by `train --save`.
     #[arg(long)]
     model: PathBuf,
-    /// Data directory; its test set is scored.
-    #[arg(long, default_value = BUNDLED_DATA)]
-    data: PathBuf,
+    /// Data directory; its test set is scored [default: the bundled data/mnist-sample].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Samples per chunk on the device.
     #[arg(long, default_value_t = 1024)]
     bsize: usize,
@@ -27,8 +25,8 @@ pub struct PredictArgs {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
-    let split =
-        data::load_dir(&args.data).with_context(|| format!("loading data from {}", args.data.display()))?;
+    let dir = super::data_dir(args.data.as_deref())?;
+    let split = data::load_dir(&dir).with_context(|| format!("loading data from {}", dir.display()))?;
     let mut test = split.test;
     // The model's own input normalisation, fitted on the data it was trained on.
     if let Some(normalizer) = &model.normalizer {
@@ -46,7 +44,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         "accuracy {:.2}% on {} test samples of {}",
         100.0 * accuracy.overall(),
         test.len(),
-        args.data.display()
+        dir.display()
     );
     println!("class  correct  total");
     for (class, (correct, total)) in accuracy.correct.iter().zip(&accuracy.total).enumerate() {

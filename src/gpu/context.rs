@@ -6,7 +6,7 @@ use wgpu::util::DeviceExt;
 
 use super::pipeline::PipelineCache;
 use super::timer::Timer;
-use super::{GpuBuffer, GpuError, Program, Recorder};
+use super::{GpuBuffer, GpuError, Program, Recorder, ShaderChecks};
 
 /// How to choose the adapter and what to ask of it. [`GpuOptions::from_env`] reads
 /// `WGPU_BACKEND` (a comma-separated list such as `vulkan,gl`) and `WGPU_ADAPTER_NAME` (a
@@ -18,20 +18,35 @@ pub struct GpuOptions {
     /// Time every submit with timestamp queries where the adapter supports them
     /// ([`Gpu::take_gpu_time`]); for benchmarks.
     pub timestamps: bool,
+    /// Which shaders keep wgpu's runtime checks (`NEWTON_WGPU_SHADER_CHECKS`).
+    pub shader_checks: ShaderChecks,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { backends: wgpu::Backends::all(), adapter_name: None, timestamps: false }
+        Self {
+            backends: wgpu::Backends::all(),
+            adapter_name: None,
+            timestamps: false,
+            shader_checks: ShaderChecks::default(),
+        }
     }
 }
 
 impl GpuOptions {
     pub fn from_env() -> Result<Self, GpuError> {
+        let shader_checks = match std::env::var("NEWTON_WGPU_SHADER_CHECKS") {
+            Ok(value) if !value.is_empty() => value.parse().map_err(|reason| GpuError::BadSetting {
+                name: "NEWTON_WGPU_SHADER_CHECKS".into(),
+                reason,
+            })?,
+            _ => ShaderChecks::default(),
+        };
         Ok(Self {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             adapter_name: std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty()),
             timestamps: false,
+            shader_checks,
         })
     }
 }
@@ -125,6 +140,7 @@ pub struct Gpu {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
+    shader_checks: ShaderChecks,
     pub(crate) timer: Option<Timer>,
     pub(crate) counters: Counters,
     /// How many submits have gone to the queue: a [`Submission`]'s place among them.
@@ -236,6 +252,7 @@ impl Gpu {
             adapter: summary,
             limits,
             pipelines: PipelineCache::default(),
+            shader_checks: options.shader_checks,
             timer,
             counters: Counters::default(),
             submitted: AtomicU64::new(0),
@@ -254,6 +271,11 @@ impl Gpu {
     /// True on a software rasteriser such as lavapipe or llvmpipe.
     pub fn is_software(&self) -> bool {
         self.adapter.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Which shaders run with wgpu's runtime checks.
+    pub fn shader_checks(&self) -> ShaderChecks {
+        self.shader_checks
     }
 
     /// Whether submits are timed by timestamp queries (asked for and supported).

@@ -21,4 +21,6 @@ pub use error::GpuError;
 pub use pipeline::WORKGROUP_SIZE;
 pub use readback::{ReadRing, ReadTicket};
 pub use recorder::{IndirectArgs, Program, Recorder};
-pub use shader::{Access, Kernel, KernelInfo, ParamsLayout, Shader, ShaderPart, UniformParams, PRELUDE_FILE};
+pub use shader::{
+    Access, Kernel, KernelInfo, ParamsLayout, Shader, ShaderChecks, ShaderPart, UniformParams, PRELUDE_FILE,
+};

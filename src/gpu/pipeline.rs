@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::Counters;
-use super::{Access, KernelInfo, Shader};
+use super::{Access, KernelInfo, Shader, ShaderChecks};
 
 /// Invocations per workgroup of every kernel (the WGSL `override WG`).
 pub const WORKGROUP_SIZE: u32 = 64;
@@ -45,6 +45,7 @@ impl PipelineCache {
         &self,
         device: &wgpu::Device,
         counters: &Counters,
+        checks: ShaderChecks,
         kernel: &'static KernelInfo,
         overrides: &[f64],
     ) -> Compiled {
@@ -53,7 +54,7 @@ impl PipelineCache {
         if let Some(compiled) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
             return compiled.clone();
         }
-        let module = self.module(device, counters, kernel.shader);
+        let module = self.module(device, counters, checks, kernel.shader);
         let layout = self.layout(device, counters, kernel);
         let named = kernel.overrides.iter().copied().zip(overrides.iter().copied());
         let constants: Vec<(&str, f64)> =
@@ -125,6 +126,7 @@ impl PipelineCache {
         &self,
         device: &wgpu::Device,
         counters: &Counters,
+        checks: ShaderChecks,
         shader: &'static Shader,
     ) -> Arc<wgpu::ShaderModule> {
         let mut modules = self.modules.lock().expect("shader cache poisoned");
@@ -132,10 +134,24 @@ impl PipelineCache {
             .entry(shader.name)
             .or_insert_with(|| {
                 counters.object();
-                Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name),
                     source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                }))
+                };
+                let module = if checks.checked(shader) {
+                    device.create_shader_module(descriptor)
+                } else {
+                    // SAFETY: a shader runs unchecked only when declared trusted (its kernels
+                    // index within the buffer lengths their wrappers check before every
+                    // dispatch, and within local arrays whose indices the host bounds; every
+                    // loop runs to a bound from its Params), or when asked for in a benchmark
+                    // (ShaderChecks::None). The tests run both with and without the checks.
+                    unsafe {
+                        device
+                            .create_shader_module_trusted(descriptor, wgpu::ShaderRuntimeChecks::unchecked())
+                    }
+                };
+                Arc::new(module)
             })
             .clone()
     }

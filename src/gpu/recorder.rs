@@ -148,7 +148,13 @@ impl<'g> Recorder<'g> {
         self.params.resize(start, 0);
         self.params.extend_from_slice(bytemuck::bytes_of(params));
         let end = self.params.len() as u64;
-        let compiled = self.gpu.pipelines.get(&self.gpu.device, &self.gpu.counters, info, overrides);
+        let compiled = self.gpu.pipelines.get(
+            &self.gpu.device,
+            &self.gpu.counters,
+            self.gpu.shader_checks(),
+            info,
+            overrides,
+        );
         self.dispatches.push(Recorded {
             compiled,
             params: start as u64..end,

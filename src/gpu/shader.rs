@@ -39,6 +39,10 @@ macro_rules! shader_part {
 #[derive(Debug)]
 pub struct Shader {
     pub name: &'static str,
+    /// Every index its kernels compute is within sizes the host checks before it dispatches
+    /// (each wrapper's buffer-length checks, the bounded geometry): it may run without
+    /// wgpu's runtime checks ([`ShaderChecks`]).
+    pub trusted: bool,
     /// `const NAME: u32` declarations generated from the Rust values they must equal.
     pub constants: &'static [(&'static str, u32)],
     pub parts: &'static [ShaderPart],
@@ -56,6 +60,43 @@ impl Shader {
             let _ = write!(source, "\n// ---- shaders/{}.wgsl ----\n{}", part.file, part.text);
         }
         source
+    }
+}
+
+/// Which shaders run with wgpu's runtime checks (bounds checks on buffers and local arrays
+/// where the driver does not make accesses safe itself, and bounded loops).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShaderChecks {
+    /// Every shader keeps them.
+    All,
+    /// Shaders declared [`Shader::trusted`] run without them.
+    #[default]
+    Declared,
+    /// No shader keeps them: only for measuring what they cost.
+    None,
+}
+
+impl ShaderChecks {
+    /// Whether `shader` is compiled with the checks.
+    pub fn checked(self, shader: &Shader) -> bool {
+        match self {
+            Self::All => true,
+            Self::Declared => !shader.trusted,
+            Self::None => false,
+        }
+    }
+}
+
+impl std::str::FromStr for ShaderChecks {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "all" => Ok(Self::All),
+            "declared" => Ok(Self::Declared),
+            "none" => Ok(Self::None),
+            _ => Err(format!("{s:?}: expected all, declared or none")),
+        }
     }
 }
 

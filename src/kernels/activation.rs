@@ -2,7 +2,7 @@ use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 
 pub(crate) static SHADER: Shader =
-    Shader { name: "activation", constants: &[], parts: &[crate::shader_part!("activation")] };
+    Shader { name: "activation", trusted: true, constants: &[], parts: &[crate::shader_part!("activation")] };
 
 crate::uniform_params! {
     struct Params {

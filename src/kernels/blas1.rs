@@ -2,7 +2,7 @@ use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, Shader};
 
 pub(crate) static SHADER: Shader =
-    Shader { name: "blas1", constants: &[], parts: &[crate::shader_part!("blas1")] };
+    Shader { name: "blas1", trusted: true, constants: &[], parts: &[crate::shader_part!("blas1")] };
 
 crate::kernels! { KERNELS = [
     FILL: Params = SHADER::fill(ReadWrite);

@@ -54,6 +54,7 @@ impl Stop {
 
 pub(crate) static SHADER: Shader = Shader {
     name: "cg",
+    trusted: true,
     constants: &[
         ("RR", slot::RR as u32),
         ("PGP", slot::PGP as u32),

@@ -2,8 +2,10 @@ use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, Shader};
 use crate::loss::Loss;
 
+/// Not trusted: it reads z at each sample's label, which a caller could set out of range
+/// after the data set checked it; the checks cost nothing beside the convolutions.
 pub(crate) static SHADER: Shader =
-    Shader { name: "loss", constants: &[], parts: &[crate::shader_part!("loss")] };
+    Shader { name: "loss", trusted: false, constants: &[], parts: &[crate::shader_part!("loss")] };
 
 crate::uniform_params! {
     struct Params {

@@ -6,6 +6,7 @@ use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "matmul",
+    trusted: true,
     constants: gemm::CONSTANTS,
     parts: &[crate::shader_part!("gemm_tile"), crate::shader_part!("matmul")],
 };

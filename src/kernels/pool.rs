@@ -3,7 +3,7 @@ use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 use crate::nn::PoolGeometry;
 
 pub(crate) static SHADER: Shader =
-    Shader { name: "pool", constants: &[], parts: &[crate::shader_part!("pool")] };
+    Shader { name: "pool", trusted: true, constants: &[], parts: &[crate::shader_part!("pool")] };
 
 crate::uniform_params! {
     struct Params {

@@ -7,6 +7,7 @@ use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "conv_tiled",
+    trusted: true,
     constants: gemm::CONSTANTS,
     parts: &[params::PART, crate::shader_part!("gemm_tile"), crate::shader_part!("conv_tiled")],
 };

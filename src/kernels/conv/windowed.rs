@@ -24,6 +24,7 @@ const MAX_SLIDING_TAPS: usize = 25;
 
 pub(crate) static SHADER: Shader = Shader {
     name: "conv_windowed",
+    trusted: true,
     constants: &[
         ("B", BLOCK as u32),
         ("COLS", COLS as u32),
