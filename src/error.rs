@@ -30,6 +30,12 @@ pub enum Error {
          was after the last good iteration)"
     )]
     Diverged { iteration: usize, f: f64, grad_norm: f64 },
+    #[error(
+        "the network has {params} parameters ({bytes} bytes), more than one storage binding of \
+         this adapter holds ({limit} bytes): no chunk size changes that; a smaller network, or an \
+         adapter with larger bindings, does"
+    )]
+    ParamsTooLarge { params: usize, bytes: u64, limit: u64 },
     #[error("{field} must be {expected}, got {found}")]
     Setting { field: &'static str, expected: &'static str, found: String },
 }

@@ -33,6 +33,7 @@ pub mod optim;
 pub mod output;
 pub mod problem;
 pub mod reference;
+pub mod rules;
 
 pub use error::Error;
 pub use execution::{ConvStrategy, Execution};

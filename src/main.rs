@@ -3,6 +3,8 @@
 
 mod cli;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -18,9 +20,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a network by Newton-CG (default) or SGD.
+    #[command(allow_negative_numbers = true)]
     Train(Box<cli::train::TrainArgs>),
     /// Newton-CG against SGD on the same problem: logs, a CSV, charts and a summary (or, with
     /// --sweep, the robustness study over C, |S| and learning rates).
+    #[command(allow_negative_numbers = true)]
     Compare(Box<cli::compare::CompareArgs>),
     /// Print a saved model's accuracy on a data set's test images, with per-class counts.
     Predict(cli::predict::PredictArgs),
@@ -30,8 +34,41 @@ enum Command {
     Info,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime_dir = give_the_loader_a_runtime_dir();
+    let status = match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            cli::usage::report(&error);
+            ExitCode::from(cli::usage::exit_status(&error))
+        }
+    };
+    if let Some(dir) = runtime_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    status
+}
+
+/// The Vulkan loader and Mesa complain ("XDG_RUNTIME_DIR is invalid or not set") on every
+/// start where XDG_RUNTIME_DIR names no folder, as on most headless machines; nothing here
+/// needs one, so such a run gets a private one in the temporary folder, before any thread
+/// starts; it is removed at the end.
+fn give_the_loader_a_runtime_dir() -> Option<std::path::PathBuf> {
+    let usable = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    if usable {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("newton-wgpu-runtime-{}", std::process::id()));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).ok()?;
+    std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    Some(dir)
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Train(args)) => cli::train::run(&args),
         Some(Command::Compare(args)) => cli::compare::run(&args),

@@ -92,6 +92,7 @@ impl<'g> Objective<'g> {
         problem.check()?;
         execution.check()?;
         let (gpu, network) = (execution.gpu, &problem.network);
+        problem.check_fits(gpu)?;
         let capacity = execution.bsize.min(Workspace::max_capacity(gpu, network));
         let workspace = Workspace::new(execution, network, capacity, Passes::Gradient)?;
         let n = network.param_count();

@@ -37,6 +37,17 @@ impl Problem {
         Ok(())
     }
 
+    /// Fails unless θ fits one storage binding of `gpu` (every vector of its length must).
+    pub fn check_fits(&self, gpu: &crate::gpu::Gpu) -> Result<(), Error> {
+        let params = self.network.param_count();
+        let bytes = 4 * params as u64;
+        let limit = gpu.max_binding_bytes();
+        if bytes > limit {
+            return Err(Error::ParamsTooLarge { params, bytes, limit });
+        }
+        Ok(())
+    }
+
     /// 1/(C·l): the regulariser's weight for a training set of `l` samples.
     pub fn regularization(&self, l: usize) -> f64 {
         1.0 / (self.c * l as f64)

@@ -12,19 +12,21 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::optim::{newton, sgd, Record};
 use newton_wgpu::output::{self, LineFile};
+use newton_wgpu::rules;
 use newton_wgpu::{Execution, Problem};
 
 use plotters::chart::SeriesLabelPosition;
 
 use super::plot::{self, BarChart, Chart, LineChart, Scale, Series};
 use super::train::{NewtonArgs, Settings, SgdArgs};
+use super::usage::{option_error, usage, Usage};
 use super::ProblemArgs;
 
 #[derive(Args, Debug)]
@@ -108,9 +110,8 @@ impl Outcome {
 }
 
 pub fn run(args: &CompareArgs) -> Result<()> {
-    if !(args.target > 0.0 && args.target <= 1.0) {
-        bail!("--target: expected a test accuracy in (0, 1], found {}", args.target);
-    }
+    rules::unit_to_one("target", args.target).map_err(option_error)?;
+    args.settings.problem.validate()?;
     let (split, _, problem) = args.settings.problem.load(None)?;
     let runs = if args.sweep {
         println!("the sweep sets C, --gn-size and --lr itself; the other options apply to every run");
@@ -118,9 +119,16 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     } else {
         pair_runs(args)
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("--out: creating {}", args.out.display()))?;
+    // Every run's settings, before the first runs.
+    for run in &runs {
+        run.settings.validate(split.train.len()).with_context(|| format!("run {}", run.name))?;
+    }
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(Usage(format!("--out: {} is not a folder", args.out.display())).into());
+    }
+    usage(std::fs::create_dir_all(&args.out), &format!("--out: creating {}", args.out.display()))?;
     for path in report_files(args, &runs) {
-        output::check(&path).context("--out")?;
+        usage(output::check(&path), "--out")?;
     }
     let gpu = Gpu::new()?;
     let execution = args.settings.problem.execution(&gpu)?;
@@ -209,7 +217,7 @@ fn train(
     // The sweep varies C: each run has its own problem.
     let problem = Problem { c: run.settings.problem.c, ..problem.clone() };
     let theta = execution.gpu.upload(&problem.network.init_params(run.settings.problem.seed), "θ")?;
-    let newton_options = run.settings.newton_options();
+    let newton_options = run.settings.newton_options()?;
     let (steps, settings) = match run.method {
         Method::Newton => (
             run.settings.newton.iters,
@@ -234,7 +242,7 @@ fn train(
                 .map(|_| ())
         }
         Method::Sgd => {
-            let options = run.settings.sgd_options();
+            let options = run.settings.sgd_options()?;
             sgd::train(execution, &problem, train, Some(test), &theta, &options, &mut observe).map(|_| ())
         }
     };

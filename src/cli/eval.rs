@@ -7,7 +7,9 @@ use clap::Args;
 use newton_wgpu::curvature::{Subsample, SubsampleOptions};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::objective::Objective;
+use newton_wgpu::rules;
 
+use super::usage::option_error;
 use super::ProblemArgs;
 
 #[derive(Args, Debug)]
@@ -20,8 +22,12 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    args.problem.validate()?;
     let (split, _, problem) = args.problem.load(None)?;
     let train = split.train;
+    let size = args.gn_size.unwrap_or(train.len().div_ceil(20));
+    rules::count_up_to("gn_size", size, train.len(), "from 1 to the number of training samples")
+        .map_err(option_error)?;
     let gpu = Gpu::new()?;
     let execution = args.problem.execution(&gpu)?;
     super::announce(&execution);
@@ -55,7 +61,6 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     println!("one f + ∇f evaluation: {seconds:.3} s (about {gflops:.2} GFLOP/s in the convolutions)");
 
     // One damped Gauss-Newton product with the gradient, as Newton-CG's first CG step makes.
-    let size = args.gn_size.unwrap_or(train.len().div_ceil(20));
     let options = SubsampleOptions { size, seed: args.problem.seed, memory_budget: None };
     let start = Instant::now();
     let subsample = Subsample::new(&execution, &problem, &train, &theta, &options)?;

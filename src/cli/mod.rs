@@ -5,6 +5,7 @@ pub mod eval;
 mod plot;
 pub mod predict;
 pub mod train;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use newton_wgpu::data::{self, DataSplit, Normalizer};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{self, Network, Shape};
-use newton_wgpu::{Execution, Problem};
+use newton_wgpu::{rules, Execution, Problem};
 
 /// Where the bundled data set is looked for, in order, when no --data is given: beside the
 /// working directory (a checkout), then beside the program and up to three folders above it
@@ -74,6 +75,16 @@ pub struct ProblemArgs {
 }
 
 impl ProblemArgs {
+    /// Checks C, --bsize and --limit, as the options name them.
+    pub fn validate(&self) -> Result<()> {
+        rules::positive("c", self.c).map_err(usage::option_error)?;
+        rules::count("bsize", self.bsize).map_err(usage::option_error)?;
+        if let Some(limit) = self.limit {
+            rules::count("limit", limit).map_err(usage::option_error)?;
+        }
+        Ok(())
+    }
+
     /// Loads and normalises the data (holding out a `validation` fraction of the training
     /// set, chosen by the seed), builds the network and the problem, and says what they are.
     pub fn load(&self, validation: Option<f64>) -> Result<(DataSplit, Normalizer, Problem)> {
@@ -118,9 +129,7 @@ pub fn load_data(
         split.train = split.train.head(n);
     }
     if let Some(fraction) = validation {
-        if !(fraction > 0.0 && fraction < 1.0) {
-            bail!("--validation: expected a fraction of the training set in (0, 1), found {fraction}");
-        }
+        rules::open_unit("validation", fraction).map_err(usage::option_error)?;
         let count = (fraction * split.train.len() as f64).round() as usize;
         split.hold_out(count, seed)?;
     }
@@ -146,10 +155,7 @@ pub fn info() -> Result<()> {
     println!("device type  {:?}", a.device_type);
     println!("driver       {} {}", a.driver, a.driver_info);
     println!("convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled chooses)", execution.conv);
-    println!(
-        "shader checks {:?} (NEWTON_WGPU_SHADER_CHECKS=all|declared|none chooses)",
-        gpu.shader_checks()
-    );
+    println!("shader checks {:?} (NEWTON_WGPU_SHADER_CHECKS=all|declared|none chooses)", gpu.shader_checks());
     println!("limits in use:");
     println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
     println!("  max_buffer_size                     {}", l.max_buffer_size);

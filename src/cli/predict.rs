@@ -8,7 +8,7 @@ use newton_wgpu::data;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::model::Model;
 use newton_wgpu::objective::Objective;
-use newton_wgpu::{Execution, Problem};
+use newton_wgpu::{rules, Execution, Problem};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -24,6 +24,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    rules::count("bsize", args.bsize).map_err(super::usage::option_error)?;
     let model = Model::load(&args.model)?;
     let dir = super::data_dir(args.data.as_deref())?;
     let split = data::load_dir(&dir).with_context(|| format!("loading data from {}", dir.display()))?;

@@ -16,7 +16,9 @@ use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::Record;
 use newton_wgpu::output::{self, LineFile};
+use newton_wgpu::rules;
 
+use super::usage::{option_error, usage};
 use super::ProblemArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -85,12 +87,24 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn newton_options(&self) -> NewtonOptions {
-        self.newton.options(self.problem.seed, self.time_budget)
+    /// Every setting of both methods checked, as the options name them, for `l` training
+    /// samples: one pass, before anything runs.
+    pub fn validate(&self, l: usize) -> Result<()> {
+        self.newton_options()?.validate(l).map_err(option_error)?;
+        self.sgd_options()?.validate(l).map_err(option_error)
     }
 
-    pub fn sgd_options(&self) -> SgdOptions {
-        self.sgd.options(self.problem.seed, self.time_budget)
+    fn time_budget(&self) -> Result<Option<Duration>> {
+        let budget = self.time_budget.map(|s| rules::seconds("time_budget", s)).transpose();
+        budget.map_err(option_error)
+    }
+
+    pub fn newton_options(&self) -> Result<NewtonOptions> {
+        Ok(self.newton.options(self.problem.seed, self.time_budget()?))
+    }
+
+    pub fn sgd_options(&self) -> Result<SgdOptions> {
+        Ok(self.sgd.options(self.problem.seed, self.time_budget()?))
     }
 }
 
@@ -151,7 +165,7 @@ pub struct SgdArgs {
 }
 
 impl NewtonArgs {
-    pub fn options(&self, seed: u64, time_budget: Option<f64>) -> NewtonOptions {
+    pub fn options(&self, seed: u64, time_budget: Option<Duration>) -> NewtonOptions {
         NewtonOptions {
             gn_size: self.gn_size,
             iter_max: self.iters,
@@ -164,7 +178,7 @@ impl NewtonArgs {
             max_halvings: 20,
             cg_check_every: self.cg_check_every,
             grad_tol: self.grad_tol,
-            time_budget: time_budget.map(Duration::from_secs_f64),
+            time_budget,
             seed,
         }
     }
@@ -179,14 +193,14 @@ impl NewtonArgs {
 }
 
 impl SgdArgs {
-    pub fn options(&self, seed: u64, time_budget: Option<f64>) -> SgdOptions {
+    pub fn options(&self, seed: u64, time_budget: Option<Duration>) -> SgdOptions {
         SgdOptions {
             epochs: self.epochs,
             batch: self.batch,
             lr: self.lr,
             momentum: self.momentum,
             decay: self.decay,
-            time_budget: time_budget.map(Duration::from_secs_f64),
+            time_budget,
             seed,
         }
     }
@@ -300,12 +314,17 @@ impl TrainArgs {
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     for (option, path) in args.outputs() {
-        output::check(path).context(option)?;
+        usage(output::check(path), option)?;
     }
+    args.settings.problem.validate()?;
+    if let Some(fraction) = args.validation {
+        rules::open_unit("validation", fraction).map_err(option_error)?;
+    }
+    let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
+    args.settings.validate(split.train.len())?;
     let gpu = Gpu::new()?;
     let execution = args.settings.problem.execution(&gpu)?;
     super::announce(&execution);
-    let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
     let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
     let network = &problem.network;
 
@@ -341,7 +360,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
     match args.optim {
         Optim::Newton => {
-            let options = args.settings.newton_options();
+            let options = args.settings.newton_options()?;
             let mut newton = Newton::new(&execution, &problem, train, &options)?;
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
@@ -366,7 +385,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
         }
         Optim::Sgd => {
-            let options = args.settings.sgd_options();
+            let options = args.settings.sgd_options()?;
             let mut sgd = Sgd::new(&execution, &problem, train, &options)?;
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));

@@ -43,11 +43,56 @@ impl GpuOptions {
             _ => ShaderChecks::default(),
         };
         Ok(Self {
-            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            backends: backends_from_env()?,
             adapter_name: std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty()),
             timestamps: false,
             shader_checks,
         })
+    }
+}
+
+/// The backends `WGPU_BACKEND` names (a comma-separated list), all when it is unset; an
+/// unknown name is an error rather than ignored.
+fn backends_from_env() -> Result<wgpu::Backends, GpuError> {
+    let Ok(list) = std::env::var("WGPU_BACKEND") else { return Ok(wgpu::Backends::all()) };
+    let mut backends = wgpu::Backends::empty();
+    for name in list.split(',').map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()) {
+        backends |= match name.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            "all" => wgpu::Backends::all(),
+            _ => return Err(GpuError::BadSetting {
+                name: "WGPU_BACKEND".into(),
+                reason: format!(
+                    "{name:?} is not a backend: expected a comma-separated list of vulkan, metal, dx12, gl"
+                ),
+            }),
+        };
+    }
+    if backends.is_empty() {
+        return Err(GpuError::BadSetting {
+            name: "WGPU_BACKEND".into(),
+            reason: "names no backend: expected a comma-separated list of vulkan, metal, dx12, gl".into(),
+        });
+    }
+    Ok(backends)
+}
+
+/// `backends` as WGPU_BACKEND would name them.
+fn backend_names(backends: wgpu::Backends) -> String {
+    let names = [
+        (wgpu::Backends::VULKAN, "vulkan"),
+        (wgpu::Backends::METAL, "metal"),
+        (wgpu::Backends::DX12, "dx12"),
+        (wgpu::Backends::GL, "gl"),
+    ];
+    let named: Vec<&str> = names.iter().filter(|(b, _)| backends.contains(*b)).map(|(_, n)| *n).collect();
+    if named.is_empty() {
+        "none".into()
+    } else {
+        named.join(", ")
     }
 }
 
@@ -218,7 +263,7 @@ impl Gpu {
             None => adapters
                 .into_iter()
                 .min_by_key(|a| performance_rank(a.get_info().device_type))
-                .ok_or_else(|| GpuError::NoAdapter { tried: format!("{:?}", options.backends) })?,
+                .ok_or_else(|| GpuError::NoAdapter { tried: backend_names(options.backends) })?,
         };
 
         let info = adapter.get_info();

@@ -20,8 +20,7 @@ pub enum GpuError {
     RequestDevice { adapter: String, reason: String },
 
     #[error(
-        "buffer {label:?} needs {bytes} bytes but the adapter binds at most {limit} bytes per \
-         storage buffer; use a smaller batch (bsize)"
+        "buffer {label:?} needs {bytes} bytes but the adapter binds at most {limit} bytes per storage buffer"
     )]
     BufferTooLarge { label: String, bytes: u64, limit: u64 },
 

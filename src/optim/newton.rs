@@ -14,6 +14,7 @@ use crate::gpu::{GpuBuffer, Program};
 use crate::kernels::{blas1, cg as cg_kernels};
 use crate::objective::{Evaluation, Objective};
 use crate::problem::Problem;
+use crate::rules;
 
 use super::cg::{self, CgBuffers, CgSettings};
 use super::{IterationRecord, Observer, Record};
@@ -50,10 +51,10 @@ pub struct NewtonOptions {
 }
 
 impl NewtonOptions {
-    /// |S| for a training set of `l` samples: gn_size, or ⌈5% of l⌉ (simpleNN's default),
-    /// never more than l.
+    /// |S| for a training set of `l` samples: gn_size (which [`NewtonOptions::validate`]
+    /// holds to 1..=l), or ⌈5% of l⌉ (simpleNN's default).
     pub fn gn_size_for(&self, l: usize) -> usize {
-        self.gn_size.unwrap_or(l.div_ceil(20)).min(l)
+        self.gn_size.unwrap_or(l.div_ceil(20))
     }
 }
 
@@ -126,7 +127,7 @@ impl<'a> Newton<'a> {
         train: &Dataset,
         options: &NewtonOptions,
     ) -> Result<Self, Error> {
-        validate(options, train)?;
+        options.validate(train.len())?;
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         Ok(Self {
             execution: *execution,
@@ -322,34 +323,23 @@ pub fn train(
     Ok((reason, newton.state))
 }
 
-fn validate(options: &NewtonOptions, train: &Dataset) -> Result<(), Error> {
-    let setting = |field, expected, found: String| Err(Error::Setting { field, expected, found });
-    if train.is_empty() {
-        return setting("training set", "at least one sample", "0".into());
+impl NewtonOptions {
+    /// Checks every setting, for a training set of `l` samples.
+    pub fn validate(&self, l: usize) -> Result<(), Error> {
+        rules::count("training set", l)?;
+        rules::non_negative("lambda", self.lambda)?;
+        rules::open_unit("xi", self.xi)?;
+        rules::unit_to_one("drop", self.drop)?;
+        rules::at_least_one("boost", self.boost)?;
+        rules::open_unit("eta", self.eta)?;
+        rules::count("cg_max", self.cg_max)?;
+        rules::count("cg_check_every", self.cg_check_every)?;
+        if let Some(size) = self.gn_size {
+            rules::count_up_to("gn_size", size, l, "from 1 to the number of training samples")?;
+        }
+        if let Some(tol) = self.grad_tol {
+            rules::non_negative("grad_tol", tol)?;
+        }
+        Ok(())
     }
-    if !(options.lambda >= 0.0 && options.lambda.is_finite()) {
-        return setting("lambda", "a finite number ≥ 0", options.lambda.to_string());
-    }
-    if !(options.xi > 0.0 && options.xi < 1.0) {
-        return setting("xi", "in (0, 1)", options.xi.to_string());
-    }
-    if !(options.drop > 0.0 && options.drop <= 1.0) {
-        return setting("drop", "in (0, 1]", options.drop.to_string());
-    }
-    if options.boost < 1.0 || !options.boost.is_finite() {
-        return setting("boost", "a finite number ≥ 1", options.boost.to_string());
-    }
-    if !(options.eta > 0.0 && options.eta < 1.0) {
-        return setting("eta", "in (0, 1)", options.eta.to_string());
-    }
-    if options.cg_max == 0 {
-        return setting("cg_max", "at least 1", "0".into());
-    }
-    if options.cg_check_every == 0 {
-        return setting("cg_check_every", "at least 1", "0".into());
-    }
-    if options.gn_size == Some(0) {
-        return setting("gn_size", "at least 1", "0".into());
-    }
-    Ok(())
 }

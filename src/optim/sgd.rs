@@ -14,6 +14,7 @@ use crate::gpu::{Gpu, GpuBuffer, Program};
 use crate::kernels::{blas1, cg as cg_kernels};
 use crate::objective::Objective;
 use crate::problem::Problem;
+use crate::rules;
 
 use super::{EpochRecord, Observer, Record};
 
@@ -35,6 +36,18 @@ pub struct SgdOptions {
 impl Default for SgdOptions {
     fn default() -> Self {
         Self { epochs: 10, batch: 128, lr: 0.01, momentum: 0.0, decay: 0.0, time_budget: None, seed: 0 }
+    }
+}
+
+impl SgdOptions {
+    /// Checks every setting, for a training set of `l` samples (a batch larger than l is one
+    /// batch of all of them).
+    pub fn validate(&self, l: usize) -> Result<(), Error> {
+        rules::count("training set", l)?;
+        rules::count("batch", self.batch)?;
+        rules::positive("lr", self.lr)?;
+        rules::unit_from_zero("momentum", self.momentum)?;
+        rules::non_negative("decay", self.decay)
     }
 }
 
@@ -74,20 +87,7 @@ impl<'a> Sgd<'a> {
         train: &Dataset,
         options: &SgdOptions,
     ) -> Result<Self, Error> {
-        if options.batch == 0 || train.is_empty() {
-            return Err(Error::Setting {
-                field: "batch",
-                expected: "at least 1, with a non-empty training set",
-                found: options.batch.to_string(),
-            });
-        }
-        if !(options.lr > 0.0 && options.lr.is_finite()) {
-            return Err(Error::Setting {
-                field: "lr",
-                expected: "a positive number",
-                found: options.lr.to_string(),
-            });
-        }
+        options.validate(train.len())?;
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         let batch = options.batch.min(train.len());
         Ok(Self {

@@ -1,0 +1,64 @@
+//! Mistakes in how the program was called, told apart from failures at run time: the
+//! program exits with status 2 for these, 1 for the others (README, Exit status).
+
+use std::fmt;
+
+/// The command line is wrong: an option's value out of range, a setting the run cannot use,
+/// an output path that cannot be written.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A setting the library refused, named as the option that gives it (`cg_check_every` is
+/// `--cg-check-every`), as a usage error.
+pub fn option_error(error: newton_wgpu::Error) -> anyhow::Error {
+    match error {
+        newton_wgpu::Error::Setting { field, expected, found } => {
+            let name =
+                if field.contains(' ') { field.to_owned() } else { format!("--{}", field.replace('_', "-")) };
+            anyhow::Error::new(Usage(format!("{name}: expected {expected}, found {found}")))
+        }
+        other => other.into(),
+    }
+}
+
+/// `result`'s error, if any, as a usage error, with `context` before it.
+pub fn usage<T, E: fmt::Display>(result: Result<T, E>, context: &str) -> anyhow::Result<T> {
+    result.map_err(|e| anyhow::Error::new(Usage(format!("{context}: {e}"))))
+}
+
+/// The exit status for `error`: 2 when the command line or a setting is wrong (an option, an
+/// environment variable, an output path), 1 otherwise.
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    use newton_wgpu::gpu::GpuError;
+    let wrong_setting = |cause: &(dyn std::error::Error + 'static)| {
+        cause.is::<Usage>()
+            || matches!(
+                cause.downcast_ref::<newton_wgpu::Error>(),
+                Some(
+                    newton_wgpu::Error::Setting { .. } | newton_wgpu::Error::Gpu(GpuError::BadSetting { .. })
+                )
+            )
+            || matches!(cause.downcast_ref::<GpuError>(), Some(GpuError::BadSetting { .. }))
+    };
+    if error.chain().any(wrong_setting) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Prints `error` and its causes, one to a line, without a backtrace (panics keep theirs).
+pub fn report(error: &anyhow::Error) {
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  because: {cause}");
+    }
+}
