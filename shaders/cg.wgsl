@@ -26,12 +26,15 @@ fn sum_partials() -> f32 {
 }
 
 fn is_finite(x: f32) -> bool {
-    // NaN fails every comparison; infinities exceed the largest finite f32.
-    return abs(x) <= 3.4028235e38;
+    // By the bits: WGSL lets a compiler assume floats are finite, so a comparison such as
+    // abs(x) <= f32::MAX may be folded to true for NaN (lavapipe did). Exponent all ones is
+    // an infinity or a NaN.
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-// α = rᵀr / pᵀ(G + λI)p, counting the step; or a stop when pᵀ(G + λI)p is not positive
-// (BREAKDOWN) or a value is not finite (NON_FINITE).
+// α = rᵀr / pᵀ(G + λI)p, counting the step; or a stop when a value is not finite
+// (NON_FINITE) or pᵀ(G + λI)p is not positive (BREAKDOWN), decided before dividing so that
+// 0/0 never has to be recognised.
 @compute @workgroup_size(WG)
 fn alpha(@builtin(global_invocation_id) gid: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -42,9 +45,18 @@ fn alpha(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let pgp = scalars[PGP];
-    let a = scalars[RR] / pgp;
-    if (!(pgp > 0.0) || !is_finite(a)) {
-        scalars[STOP] = select(f32(NON_FINITE), f32(BREAKDOWN), is_finite(pgp) && is_finite(a));
+    var stop = 0u;
+    if (!is_finite(pgp) || !is_finite(scalars[RR])) {
+        stop = NON_FINITE;
+    } else if (pgp <= 0.0) {
+        stop = BREAKDOWN;
+    }
+    let a = select(scalars[RR] / pgp, 0.0, stop != 0u);
+    if (stop == 0u && !is_finite(a)) {
+        stop = NON_FINITE;
+    }
+    if (stop != 0u) {
+        scalars[STOP] = f32(stop);
         scalars[ALPHA] = 0.0;
         return;
     }

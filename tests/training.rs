@@ -434,11 +434,20 @@ fn how_often_the_host_looks_changes_nothing_in_the_solution() {
         assert_eq!(outcome, every, "looking every {check_every} steps");
         assert!(s_other.iter().zip(&s_every).all(|(a, b)| a.to_bits() == b.to_bits()), "s differs");
     }
-    // λ = 0 with a zero gradient breaks down at once: p = 0, so pᵀ(G + λI)p = 0 and α = 0/0.
+    // λ = 0 with a zero gradient breaks down at once: p = 0, so pᵀ(G + λI)p = 0. The device
+    // decides before dividing, never having to recognise 0/0 (a compiler may assume floats
+    // are finite).
     let zero = gpu.zeros::<f32>(network.param_count(), "0").unwrap();
     let settings = CgSettings { xi: 0.1, max_steps: 10, check_every: 3 };
     let outcome = cg::solve(gpu, &s, 0.0, &zero, 0.0, &settings, &mut buffers).unwrap();
-    assert_eq!((outcome.steps, outcome.stop), (0, Some(Stop::NonFinite)), "{outcome:?}");
+    assert_eq!((outcome.steps, outcome.stop), (0, Some(Stop::Breakdown)), "{outcome:?}");
     assert!(outcome.broke_down);
     assert!(gpu.read(&buffers.direction).unwrap().iter().all(|&v| v == 0.0));
+    // A NaN in the gradient makes rᵀr NaN: not finite, whatever the compiler assumes.
+    let mut poisoned = random_vec(&mut rng(14), network.param_count());
+    poisoned[3] = f32::NAN;
+    let poisoned = gpu.upload(&poisoned, "g with NaN").unwrap();
+    let outcome = cg::solve(gpu, &s, 0.5, &poisoned, 1.0, &settings, &mut buffers).unwrap();
+    assert_eq!((outcome.steps, outcome.stop), (0, Some(Stop::NonFinite)), "{outcome:?}");
+    assert!(outcome.broke_down);
 }
