@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::{idx::read_maybe_gz, DataError, DataSplit, Dataset};
+use super::stream::{memory_available, Source, BYTES_PER_PIXEL};
+use super::{DataError, DataSplit, Dataset};
 use crate::nn::Shape;
 
 pub const CIFAR10_SHAPE: Shape = Shape::new(3, 32, 32);
@@ -14,20 +15,25 @@ pub(super) fn has_cifar10_files(dir: &Path) -> bool {
     dir.join("data_batch_1.bin").is_file()
 }
 
-/// Reads one batch file: (labels, pixels scaled to [0, 1]).
+/// Reads one batch file: (labels, pixels scaled to [0, 1]). The file has no header: its
+/// records are read one at a time, and the load stops with an error once they would take
+/// more memory than the machine has.
 pub fn read_cifar10_batch(path: &Path) -> Result<(Vec<u32>, Vec<f32>), DataError> {
-    let bytes = read_maybe_gz(path)?;
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
-        return Err(DataError::Truncated {
-            path: path.to_owned(),
-            field: "records of 3073 bytes",
-            expected: (bytes.len() / RECORD).max(1) as u64 * RECORD as u64,
-            found: bytes.len() as u64,
-        });
-    }
-    let mut labels = Vec::with_capacity(bytes.len() / RECORD);
-    let mut pixels = Vec::with_capacity(bytes.len());
-    for (index, record) in bytes.chunks_exact(RECORD).enumerate() {
+    let mut source = Source::open(path)?;
+    let most = memory_available() / (RECORD as u64 * BYTES_PER_PIXEL);
+    let (mut labels, mut pixels) = (Vec::new(), Vec::new());
+    let mut record = vec![0u8; RECORD];
+    while source.record("records of 3073 bytes", &mut record)? {
+        let index = labels.len();
+        if index as u64 >= most {
+            let bytes = (index as u64 + 1) * RECORD as u64;
+            return Err(DataError::TooLarge {
+                path: path.to_owned(),
+                field: "records",
+                bytes,
+                available: memory_available(),
+            });
+        }
         if record[0] as usize >= CLASSES {
             return Err(DataError::LabelOutOfRange {
                 path: path.to_owned(),
@@ -38,6 +44,14 @@ pub fn read_cifar10_batch(path: &Path) -> Result<(Vec<u32>, Vec<f32>), DataError
         }
         labels.push(record[0] as u32);
         pixels.extend(record[1..].iter().map(|&p| p as f32 / 255.0));
+    }
+    if labels.is_empty() {
+        return Err(DataError::Truncated {
+            path: path.to_owned(),
+            field: "records of 3073 bytes",
+            expected: RECORD as u64,
+            found: 0,
+        });
     }
     Ok((labels, pixels))
 }

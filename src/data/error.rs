@@ -25,6 +25,15 @@ pub enum DataError {
     BadField { path: PathBuf, field: &'static str, expected: String, found: String },
     #[error("{path}: {field}: expected {expected} bytes, the file has {found}")]
     Truncated { path: PathBuf, field: &'static str, expected: u64, found: u64 },
+    #[error(
+        "{path}: {field}: the header promises {bytes} bytes, more than this machine's memory \
+         allows for a load of them ({available} bytes available)"
+    )]
+    TooLarge { path: PathBuf, field: &'static str, bytes: u64, available: u64 },
+    #[error("{path}: {field}: the data goes on past the {expected} bytes the header promises")]
+    TrailingBytes { path: PathBuf, field: &'static str, expected: u64 },
+    #[error("{path}: {field}: {value} is more than {max}")]
+    FieldTooLarge { path: PathBuf, field: &'static str, value: u64, max: u64 },
     #[error("{path}: {images} images but {labels} labels")]
     CountMismatch { path: PathBuf, images: usize, labels: usize },
     #[error("{path}: sample {index}: label {label} is outside 0..{classes}")]

@@ -2,9 +2,10 @@
 //! Images: magic 0x00000803, count, rows, cols, pixels row by row.
 //! Labels: magic 0x00000801, count, one byte each. Files may be gzipped.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::stream::Source;
 use super::{DataError, DataSplit, Dataset};
 use crate::nn::Shape;
 use crate::output;
@@ -13,61 +14,15 @@ pub const MNIST_CLASSES: usize = 10;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
-/// Reads a file, gunzipping it when it starts with gzip's magic bytes.
-pub(super) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |source| DataError::Io { path: path.to_owned(), source };
-    let raw = std::fs::read(path).map_err(io)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
-
-fn header(
-    path: &Path,
-    bytes: &[u8],
-    words: usize,
-    magic: u32,
-    what: &'static str,
-) -> Result<Vec<u32>, DataError> {
-    let word =
-        |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
-    // The magic number first: a file of the wrong kind is reported as such, even when short.
-    if bytes.len() >= 4 && word(0) != magic {
-        return Err(DataError::BadMagic { path: path.to_owned(), expected: magic, found: word(0), what });
-    }
-    if bytes.len() < 4 * words {
-        return Err(DataError::Truncated {
-            path: path.to_owned(),
-            field: "header",
-            expected: 4 * words as u64,
-            found: bytes.len() as u64,
-        });
-    }
-    Ok((0..words).map(word).collect())
-}
-
-fn check_body(path: &Path, bytes: &[u8], header: usize, body: u64) -> Result<(), DataError> {
-    let expected = header as u64 + body;
-    if bytes.len() as u64 != expected {
-        return Err(DataError::Truncated {
-            path: path.to_owned(),
-            field: "pixels or labels",
-            expected,
-            found: bytes.len() as u64,
-        });
-    }
-    Ok(())
-}
+/// Rows and columns of an IDX image are at most this (a stated bound, so that sizes computed
+/// from the header cannot overflow).
+pub const MAX_SIDE: u32 = 1 << 16;
 
 /// Reads an IDX image file: (count, rows, cols, pixels).
 pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
-    let bytes = read_maybe_gz(path)?;
-    let h = header(path, &bytes, 4, IMAGES_MAGIC, "IDX images, unsigned bytes, 3 dimensions")?;
-    let (count, rows, cols) = (h[1] as usize, h[2] as usize, h[3] as usize);
+    let mut source = Source::open(path)?;
+    let h = source.header(4, IMAGES_MAGIC, "IDX images, unsigned bytes, 3 dimensions")?;
+    let (count, rows, cols) = (h[1], h[2], h[3]);
     if rows == 0 || cols == 0 {
         return Err(DataError::BadField {
             path: path.to_owned(),
@@ -76,16 +31,33 @@ pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), Da
             found: format!("{rows}, {cols}"),
         });
     }
-    check_body(path, &bytes, 16, count as u64 * rows as u64 * cols as u64)?;
-    Ok((count, rows, cols, bytes[16..].to_vec()))
+    for (value, field) in [(rows, "rows"), (cols, "cols")] {
+        if value > MAX_SIDE {
+            return Err(DataError::FieldTooLarge {
+                path: path.to_owned(),
+                field,
+                value: value.into(),
+                max: MAX_SIDE.into(),
+            });
+        }
+    }
+    // At most 2^32 · 2^16 · 2^16 = 2^64: checked all the same.
+    let pixels =
+        u64::from(count).checked_mul(u64::from(rows) * u64::from(cols)).ok_or(DataError::TooLarge {
+            path: path.to_owned(),
+            field: "pixels",
+            bytes: u64::MAX,
+            available: 0,
+        })?;
+    let body = source.body("pixels", pixels)?;
+    Ok((count as usize, rows as usize, cols as usize, body))
 }
 
 /// Reads an IDX label file.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    let bytes = read_maybe_gz(path)?;
-    let h = header(path, &bytes, 2, LABELS_MAGIC, "IDX labels, unsigned bytes, 1 dimension")?;
-    check_body(path, &bytes, 8, h[1] as u64)?;
-    Ok(bytes[8..].to_vec())
+    let mut source = Source::open(path)?;
+    let h = source.header(2, LABELS_MAGIC, "IDX labels, unsigned bytes, 1 dimension")?;
+    source.body("labels", u64::from(h[1]))
 }
 
 fn write_file(path: &Path, bytes: &[u8], gzip: bool) -> Result<(), DataError> {

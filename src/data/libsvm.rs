@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::{idx::read_maybe_gz, DataError, Dataset};
+use super::stream::{memory_available, Source};
+use super::{DataError, Dataset};
 use crate::nn::Shape;
 
 /// What the file itself does not say.
@@ -19,16 +20,30 @@ pub struct LibsvmOptions {
 
 /// Reads a LIBSVM file (raw or gzipped).
 pub fn read_libsvm(path: &Path, options: &LibsvmOptions) -> Result<Dataset, DataError> {
-    let bytes = read_maybe_gz(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| DataError::Libsvm {
+    let mut source = Source::open(path)?;
+    let dim = options.shape.checked_len().ok_or(DataError::FieldTooLarge {
         path: path.to_owned(),
-        line: 0,
-        message: format!("not UTF-8 text ({e})"),
+        field: "the sample shape",
+        value: u64::MAX,
+        max: usize::MAX as u64,
     })?;
-    let dim = options.shape.len();
+    // A line holds at most dim features of a few dozen characters each.
+    let max_line = dim.saturating_mul(64).saturating_add(64);
+    let most = memory_available() / (4 * dim.max(1) as u64);
     let (mut images, mut labels) = (Vec::new(), Vec::new());
-    for (number, line) in text.lines().enumerate() {
-        let line_no = number + 1;
+    let mut line_no = 0;
+    while let Some(line) = source.line(max_line, line_no + 1)? {
+        line_no += 1;
+        if labels.len() as u64 >= most {
+            let bytes = 4 * dim as u64 * (labels.len() as u64 + 1);
+            return Err(DataError::TooLarge {
+                path: path.to_owned(),
+                field: "samples",
+                bytes,
+                available: memory_available(),
+            });
+        }
+        let line = line.as_str();
         let fail = |message: String| DataError::Libsvm { path: path.to_owned(), line: line_no, message };
         let mut fields = line.split_whitespace();
         let Some(label_text) = fields.next() else { continue };

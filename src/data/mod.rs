@@ -6,13 +6,15 @@ mod error;
 mod idx;
 mod libsvm;
 mod normalize;
+mod stream;
 
 use std::path::Path;
 
 pub use cifar::{load_cifar10_dir, read_cifar10_batch, write_cifar10_batch, CIFAR10_SHAPE};
 pub use error::DataError;
 pub use idx::{
-    load_mnist_dir, read_idx_images, read_idx_labels, write_idx_images, write_idx_labels, MNIST_CLASSES,
+    load_mnist_dir, read_idx_images, read_idx_labels, write_idx_images, write_idx_labels, MAX_SIDE,
+    MNIST_CLASSES,
 };
 pub use libsvm::{read_libsvm, LibsvmOptions};
 pub use normalize::Normalizer;
@@ -37,7 +39,15 @@ impl Dataset {
         labels: Vec<u32>,
         origin: &Path,
     ) -> Result<Self, DataError> {
-        if images.len() != labels.len() * shape.len() {
+        let Some(len) = shape.checked_len() else {
+            return Err(DataError::FieldTooLarge {
+                path: origin.to_owned(),
+                field: "the sample shape",
+                value: u64::MAX,
+                max: usize::MAX as u64,
+            });
+        };
+        if labels.len().checked_mul(len) != Some(images.len()) {
             return Err(DataError::CountMismatch {
                 path: origin.to_owned(),
                 images: images.len() / shape.len().max(1),

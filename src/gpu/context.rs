@@ -63,12 +63,14 @@ fn backends_from_env() -> Result<wgpu::Backends, GpuError> {
             "dx12" | "d3d12" => wgpu::Backends::DX12,
             "gl" | "gles" | "opengl" => wgpu::Backends::GL,
             "all" => wgpu::Backends::all(),
-            _ => return Err(GpuError::BadSetting {
-                name: "WGPU_BACKEND".into(),
-                reason: format!(
+            _ => {
+                return Err(GpuError::BadSetting {
+                    name: "WGPU_BACKEND".into(),
+                    reason: format!(
                     "{name:?} is not a backend: expected a comma-separated list of vulkan, metal, dx12, gl"
                 ),
-            }),
+                })
+            }
         };
     }
     if backends.is_empty() {
@@ -345,7 +347,7 @@ impl Gpu {
     }
 
     fn checked_size<T: Pod>(&self, len: usize, label: &str) -> Result<u64, GpuError> {
-        let bytes = (len.max(1) * std::mem::size_of::<T>()) as u64;
+        let bytes = (len.max(1) as u64).saturating_mul(std::mem::size_of::<T>() as u64);
         let limit = self.max_binding_bytes();
         if bytes > limit {
             return Err(GpuError::BufferTooLarge { label: label.to_owned(), bytes, limit });

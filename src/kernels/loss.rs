@@ -53,10 +53,10 @@ pub fn value_and_grad(
     scale: f32,
 ) -> Result<(), GpuError> {
     let k = kernel(loss);
-    check_len(k, z, batch * classes)?;
+    check_len(k, z, batch.saturating_mul(classes))?;
     check_len(k, labels, batch)?;
     check_len(k, values, values_offset + batch)?;
-    check_len(k, dz, batch * classes)?;
+    check_len(k, dz, batch.saturating_mul(classes))?;
     let params =
         Params { batch: u32_of(batch), classes: u32_of(classes), loss_off: u32_of(values_offset), scale };
     rec.dispatch(k, &params, &[z, labels, values, dz], batch as u64)
@@ -76,7 +76,7 @@ pub fn hessian_product(
 ) -> Result<(), GpuError> {
     let k = hessian_kernel(loss);
     for buffer in [z, u, bu] {
-        check_len(k, buffer, batch * classes)?;
+        check_len(k, buffer, batch.saturating_mul(classes))?;
     }
     let params = Params { batch: u32_of(batch), classes: u32_of(classes), loss_off: 0, scale };
     match loss {

@@ -53,9 +53,9 @@ pub fn forward(
     argmax: &GpuBuffer<u32>,
     relu: bool,
 ) -> Result<(), GpuError> {
-    check_len(&FORWARD, x, batch * g.input.len())?;
-    check_len(&FORWARD, y, batch * g.output.len())?;
-    check_len(&FORWARD, argmax, batch * g.output.len())?;
+    check_len(&FORWARD, x, batch.saturating_mul(g.input.len()))?;
+    check_len(&FORWARD, y, batch.saturating_mul(g.output.len()))?;
+    check_len(&FORWARD, argmax, batch.saturating_mul(g.output.len()))?;
     let params = Params { relu: u32::from(relu), ..Params::new(g, batch) };
     rec.dispatch(&FORWARD, &params, &[x, y, argmax], (batch * g.output.len()) as u64)
 }
@@ -69,9 +69,9 @@ pub fn backward(
     argmax: &GpuBuffer<u32>,
     dx: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    check_len(&BACKWARD, dy, batch * g.output.len())?;
-    check_len(&BACKWARD, argmax, batch * g.output.len())?;
-    check_len(&BACKWARD, dx, batch * g.input.len())?;
+    check_len(&BACKWARD, dy, batch.saturating_mul(g.output.len()))?;
+    check_len(&BACKWARD, argmax, batch.saturating_mul(g.output.len()))?;
+    check_len(&BACKWARD, dx, batch.saturating_mul(g.input.len()))?;
     rec.dispatch(&BACKWARD, &Params::new(g, batch), &[dy, argmax, dx], (batch * g.input.len()) as u64)
 }
 
@@ -84,8 +84,8 @@ pub fn jvp(
     argmax: &GpuBuffer<u32>,
     ry: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    check_len(&JVP, rx, batch * g.input.len())?;
-    check_len(&JVP, argmax, batch * g.output.len())?;
-    check_len(&JVP, ry, batch * g.output.len())?;
+    check_len(&JVP, rx, batch.saturating_mul(g.input.len()))?;
+    check_len(&JVP, argmax, batch.saturating_mul(g.output.len()))?;
+    check_len(&JVP, ry, batch.saturating_mul(g.output.len()))?;
     rec.dispatch(&JVP, &Params::new(g, batch), &[rx, argmax, ry], (batch * g.output.len()) as u64)
 }

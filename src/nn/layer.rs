@@ -18,8 +18,14 @@ impl Shape {
         self.channels * self.height * self.width
     }
 
+    /// c·h·w, None when it overflows.
+    pub fn checked_len(&self) -> Option<usize> {
+        self.channels.checked_mul(self.height)?.checked_mul(self.width)
+    }
+
+    /// Whether any dimension is zero (asked without multiplying, so it holds for any shape).
     pub const fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.channels == 0 || self.height == 0 || self.width == 0
     }
 }
 

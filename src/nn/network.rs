@@ -21,7 +21,14 @@ pub enum NetworkError {
     Outputs { outputs: usize, classes: usize },
     #[error("the network needs {needed} values in one layer or in θ, more than 2^31 - 1")]
     TooLarge { needed: usize },
+    #[error("layer {layer} ({kind}): `{field}` is {value}, more than {MAX_FIELD}")]
+    FieldTooLarge { layer: usize, kind: &'static str, field: &'static str, value: usize },
 }
+
+/// Every size of a network (the input's channels, height and width; a layer's kernel,
+/// channels, stride, padding, pool window and units) is at most this, so that no product of
+/// them overflows before the checks on their totals.
+pub const MAX_FIELD: usize = 1 << 16;
 
 /// A layer with its shapes and parameter offsets resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +116,11 @@ fn window_output(
     Ok((padded - window) / stride + 1)
 }
 
+/// out · in · taps weights, None past [`MAX_LEN`].
+fn weights(out: usize, input: usize, taps: usize) -> Option<usize> {
+    out.checked_mul(input)?.checked_mul(taps).filter(|&w| w <= MAX_LEN)
+}
+
 impl Network {
     /// Resolves the shapes of `specs` applied to samples of shape `input`, checking each one.
     pub fn new(input: Shape, specs: &[LayerSpec]) -> Result<Self, NetworkError> {
@@ -119,6 +131,21 @@ impl Network {
         if input.is_empty() {
             return Err(zero(0, "input", "channels, height and width"));
         }
+        let bounded = |layer, kind, fields: &[(usize, &'static str)]| match fields
+            .iter()
+            .find(|(value, _)| *value > MAX_FIELD)
+        {
+            Some(&(value, field)) => Err(NetworkError::FieldTooLarge { layer, kind, field, value }),
+            None => Ok(()),
+        };
+        bounded(
+            0,
+            "input",
+            &[(input.channels, "channels"), (input.height, "height"), (input.width, "width")],
+        )?;
+        let too_large = |needed| NetworkError::TooLarge { needed };
+        let len = |shape: Shape| shape.checked_len().filter(|&l| l <= MAX_LEN).ok_or(too_large(usize::MAX));
+        len(input)?;
         let mut shape = input;
         let mut offset = 0;
         let mut layers = Vec::with_capacity(specs.len());
@@ -131,6 +158,16 @@ impl Network {
                             return Err(zero(layer, "conv", field));
                         }
                     }
+                    bounded(
+                        layer,
+                        "conv",
+                        &[
+                            (kernel, "kernel"),
+                            (channels, "channels"),
+                            (stride, "stride"),
+                            (padding, "padding"),
+                        ],
+                    )?;
                     let out_h = window_output(layer, "conv", shape.height, kernel, stride, padding, shape)?;
                     let out_w = window_output(layer, "conv", shape.width, kernel, stride, padding, shape)?;
                     let geometry = ConvGeometry {
@@ -141,7 +178,9 @@ impl Network {
                         stride,
                         padding,
                         weight_offset: offset,
-                        bias_offset: offset + channels * shape.channels * kernel * kernel,
+                        bias_offset: weights(channels, shape.channels, kernel * kernel)
+                            .and_then(|w| w.checked_add(offset))
+                            .ok_or(too_large(usize::MAX))?,
                     };
                     PlannedLayer::Conv { spec: spec.clone(), geometry }
                 }
@@ -149,6 +188,7 @@ impl Network {
                     if units == 0 {
                         return Err(zero(layer, "dense", "units"));
                     }
+                    bounded(layer, "dense", &[(units, "units")])?;
                     let geometry = ConvGeometry {
                         input: shape,
                         output: Shape::new(units, 1, 1),
@@ -157,7 +197,9 @@ impl Network {
                         stride: 1,
                         padding: 0,
                         weight_offset: offset,
-                        bias_offset: offset + units * shape.len(),
+                        bias_offset: weights(units, shape.channels, shape.height * shape.width)
+                            .and_then(|w| w.checked_add(offset))
+                            .ok_or(too_large(usize::MAX))?,
                     };
                     PlannedLayer::Conv { spec: spec.clone(), geometry }
                 }
@@ -169,6 +211,7 @@ impl Network {
                     if stride == 0 {
                         return Err(zero(layer, "maxpool", "stride"));
                     }
+                    bounded(layer, "maxpool", &[(size, "size"), (stride, "stride")])?;
                     let out_h = window_output(layer, "maxpool", shape.height, size, stride, 0, shape)?;
                     let out_w = window_output(layer, "maxpool", shape.width, size, stride, 0, shape)?;
                     PlannedLayer::MaxPool(PoolGeometry {
@@ -183,12 +226,11 @@ impl Network {
                     PlannedLayer::Flatten { input: shape, output: Shape::new(shape.len(), 1, 1) }
                 }
             };
-            if let PlannedLayer::Conv { geometry, .. } = &planned {
-                offset += geometry.params();
-            }
             shape = planned.output();
-            if shape.len() > MAX_LEN || offset > MAX_LEN {
-                return Err(NetworkError::TooLarge { needed: shape.len().max(offset) });
+            len(shape)?;
+            if let PlannedLayer::Conv { geometry, .. } = &planned {
+                let end = geometry.bias_offset.checked_add(geometry.output.channels);
+                offset = end.filter(|&end| end <= MAX_LEN).ok_or(too_large(usize::MAX))?;
             }
             layers.push(planned);
         }

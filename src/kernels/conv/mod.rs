@@ -139,9 +139,9 @@ impl ConvLayer {
         y: &GpuBuffer<f32>,
     ) -> Result<(), GpuError> {
         let g = &self.geometry;
-        check("forward", x, batch * g.input.len())?;
+        check("forward", x, batch.saturating_mul(g.input.len()))?;
         check_theta("forward", g, theta)?;
-        check("forward", y, batch * g.output.len())?;
+        check("forward", y, batch.saturating_mul(g.output.len()))?;
         let params = Params::new(g, batch);
         match &self.packed {
             None => tiled::forward(rec, &params, x, theta, y),
@@ -164,20 +164,20 @@ impl ConvLayer {
         ry: &GpuBuffer<f32>,
     ) -> Result<(), GpuError> {
         let g = &self.geometry;
-        check("forward mode", x, batch * g.input.len())?;
+        check("forward mode", x, batch.saturating_mul(g.input.len()))?;
         check_theta("forward mode", g, theta)?;
         check_theta("forward mode", g, v)?;
-        check("forward mode", ry, batch * g.output.len())?;
+        check("forward mode", ry, batch.saturating_mul(g.output.len()))?;
         let params = Params::new(g, batch);
         match (&self.packed, rx) {
             (None, None) => tiled::forward(rec, &params, x, v, ry),
             (None, Some(rx)) => {
-                check("forward mode", rx, batch * g.input.len())?;
+                check("forward mode", rx, batch.saturating_mul(g.input.len()))?;
                 tiled::jvp(rec, &params, x, rx, theta, v, ry)
             }
             (Some(packed), None) => windowed::forward_with_direction(rec, &params, x, v, packed, ry),
             (Some(packed), Some(rx)) => {
-                check("forward mode", rx, batch * g.input.len())?;
+                check("forward mode", rx, batch.saturating_mul(g.input.len()))?;
                 windowed::jvp(rec, &params, x, rx, v, packed, ry)
             }
         }
@@ -195,9 +195,9 @@ impl ConvLayer {
         dx: &GpuBuffer<f32>,
     ) -> Result<(), GpuError> {
         let g = &self.geometry;
-        check("backward to the input", dy, batch * g.output.len())?;
+        check("backward to the input", dy, batch.saturating_mul(g.output.len()))?;
         check_theta("backward to the input", g, theta)?;
-        check("backward to the input", dx, batch * g.input.len())?;
+        check("backward to the input", dx, batch.saturating_mul(g.input.len()))?;
         if g.stride != 1 {
             return windowed::backward_input_strided(rec, g, batch, dy, theta, dx);
         }
@@ -249,8 +249,8 @@ pub fn backward_params(
     grad: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
     let groups = param_groups(g, batch, partial.len());
-    check("weight gradient", x, batch * g.input.len())?;
-    check("weight gradient", dy, batch * g.output.len())?;
+    check("weight gradient", x, batch.saturating_mul(g.input.len()))?;
+    check("weight gradient", dy, batch.saturating_mul(g.output.len()))?;
     check("weight gradient", partial, groups.0 * g.params())?;
     check_theta("weight gradient", g, grad)?;
     windowed::weight_grad_partials(rec, g, batch, groups, x, dy, partial)?;
