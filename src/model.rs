@@ -1,8 +1,10 @@
 //! Models and checkpoints as safetensors files: each layer's weights in PyTorch's layout
 //! (`layers.{i}.weight` [out, in, kh, kw] for convolutions, [out, in] for dense layers,
 //! `layers.{i}.bias` [out]), the input mean as `input_mean` [c, h, w], and the architecture,
-//! the loss and (for checkpoints) the optimiser state in the metadata. Files are written
-//! through [`crate::output`]: atomically, and never over anything but a regular file.
+//! the loss and (for checkpoints) the optimiser state and what the run was trained on in the
+//! metadata. Files are written through [`crate::output`]: atomically, and never over anything
+//! but a regular file. Every value read must be finite: a model with a NaN scores at chance
+//! without a word, so it is refused with the tensor and the index.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ pub enum ModelError {
     Metadata { path: PathBuf, field: &'static str, problem: String },
     #[error("{path}: tensor `{name}`: expected {expected}, found {found}")]
     Tensor { path: PathBuf, name: String, expected: String, found: String },
+    #[error("{path}: tensor `{name}`: value {index} is {value}, not a finite number")]
+    NotFinite { path: PathBuf, name: String, index: usize, value: f32 },
     #[error("{path} holds another architecture:\n{found}\nbut this run expects:\n{expected}")]
     Architecture { path: PathBuf, expected: String, found: String },
 }
@@ -42,12 +46,26 @@ pub struct Model {
     pub loss: Loss,
 }
 
-/// A model with the optimiser's state: `state` is the optimiser's JSON, `velocity` SGD's.
+/// A model with the optimiser's state: `state` is the optimiser's JSON, `velocity` SGD's,
+/// and the problem settings a resumed run must share.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub model: Model,
     pub state: String,
     pub velocity: Option<Vec<f32>>,
+    pub trained_on: TrainedOn,
+}
+
+/// What a run trained on beyond the architecture and the loss (which the model holds): a
+/// resumed run with other values would continue another problem from this one's θ.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainedOn {
+    /// The regularisation constant C.
+    pub c: f64,
+    /// The number of training samples l (after any limit and hold-out).
+    pub samples: usize,
+    /// The limit on the training samples, if one was given.
+    pub limit: Option<usize>,
 }
 
 /// (name, shape, values) of θ's tensors, in layer order.
@@ -78,11 +96,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |source| ModelError::Io { path: path.to_owned(), source }
 }
 
+/// What a checkpoint adds to a model: the optimiser's state and the problem's settings.
+type CheckpointMetadata<'a> = Option<(&'a str, &'a TrainedOn)>;
+
 fn serialize(
     path: &Path,
     model: &Model,
     extra: Vec<(String, Vec<usize>, Vec<f32>)>,
-    state: Option<&str>,
+    checkpoint: CheckpointMetadata,
 ) -> Result<Vec<u8>, ModelError> {
     let network = &model.network;
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = theta_tensors(network)
@@ -105,8 +126,10 @@ fn serialize(
     metadata.insert("input".to_owned(), serde_json::to_string(&network.input()).expect("shapes serialise"));
     metadata.insert("layers".to_owned(), serde_json::to_string(network.specs()).expect("layers serialise"));
     metadata.insert("loss".to_owned(), model.loss.to_string());
-    if let Some(state) = state {
+    if let Some((state, trained_on)) = checkpoint {
         metadata.insert("optimizer".to_owned(), state.to_owned());
+        metadata
+            .insert("trained_on".to_owned(), serde_json::to_string(trained_on).expect("numbers serialise"));
     }
     safetensors::serialize(views, Some(metadata))
         .map_err(|e| ModelError::NotSafetensors { path: path.to_owned(), reason: e.to_string() })
@@ -150,24 +173,33 @@ impl Checkpoint {
             Some(v) => vec![("optimizer.velocity".to_owned(), vec![v.len()], v.clone())],
             None => Vec::new(),
         };
-        Ok(output::write(path, &serialize(path, &self.model, extra, Some(&self.state))?)?)
+        let metadata = Some((self.state.as_str(), &self.trained_on));
+        Ok(output::write(path, &serialize(path, &self.model, extra, metadata)?)?)
     }
 
     /// Loads a checkpoint that must have `expected`'s architecture.
     pub fn load_for(path: &Path, expected: &Network) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(io(path))?;
-        let (model, state, velocity) = parse(path, &bytes)?;
+        let (model, metadata, velocity) = parse(path, &bytes)?;
         check_architecture(path, &model.network, expected)?;
-        let state = state.ok_or_else(|| ModelError::Metadata {
+        let field = |field: &'static str| {
+            metadata.get(field).ok_or_else(|| ModelError::Metadata {
+                path: path.to_owned(),
+                field,
+                problem: "missing: this is a model, not a checkpoint".into(),
+            })
+        };
+        let state = field("optimizer")?.clone();
+        let trained_on = serde_json::from_str(field("trained_on")?).map_err(|e| ModelError::Metadata {
             path: path.to_owned(),
-            field: "optimizer",
-            problem: "missing: this is a model, not a checkpoint".into(),
+            field: "trained_on",
+            problem: e.to_string(),
         })?;
-        Ok(Self { model, state, velocity })
+        Ok(Self { model, state, velocity, trained_on })
     }
 }
 
-type Parsed = (Model, Option<String>, Option<Vec<f32>>);
+type Parsed = (Model, HashMap<String, String>, Option<Vec<f32>>);
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
     let not_safetensors = |e: safetensors::SafeTensorError| ModelError::NotSafetensors {
@@ -211,7 +243,12 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
                 found: format!("{:?} {:?}", tensor.dtype(), tensor.shape()),
             });
         }
-        Ok(tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        let values: Vec<f32> =
+            tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(ModelError::NotFinite { path: path.to_owned(), name: name.to_owned(), index, value });
+        }
+        Ok(values)
     };
     let mut theta = vec![0.0f32; network.param_count()];
     for (name, shape, range) in theta_tensors(&network) {
@@ -227,5 +264,5 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
     } else {
         None
     };
-    Ok((Model { network, theta, normalizer, loss }, metadata.get("optimizer").cloned(), velocity))
+    Ok((Model { network, theta, normalizer, loss }, metadata, velocity))
 }

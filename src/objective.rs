@@ -246,6 +246,9 @@ impl<'g> Objective<'g> {
 
     /// The share of `data` whose largest output is its label, and the correct count per class.
     pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Accuracy, Error> {
+        if data.is_empty() {
+            return Err(Error::EmptyData { what: "the data set to score".into() });
+        }
         let z = self.outputs(data, theta)?;
         let k = self.network().outputs();
         let mut accuracy = Accuracy { correct: vec![0; k], total: vec![0; k] };

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use newton_wgpu::data::{read_cifar10_batch, read_idx_images, read_idx_labels, read_libsvm, LibsvmOptions};
 use newton_wgpu::loss::Loss;
-use newton_wgpu::model::{Checkpoint, Model};
+use newton_wgpu::model::{Checkpoint, Model, TrainedOn};
 use newton_wgpu::nn::{parse_network, LayerSpec, Network, NetworkFormat, Shape};
 use newton_wgpu::optim::newton::NewtonOptions;
 use newton_wgpu::optim::sgd::SgdOptions;
@@ -207,7 +207,8 @@ proptest! {
         let path = dir.path().join("model.safetensors");
         if checkpoint {
             let velocity = Some(vec![0.5; network.param_count()]);
-            Checkpoint { model, state: "{\"iteration\":1}".into(), velocity }.save(&path).unwrap();
+            let trained_on = TrainedOn { c: 0.01, samples: 60, limit: Some(60) };
+            Checkpoint { model, state: "{\"iteration\":1}".into(), velocity, trained_on }.save(&path).unwrap();
         } else {
             model.save(&path).unwrap();
         }

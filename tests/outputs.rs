@@ -13,13 +13,17 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use newton_wgpu::loss::Loss;
-use newton_wgpu::model::{Checkpoint, Model, ModelError};
+use newton_wgpu::model::{Checkpoint, Model, ModelError, TrainedOn};
 use newton_wgpu::nn::{LayerSpec, Network, Shape};
 use newton_wgpu::output::{self, LineFile, OutputError};
 
 fn model() -> Model {
     let network = Network::new(Shape::new(1, 4, 4), &[LayerSpec::Dense { units: 3 }]).unwrap();
     Model { theta: network.init_params(1), network, normalizer: None, loss: Loss::CrossEntropy }
+}
+
+fn trained_on() -> TrainedOn {
+    TrainedOn { c: 0.01, samples: 10, limit: None }
 }
 
 fn c_path(path: &Path) -> CString {
@@ -49,7 +53,8 @@ type Writer = (&'static str, fn(&Path) -> Result<(), String>);
 const WRITERS: [Writer; 4] = [
     ("Model::save", |p| model().save(p).map_err(|e| e.to_string())),
     ("Checkpoint::save", |p| {
-        let checkpoint = Checkpoint { model: model(), state: "{}".into(), velocity: None };
+        let checkpoint =
+            Checkpoint { model: model(), state: "{}".into(), velocity: None, trained_on: trained_on() };
         checkpoint.save(p).map_err(|e| e.to_string())
     }),
     ("output::write", |p| output::write(p, b"report").map_err(|e| e.to_string())),

@@ -233,3 +233,72 @@ fn compare_writes_logs_a_csv_charts_and_a_summary() {
     }
     assert!(summary.contains("s to 20.0%"), "{summary}");
 }
+
+fn run_status(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+/// `--resume` continues only the problem the checkpoint was trained on: another loss, C,
+/// limit or number of training samples is refused (exit 2, before the GPU opens) naming both
+/// values; a tampered optimiser state is refused naming the field; a data set without test
+/// samples is refused by every command that scores on it.
+#[test]
+fn resuming_another_problem_or_a_tampered_state_and_empty_test_sets_are_refused() {
+    use newton_wgpu::data::{write_idx_images, write_idx_labels};
+    use newton_wgpu::model::Checkpoint;
+    use newton_wgpu::optim::newton::NewtonState;
+    let dir = scratch("program-resume");
+    let checkpoint = dir.join("run.checkpoint");
+    let ck = checkpoint.to_str().unwrap();
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let base = ["train", "--net", net, "--gn-size", "10"];
+    let trained = ["--loss", "ce", "--limit", "100", "--c", "0.01"];
+    run(&[&base[..], &trained, &["--iters", "1", "--checkpoint", ck]].concat());
+    let resume = [&base[..], &["--iters", "2", "--resume", ck]].concat();
+    for (problem, says) in [
+        (["--loss", "mse", "--limit", "100", "--c", "0.01"], "--loss ce, this run --loss mse"),
+        (["--loss", "ce", "--limit", "100", "--c", "0.02"], "--c 0.01, this run --c 0.02"),
+        (["--loss", "ce", "--limit", "120", "--c", "0.01"], "--limit 100, this run --limit 120"),
+        (["--loss", "ce", "--limit", "100", "--validation", "0.2"], "100 training samples, this run 80"),
+    ] {
+        let (code, stdout, stderr) = run_status(&[&resume[..], &problem].concat());
+        assert_eq!(code, Some(2), "{problem:?}: {stderr}");
+        assert!(stderr.contains(says) && stderr.contains("run.checkpoint"), "{problem:?}: {stderr}");
+        assert!(!stdout.contains("adapter:"), "{problem:?} opened the GPU first: {stdout}");
+    }
+    let resumed = run(&[&resume[..], &trained].concat());
+    assert!(resumed.contains("after iteration 1"), "{resumed}");
+
+    let network = newton_wgpu::model::Model::load(&checkpoint).unwrap().network;
+    let mut tampered = Checkpoint::load_for(&checkpoint, &network).unwrap();
+    let mut state: NewtonState = serde_json::from_str(&tampered.state).unwrap();
+    state.lambda = -1.0;
+    tampered.state = serde_json::to_string(&state).unwrap();
+    tampered.save(&checkpoint).unwrap();
+    let (code, _, stderr) = run_status(&[&resume[..], &trained].concat());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("`lambda`") && stderr.contains("run.checkpoint"), "{stderr}");
+
+    let data = dir.join("no-test-samples");
+    std::fs::create_dir_all(&data).unwrap();
+    let pixels: Vec<u8> = (0..20 * 28 * 28).map(|i| (i % 251) as u8).collect();
+    write_idx_images(&data.join("train-images-idx3-ubyte"), 28, 28, &pixels, false).unwrap();
+    write_idx_labels(&data.join("train-labels-idx1-ubyte"), &[3; 20], false).unwrap();
+    write_idx_images(&data.join("t10k-images-idx3-ubyte"), 28, 28, &[], false).unwrap();
+    write_idx_labels(&data.join("t10k-labels-idx1-ubyte"), &[], false).unwrap();
+    let data_arg = data.to_str().unwrap();
+    for args in [
+        vec!["train", "--data", data_arg, "--net", net, "--iters", "1"],
+        vec!["predict", "--data", data_arg, "--model", ck],
+    ] {
+        let (code, stdout, stderr) = run_status(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("the test set in") && stderr.contains("no-test-samples"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stdout.contains("adapter:"), "{args:?} opened the GPU first: {stdout}");
+    }
+}

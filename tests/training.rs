@@ -6,7 +6,7 @@ mod common;
 use common::{execution, gpu, random_vec, rng};
 use newton_wgpu::data::{Dataset, Normalizer};
 use newton_wgpu::loss::Loss;
-use newton_wgpu::model::{Checkpoint, Model, ModelError};
+use newton_wgpu::model::{Checkpoint, Model, ModelError, TrainedOn};
 use newton_wgpu::nn::{cnn4_small, LayerSpec, Network, Shape};
 use newton_wgpu::optim::newton::{self, Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{self, Sgd, SgdOptions, SgdState};
@@ -276,6 +276,104 @@ fn models_round_trip_and_refuse_another_architecture() {
     assert!(matches!(Model::load(&path).unwrap_err(), ModelError::NotSafetensors { .. }));
 }
 
+/// A model or checkpoint holding a value that is not finite is refused, naming the tensor and
+/// the index: scored, it would report chance accuracy without a word.
+#[test]
+fn models_with_values_that_are_not_finite_are_refused_naming_the_tensor() {
+    let (train, network) = small_problem();
+    let model = Model {
+        network: network.clone(),
+        theta: network.init_params(6),
+        normalizer: Some(Normalizer::fit(&train)),
+        loss: Loss::CrossEntropy,
+    };
+    let path = scratch("poisoned.safetensors");
+    let weights_end = network.conv_geometries().next().unwrap().bias_offset;
+    for (value, at, tensor, index) in [
+        (f32::NAN, 5, "layers.0.weight", 5),
+        (f32::INFINITY, weights_end + 1, "layers.0.bias", 1),
+        (f32::NEG_INFINITY, network.param_count() - 1, "layers.3.bias", 9),
+    ] {
+        let mut poisoned = model.clone();
+        poisoned.theta[at] = value;
+        poisoned.save(&path).unwrap();
+        let error = Model::load(&path).unwrap_err();
+        assert!(
+            matches!(&error, ModelError::NotFinite { name, index: i, .. } if name == tensor && *i == index),
+            "{value} at {at}: {error}"
+        );
+        assert!(error.to_string().contains("poisoned.safetensors"), "{error}");
+    }
+    let mut poisoned = model.clone();
+    poisoned.normalizer.as_mut().unwrap().mean[7] = f32::NAN;
+    poisoned.save(&path).unwrap();
+    let error = Model::load(&path).unwrap_err();
+    assert!(
+        matches!(&error, ModelError::NotFinite { name, index: 7, .. } if name == "input_mean"),
+        "{error}"
+    );
+    let mut velocity = vec![0.0; network.param_count()];
+    velocity[2] = f32::NAN;
+    let trained_on = TrainedOn { c: C, samples: train.len(), limit: None };
+    let checkpoint = Checkpoint { model, state: "{}".into(), velocity: Some(velocity), trained_on };
+    checkpoint.save(&path).unwrap();
+    let error = Checkpoint::load_for(&path, &network).unwrap_err();
+    assert!(
+        matches!(&error, ModelError::NotFinite { name, index: 2, .. } if name == "optimizer.velocity"),
+        "{error}"
+    );
+}
+
+/// A tampered optimiser state is refused by `resume`, naming the field; a valid one is taken.
+/// An empty data set cannot be scored.
+#[test]
+fn a_tampered_optimizer_state_is_refused_naming_the_field() {
+    let (train, network) = small_problem();
+    let (execution, problem) = (execution(), problem(&network, Loss::CrossEntropy));
+    let options = NewtonOptions { iter_max: 5, ..Default::default() };
+    let mut newton = Newton::new(&execution, &problem, &train, &options).unwrap();
+    let good = NewtonState { iteration: 5, lambda: 0.0, elapsed_s: 0.0 };
+    for (state, field) in [
+        (NewtonState { lambda: f64::NAN, ..good.clone() }, "lambda"),
+        (NewtonState { lambda: -1.0, ..good.clone() }, "lambda"),
+        (NewtonState { lambda: f64::INFINITY, ..good.clone() }, "lambda"),
+        (NewtonState { iteration: 6, ..good.clone() }, "iteration"),
+        (NewtonState { elapsed_s: -0.5, ..good.clone() }, "elapsed_s"),
+        (NewtonState { elapsed_s: f64::NAN, ..good.clone() }, "elapsed_s"),
+    ] {
+        let error = newton.resume(state.clone()).unwrap_err();
+        assert!(matches!(&error, Error::State { field: f, .. } if *f == field), "{state:?}: {error}");
+        assert_eq!(newton.state.iteration, 0, "a refused state is not taken");
+    }
+    newton.resume(good.clone()).unwrap();
+    assert_eq!(newton.state, good);
+    assert!(newton.finished());
+
+    let options = SgdOptions { epochs: 2, ..Default::default() };
+    let mut sgd = Sgd::new(&execution, &problem, &train, &options).unwrap();
+    let n = network.param_count();
+    let good = SgdState { epoch: 2, step: 4, elapsed_s: 1.0 };
+    let mut nan = vec![0.0; n];
+    nan[n - 1] = f32::NAN;
+    for (state, velocity, field) in [
+        (SgdState { epoch: 3, ..good.clone() }, vec![0.0; n], "epoch"),
+        (SgdState { elapsed_s: f64::INFINITY, ..good.clone() }, vec![0.0; n], "elapsed_s"),
+        (good.clone(), vec![0.0; n - 1], "velocity"),
+        (good.clone(), nan, "velocity"),
+    ] {
+        let error = sgd.resume(state.clone(), &velocity).unwrap_err();
+        assert!(matches!(&error, Error::State { field: f, .. } if *f == field), "{state:?}: {error}");
+        assert_eq!(sgd.state.epoch, 0, "a refused state is not taken");
+    }
+    sgd.resume(good.clone(), &vec![0.25; n]).unwrap();
+    assert_eq!(sgd.state, good);
+    assert!(gpu().read(&sgd.velocity).unwrap().iter().all(|&v| v == 0.25));
+
+    let theta = gpu().upload(&network.init_params(1), "θ").unwrap();
+    let error = sgd.accuracy(&train.head(0), &theta).unwrap_err();
+    assert!(matches!(error, Error::EmptyData { .. }), "{error}");
+}
+
 /// Records without the wall-clock fields, which differ between runs.
 fn timeless(mut r: IterationRecord) -> IterationRecord {
     r.elapsed_s = 0.0;
@@ -310,14 +408,15 @@ fn a_resumed_newton_run_equals_an_uninterrupted_one() {
             normalizer: None,
             loss: problem.loss,
         };
-        Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity: None }
+        let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: None };
+        Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity: None, trained_on }
             .save(&path)
             .unwrap();
     }
     let checkpoint = Checkpoint::load_for(&path, &network).unwrap();
     let theta = gpu().upload(&checkpoint.model.theta, "θ").unwrap();
     let mut resumed = Newton::new(&execution, &problem, &train, &options).unwrap();
-    resumed.state = serde_json::from_str::<NewtonState>(&checkpoint.state).unwrap();
+    resumed.resume(serde_json::from_str::<NewtonState>(&checkpoint.state).unwrap()).unwrap();
     while !resumed.finished() {
         got.push(timeless(resumed.step(&train, &theta).unwrap().unwrap()));
     }
@@ -351,15 +450,16 @@ fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
             loss: problem.loss,
         };
         let velocity = Some(gpu().read(&first.velocity).unwrap());
-        Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity }
+        let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: None };
+        Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity, trained_on }
             .save(&path)
             .unwrap();
     }
     let checkpoint = Checkpoint::load_for(&path, &network).unwrap();
     let theta = gpu().upload(&checkpoint.model.theta, "θ").unwrap();
     let mut resumed = Sgd::new(&execution, &problem, &train, &options).unwrap();
-    resumed.state = serde_json::from_str::<SgdState>(&checkpoint.state).unwrap();
-    gpu().write(&resumed.velocity, checkpoint.velocity.as_ref().unwrap()).unwrap();
+    let state = serde_json::from_str::<SgdState>(&checkpoint.state).unwrap();
+    resumed.resume(state, checkpoint.velocity.as_ref().unwrap()).unwrap();
     while !resumed.finished() {
         got.push(resumed.epoch(&train, &theta).unwrap().f);
     }

@@ -124,7 +124,7 @@ pub fn load_data(
     validation: Option<f64>,
     seed: u64,
 ) -> Result<(DataSplit, Normalizer)> {
-    let mut split = data::load_dir(dir).with_context(|| format!("loading data from {}", dir.display()))?;
+    let mut split = load_split(dir)?;
     if let Some(n) = limit {
         split.train = split.train.head(n);
     }
@@ -135,6 +135,18 @@ pub fn load_data(
     }
     let normalizer = split.normalize();
     Ok((split, normalizer))
+}
+
+/// A data directory's training and test sets, as its files hold them; an empty test set is
+/// refused here, before the GPU is opened, since every command scores on it.
+pub fn load_split(dir: &Path) -> Result<DataSplit> {
+    let split = data::load_dir(dir).with_context(|| format!("loading data from {}", dir.display()))?;
+    if split.test.is_empty() {
+        return Err(
+            newton_wgpu::Error::EmptyData { what: format!("the test set in {}", dir.display()) }.into()
+        );
+    }
+    Ok(split)
 }
 
 /// A built-in network by name, or a network file.

@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use newton_wgpu::data;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::model::Model;
 use newton_wgpu::objective::Objective;
@@ -27,8 +26,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     rules::count("bsize", args.bsize).map_err(super::usage::option_error)?;
     let model = Model::load(&args.model)?;
     let dir = super::data_dir(args.data.as_deref())?;
-    let split = data::load_dir(&dir).with_context(|| format!("loading data from {}", dir.display()))?;
-    let mut test = split.test;
+    let mut test = super::load_split(&dir)?.test;
     // The model's own input normalisation, fitted on the data it was trained on.
     if let Some(normalizer) = &model.normalizer {
         model.network.check_data(test.shape, test.classes)?;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, ValueEnum};
 use newton_wgpu::data::Normalizer;
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
-use newton_wgpu::model::{Checkpoint, Model};
+use newton_wgpu::model::{Checkpoint, Model, TrainedOn};
 use newton_wgpu::nn::Network;
 use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
@@ -312,6 +312,34 @@ impl TrainArgs {
     }
 }
 
+/// A checkpoint continues only the problem it was trained on: the same loss, C and training
+/// samples (the architecture was checked as it loaded).
+fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &TrainedOn) -> Result<()> {
+    let then = &checkpoint.trained_on;
+    let limit = |l: Option<usize>| l.map_or("no --limit".to_owned(), |l| format!("--limit {l}"));
+    let differs = if checkpoint.model.loss != loss {
+        Some(format!("--loss {}, this run --loss {loss}", checkpoint.model.loss))
+    } else if then.c != now.c {
+        Some(format!("--c {}, this run --c {}", then.c, now.c))
+    } else if then.limit != now.limit {
+        Some(format!("{}, this run {}", limit(then.limit), limit(now.limit)))
+    } else if then.samples != now.samples {
+        Some(format!(
+            "{} training samples, this run {} (another data set or --validation)",
+            then.samples, now.samples
+        ))
+    } else {
+        None
+    };
+    match differs {
+        Some(what) => Err(anyhow::Error::new(super::usage::Usage(format!(
+            "--resume {}: the checkpoint was trained with {what}: resume with its settings, or start afresh",
+            path.display()
+        )))),
+        None => Ok(()),
+    }
+}
+
 pub fn run(args: &TrainArgs) -> Result<()> {
     for (option, path) in args.outputs() {
         usage(output::check(path), option)?;
@@ -322,22 +350,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
     args.settings.validate(split.train.len())?;
+    let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
+    let network = &problem.network;
+    // A checkpoint is read, and checked against this run, before the GPU is opened.
+    let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: args.settings.problem.limit };
+    let mut theta_host = network.init_params(args.settings.problem.seed);
+    let mut resumed = None;
+    if let Some(path) = &args.resume {
+        let checkpoint = Checkpoint::load_for(path, network)?;
+        check_resumable(path, &checkpoint, problem.loss, &trained_on)?;
+        theta_host = checkpoint.model.theta;
+        resumed = Some((checkpoint.state, checkpoint.velocity, path));
+    }
     let gpu = Gpu::new()?;
     let execution = args.settings.problem.execution(&gpu)?;
     super::announce(&execution);
-    let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
-    let network = &problem.network;
-
-    let mut theta_host = network.init_params(args.settings.problem.seed);
-    let mut resumed_state = None;
-    let mut velocity = None;
-    if let Some(path) = &args.resume {
-        let checkpoint = Checkpoint::load_for(path, network)?;
-        theta_host = checkpoint.model.theta;
-        resumed_state = Some(checkpoint.state);
-        velocity = checkpoint.velocity;
-        println!("resumed from {}", path.display());
-    }
     let theta = gpu.upload(&theta_host, "θ")?;
     let mut reporter = Reporter::new(args)?;
     let model = || model_of(&gpu, network, &theta, &normalizer, problem.loss);
@@ -346,7 +373,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
         reporter.report(record)?;
         if let Some(path) = &args.checkpoint {
-            Checkpoint { model: model()?, state, velocity }.save(path)?;
+            Checkpoint { model: model()?, state, velocity, trained_on: trained_on.clone() }.save(path)?;
         }
         if let (Some(path), Some(acc)) = (&args.save, record.val_acc()) {
             if best.as_ref().is_none_or(|(b, _)| acc > *b) {
@@ -365,9 +392,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
             }
-            if let Some(state) = resumed_state {
-                newton.state =
-                    serde_json::from_str::<NewtonState>(&state).context("the checkpoint's Newton state")?;
+            if let Some((state, _, path)) = resumed {
+                let state = serde_json::from_str::<NewtonState>(&state)
+                    .with_context(|| format!("{}: the checkpoint's Newton state", path.display()))?;
+                newton.resume(state).with_context(|| format!("resuming from {}", path.display()))?;
+                println!("resumed from {} after iteration {}", path.display(), newton.state.iteration);
             }
             println!("{}", args.settings.newton.describe(&args.settings.problem, newton.gn_size()));
             println!(
@@ -390,12 +419,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));
             }
-            if let Some(state) = resumed_state {
-                sgd.state = serde_json::from_str::<SgdState>(&state).context("the checkpoint's SGD state")?;
-                match velocity {
-                    Some(v) => gpu.write(&sgd.velocity, &v)?,
-                    None => bail!("the checkpoint has no SGD velocity: was it written by Newton-CG?"),
-                }
+            if let Some((state, velocity, path)) = resumed {
+                let state = serde_json::from_str::<SgdState>(&state)
+                    .with_context(|| format!("{}: the checkpoint's SGD state", path.display()))?;
+                let Some(velocity) = velocity else {
+                    bail!(
+                        "{}: the checkpoint has no SGD velocity: was it written by Newton-CG?",
+                        path.display()
+                    )
+                };
+                sgd.resume(state, &velocity).with_context(|| format!("resuming from {}", path.display()))?;
+                println!("resumed from {} after epoch {}", path.display(), sgd.state.epoch);
             }
             println!("{}", args.settings.sgd.describe(&args.settings.problem));
             println!("epoch            f  running loss  seconds  test acc{validation_header}");

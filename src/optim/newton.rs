@@ -147,6 +147,23 @@ impl<'a> Newton<'a> {
         })
     }
 
+    /// Continues a run from `state` (a checkpoint's), checked first: λ finite and ≥ 0, the
+    /// iterations done at most this run's, the seconds finite and ≥ 0.
+    pub fn resume(&mut self, state: NewtonState) -> Result<(), Error> {
+        rules::non_negative("lambda", state.lambda).map_err(Error::in_state)?;
+        rules::non_negative("elapsed_s", state.elapsed_s).map_err(Error::in_state)?;
+        if state.iteration > self.options.iter_max {
+            return Err(Error::State {
+                field: "iteration",
+                expected: format!("at most this run's iterations, {}", self.options.iter_max),
+                found: state.iteration.to_string(),
+            });
+        }
+        self.known = None;
+        self.state = state;
+        Ok(())
+    }
+
     /// Reports progress through each evaluation of f and ∇f (see [`Objective::set_progress`]).
     pub fn set_progress(&mut self, progress: Option<crate::objective::Progress<'a>>) {
         self.objective.set_progress(progress);

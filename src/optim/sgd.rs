@@ -104,6 +104,27 @@ impl<'a> Sgd<'a> {
         })
     }
 
+    /// Continues a run from `state` and `velocity` (a checkpoint's), checked first: the
+    /// epochs done at most this run's, the seconds finite and ≥ 0, the velocity θ's length and
+    /// finite.
+    pub fn resume(&mut self, state: SgdState, velocity: &[f32]) -> Result<(), Error> {
+        rules::non_negative("elapsed_s", state.elapsed_s).map_err(Error::in_state)?;
+        let refuse = |field, expected: String, found: String| Err(Error::State { field, expected, found });
+        if state.epoch > self.options.epochs {
+            let expected = format!("at most this run's epochs, {}", self.options.epochs);
+            return refuse("epoch", expected, state.epoch.to_string());
+        }
+        if velocity.len() != self.velocity.len() {
+            return refuse("velocity", format!("{} values", self.velocity.len()), velocity.len().to_string());
+        }
+        if let Some(v) = velocity.iter().find(|v| !v.is_finite()) {
+            return refuse("velocity", "finite values".into(), v.to_string());
+        }
+        self.gpu.write(&self.velocity, velocity)?;
+        self.state = state;
+        Ok(())
+    }
+
     /// Reports progress through each end-of-epoch evaluation of f (see
     /// [`Objective::set_progress`]).
     pub fn set_progress(&mut self, progress: Option<crate::objective::Progress<'a>>) {
