@@ -53,11 +53,14 @@ fn train_with_a_validation_set_saves_the_best_model() {
     assert!(stdout.contains("300 training, 100 validation and 2000 test samples"), "{stdout}");
     let records: Vec<serde_json::Value> =
         std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(records.len(), 4);
+    // θ0's record (epoch 0), then one per epoch.
+    assert_eq!(records.len(), 5);
+    assert!(records.iter().enumerate().all(|(i, r)| r["epoch"] == i), "{records:?}");
+    assert!(records[0]["running_loss"].is_null() && records[0]["elapsed_s"] == 0.0, "{:?}", records[0]);
     let accuracies: Vec<f64> = records.iter().map(|r| r["val_acc"].as_f64().unwrap()).collect();
     // The first epoch that reaches the best accuracy is the one kept.
     let best = accuracies.iter().copied().fold(f64::MIN, f64::max);
-    let epoch = accuracies.iter().position(|&a| a == best).unwrap() + 1;
+    let epoch = accuracies.iter().position(|&a| a == best).unwrap();
     let saved = format!("best validation accuracy, {:.2}% (after epoch {epoch})", 100.0 * best);
     assert!(stdout.contains(&saved), "expected {saved:?} in\n{stdout}");
 
@@ -207,15 +210,20 @@ fn compare_writes_logs_a_csv_charts_and_a_summary() {
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };
     let (newton, sgd) = (log("newton.jsonl"), log("sgd.jsonl"));
-    assert_eq!((newton.len(), sgd.len()), (2, 2));
+    // θ0's record, then one per iteration or epoch; both curves start at θ0, at 0 s.
+    assert_eq!((newton.len(), sgd.len()), (3, 3));
+    assert_eq!((&newton[0]["iter"], &newton[0]["elapsed_s"]), (&0.into(), &0.0.into()));
+    assert_eq!((&sgd[0]["epoch"], &sgd[0]["elapsed_s"]), (&0.into(), &0.0.into()));
+    assert_eq!(newton[0]["f"], sgd[0]["f"], "both start from the same θ0");
     assert!(newton.iter().all(|r| r["iter"].is_u64() && r["cg_iters"].is_u64() && r["test_acc"].is_f64()));
     assert!(sgd.iter().all(|r| r["epoch"].is_u64() && r["test_acc"].is_f64()));
 
     let csv = std::fs::read_to_string(dir.join("records.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows[0], "run,method,index,f,test_acc,elapsed_s");
-    assert_eq!(rows.len(), 5, "{csv}");
-    assert!(rows[1].starts_with("newton,Newton-CG,1,") && rows[3].starts_with("sgd,SGD,1,"), "{csv}");
+    assert_eq!(rows.len(), 7, "{csv}");
+    assert!(rows[1].starts_with("newton,Newton-CG,0,") && rows[4].starts_with("sgd,SGD,0,"), "{csv}");
+    assert!(rows[3].starts_with("newton,Newton-CG,2,") && rows[6].starts_with("sgd,SGD,2,"), "{csv}");
 
     for chart in ["accuracy", "objective"] {
         let png = std::fs::read(dir.join(format!("{chart}.png"))).unwrap();

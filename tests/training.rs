@@ -8,6 +8,7 @@ use newton_wgpu::data::{Dataset, Normalizer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{Checkpoint, Model, ModelError, TrainedOn};
 use newton_wgpu::nn::{cnn4_small, LayerSpec, Network, Shape};
+use newton_wgpu::objective::Objective;
 use newton_wgpu::optim::newton::{self, Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{self, Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::{IterationRecord, Record};
@@ -49,12 +50,23 @@ fn newton_lowers_f_at_every_accepted_iteration_and_learns_digits() {
     let options = NewtonOptions { iter_max: 8, ..Default::default() };
     let problem = problem(&network, Loss::CrossEntropy);
     let records = newton_records(&problem, &train, Some(&test), &theta, &options).unwrap();
-    assert_eq!(records.len(), 8);
+    // θ0's record, then one per iteration, each with f after its step.
+    assert_eq!(records.len(), 9);
+    let first = &records[0];
+    assert_eq!((first.iter, first.elapsed_s, first.cg_iters), (0, 0.0, 0), "{first:?}");
+    assert!(first.grad_norm.is_some() && first.test_acc.is_some(), "{first:?}");
     for pair in records.windows(2) {
-        if pair[0].accepted {
-            assert!(pair[1].f < pair[0].f, "f rose after an accepted step: {:?}", pair);
+        let (before, after) = (&pair[0], &pair[1]);
+        assert_eq!(after.iter, before.iter + 1);
+        if after.accepted {
+            assert!(after.f < before.f, "f rose after an accepted step: {:?}", pair);
         }
+        // The gradient after a full step is known (its trial point was evaluated with it),
+        // after a shortened one not.
+        assert_eq!(after.grad_norm.is_some(), after.alpha == 1.0 || !after.accepted, "{after:?}");
     }
+    let fresh = Objective::new(&execution(), &problem).unwrap().value(&train, &theta).unwrap().f;
+    assert_eq!(records.last().unwrap().f, fresh, "the last record's f is f at the θ it leaves");
     let accuracy = records.last().unwrap().test_acc.unwrap();
     assert!(accuracy >= 0.75, "8 Newton iterations on 600 digits reached only {accuracy}");
 }
@@ -197,13 +209,13 @@ fn lambda_zero_and_a_tiny_cg_budget_end_normally() {
     let problem = problem(&network, Loss::SquaredError);
     let options = NewtonOptions { lambda: 0.0, iter_max: 3, ..Default::default() };
     let records = newton_records(&problem, &train, None, &theta, &options).unwrap();
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 4);
     assert!(records.iter().all(|r| r.lambda.is_finite()));
 
     let options = NewtonOptions { cg_max: 1, iter_max: 2, ..Default::default() };
     let records = newton_records(&problem, &train, None, &theta, &options).unwrap();
-    assert!(records.iter().all(|r| r.cg_iters == 1), "{records:?}");
-    assert!(records[0].accepted, "one CG step is a scaled steepest-descent step and must be accepted");
+    assert!(records[1..].iter().all(|r| r.cg_iters == 1), "{records:?}");
+    assert!(records[1].accepted, "one CG step is a scaled steepest-descent step and must be accepted");
 }
 
 #[test]
@@ -216,11 +228,13 @@ fn a_line_search_that_must_fail_takes_no_step_and_raises_lambda() {
     let options = NewtonOptions { eta: 0.999, max_halvings: 3, iter_max: 2, ..Default::default() };
     let records =
         newton_records(&problem(&network, Loss::SquaredError), &train, None, &theta, &options).unwrap();
-    for (i, r) in records.iter().enumerate() {
-        assert!(!r.accepted && r.alpha == 0.0, "iteration {}: {r:?}", i + 1);
-        assert_eq!(r.lambda, 1.5f64.powi(i as i32 + 1));
+    assert_eq!(records.len(), 3);
+    for (i, r) in records.iter().enumerate().skip(1) {
+        assert!(!r.accepted && r.alpha == 0.0, "iteration {i}: {r:?}");
+        assert_eq!(r.lambda, 1.5f64.powi(i as i32));
+        // No step: f and ‖∇f‖ are θ0's.
+        assert_eq!((r.f, r.grad_norm), (records[0].f, records[0].grad_norm), "no step was taken");
     }
-    assert_eq!(records[0].f, records[1].f, "no step was taken");
     assert_eq!(gpu().read(&theta).unwrap(), initial);
 }
 

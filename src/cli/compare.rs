@@ -225,7 +225,8 @@ fn train(
         ),
         Method::Sgd => (run.settings.sgd.epochs, run.settings.sgd.describe(&run.settings.problem)),
     };
-    progress.start_run(&run.name, steps, &settings);
+    // θ0's record, then one per iteration or epoch.
+    progress.start_run(&run.name, steps + 1, &settings);
     let mut records = Vec::new();
     let mut log_error = None;
     let mut observe = |record: &Record| {
@@ -266,9 +267,17 @@ fn train(
 fn write_csv(path: &Path, runs: &[Run], outcomes: &[Outcome]) -> Result<()> {
     let mut csv = String::from("run,method,index,f,test_acc,elapsed_s\n");
     for (run, outcome) in runs.iter().zip(outcomes) {
-        for (i, r) in outcome.records.iter().enumerate() {
+        for r in &outcome.records {
             let acc = r.test_acc().map_or(String::new(), |a| a.to_string());
-            writeln!(csv, "{},{},{},{},{acc},{}", run.name, run.method.name(), i + 1, r.f(), r.elapsed_s())?;
+            writeln!(
+                csv,
+                "{},{},{},{},{acc},{}",
+                run.name,
+                run.method.name(),
+                r.index(),
+                r.f(),
+                r.elapsed_s()
+            )?;
         }
     }
     Ok(output::write(path, csv.as_bytes())?)
@@ -363,7 +372,7 @@ fn pair_charts(out: &Path, runs: &[Run], outcomes: &[Outcome], loss: String) -> 
         .map(|(run, outcome)| Series {
             name: run.method.name().to_owned(),
             color: run.method.color(),
-            points: objective_points(outcome),
+            points: outcome.records.iter().map(|r| (r.elapsed_s(), r.f())).collect(),
         })
         .collect();
     let mut paths = LineChart {
@@ -388,20 +397,6 @@ fn pair_charts(out: &Path, runs: &[Run], outcomes: &[Outcome], loss: String) -> 
         .write(&out.join("objective"))?,
     );
     Ok(paths)
-}
-
-/// f against training seconds. A Newton record holds f at the start of its iteration, which is
-/// the end of the previous one (0 s for the first); an SGD record, f at the end of its epoch.
-fn objective_points(outcome: &Outcome) -> Vec<(f64, f64)> {
-    let mut started = 0.0;
-    outcome
-        .records
-        .iter()
-        .map(|r| match r {
-            Record::Newton(n) => (std::mem::replace(&mut started, n.elapsed_s), n.f),
-            Record::Sgd(e) => (e.elapsed_s, e.f),
-        })
-        .collect()
 }
 
 fn sweep_charts(out: &Path, runs: &[Run], outcomes: &[Outcome]) -> Result<Vec<PathBuf>> {

@@ -31,8 +31,12 @@ pub enum Optim {
 /// cross-entropy and a smaller initial damping than simpleNN's (λ0 = 0.1 takes the first
 /// iterations twice as far), so that a 2-core machine with the software GPU passes 96% test
 /// accuracy on the bundled sample in about 4 minutes of training (see README); everything else
-/// is simpleNN's default.
-pub const MAIN_JOB: &[&str] = &["--net", "cnn4-small", "--loss", "ce", "--lambda", "0.1", "--iters", "10"];
+/// is simpleNN's default. The model is saved in the working directory.
+pub const MAIN_JOB: &[&str] =
+    &["--net", "cnn4-small", "--loss", "ce", "--lambda", "0.1", "--iters", "10", "--save", MAIN_JOB_MODEL];
+
+/// Where the main job saves its model.
+pub const MAIN_JOB_MODEL: &str = "main-job.safetensors";
 
 #[derive(Parser)]
 struct MainJob {
@@ -232,12 +236,13 @@ impl Reporter {
     fn report(&mut self, record: &Record) -> Result<()> {
         let acc = |a: Option<f64>| a.map_or("-".to_owned(), |a| format!("{:.2}%", 100.0 * a));
         let val = |a: Option<f64>| a.map_or(String::new(), |a| format!(" {:>8.2}%", 100.0 * a));
+        let or_dash = |v: Option<f64>, show: fn(f64) -> String| v.map_or("-".to_owned(), show);
         match record {
             Record::Newton(r) => println!(
-                "{:>4} {:>12.6} {:>11.4e} {:>9.4} {:>8.3} {:>10.4e} {:>5} {:>8.1} {:>8}{}{}",
+                "{:>4} {:>12.6} {:>11} {:>9.4} {:>8.3} {:>10.4e} {:>5} {:>8.1} {:>8}{}{}",
                 r.iter,
                 r.f,
-                r.grad_norm,
+                or_dash(r.grad_norm, |g| format!("{g:.4e}")),
                 r.alpha,
                 r.rho,
                 r.lambda,
@@ -249,10 +254,10 @@ impl Reporter {
             ),
             Record::Sgd(r) => {
                 println!(
-                    "{:>5} {:>12.6} {:>12.6} {:>8.1} {:>8}{}",
+                    "{:>5} {:>12.6} {:>12} {:>8.1} {:>8}{}",
                     r.epoch,
                     r.f,
-                    r.running_loss,
+                    or_dash(r.running_loss, |l| format!("{l:.6}")),
                     r.elapsed_s,
                     acc(r.test_acc),
                     val(r.val_acc)
@@ -312,6 +317,15 @@ impl TrainArgs {
     }
 }
 
+/// "10 iterations", "1 epoch": what a run has done by `record`.
+fn steps_done(record: &Record) -> String {
+    let (n, unit) = match record {
+        Record::Newton(r) => (r.iter, "iteration"),
+        Record::Sgd(r) => (r.epoch, "epoch"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// A checkpoint continues only the problem it was trained on: the same loss, C and training
 /// samples (the architecture was checked as it loaded).
 fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &TrainedOn) -> Result<()> {
@@ -341,6 +355,7 @@ fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &Train
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     for (option, path) in args.outputs() {
         usage(output::check(path), option)?;
     }
@@ -356,6 +371,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: args.settings.problem.limit };
     let mut theta_host = network.init_params(args.settings.problem.seed);
     let mut resumed = None;
+    // A fresh run reports θ0 first (iteration or epoch 0); a resumed one continues its log.
+    let fresh = args.resume.is_none();
     if let Some(path) = &args.resume {
         let checkpoint = Checkpoint::load_for(path, network)?;
         check_resumable(path, &checkpoint, problem.loss, &trained_on)?;
@@ -370,8 +387,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let model = || model_of(&gpu, network, &theta, &normalizer, problem.loss);
     // The best validation accuracy so far, and the iteration or epoch that reached it.
     let mut best: Option<(f64, String)> = None;
+    let mut last: Option<Record> = None;
     let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
         reporter.report(record)?;
+        last = Some(record.clone());
         if let Some(path) = &args.checkpoint {
             Checkpoint { model: model()?, state, velocity, trained_on: trained_on.clone() }.save(path)?;
         }
@@ -400,8 +419,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
             println!("{}", args.settings.newton.describe(&args.settings.problem, newton.gn_size()));
             println!(
-                "iter            f        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
+                "iter  f after step        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
+            if fresh {
+                let mut record = Record::Newton(newton.initial_record(train, &theta)?);
+                let val_acc = validation.map(|v| newton.accuracy(v, &theta)).transpose()?;
+                record.set_accuracies(Some(newton.accuracy(test, &theta)?), val_acc);
+                finish(&record, serde_json::to_string(&newton.state)?, None)?;
+            }
             while !newton.finished() {
                 let Some(record) = newton.step(train, &theta)? else {
                     println!("‖∇f‖ is within --grad-tol: stopping");
@@ -433,6 +458,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
             println!("{}", args.settings.sgd.describe(&args.settings.problem));
             println!("epoch            f  running loss  seconds  test acc{validation_header}");
+            if fresh {
+                let mut record = Record::Sgd(sgd.initial_record(train, &theta)?);
+                let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
+                record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
+                finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
+            }
             while !sgd.finished() {
                 let mut record = Record::Sgd(sgd.epoch(train, &theta)?);
                 let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
@@ -453,6 +484,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 println!("saved the model to {}", path.display());
             }
         }
+        println!("score it again with: newton-wgpu predict --model {}", path.display());
+    }
+    if let Some(last) = last {
+        let accuracy = last.test_acc().map_or("-".to_owned(), |a| format!("{:.2}%", 100.0 * a));
+        println!(
+            "done: test accuracy {accuracy} after {}, {:.1} s of training, {:.1} s in all",
+            steps_done(&last),
+            last.elapsed_s(),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -180,6 +180,35 @@ impl<'a> Newton<'a> {
             || self.options.time_budget.is_some_and(|budget| self.state.elapsed_s >= budget.as_secs_f64())
     }
 
+    /// The record of θ as it stands before the next iteration (θ0's, iteration 0, in a fresh
+    /// run): f and ‖∇f‖ at θ, no step, the training seconds so far. The evaluation is kept
+    /// for the next iteration, which would make it anyway, and its time counted there.
+    pub fn initial_record(
+        &mut self,
+        train: &Dataset,
+        theta: &GpuBuffer<f32>,
+    ) -> Result<IterationRecord, Error> {
+        let started = Instant::now();
+        let eval = self.objective.value_and_grad(train, theta, &self.grad)?;
+        self.known = Some(eval);
+        let record = IterationRecord {
+            iter: self.state.iteration,
+            f: eval.f,
+            grad_norm: Some(eval.grad_norm),
+            alpha: 0.0,
+            rho: 0.0,
+            lambda: self.state.lambda,
+            cg_iters: 0,
+            accepted: true,
+            elapsed_s: self.state.elapsed_s,
+            cg_s: 0.0,
+            test_acc: None,
+            val_acc: None,
+        };
+        self.state.elapsed_s += started.elapsed().as_secs_f64();
+        Ok(record)
+    }
+
     /// One iteration on θ (updated in place unless the line search fails). The record's
     /// test accuracy is None; see [`Newton::accuracy`]. Returns None when ‖∇f‖ is already
     /// within the tolerance (nothing is done).
@@ -230,7 +259,8 @@ impl<'a> Newton<'a> {
         // step is evaluated with its gradient: it is usually accepted, and then the next
         // iteration needs no gradient of its own.
         let mut alpha = 1.0;
-        let mut accepted = None;
+        // f and ‖∇f‖ (when known) at the accepted point.
+        let mut accepted: Option<(f64, Option<f64>)> = None;
         if outcome.gs < 0.0 {
             for halvings in 0..=options.max_halvings {
                 gpu.write(&self.step_length, &[alpha as f32])?;
@@ -242,18 +272,20 @@ impl<'a> Newton<'a> {
                 };
                 let f_trial = trial_eval.f;
                 if f_trial.is_finite() && f_trial - eval.f <= options.eta * alpha * outcome.gs {
+                    let mut grad_norm = None;
                     if halvings == 0 {
                         std::mem::swap(&mut self.grad, &mut self.trial_grad);
                         self.known = Some(trial_eval);
+                        grad_norm = Some(trial_eval.grad_norm);
                     }
-                    accepted = Some(f_trial);
+                    accepted = Some((f_trial, grad_norm));
                     break;
                 }
                 alpha /= 2.0;
             }
         }
-        let (rho, alpha) = match accepted {
-            Some(f_new) => {
+        let (rho, alpha, f, grad_norm) = match accepted {
+            Some((f_new, grad_norm)) => {
                 gpu.submit(&[accept])?;
                 let predicted = alpha * outcome.gs + 0.5 * alpha * alpha * outcome.s_g_s;
                 let rho = (f_new - eval.f) / predicted;
@@ -262,12 +294,14 @@ impl<'a> Newton<'a> {
                 } else if rho >= 0.75 {
                     self.state.lambda *= options.drop;
                 }
-                (rho, alpha)
+                (rho, alpha, f_new, grad_norm)
             }
             None => {
-                // No step: θ stays; more damping shortens the next direction.
+                // No step: θ stays, and so do f and ∇f (in `grad`) for the next iteration;
+                // more damping shortens its direction.
                 self.state.lambda *= options.boost;
-                (0.0, 0.0)
+                self.known = Some(eval);
+                (0.0, 0.0, eval.f, Some(eval.grad_norm))
             }
         };
         gpu.wait()?;
@@ -275,8 +309,8 @@ impl<'a> Newton<'a> {
         self.state.iteration = k;
         Ok(Some(IterationRecord {
             iter: k,
-            f: eval.f,
-            grad_norm: eval.grad_norm,
+            f,
+            grad_norm,
             alpha,
             rho,
             lambda: self.state.lambda,
@@ -314,8 +348,9 @@ impl<'a> Newton<'a> {
     }
 }
 
-/// Trains θ in place by Newton-CG until a stopping rule holds, reporting every iteration
-/// (with the test accuracy when `test` is given, evaluated outside the training time).
+/// Trains θ in place by Newton-CG until a stopping rule holds, reporting θ0 (iteration 0) and
+/// every iteration (with the test accuracy when `test` is given, evaluated outside the
+/// training time).
 pub fn train(
     execution: &Execution,
     problem: &Problem,
@@ -326,6 +361,11 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<(StopReason, NewtonState), Error> {
     let mut newton = Newton::new(execution, problem, train, options)?;
+    let mut initial = newton.initial_record(train, theta)?;
+    if let Some(test) = test {
+        initial.test_acc = Some(newton.accuracy(test, theta)?);
+    }
+    observer.observe(&Record::Newton(initial));
     while !newton.finished() {
         let Some(mut record) = newton.step(train, theta)? else {
             return Ok((StopReason::GradTol, newton.state));

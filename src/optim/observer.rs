@@ -3,10 +3,14 @@ use serde::Serialize;
 /// One Newton iteration, as reported to observers and written by `--log-json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct IterationRecord {
+    /// Iterations done: 0 for θ0, before training.
     pub iter: usize,
-    /// f(θ) at the start of the iteration.
+    /// f(θ) after the iteration, at the θ it leaves (θ0 for iteration 0).
     pub f: f64,
-    pub grad_norm: f64,
+    /// ‖∇f‖ there, when it is known: after a full step (whose trial point was evaluated with
+    /// its gradient) or no step; None after a shortened step, whose gradient the next
+    /// iteration computes.
+    pub grad_norm: Option<f64>,
     /// The step length taken; 0 when the line search failed and no step was taken.
     pub alpha: f64,
     /// Actual over predicted reduction (0 when no step was taken).
@@ -29,11 +33,13 @@ pub struct IterationRecord {
 /// One SGD epoch.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EpochRecord {
+    /// Epochs done: 0 for θ0, before training.
     pub epoch: usize,
-    /// f(θ) on the training set at the end of the epoch.
+    /// f(θ) on the training set at the end of the epoch (θ0's for epoch 0).
     pub f: f64,
-    /// Mean loss of the mini-batches seen during the epoch, each at the θ of its step.
-    pub running_loss: f64,
+    /// Mean loss of the mini-batches seen during the epoch, each at the θ of its step; None
+    /// for epoch 0.
+    pub running_loss: Option<f64>,
     pub elapsed_s: f64,
     pub test_acc: Option<f64>,
     /// Accuracy on the validation set, when one was held out.
@@ -58,11 +64,19 @@ impl Record {
         }
     }
 
-    /// f at this record: at the start of a Newton iteration, at the end of an SGD epoch.
+    /// f at the θ this record leaves: after the iteration or epoch.
     pub fn f(&self) -> f64 {
         match self {
             Record::Newton(r) => r.f,
             Record::Sgd(r) => r.f,
+        }
+    }
+
+    /// Iterations or epochs done.
+    pub fn index(&self) -> usize {
+        match self {
+            Record::Newton(r) => r.iter,
+            Record::Sgd(r) => r.epoch,
         }
     }
 

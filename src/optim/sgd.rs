@@ -137,6 +137,20 @@ impl<'a> Sgd<'a> {
             || self.options.time_budget.is_some_and(|budget| self.state.elapsed_s >= budget.as_secs_f64())
     }
 
+    /// The record of θ as it stands before the next epoch (θ0's, epoch 0, in a fresh run): f
+    /// on the training set, evaluated outside the training time as every epoch's is.
+    pub fn initial_record(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
+        let f = self.evaluator.value(train, theta)?.f;
+        Ok(EpochRecord {
+            epoch: self.state.epoch,
+            f,
+            running_loss: None,
+            elapsed_s: self.state.elapsed_s,
+            test_acc: None,
+            val_acc: None,
+        })
+    }
+
     /// One epoch of shuffled mini-batches on θ, then f on the training set (outside the
     /// training time). The record's test accuracy is None; see [`Sgd::accuracy`].
     pub fn epoch(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
@@ -151,7 +165,7 @@ impl<'a> Sgd<'a> {
         Ok(EpochRecord {
             epoch,
             f,
-            running_loss,
+            running_loss: Some(running_loss),
             elapsed_s: self.state.elapsed_s,
             test_acc: None,
             val_acc: None,
@@ -198,7 +212,8 @@ impl<'a> Sgd<'a> {
     }
 }
 
-/// Trains θ in place by SGD with momentum for the configured epochs, reporting every epoch.
+/// Trains θ in place by SGD with momentum for the configured epochs, reporting θ0 (epoch 0)
+/// and every epoch.
 pub fn train(
     execution: &Execution,
     problem: &Problem,
@@ -209,6 +224,11 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<SgdState, Error> {
     let mut sgd = Sgd::new(execution, problem, train, options)?;
+    let mut initial = sgd.initial_record(train, theta)?;
+    if let Some(test) = test {
+        initial.test_acc = Some(sgd.accuracy(test, theta)?);
+    }
+    observer.observe(&Record::Sgd(initial));
     while !sgd.finished() {
         let mut record = sgd.epoch(train, theta)?;
         if let Some(test) = test {
