@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Result};
 use newton_wgpu::output;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -138,26 +140,24 @@ impl Chart for LineChart<'_> {
         let x_max = points().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.02;
         let (lo, hi) = points().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
         let pad = ((hi - lo) * 0.05).max(1e-3);
+        let (y_lo, y_hi) = (lo - pad, hi + pad);
+        // Labels at round values: 1, 2 and 5 × 10^k.
+        let ticks = match self.scale {
+            Scale::Linear => linear_ticks(y_lo, y_hi),
+            Scale::Log => log_ticks(from_axis(y_lo), from_axis(y_hi)).into_iter().map(f64::log10).collect(),
+        };
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(self.title, ("sans-serif", 26))
             .margin(16)
             .x_label_area_size(50)
             .y_label_area_size(80)
-            .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))?;
-        let y_format = |y: &f64| {
-            let value = from_axis(*y);
-            if self.scale == Scale::Log {
-                format!("{value:.3}")
-            } else {
-                format!("{value:.1}")
-            }
-        };
+            .build_cartesian_2d(0.0..x_max, Ticked { range: (y_lo..y_hi).into(), ticks })?;
+        let y_format = |y: &f64| label(from_axis(*y));
         chart
             .configure_mesh()
             .x_desc(self.x_label)
             .y_desc(self.y_label)
-            .y_labels(10)
             .y_label_formatter(&y_format)
             .light_line_style(RGBColor(238, 238, 238))
             .label_style(("sans-serif", 16))
@@ -183,6 +183,73 @@ impl Chart for LineChart<'_> {
             .draw()?;
         root.present()
     }
+}
+
+/// A linear axis labelled at the given values (plotters' own key points fall where they may,
+/// and its `WithKeyPoints` cannot take a label formatter).
+struct Ticked {
+    range: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.range.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        // The labelled values as the bold lines; no light ones between them.
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.range.range()
+    }
+}
+
+/// The multiples in [lo, hi] of the smallest 1-2-5 step that makes at most about ten.
+fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let rough = (hi - lo) / 10.0;
+    let decade = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * decade).find(|&s| s >= rough).unwrap_or(decade);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
+/// Round values in [lo, hi] (both > 0) for a log axis: 1, 2 and 5 × 10^k; every m × 10^k when
+/// those are fewer than three; the linear 1-2-5 steps when the range lies within one of them.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let in_range = |mantissas: &[f64]| -> Vec<f64> {
+        let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        (first..=last)
+            .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect()
+    };
+    let ticks = in_range(&[1.0, 2.0, 5.0]);
+    if ticks.len() >= 3 {
+        return ticks;
+    }
+    let ticks = in_range(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    if ticks.len() >= 3 {
+        return ticks;
+    }
+    linear_ticks(lo, hi)
+}
+
+/// A tick's value as written: its few significant digits, without the float's noise
+/// (0.30000000000000004 is 0.3).
+fn label(value: f64) -> String {
+    let rounded: f64 = format!("{value:.4e}").parse().expect("a formatted float parses");
+    format!("{rounded}")
 }
 
 /// A bar chart: one horizontal bar per (label, value, colour).
@@ -244,5 +311,30 @@ impl Chart for BarChart<'_> {
             bar
         }))?;
         root.present()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axes_are_labelled_at_one_two_and_five_times_a_power_of_ten() {
+        let labels = |lo, hi| log_ticks(lo, hi).into_iter().map(label).collect::<Vec<_>>();
+        assert_eq!(labels(0.31, 3.2), ["0.5", "1", "2"]);
+        assert_eq!(labels(0.004, 2.5), ["0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1", "2"]);
+        assert_eq!(labels(0.31, 0.99), ["0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]);
+        assert_eq!(labels(0.361, 0.397), ["0.365", "0.37", "0.375", "0.38", "0.385", "0.39", "0.395"]);
+    }
+
+    #[test]
+    fn linear_axes_step_by_one_two_or_five_times_a_power_of_ten() {
+        let labels = |lo, hi| linear_ticks(lo, hi).into_iter().map(label).collect::<Vec<_>>();
+        assert_eq!(labels(8.3, 97.1), ["10", "20", "30", "40", "50", "60", "70", "80", "90"]);
+        assert_eq!(
+            labels(0.0, 1.0),
+            ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+        );
+        assert_eq!(labels(-3.0, 3.0), ["-3", "-2", "-1", "0", "1", "2", "3"]);
     }
 }
