@@ -1,4 +1,4 @@
-//! The device layer's own measurements: GPU time from timestamp queries.
+//! The device layer's own measurements (GPU time from timestamp queries) and limits.
 
 mod common;
 
@@ -47,4 +47,25 @@ fn timestamp_queries_time_the_submitted_work_when_asked_for() {
     // Without asking, nothing is timed.
     assert!(!gpu().timestamps());
     assert_eq!(gpu().take_gpu_time().unwrap(), None);
+}
+
+/// θ larger than one storage binding is refused when the problem meets the device, with what
+/// would help: no chunk size changes it, so the message does not suggest one.
+#[test]
+fn parameters_beyond_one_binding_are_refused_without_advising_a_smaller_batch() {
+    use newton_wgpu::loss::Loss;
+    use newton_wgpu::nn::{LayerSpec, Network, Shape};
+    use newton_wgpu::objective::Objective;
+    use newton_wgpu::{Error, Execution, Problem};
+    let gpu = gpu();
+    let limit = gpu.max_binding_bytes();
+    // One dense layer on 64×64 inputs with enough units that 4·n bytes pass the limit.
+    let units = (limit / 4 / 4096 + 1) as usize;
+    let network = Network::new(Shape::new(1, 64, 64), &[LayerSpec::Dense { units }]).unwrap();
+    let problem = Problem::new(network, Loss::SquaredError, 0.01).unwrap();
+    let error = Objective::new(&Execution::new(gpu), &problem).err().expect("θ cannot fit");
+    assert!(matches!(error, Error::ParamsTooLarge { bytes, .. } if bytes > limit), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("no chunk size changes that"), "{message}");
+    assert!(!message.contains("--bsize") && !message.contains("smaller batch"), "{message}");
 }

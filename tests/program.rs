@@ -183,6 +183,19 @@ fn the_convolution_kernels_are_chosen_by_environment_variable() {
         stderr.contains("NEWTON_WGPU_SHADER_CHECKS") && stderr.contains("all, declared or none"),
         "{stderr}"
     );
+    // An unknown backend is named, with the ones there are, and exits with 2: never ignored,
+    // never shown as wgpu's bit set.
+    for value in ["vulkn", "vulkan,metl", ","] {
+        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+            .arg("info")
+            .env("WGPU_BACKEND", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "WGPU_BACKEND={value}: {stderr}");
+        assert!(stderr.contains("WGPU_BACKEND") && stderr.contains("vulkan, metal, dx12, gl"), "{stderr}");
+        assert!(!stderr.contains("Backends("), "{stderr}");
+    }
 }
 
 #[test]
