@@ -1,5 +1,6 @@
 use thiserror::Error;
 
+use crate::comm::CommError;
 use crate::data::DataError;
 use crate::gpu::GpuError;
 use crate::model::ModelError;
@@ -21,6 +22,8 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Comm(#[from] CommError),
     #[error("θ has {found} values, the network needs {expected}")]
     ParamCount { expected: usize, found: usize },
     #[error("device vector {label:?} holds {found} values, {expected} are needed")]

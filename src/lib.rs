@@ -19,6 +19,7 @@
 //! # Ok::<(), newton_wgpu::Error>(())
 //! ```
 
+pub mod comm;
 pub mod curvature;
 pub mod data;
 mod error;

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use crate::comm::{Communicator, SingleProcess};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
@@ -228,20 +229,47 @@ impl<'g> Objective<'g> {
         theta: &GpuBuffer<f32>,
         grad: &GpuBuffer<f32>,
     ) -> Result<Evaluation, Error> {
-        self.check(data, theta)?;
-        let n = self.network().param_count();
-        if grad.len() != n {
-            return Err(Error::ParamCount { expected: n, found: grad.len() });
-        }
-        self.run_chunks(data, theta, Some(grad))?;
-        self.finish(data, true)
+        self.value_and_grad_across(&SingleProcess, data, data.len(), theta, grad)
     }
 
     /// f(θ) over `data`, forward passes only.
     pub fn value(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Evaluation, Error> {
-        self.check(data, theta)?;
-        self.run_chunks(data, theta, None)?;
-        self.finish(data, false)
+        self.value_across(&SingleProcess, data, data.len(), theta)
+    }
+
+    /// f(θ) and ∇f(θ) over a training set of `total` samples of which this rank of `comm`
+    /// holds `shard` (each rank the same θ): every rank's partial sums of the loss and its
+    /// gradient are added up, the regulariser is applied once after, and every rank gets the
+    /// same f, ‖∇f‖ and ∇f (in `grad`). With one rank nothing is communicated.
+    pub fn value_and_grad_across(
+        &mut self,
+        comm: &dyn Communicator,
+        shard: &Dataset,
+        total: usize,
+        theta: &GpuBuffer<f32>,
+        grad: &GpuBuffer<f32>,
+    ) -> Result<Evaluation, Error> {
+        self.check(shard, theta)?;
+        let n = self.network().param_count();
+        if grad.len() != n {
+            return Err(Error::ParamCount { expected: n, found: grad.len() });
+        }
+        self.run_chunks(comm, shard, total, theta, Some(grad))?;
+        self.finish(comm, shard, total, true)
+    }
+
+    /// f(θ) over a training set of `total` samples of which this rank holds `shard`; see
+    /// [`Objective::value_and_grad_across`].
+    pub fn value_across(
+        &mut self,
+        comm: &dyn Communicator,
+        shard: &Dataset,
+        total: usize,
+        theta: &GpuBuffer<f32>,
+    ) -> Result<Evaluation, Error> {
+        self.check(shard, theta)?;
+        self.run_chunks(comm, shard, total, theta, None)?;
+        self.finish(comm, shard, total, false)
     }
 
     /// The share of `data` whose largest output is its label, and the correct count per class.
@@ -330,43 +358,70 @@ impl<'g> Objective<'g> {
         Ok(z)
     }
 
-    /// Every chunk's forward (and, with `grad`, backward) pass, then the squared norms; the
-    /// per-sample losses land in `self.losses`, the gradient in `grad`. One submit per chunk.
+    /// Every chunk's forward (and, with `grad`, backward) pass, the gradient's sum over the
+    /// ranks, then the regulariser and the squared norms; the per-sample losses land in
+    /// `self.losses`, the gradient in `grad`. One submit per chunk. Gradients are scaled by
+    /// 1/`total`, the whole training set's size, so that the ranks' parts add up to ∇f.
     fn run_chunks(
         &mut self,
+        comm: &dyn Communicator,
         data: &Dataset,
+        total: usize,
         theta: &GpuBuffer<f32>,
         grad: Option<&GpuBuffer<f32>>,
     ) -> Result<(), Error> {
-        let (t, g, l) = (theta.id(), id(grad), data.len());
+        let (t, g, len) = (theta.id(), id(grad), data.len());
         self.run(Work::Begin { theta: t, grad: g }, theta, grad)?;
         let capacity = self.chunk_size();
-        for start in (0..l).step_by(capacity) {
-            let batch = capacity.min(l - start);
+        for start in (0..len).step_by(capacity) {
+            let batch = capacity.min(len - start);
             // Queued writes land before the next submit and after the previous one.
             self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch))?;
             self.gpu.write(self.workspace.labels(), &data.labels[start..start + batch])?;
-            self.run(Work::Chunk { theta: t, grad: g, l, start, batch }, theta, grad)?;
+            self.run(Work::Chunk { theta: t, grad: g, l: total, start, batch }, theta, grad)?;
             if let Some(progress) = &mut self.progress {
                 self.gpu.wait()?;
-                progress((start + batch).div_ceil(capacity), l.div_ceil(capacity));
+                progress((start + batch).div_ceil(capacity), len.div_ceil(capacity));
             }
         }
-        self.run(Work::End { theta: t, grad: g, l }, theta, grad)
+        if let (Some(grad), true) = (grad, comm.size() > 1) {
+            // The one exchange of the gradient: read back, summed, written back; the
+            // regulariser and the norms below then see ∇f itself.
+            let mut partial = self.gpu.read(grad)?;
+            comm.sum_f32(&mut partial)?;
+            self.gpu.write(grad, &partial)?;
+        }
+        self.run(Work::End { theta: t, grad: g, l: total }, theta, grad)
     }
 
-    /// Reads back the per-sample losses and the squared norms, and adds them up in f64.
-    fn finish(&self, data: &Dataset, with_grad: bool) -> Result<Evaluation, Error> {
-        let losses = self.gpu.read_range(&self.losses, 0, data.len())?;
+    /// Reads back the per-sample losses and the squared norms, and adds them up in f64: the
+    /// losses over the ranks, the norms as rank 0 has them (θ is the same everywhere, but only
+    /// numbers that are summed or sent are the same bit for bit on every device).
+    fn finish(
+        &self,
+        comm: &dyn Communicator,
+        data: &Dataset,
+        total: usize,
+        with_grad: bool,
+    ) -> Result<Evaluation, Error> {
+        let losses =
+            if data.is_empty() { Vec::new() } else { self.gpu.read_range(&self.losses, 0, data.len())? };
         let scalars = self.gpu.read(&self.scalars)?;
-        let l = data.len().max(1) as f64;
-        let mean_loss = losses.iter().map(|&v| v as f64).sum::<f64>() / l;
-        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.problem.c * l);
+        let mut sums = [losses.iter().map(|&v| v as f64).sum::<f64>(), 0.0, 0.0];
+        if comm.rank() == 0 {
+            sums[1] = scalars[THETA_SQ] as f64;
+            sums[2] = scalars[GRAD_SQ] as f64;
+        }
+        comm.sum_f64(&mut sums)?;
+        let [loss_sum, theta_sq, grad_sq] = sums;
+        let l = total.max(1) as f64;
+        let mean_loss = loss_sum / l;
+        let regularization = theta_sq / (2.0 * self.problem.c * l);
         Ok(Evaluation {
             f: mean_loss + regularization,
             mean_loss,
             regularization,
-            grad_norm: if with_grad { (scalars[GRAD_SQ] as f64).sqrt() } else { 0.0 },
+            grad_norm: if with_grad { grad_sq.sqrt() } else { 0.0 },
         })
     }
 }

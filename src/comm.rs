@@ -1,0 +1,245 @@
+//! The ranks of a data-parallel job and what they share. Rank r of P owns a contiguous shard of
+//! the training set ([`shard`]); sums over samples are each rank's partial sums added up by
+//! [`Communicator::sum_f32`] / [`Communicator::sum_f64`]. Every rank receives the same sum, bit
+//! for bit (the parts are added in rank order, once), so that a decision taken from it is the
+//! same decision everywhere: one rank deciding otherwise would leave the others waiting for it.
+//!
+//! [`SingleProcess`] is the one-rank job: every operation returns at once and costs nothing.
+//! [`ThreadGroup`] runs P ranks as threads of one process, for tests of the data-parallel
+//! arithmetic; it is not a way to use several machines.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CommError {
+    #[error("rank {rank} of {size}: {what}")]
+    Failed { rank: usize, size: usize, what: String },
+}
+
+/// The operations a data-parallel job needs, collective: every rank calls each of them, in the
+/// same order, with the same lengths.
+pub trait Communicator: Send + Sync {
+    fn rank(&self) -> usize;
+    fn size(&self) -> usize;
+    /// Replaces `values` by their element-wise sum over the ranks, the same on every rank.
+    fn sum_f32(&self, values: &mut [f32]) -> Result<(), CommError>;
+    /// Replaces `values` by their element-wise sum over the ranks, the same on every rank.
+    fn sum_f64(&self, values: &mut [f64]) -> Result<(), CommError>;
+    /// Replaces `bytes` on every rank by rank 0's.
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CommError>;
+}
+
+/// The samples rank `rank` of `size` owns among `len`: a contiguous range, the first `len % size`
+/// ranks holding one more, so that the shards in rank order are the samples in order.
+pub fn shard(len: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (len / size, len % size);
+    let start = rank * base + rank.min(extra);
+    start..start + base + usize::from(rank < extra)
+}
+
+/// A job of one rank.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SingleProcess;
+
+impl Communicator for SingleProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+
+    fn size(&self) -> usize {
+        1
+    }
+
+    fn sum_f32(&self, _: &mut [f32]) -> Result<(), CommError> {
+        Ok(())
+    }
+
+    fn sum_f64(&self, _: &mut [f64]) -> Result<(), CommError> {
+        Ok(())
+    }
+
+    fn broadcast(&self, _: &mut Vec<u8>) -> Result<(), CommError> {
+        Ok(())
+    }
+}
+
+/// One round of an all-gather among the threads of a [`ThreadGroup`].
+struct Round {
+    /// Rounds completed.
+    generation: u64,
+    /// This round's contributions, by rank.
+    deposits: Vec<Option<Vec<u8>>>,
+    /// The last completed round's contributions, by rank.
+    published: Arc<Vec<Vec<u8>>>,
+}
+
+struct Shared {
+    round: Mutex<Round>,
+    done: Condvar,
+}
+
+/// A rank of a job whose P ranks are threads of this process ([`ThreadGroup::new`] makes all
+/// P; move each into its thread). A rank that waits longer than `timeout` for the others fails
+/// instead of hanging the test.
+pub struct ThreadGroup {
+    rank: usize,
+    size: usize,
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl ThreadGroup {
+    /// The `size` ranks of one job.
+    pub fn new(size: usize, timeout: Duration) -> Vec<ThreadGroup> {
+        let shared = Arc::new(Shared {
+            round: Mutex::new(Round {
+                generation: 0,
+                deposits: vec![None; size],
+                published: Arc::new(Vec::new()),
+            }),
+            done: Condvar::new(),
+        });
+        (0..size).map(|rank| ThreadGroup { rank, size, shared: shared.clone(), timeout }).collect()
+    }
+
+    fn failed(&self, what: impl Into<String>) -> CommError {
+        CommError::Failed { rank: self.rank, size: self.size, what: what.into() }
+    }
+
+    /// Every rank's `mine`, by rank. The round's last rank publishes them; a rank cannot start
+    /// the next round before every rank has deposited into it, so what it reads is its own
+    /// round's.
+    fn all_gather(&self, mine: Vec<u8>) -> Result<Arc<Vec<Vec<u8>>>, CommError> {
+        let poisoned = "another rank panicked during a collective operation";
+        let mut round = self.shared.round.lock().map_err(|_| self.failed(poisoned))?;
+        let generation = round.generation;
+        round.deposits[self.rank] = Some(mine);
+        if round.deposits.iter().all(Option::is_some) {
+            let parts = round.deposits.iter_mut().map(|d| d.take().expect("all deposited")).collect();
+            round.published = Arc::new(parts);
+            round.generation += 1;
+            self.shared.done.notify_all();
+            return Ok(round.published.clone());
+        }
+        let (round, wait) = self
+            .shared
+            .done
+            .wait_timeout_while(round, self.timeout, |r| r.generation == generation)
+            .map_err(|_| self.failed(poisoned))?;
+        if wait.timed_out() {
+            return Err(self.failed(format!("the other ranks did not arrive within {:?}", self.timeout)));
+        }
+        Ok(round.published.clone())
+    }
+}
+
+/// Adds `parts` (each the bytes of one rank's values) in rank order into `values`.
+fn sum_parts<T: bytemuck::Pod + std::ops::AddAssign + Default>(parts: &[Vec<u8>], values: &mut [T]) {
+    values.fill(T::default());
+    for part in parts {
+        for (sum, value) in values.iter_mut().zip(bytemuck::pod_collect_to_vec::<u8, T>(part)) {
+            *sum += value;
+        }
+    }
+}
+
+impl Communicator for ThreadGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn sum_f32(&self, values: &mut [f32]) -> Result<(), CommError> {
+        let parts = self.all_gather(bytemuck::cast_slice(values).to_vec())?;
+        if parts.iter().any(|p| p.len() != std::mem::size_of_val(values)) {
+            return Err(self.failed("the ranks summed vectors of different lengths"));
+        }
+        sum_parts(&parts, values);
+        Ok(())
+    }
+
+    fn sum_f64(&self, values: &mut [f64]) -> Result<(), CommError> {
+        let parts = self.all_gather(bytemuck::cast_slice(values).to_vec())?;
+        if parts.iter().any(|p| p.len() != std::mem::size_of_val(values)) {
+            return Err(self.failed("the ranks summed vectors of different lengths"));
+        }
+        sum_parts(&parts, values);
+        Ok(())
+    }
+
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CommError> {
+        let parts = self.all_gather(std::mem::take(bytes))?;
+        *bytes = parts[0].clone();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_samples_in_order_with_sizes_that_differ_by_at_most_one() {
+        for len in [0, 1, 7, 100, 101] {
+            for size in 1..=5 {
+                let shards: Vec<_> = (0..size).map(|r| shard(len, r, size)).collect();
+                assert_eq!(shards[0].start, 0);
+                assert_eq!(shards[size - 1].end, len);
+                assert!(shards.windows(2).all(|w| w[0].end == w[1].start));
+                let (lo, hi) = (shards.iter().map(|s| s.len()).min(), shards.iter().map(|s| s.len()).max());
+                assert!(hi.unwrap() - lo.unwrap() <= 1, "{len} over {size}: {shards:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_rank_of_a_thread_group_receives_the_same_sums_and_rank_zeros_bytes() {
+        let ranks = ThreadGroup::new(3, Duration::from_secs(10));
+        let results: Vec<(Vec<f32>, Vec<f64>, Vec<u8>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranks
+                .iter()
+                .map(|comm| {
+                    scope.spawn(move || {
+                        let r = comm.rank();
+                        let mut a: Vec<f32> = (0..5).map(|i| 0.1 * (i + r) as f32).collect();
+                        let mut b = vec![r as f64, 1e16, -1e16];
+                        let mut bytes = vec![r as u8; r + 1];
+                        for _ in 0..3 {
+                            // Rounds in a row: a fast rank must not read an old round.
+                            comm.sum_f32(&mut a).unwrap();
+                        }
+                        comm.sum_f64(&mut b).unwrap();
+                        comm.broadcast(&mut bytes).unwrap();
+                        (a, b, bytes)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut want: Vec<f32> = (0..5).map(|i| (0..3).map(|r| 0.1 * (i + r) as f32).sum()).collect();
+        for _ in 0..2 {
+            want = want.iter().map(|v| v + v + v).collect();
+        }
+        for (a, b, bytes) in &results {
+            assert_eq!(a, &results[0].0, "every rank holds the same bits");
+            for (got, want) in a.iter().zip(&want) {
+                assert!((got - want).abs() <= 1e-5 * want.abs(), "{got} vs {want}");
+            }
+            assert_eq!(b, &vec![3.0, 3e16, -3e16]);
+            assert_eq!(bytes, &vec![0u8]);
+        }
+    }
+
+    #[test]
+    fn a_rank_left_alone_fails_instead_of_hanging() {
+        let ranks = ThreadGroup::new(2, Duration::from_millis(50));
+        let error = ranks[0].sum_f64(&mut [1.0]).unwrap_err();
+        assert!(error.to_string().contains("rank 0 of 2"), "{error}");
+    }
+}
