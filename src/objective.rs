@@ -43,6 +43,16 @@ impl Accuracy {
     }
 }
 
+/// Which part of a mini-batch gradient a rank computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinibatchPart {
+    /// The whole mini-batch's size, which the loss gradients are divided by.
+    pub of: usize,
+    /// The training set's size l, for the regulariser θ/(C·l); None leaves it out (it is
+    /// added once, after the ranks' parts are summed).
+    pub regularize_over: Option<usize>,
+}
+
 /// Slots of the scalars buffer.
 const THETA_SQ: usize = 0;
 const GRAD_SQ: usize = 1;
@@ -62,8 +72,10 @@ enum Work {
     End { theta: u64, grad: u64, l: usize },
     /// The forward pass alone, for the outputs.
     Outputs { theta: u64, batch: usize },
-    /// A mini-batch's gradient (SGD): pack, zero, forward, loss, backward, regulariser.
-    Minibatch { theta: u64, grad: u64, l: usize, offset: usize, batch: usize },
+    /// A mini-batch's gradient (SGD): pack, zero, forward, loss, backward scaled by
+    /// 1/`of` (the whole mini-batch's size), and the regulariser unless `l` is 0 (a rank's
+    /// part, which the regulariser joins after the sum).
+    Minibatch { theta: u64, grad: u64, l: usize, offset: usize, batch: usize, of: usize },
 }
 
 /// Evaluates f and ∇f of one problem on the device.
@@ -196,13 +208,13 @@ impl<'g> Objective<'g> {
                 }
             }
             Work::Outputs { batch, .. } => ws.record_forward(rec, theta, batch)?,
-            Work::Minibatch { l, offset, batch, .. } => {
+            Work::Minibatch { l, offset, batch, of, .. } => {
                 let grad = grad.expect("a mini-batch gradient has a buffer");
                 ws.record_pack(rec, theta)?;
                 blas1::fill(rec, grad, n, 0.0)?;
                 ws.record_forward(rec, theta, batch)?;
                 let (z, labels, dz) = (ws.network_outputs(), ws.labels(), ws.output_grad());
-                let scale = 1.0 / batch as f32;
+                let scale = 1.0 / of as f32;
                 loss_kernels::value_and_grad(
                     rec,
                     loss,
@@ -216,7 +228,9 @@ impl<'g> Objective<'g> {
                     scale,
                 )?;
                 ws.record_backward(rec, theta, batch, grad, None)?;
-                blas1::axpy(rec, self.problem.regularization(l) as f32, theta, grad, n)?;
+                if l > 0 {
+                    blas1::axpy(rec, self.problem.regularization(l) as f32, theta, grad, n)?;
+                }
             }
         }
         Ok(())
@@ -274,9 +288,38 @@ impl<'g> Objective<'g> {
 
     /// The share of `data` whose largest output is its label, and the correct count per class.
     pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Accuracy, Error> {
-        if data.is_empty() {
+        self.accuracy_across(&SingleProcess, data, theta)
+    }
+
+    /// The counts of [`Objective::accuracy`] over a data set of which this rank holds `shard`,
+    /// summed over the ranks.
+    pub fn accuracy_across(
+        &mut self,
+        comm: &dyn Communicator,
+        shard: &Dataset,
+        theta: &GpuBuffer<f32>,
+    ) -> Result<Accuracy, Error> {
+        let mut accuracy = if shard.is_empty() {
+            let k = self.network().outputs();
+            Accuracy { correct: vec![0; k], total: vec![0; k] }
+        } else {
+            self.shard_accuracy(shard, theta)?
+        };
+        if comm.size() > 1 {
+            let mut counts: Vec<f64> =
+                accuracy.correct.iter().chain(&accuracy.total).map(|&c| c as f64).collect();
+            comm.sum_f64(&mut counts)?;
+            let k = accuracy.correct.len();
+            accuracy.correct = counts[..k].iter().map(|&c| c as usize).collect();
+            accuracy.total = counts[k..].iter().map(|&c| c as usize).collect();
+        }
+        if accuracy.total.iter().sum::<usize>() == 0 {
             return Err(Error::EmptyData { what: "the data set to score".into() });
         }
+        Ok(accuracy)
+    }
+
+    fn shard_accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<Accuracy, Error> {
         let z = self.outputs(data, theta)?;
         let k = self.network().outputs();
         let mut accuracy = Accuracy { correct: vec![0; k], total: vec![0; k] };
@@ -303,6 +346,24 @@ impl<'g> Objective<'g> {
         grad: &GpuBuffer<f32>,
         then: &Program,
     ) -> Result<(), Error> {
+        let part = MinibatchPart { of: indices.len(), regularize_over: Some(data.len()) };
+        self.minibatch_part(data, indices, epoch_offset, part, theta, grad, Some(then))
+    }
+
+    /// Submits one rank's part of a mini-batch gradient into `grad`: the loss gradients of
+    /// `indices` summed and divided by the whole mini-batch's size, and the regulariser when
+    /// `part` says over how many samples (see [`Objective::minibatch_grad`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn minibatch_part(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        epoch_offset: usize,
+        part: MinibatchPart,
+        theta: &GpuBuffer<f32>,
+        grad: &GpuBuffer<f32>,
+        then: Option<&Program>,
+    ) -> Result<(), Error> {
         self.check(data, theta)?;
         let batch = indices.len();
         assert!(
@@ -321,9 +382,10 @@ impl<'g> Objective<'g> {
         let work = Work::Minibatch {
             theta: theta.id(),
             grad: grad.id(),
-            l: data.len(),
+            l: part.regularize_over.unwrap_or(0),
             offset: epoch_offset,
             batch,
+            of: part.of,
         };
         if !self.programs.contains_key(&work) {
             if self.programs.len() >= MAX_PROGRAMS {
@@ -333,14 +395,25 @@ impl<'g> Objective<'g> {
             self.record(&mut rec, work, theta, Some(grad))?;
             self.programs.insert(work, rec.finish()?);
         }
-        self.gpu.submit(&[&self.programs[&work], then])?;
+        match then {
+            Some(then) => self.gpu.submit(&[&self.programs[&work], then])?,
+            None => self.gpu.submit(&[&self.programs[&work]])?,
+        };
         Ok(())
     }
 
     /// The mean of the first `count` per-sample losses written by mini-batches this epoch.
     pub fn epoch_losses(&self, count: usize) -> Result<f64, Error> {
+        Ok(self.epoch_loss_sum(count)? / count.max(1) as f64)
+    }
+
+    /// The sum of the first `count` per-sample losses written by mini-batches this epoch.
+    pub fn epoch_loss_sum(&self, count: usize) -> Result<f64, Error> {
+        if count == 0 {
+            return Ok(0.0);
+        }
         let losses = self.gpu.read_range(&self.losses, 0, count)?;
-        Ok(losses.iter().map(|&v| v as f64).sum::<f64>() / count.max(1) as f64)
+        Ok(losses.iter().map(|&v| v as f64).sum::<f64>())
     }
 
     /// The network's outputs z for every sample of `data`, [len, K].

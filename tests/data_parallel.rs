@@ -73,3 +73,81 @@ fn f_and_its_gradient_over_shards_add_up_to_those_over_the_whole_set() {
         }
     }
 }
+
+/// SGD across ranks takes the steps one process takes: each mini-batch drawn as one process
+/// draws it, each rank's part over the members in its shard, the parts summed.
+#[test]
+fn sgd_across_ranks_takes_the_steps_of_one_process() {
+    use newton_wgpu::data::Dataset;
+    use newton_wgpu::nn::{LayerSpec, Network};
+    use newton_wgpu::optim::sgd::{Sgd, SgdOptions};
+    use newton_wgpu::optim::EpochRecord;
+    let (split, _) = common::bundled_mnist(150);
+    let (train, test) = (split.train, split.test.head(100));
+    let network = Network::new(
+        train.shape,
+        &[
+            LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
+            LayerSpec::Relu,
+            LayerSpec::MaxPool { size: 2, stride: None },
+            LayerSpec::Dense { units: 10 },
+        ],
+    )
+    .unwrap();
+    let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
+    let init = problem.network.init_params(5);
+    // 150 samples in batches of 32: the last batch is short, and with 2 or 3 ranks some
+    // batches fall wholly in one shard.
+    let options =
+        SgdOptions { epochs: 2, batch: 32, lr: 0.05, momentum: 0.9, decay: 0.01, ..Default::default() };
+    let execution = execution();
+    let run = |comm: &dyn Communicator, train: &Dataset, test: &Dataset| {
+        let theta = gpu().upload(&init, "θ").unwrap();
+        let mut sgd = Sgd::across(&execution, &problem, comm, train, 150, &options).unwrap();
+        let mut records: Vec<EpochRecord> = vec![sgd.initial_record(train, &theta).unwrap()];
+        while !sgd.finished() {
+            let mut record = sgd.epoch(train, &theta).unwrap();
+            record.elapsed_s = 0.0;
+            record.test_acc = Some(sgd.accuracy(test, &theta).unwrap());
+            records.push(record);
+        }
+        (records, gpu().read(&theta).unwrap())
+    };
+    let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &train, &test);
+    let scale: f32 = want_theta.iter().map(|v| v.abs()).sum();
+    for size in [1, 2, 3] {
+        let ranks = ThreadGroup::new(size, Duration::from_secs(120));
+        let results: Vec<(Vec<EpochRecord>, Vec<f32>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranks
+                .iter()
+                .map(|comm| {
+                    let (train, test, run) = (&train, &test, &run);
+                    scope.spawn(move || {
+                        let part = |data: &Dataset| {
+                            data.select(&shard(data.len(), comm.rank(), comm.size()).collect::<Vec<_>>())
+                        };
+                        run(comm, &part(train), &part(test))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (rank, (records, theta)) in results.iter().enumerate() {
+            assert_eq!((records, theta), (&results[0].0, &results[0].1), "rank {rank} of {size}");
+        }
+        let (records, theta) = &results[0];
+        if size == 1 {
+            assert_eq!((records, theta), (&want, &want_theta), "one rank is the single-process path");
+        }
+        for (got, want) in records.iter().zip(&want) {
+            assert!((got.f - want.f).abs() <= 1e-4 * want.f, "{size} ranks: {got:?} vs {want:?}");
+            if let (Some(a), Some(b)) = (got.running_loss, want.running_loss) {
+                assert!((a - b).abs() <= 1e-4 * b, "{size} ranks: {got:?} vs {want:?}");
+            }
+            let (a, b) = (got.test_acc.unwrap_or(0.0), want.test_acc.unwrap_or(0.0));
+            assert!((a - b).abs() <= 0.02, "{size} ranks: accuracy {a} vs {b}");
+        }
+        let error: f32 = theta.iter().zip(&want_theta).map(|(a, b)| (a - b).abs()).sum();
+        assert!(error <= 1e-4 * scale, "{size} ranks: θ differs by {error} of {scale}");
+    }
+}

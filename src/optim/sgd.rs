@@ -1,18 +1,23 @@
 //! The SGD baseline (simpleNN's sgd): shuffled mini-batches each epoch; gradient = batch mean
 //! of the loss gradient + θ/(C·l); v ← μ·v − lr·grad; θ ← θ + v; lr = lr0/(1 + decay·step).
 //! Every vector stays on the device; one submit per mini-batch, no read-back inside an epoch.
+//! Across the ranks of a data-parallel job each mini-batch is drawn as one process draws it;
+//! each rank computes the part of its gradient over the members in its shard, the parts are
+//! summed (a read-back and a write per step: the price of the sum), and every rank takes the
+//! same step.
 
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use crate::comm::{self, Communicator, SingleProcess};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, Program};
 use crate::kernels::{blas1, cg as cg_kernels};
-use crate::objective::Objective;
+use crate::objective::{MinibatchPart, Objective};
 use crate::problem::Problem;
 use crate::rules;
 
@@ -64,6 +69,12 @@ pub struct SgdState {
 /// epoch; [`train`] runs them all.
 pub struct Sgd<'a> {
     gpu: &'a Gpu,
+    problem: &'a Problem,
+    comm: &'a dyn Communicator,
+    /// The training samples this rank holds, as indices of the whole set.
+    shard: std::ops::Range<usize>,
+    /// The whole training set's size l.
+    total: usize,
     options: SgdOptions,
     batch: usize,
     stepper: Objective<'a>,
@@ -73,7 +84,7 @@ pub struct Sgd<'a> {
     /// The step's learning rate, which decays, as the update reads it: [lr].
     rate: GpuBuffer<f32>,
     /// The update of a step, recorded for θ's buffer (the first step's): v ← μ·v − lr·g,
-    /// θ ← θ + v.
+    /// θ ← θ + v (across ranks, after g += θ/(C·l), which a rank's part leaves out).
     update: Option<(u64, Program)>,
     pub state: SgdState,
 }
@@ -87,11 +98,38 @@ impl<'a> Sgd<'a> {
         train: &Dataset,
         options: &SgdOptions,
     ) -> Result<Self, Error> {
-        options.validate(train.len())?;
+        Self::across(execution, problem, &SingleProcess, train, train.len(), options)
+    }
+
+    /// SGD as rank `comm.rank()` of a data-parallel job over a training set of `total`
+    /// samples, of which this rank holds its [`comm::shard`] (`shard`, which
+    /// [`Sgd::epoch`] and [`Sgd::accuracy`] are then given). Every rank takes the steps that
+    /// one process takes on the whole set.
+    pub fn across(
+        execution: &Execution<'a>,
+        problem: &'a Problem,
+        comm: &'a dyn Communicator,
+        shard: &Dataset,
+        total: usize,
+        options: &SgdOptions,
+    ) -> Result<Self, Error> {
+        options.validate(total)?;
+        let range = comm::shard(total, comm.rank(), comm.size());
+        if shard.len() != range.len() {
+            return Err(Error::VectorLength {
+                label: format!("rank {}'s shard of the training set", comm.rank()),
+                expected: range.len(),
+                found: shard.len(),
+            });
+        }
         let (gpu, n) = (execution.gpu, problem.network.param_count());
-        let batch = options.batch.min(train.len());
+        let batch = options.batch.min(total);
         Ok(Self {
             gpu,
+            problem,
+            comm,
+            shard: range,
+            total,
             batch,
             stepper: Objective::new(&execution.with_bsize(batch), problem)?,
             evaluator: Objective::new(execution, problem)?,
@@ -140,7 +178,7 @@ impl<'a> Sgd<'a> {
     /// The record of θ as it stands before the next epoch (θ0's, epoch 0, in a fresh run): f
     /// on the training set, evaluated outside the training time as every epoch's is.
     pub fn initial_record(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
-        let f = self.evaluator.value(train, theta)?.f;
+        let f = self.evaluator.value_across(self.comm, train, self.total, theta)?.f;
         Ok(EpochRecord {
             epoch: self.state.epoch,
             f,
@@ -158,7 +196,7 @@ impl<'a> Sgd<'a> {
         let running_loss = self.steps(train, theta)?;
         self.state.elapsed_s += started.elapsed().as_secs_f64();
         let epoch = self.state.epoch;
-        let f = self.evaluator.value(train, theta)?.f;
+        let f = self.evaluator.value_across(self.comm, train, self.total, theta)?.f;
         if !f.is_finite() || !running_loss.is_finite() {
             return Err(Error::Diverged { iteration: epoch, f, grad_norm: f64::NAN });
         }
@@ -180,35 +218,68 @@ impl<'a> Sgd<'a> {
             self.update = Some((theta.id(), self.record_update(theta)?));
         }
         let epoch = self.state.epoch + 1;
-        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut order: Vec<usize> = (0..self.total).collect();
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
             self.options.seed.wrapping_add(epoch as u64),
         ));
         let update = &self.update.as_ref().expect("recorded above").1;
-        for (b, indices) in order.chunks(batch).enumerate() {
+        if self.comm.size() == 1 {
+            for (b, indices) in order.chunks(batch).enumerate() {
+                let lr = self.options.lr / (1.0 + self.options.decay * self.state.step as f64);
+                gpu.write(&self.rate, &[lr as f32])?;
+                self.stepper.minibatch_grad(train, indices, b * batch, theta, &self.grad, update)?;
+                self.state.step += 1;
+            }
+            let running_loss = self.stepper.epoch_losses(train.len())?;
+            self.state.epoch = epoch;
+            return Ok(running_loss);
+        }
+        // This rank's members of each mini-batch, as indices of its shard; their losses are
+        // kept in the order this rank meets them.
+        let mut seen = 0;
+        let mut partial = vec![0.0f32; theta.len()];
+        for indices in order.chunks(batch) {
             let lr = self.options.lr / (1.0 + self.options.decay * self.state.step as f64);
             gpu.write(&self.rate, &[lr as f32])?;
-            self.stepper.minibatch_grad(train, indices, b * batch, theta, &self.grad, update)?;
+            let mine: Vec<usize> =
+                indices.iter().filter(|i| self.shard.contains(i)).map(|i| i - self.shard.start).collect();
+            if mine.is_empty() {
+                partial.fill(0.0);
+            } else {
+                let part = MinibatchPart { of: indices.len(), regularize_over: None };
+                self.stepper.minibatch_part(train, &mine, seen, part, theta, &self.grad, None)?;
+                partial = gpu.read(&self.grad)?;
+            }
+            seen += mine.len();
+            self.comm.sum_f32(&mut partial)?;
+            gpu.write(&self.grad, &partial)?;
+            gpu.submit(&[update])?;
             self.state.step += 1;
         }
-        let running_loss = self.stepper.epoch_losses(train.len())?;
+        let mut loss_sum = [self.stepper.epoch_loss_sum(seen)?];
+        self.comm.sum_f64(&mut loss_sum)?;
         self.state.epoch = epoch;
-        Ok(running_loss)
+        Ok(loss_sum[0] / self.total as f64)
     }
 
     /// v ← μ·v − lr·g, θ ← θ + v, with lr read from `rate`.
     fn record_update(&self, theta: &GpuBuffer<f32>) -> Result<Program, Error> {
         let n = theta.len();
         let mut rec = self.gpu.recorder();
+        if self.comm.size() > 1 {
+            let weight = self.problem.regularization(self.total) as f32;
+            blas1::axpy(&mut rec, weight, theta, &self.grad, n)?;
+        }
         blas1::scale(&mut rec, self.options.momentum as f32, &self.velocity, n)?;
         cg_kernels::axpy_scalar(&mut rec, -1.0, &self.rate, 0, &self.grad, &self.velocity)?;
         blas1::axpy(&mut rec, 1.0, &self.velocity, theta, n)?;
         Ok(rec.finish()?)
     }
 
-    /// Accuracy of θ on `data`, computed on the device in chunks.
+    /// Accuracy of θ on `data` (across ranks, this rank's shard of the scored set), computed
+    /// on the device in chunks.
     pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
-        Ok(self.evaluator.accuracy(data, theta)?.overall())
+        Ok(self.evaluator.accuracy_across(self.comm, data, theta)?.overall())
     }
 }
 
