@@ -6,12 +6,16 @@
 //!
 //! [`SingleProcess`] is the one-rank job: every operation returns at once and costs nothing.
 //! [`ThreadGroup`] runs P ranks as threads of one process, for tests of the data-parallel
-//! arithmetic; it is not a way to use several machines.
+//! arithmetic; it is not a way to use several machines. [`over_mpi::Mpi`] (cargo feature
+//! `mpi`) is: the ranks that `mpirun` starts, on one machine or many.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
+
+#[cfg(feature = "mpi")]
+pub mod over_mpi;
 
 #[derive(Debug, Error)]
 pub enum CommError {
@@ -21,7 +25,7 @@ pub enum CommError {
 
 /// The operations a data-parallel job needs, collective: every rank calls each of them, in the
 /// same order, with the same lengths.
-pub trait Communicator: Send + Sync {
+pub trait Communicator {
     fn rank(&self) -> usize;
     fn size(&self) -> usize;
     /// Replaces `values` by their element-wise sum over the ranks, the same on every rank.

@@ -37,10 +37,24 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime_dir = give_the_loader_a_runtime_dir();
-    let status = match run(cli) {
+    let status = match cli::ranks::Ranks::join().and_then(|ranks| {
+        let result = run(cli, &ranks);
+        if let Err(error) = &result {
+            // Across ranks a failure ends the job, named by its rank; the others would wait.
+            // A wrong command line is wrong on every rank: rank 0 says so.
+            let status = cli::usage::exit_status(error);
+            if status != 2 || ranks.comm().rank() == 0 {
+                cli::usage::report(&ranks.prefix(), error);
+            }
+            ranks.fail(status);
+        }
+        result.map_err(|e| e.context(cli::usage::Reported))
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            cli::usage::report(&error);
+            if !error.is::<cli::usage::Reported>() {
+                cli::usage::report("", &error);
+            }
             ExitCode::from(cli::usage::exit_status(&error))
         }
     };
@@ -68,13 +82,22 @@ fn give_the_loader_a_runtime_dir() -> Option<std::path::PathBuf> {
     Some(dir)
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, ranks: &cli::ranks::Ranks) -> Result<()> {
     match cli.command {
-        Some(Command::Train(args)) => cli::train::run(&args),
-        Some(Command::Compare(args)) => cli::compare::run(&args),
-        Some(Command::Predict(args)) => cli::predict::run(&args),
-        Some(Command::Eval(args)) => cli::eval::eval(&args),
-        Some(Command::Info) => cli::info(),
-        None => cli::train::run(&cli::train::main_job()),
+        Some(Command::Train(args)) => cli::train::run(&args, ranks),
+        Some(Command::Compare(args)) => {
+            ranks.single("compare", "run it as one process")?;
+            cli::compare::run(&args)
+        }
+        Some(Command::Predict(args)) => {
+            ranks.single("predict", "run it as one process")?;
+            cli::predict::run(&args)
+        }
+        Some(Command::Eval(args)) => cli::eval::eval(&args, ranks),
+        Some(Command::Info) => {
+            ranks.single("info", "run it as one process")?;
+            cli::info()
+        }
+        None => cli::train::run(&cli::train::main_job(), ranks),
     }
 }

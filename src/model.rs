@@ -180,7 +180,13 @@ impl Checkpoint {
     /// Loads a checkpoint that must have `expected`'s architecture.
     pub fn load_for(path: &Path, expected: &Network) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(io(path))?;
-        let (model, metadata, velocity) = parse(path, &bytes)?;
+        Self::from_bytes_for(path, &bytes, expected)
+    }
+
+    /// A checkpoint from the bytes of the file at `path` (read elsewhere, e.g. by another
+    /// rank), which must have `expected`'s architecture.
+    pub fn from_bytes_for(path: &Path, bytes: &[u8], expected: &Network) -> Result<Self, ModelError> {
+        let (model, metadata, velocity) = parse(path, bytes)?;
         check_architecture(path, &model.network, expected)?;
         let field = |field: &'static str| {
             metadata.get(field).ok_or_else(|| ModelError::Metadata {

@@ -323,3 +323,22 @@ fn resuming_another_problem_or_a_tampered_state_and_empty_test_sets_are_refused(
         assert!(!stdout.contains("adapter:"), "{args:?} opened the GPU first: {stdout}");
     }
 }
+
+/// A binary built without MPI that a launcher starts as one of several ranks refuses to run
+/// (it would train P copies of the same job), with 2 and what to do.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_binary_without_mpi_refuses_to_run_as_one_of_several_ranks() {
+    for variable in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+            .args(["train", "--limit", "100"])
+            .env(variable, "2")
+            .output()
+            .unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains("one of 2 ranks") && stderr.contains("--features mpi"), "{stderr}");
+        assert!(!stdout.contains("data:"), "{variable}: it ran: {stdout}");
+    }
+}

@@ -21,12 +21,14 @@ pub struct EvalArgs {
     gn_size: Option<usize>,
 }
 
-pub fn eval(args: &EvalArgs) -> Result<()> {
+pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     args.problem.validate()?;
     let (split, _, problem) = args.problem.load(None)?;
-    let train = split.train;
-    let size = args.gn_size.unwrap_or(train.len().div_ceil(20));
-    rules::count_up_to("gn_size", size, train.len(), "from 1 to the number of training samples")
+    let comm = ranks.comm();
+    let total = split.train.len();
+    let train = super::shard_of(&split.train, comm);
+    let size = args.gn_size.unwrap_or(total.div_ceil(20));
+    rules::count_up_to("gn_size", size, total, "from 1 to the number of training samples")
         .map_err(option_error)?;
     let gpu = Gpu::new()?;
     let execution = args.problem.execution(&gpu)?;
@@ -50,15 +52,19 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     // Compile the pipelines on one sample, so that the timing below is of the work alone.
     objective.value_and_grad(&train.head(1), &theta, &grad)?;
     let start = Instant::now();
-    let eval = objective.value_and_grad(&train, &theta, &grad)?;
+    let eval = objective.value_and_grad_across(comm, &train, total, &theta, &grad)?;
     let seconds = start.elapsed().as_secs_f64();
-    let gflops = 2.0 * macs as f64 * train.len() as f64 / seconds / 1e9;
+    let gflops = 2.0 * macs as f64 * total as f64 / seconds / 1e9;
     println!(
         "f(θ)    = {:.6}  (mean loss {:.6} + regularisation {:.6})",
         eval.f, eval.mean_loss, eval.regularization
     );
     println!("‖∇f(θ)‖ = {:.6}", eval.grad_norm);
     println!("one f + ∇f evaluation: {seconds:.3} s (about {gflops:.2} GFLOP/s in the convolutions)");
+    if comm.size() > 1 {
+        println!("across {} ranks: the Gauss-Newton product does not run across ranks yet", comm.size());
+        return Ok(());
+    }
 
     // One damped Gauss-Newton product with the gradient, as Newton-CG's first CG step makes.
     let options = SubsampleOptions { size, seed: args.problem.seed, memory_budget: None };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, ValueEnum};
+use newton_wgpu::comm::Communicator;
 use newton_wgpu::data::Normalizer;
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
@@ -354,10 +355,41 @@ fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &Train
     }
 }
 
-pub fn run(args: &TrainArgs) -> Result<()> {
+/// A failure injected for the tests of a job across ranks: NEWTON_WGPU_FAIL_AT=RANK:EPOCH makes
+/// that rank fail as that SGD epoch ends.
+fn injected_failure(rank: usize, epoch: usize) -> Result<()> {
+    let wanted = std::env::var("NEWTON_WGPU_FAIL_AT").ok();
+    if wanted.is_some_and(|w| w == format!("{rank}:{epoch}")) {
+        bail!("a failure injected by NEWTON_WGPU_FAIL_AT at epoch {epoch}");
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint on rank 0 and sends it to every rank (one process: just reads it).
+fn read_checkpoint(path: &Path, network: &Network, comm: &dyn Communicator) -> Result<Checkpoint> {
+    if comm.size() == 1 {
+        return Ok(Checkpoint::load_for(path, network)?);
+    }
+    let mut bytes = Vec::new();
+    if comm.rank() == 0 {
+        bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    comm.broadcast(&mut bytes)?;
+    Ok(Checkpoint::from_bytes_for(path, &bytes, network)?)
+}
+
+pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let started = std::time::Instant::now();
-    for (option, path) in args.outputs() {
-        usage(output::check(path), option)?;
+    let comm = ranks.comm();
+    // Across ranks, rank 0 alone prints and writes files.
+    let writes = comm.rank() == 0;
+    if args.optim == Optim::Newton {
+        ranks.single("Newton-CG", "run one process, or --optim sgd")?;
+    }
+    if writes {
+        for (option, path) in args.outputs() {
+            usage(output::check(path), option)?;
+        }
     }
     args.settings.problem.validate()?;
     if let Some(fraction) = args.validation {
@@ -365,16 +397,20 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
     args.settings.validate(split.train.len())?;
-    let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
+    let total = split.train.len();
+    // This rank's shards (the whole sets for one process).
+    let (train, test) = (&*super::shard_of(&split.train, comm), &*super::shard_of(&split.test, comm));
+    let validation = split.validation.as_ref().map(|v| super::shard_of(v, comm));
+    let validation = validation.as_deref();
     let network = &problem.network;
     // A checkpoint is read, and checked against this run, before the GPU is opened.
-    let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: args.settings.problem.limit };
+    let trained_on = TrainedOn { c: problem.c, samples: total, limit: args.settings.problem.limit };
     let mut theta_host = network.init_params(args.settings.problem.seed);
     let mut resumed = None;
     // A fresh run reports θ0 first (iteration or epoch 0); a resumed one continues its log.
     let fresh = args.resume.is_none();
     if let Some(path) = &args.resume {
-        let checkpoint = Checkpoint::load_for(path, network)?;
+        let checkpoint = read_checkpoint(path, network, comm)?;
         check_resumable(path, &checkpoint, problem.loss, &trained_on)?;
         theta_host = checkpoint.model.theta;
         resumed = Some((checkpoint.state, checkpoint.velocity, path));
@@ -383,7 +419,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let execution = args.settings.problem.execution(&gpu)?;
     super::announce(&execution);
     let theta = gpu.upload(&theta_host, "θ")?;
-    let mut reporter = Reporter::new(args)?;
+    let mut reporter = if writes { Reporter::new(args)? } else { Reporter { json: None } };
     let model = || model_of(&gpu, network, &theta, &normalizer, problem.loss);
     // The best validation accuracy so far, and the iteration or epoch that reached it.
     let mut best: Option<(f64, String)> = None;
@@ -391,6 +427,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
         reporter.report(record)?;
         last = Some(record.clone());
+        if !writes {
+            return Ok(());
+        }
         if let Some(path) = &args.checkpoint {
             Checkpoint { model: model()?, state, velocity, trained_on: trained_on.clone() }.save(path)?;
         }
@@ -440,7 +479,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         Optim::Sgd => {
             let options = args.settings.sgd_options()?;
-            let mut sgd = Sgd::new(&execution, &problem, train, &options)?;
+            let mut sgd = Sgd::across(&execution, &problem, comm, train, total, &options)?;
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));
             }
@@ -466,13 +505,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
             while !sgd.finished() {
                 let mut record = Record::Sgd(sgd.epoch(train, &theta)?);
+                injected_failure(comm.rank(), sgd.state.epoch)?;
                 let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
                 record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
                 finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
             }
         }
     }
-    if let Some(path) = &args.save {
+    if let Some(path) = args.save.as_ref().filter(|_| writes) {
         match best {
             Some((acc, label)) => println!(
                 "saved the model with the best validation accuracy, {:.2}% (after {label}), to {}",

@@ -55,10 +55,21 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
     }
 }
 
-/// Prints `error` and its causes, one to a line, without a backtrace (panics keep theirs).
-pub fn report(error: &anyhow::Error) {
-    eprintln!("error: {error}");
+/// Prints `error` and its causes, one to a line, without a backtrace (panics keep theirs),
+/// after `prefix` (the rank, across ranks).
+pub fn report(prefix: &str, error: &anyhow::Error) {
+    eprintln!("{prefix}error: {error}");
     for cause in error.chain().skip(1) {
-        eprintln!("  because: {cause}");
+        eprintln!("{prefix}  because: {cause}");
+    }
+}
+
+/// Marks an error already reported (the exit status still follows its causes).
+#[derive(Debug)]
+pub struct Reported;
+
+impl fmt::Display for Reported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("reported above")
     }
 }

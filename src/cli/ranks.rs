@@ -1,0 +1,125 @@
+//! The ranks the program runs as: one process, or (built with the `mpi` feature and started
+//! by `mpirun`) the ranks of an MPI job, of which only rank 0 prints and writes files.
+
+use anyhow::Result;
+use newton_wgpu::comm::{Communicator, SingleProcess};
+
+use super::usage::Usage;
+
+/// The ranks of this run.
+pub struct Ranks {
+    #[cfg(feature = "mpi")]
+    mpi: Option<newton_wgpu::comm::over_mpi::Mpi>,
+}
+
+/// The number of ranks a launcher says this process belongs to (Open MPI's, MPICH's and
+/// Slurm's variables), if any says.
+fn launched_size() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
+}
+
+impl Ranks {
+    /// The ranks this process is one of. A binary built without MPI that a launcher started as
+    /// one of several ranks refuses to run (P copies of the same job would each train alone).
+    pub fn join() -> Result<Self> {
+        let several = launched_size().filter(|&p| p > 1);
+        #[cfg(feature = "mpi")]
+        {
+            let mpi = match several {
+                Some(_) => Some(
+                    newton_wgpu::comm::over_mpi::Mpi::initialize()
+                        .ok_or_else(|| anyhow::anyhow!("MPI was initialised twice"))?,
+                ),
+                None => None,
+            };
+            let ranks = Self { mpi };
+            if ranks.comm().size() > 1 {
+                share_the_cores();
+                if ranks.comm().rank() > 0 {
+                    silence_stdout();
+                }
+            }
+            Ok(ranks)
+        }
+        #[cfg(not(feature = "mpi"))]
+        match several {
+            Some(size) => Err(Usage(format!(
+                "started as one of {size} ranks, but this binary was built without MPI: build it \
+                 with `cargo build --release --features mpi` (or run one rank)"
+            ))
+            .into()),
+            None => Ok(Self {}),
+        }
+    }
+
+    pub fn comm(&self) -> &dyn Communicator {
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = &self.mpi {
+            return mpi;
+        }
+        &SingleProcess
+    }
+
+    /// "rank r of P: " across ranks, nothing for one process.
+    pub fn prefix(&self) -> String {
+        match self.comm().size() {
+            1 => String::new(),
+            size => format!("rank {} of {size}: ", self.comm().rank()),
+        }
+    }
+
+    /// Refuses `what`, which does not run across ranks, saying what to do `instead`.
+    pub fn single(&self, what: &str, instead: &str) -> Result<()> {
+        if self.comm().size() > 1 {
+            return Err(Usage(format!(
+                "{what} does not run across ranks yet ({} ranks were started): {instead}",
+                self.comm().size()
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Ends the whole job after this rank failed with `status`: the other ranks would wait
+    /// for it in their next sum forever. One process just returns.
+    pub fn fail(&self, status: u8) {
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = &self.mpi {
+            eprintln!("{}ending the job", self.prefix());
+            mpi.abort(i32::from(status));
+        }
+        let _ = status;
+    }
+}
+
+/// Lavapipe runs each rank's kernels on a thread per core; ranks sharing a machine would
+/// oversubscribe it. Each gets its share unless LP_NUM_THREADS says otherwise.
+#[cfg(feature = "mpi")]
+fn share_the_cores() {
+    let local = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE").ok().and_then(|v| v.parse::<usize>().ok());
+    if std::env::var_os("LP_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("LP_NUM_THREADS", (cores / local.unwrap_or(1).max(1)).max(1).to_string());
+    }
+}
+
+/// Sends this process's standard output to /dev/null: only rank 0 prints the log.
+#[cfg(feature = "mpi")]
+fn silence_stdout() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1 replaces this process's standard output; both descriptors
+        // are valid, and `null` is closed when dropped, leaving fd 1 open.
+        unsafe {
+            libc_dup2(null.as_raw_fd(), 1);
+        }
+    }
+}
+
+#[cfg(feature = "mpi")]
+extern "C" {
+    #[link_name = "dup2"]
+    fn libc_dup2(old: i32, new: i32) -> i32;
+}

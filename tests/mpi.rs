@@ -1,0 +1,104 @@
+//! The program across the ranks of an MPI job (`cargo test --features mpi --test mpi`; Open
+//! MPI's `mpirun` on the PATH): P ranks reproduce one process, and a rank that fails ends the
+//! whole job in bounded time, named.
+#![cfg(feature = "mpi")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `newton-wgpu args` as `ranks` ranks of one job (more ranks than cores are allowed).
+fn mpirun(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new("mpirun")
+        .args(["--oversubscribe", "-np", &ranks.to_string(), env!("CARGO_BIN_EXE_newton-wgpu")])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("mpirun (Open MPI) on the PATH")
+}
+
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+const NET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+
+#[test]
+fn sgd_on_one_two_and_three_ranks_logs_what_one_process_does() {
+    let dir = scratch("mpi-sgd");
+    let args = ["train", "--optim", "sgd", "--net", NET, "--loss", "ce", "--limit", "300", "--epochs", "2"];
+    let args = [&args[..], &["--batch", "64", "--lr", "0.05", "--momentum", "0.9"]].concat();
+    let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+        .args(&args)
+        .args(["--log-json", &log("one.jsonl")])
+        .output()
+        .unwrap();
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    let want = records(&dir.join("one.jsonl"));
+    assert_eq!(want.len(), 3);
+    for ranks in [1, 2, 3] {
+        let name = format!("np{ranks}.jsonl");
+        let output = mpirun(ranks, &[&args[..], &["--log-json", &log(&name)]].concat(), &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{ranks} ranks: {stderr}");
+        // Rank 0 alone prints the log.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout.matches("done: test accuracy").count(), 1, "{stdout}");
+        let got = records(&dir.join(&name));
+        assert_eq!(got.len(), want.len(), "{ranks} ranks");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g["epoch"], w["epoch"]);
+            let (gf, wf) = (g["f"].as_f64().unwrap(), w["f"].as_f64().unwrap());
+            assert!((gf - wf).abs() <= 1e-4 * wf, "{ranks} ranks: f {gf} vs {wf}");
+            let (ga, wa) = (g["test_acc"].as_f64().unwrap(), w["test_acc"].as_f64().unwrap());
+            assert!((ga - wa).abs() <= 0.01, "{ranks} ranks: test accuracy {ga} vs {wa}");
+        }
+    }
+}
+
+#[test]
+fn f_and_its_gradient_on_two_ranks_are_those_of_one_process() {
+    let args = ["eval", "--net", NET, "--loss", "ce", "--limit", "500"];
+    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(args).output().unwrap();
+    let across = mpirun(2, &args, &[]);
+    let value = |output: &Output, key: &str| -> f64 {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key} in {stdout}"));
+        line.split('=').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    for key in ["f(θ)", "‖∇f(θ)‖"] {
+        let (a, b) = (value(&across, key), value(&single, key));
+        assert!((a - b).abs() <= 1e-5 * b, "{key}: {a} across two ranks, {b} in one process");
+    }
+}
+
+#[test]
+fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
+    let args = ["train", "--optim", "sgd", "--net", NET, "--limit", "300", "--epochs", "3", "--batch", "64"];
+    let started = Instant::now();
+    let output = mpirun(2, &args, &[("NEWTON_WGPU_FAIL_AT", "1:1")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("rank 1 of 2") && stderr.contains("NEWTON_WGPU_FAIL_AT"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(120), "the job took {:?} to end", started.elapsed());
+    // What does not run across ranks yet is refused with 2, by rank 0 alone.
+    let output = mpirun(2, &["train", "--limit", "300"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("rank 0 of 2") && stderr.contains("Newton-CG does not run across ranks"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rank 1 of 2: error"), "{stderr}");
+}
