@@ -62,7 +62,12 @@ pub struct Subsample<'a> {
     problem: &'a Problem,
     /// θ as of the last draw.
     theta: GpuBuffer<f32>,
+    /// The members of S this rank holds: all of S for one process.
     indices: Vec<usize>,
+    /// |S|, over every rank.
+    total: usize,
+    /// (this rank, ranks): the rank holds the `shard` of S's members by position.
+    part: (usize, usize),
     /// The inputs of all of S when chunked (each chunk is copied into the workspace and its
     /// forward pass recomputed); None when the workspace holds all of S.
     chunk_source: Option<GpuBuffer<f32>>,
@@ -85,14 +90,30 @@ impl<'a> Subsample<'a> {
         theta: &GpuBuffer<f32>,
         options: &SubsampleOptions,
     ) -> Result<Self, Error> {
+        Self::part_of(execution, problem, data, theta, options, (0, 1))
+    }
+
+    /// The part of S that rank `part.0` of `part.1` holds: S drawn from the whole training
+    /// set `data` as one process draws it, the rank taking its [`crate::comm::shard`] of the
+    /// members by position (so that its size is the same every draw and nothing is
+    /// recorded again). Products are scaled by 1/|S|, so that the ranks' parts add up.
+    pub fn part_of(
+        execution: &Execution<'a>,
+        problem: &'a Problem,
+        data: &Dataset,
+        theta: &GpuBuffer<f32>,
+        options: &SubsampleOptions,
+        part: (usize, usize),
+    ) -> Result<Self, Error> {
         problem.check()?;
         execution.check()?;
         let (gpu, network) = (execution.gpu, &problem.network);
         network.check_data(data.shape, data.classes)?;
-        if options.size == 0 || options.size > data.len() {
+        if options.size < part.1 || options.size > data.len() {
             return Err(Error::Setting {
                 field: "GNsize",
-                expected: "between 1 and the number of training samples",
+                expected:
+                    "between the number of ranks (1 for one process) and the number of training samples",
                 found: options.size.to_string(),
             });
         }
@@ -100,7 +121,8 @@ impl<'a> Subsample<'a> {
         if theta.len() != n {
             return Err(Error::ParamCount { expected: n, found: theta.len() });
         }
-        let size = options.size;
+        let total = options.size;
+        let size = crate::comm::shard(total, part.0, part.1).len();
         let budget = options.memory_budget.unwrap_or_else(|| default_memory_budget(gpu));
         let fits_binding = Workspace::max_capacity(gpu, network);
         let whole = Workspace::bytes_for(network, size, Passes::Curvature);
@@ -130,13 +152,15 @@ impl<'a> Subsample<'a> {
             problem,
             theta: own_theta,
             indices: Vec::new(),
+            total,
+            part,
             chunk_source,
             workspace,
             regularization: problem.regularization(data.len()),
             draw,
             source: theta.id(),
         };
-        subsample.redraw_with(data, theta, options.seed, size)?;
+        subsample.redraw_with(data, theta, options.seed)?;
         Ok(subsample)
     }
 
@@ -144,17 +168,11 @@ impl<'a> Subsample<'a> {
     /// forward pass: nothing is allocated or recorded again. `data` must have as many samples
     /// as the training set S was first drawn from (the regulariser's l).
     pub fn redraw(&mut self, data: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
-        let size = self.len();
-        self.redraw_with(data, theta, seed, size)
+        self.redraw_with(data, theta, seed)
     }
 
-    fn redraw_with(
-        &mut self,
-        data: &Dataset,
-        theta: &GpuBuffer<f32>,
-        seed: u64,
-        size: usize,
-    ) -> Result<(), Error> {
+    fn redraw_with(&mut self, data: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
+        let size = self.total;
         let network = &self.problem.network;
         network.check_data(data.shape, data.classes)?;
         if size > data.len() || self.regularization != self.problem.regularization(data.len()) {
@@ -172,9 +190,10 @@ impl<'a> Subsample<'a> {
                 found: theta.label().to_owned(),
             });
         }
-        self.indices = pick_subsample(data.len(), size, seed);
+        let drawn = pick_subsample(data.len(), size, seed);
+        self.indices = drawn[crate::comm::shard(size, self.part.0, self.part.1)].to_vec();
         let d = network.input().len();
-        let mut images = Vec::with_capacity(size * d);
+        let mut images = Vec::with_capacity(self.indices.len() * d);
         for &i in &self.indices {
             images.extend_from_slice(data.images_of(i..i + 1));
         }
@@ -194,14 +213,19 @@ impl<'a> Subsample<'a> {
         self.source == theta.id()
     }
 
-    /// The indices of S in the training set, increasing.
+    /// The indices in the training set of the members of S this rank holds, increasing.
     pub fn indices(&self) -> &[usize] {
         &self.indices
     }
 
-    /// |S|.
+    /// The members of S this rank holds (|S| for one process).
     pub fn len(&self) -> usize {
         self.indices.len()
+    }
+
+    /// |S| over every rank.
+    pub fn total_len(&self) -> usize {
+        self.total
     }
 
     pub fn is_empty(&self) -> bool {
@@ -351,7 +375,7 @@ impl<'a> Subsample<'a> {
         let (k, n) = (self.problem.network.outputs(), self.problem.network.param_count());
         self.check(v, n)?;
         self.check(out, n)?;
-        let per_sample = (1.0 / self.len() as f64) as f32;
+        let per_sample = (1.0 / self.total as f64) as f32;
         blas1::fill(rec, out, n, 0.0)?;
         let ws = &self.workspace;
         self.for_each_chunk(rec, |rec, _, batch| {

@@ -151,3 +151,75 @@ fn sgd_across_ranks_takes_the_steps_of_one_process() {
         assert!(error <= 1e-4 * scale, "{size} ranks: θ differs by {error} of {scale}");
     }
 }
+
+/// Newton-CG across ranks takes the iterations one process takes: the same accepted steps
+/// and CG step counts, f within summation order.
+#[test]
+fn newton_across_ranks_takes_the_iterations_of_one_process() {
+    use newton_wgpu::nn::{LayerSpec, Network};
+    use newton_wgpu::optim::newton::{Newton, NewtonOptions};
+    use newton_wgpu::optim::IterationRecord;
+    let (split, _) = common::bundled_mnist(240);
+    let (train, test) = (split.train, split.test.head(100));
+    let network = Network::new(
+        train.shape,
+        &[
+            LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
+            LayerSpec::Relu,
+            LayerSpec::MaxPool { size: 2, stride: None },
+            LayerSpec::Dense { units: 10 },
+        ],
+    )
+    .unwrap();
+    let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
+    let init = problem.network.init_params(6);
+    let options = NewtonOptions { iter_max: 3, gn_size: Some(31), lambda: 0.1, ..Default::default() };
+    let execution = execution();
+    let run = |comm: &dyn Communicator, test: &newton_wgpu::data::Dataset| {
+        let theta = gpu().upload(&init, "θ").unwrap();
+        let mut newton = Newton::across(&execution, &problem, comm, &train, &options).unwrap();
+        let mut records: Vec<IterationRecord> = vec![newton.initial_record(&train, &theta).unwrap()];
+        while !newton.finished() {
+            let mut record = newton.step(&train, &theta).unwrap().unwrap();
+            (record.elapsed_s, record.cg_s, record.comm_s) = (0.0, 0.0, 0.0);
+            record.test_acc = Some(newton.accuracy(test, &theta).unwrap());
+            records.push(record);
+        }
+        (records, gpu().read(&theta).unwrap())
+    };
+    let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &test);
+    assert!(want.iter().skip(1).any(|r| r.cg_iters > 1), "{want:?}");
+    let scale: f32 = want_theta.iter().map(|v| v.abs()).sum();
+    for size in [2, 3] {
+        let ranks = ThreadGroup::new(size, Duration::from_secs(120));
+        let results: Vec<(Vec<IterationRecord>, Vec<f32>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranks
+                .iter()
+                .map(|comm| {
+                    let (test, run) = (&test, &run);
+                    scope.spawn(move || {
+                        let mine =
+                            test.select(&shard(test.len(), comm.rank(), comm.size()).collect::<Vec<_>>());
+                        run(comm, &mine)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (rank, (records, theta)) in results.iter().enumerate() {
+            assert_eq!((records, theta), (&results[0].0, &results[0].1), "rank {rank} of {size}");
+        }
+        let (records, theta) = &results[0];
+        assert_eq!(records.len(), want.len());
+        for (got, want) in records.iter().zip(&want) {
+            let same = (got.iter, got.accepted, got.cg_iters, got.alpha);
+            assert_eq!(same, (want.iter, want.accepted, want.cg_iters, want.alpha), "{size} ranks");
+            assert!((got.f - want.f).abs() <= 1e-4 * want.f, "{size} ranks: {got:?} vs {want:?}");
+            assert!((got.lambda - want.lambda).abs() <= 1e-12 * want.lambda, "{size} ranks");
+            let (a, b) = (got.test_acc.unwrap_or(0.0), want.test_acc.unwrap_or(0.0));
+            assert!((a - b).abs() <= 0.02, "{size} ranks: accuracy {a} vs {b}");
+        }
+        let error: f32 = theta.iter().zip(&want_theta).map(|(a, b)| (a - b).abs()).sum();
+        assert!(error <= 1e-3 * scale, "{size} ranks: θ differs by {error} of {scale}");
+    }
+}

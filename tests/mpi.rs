@@ -1,6 +1,6 @@
 //! The program across the ranks of an MPI job (`cargo test --features mpi --test mpi`; Open
-//! MPI's `mpirun` on the PATH): P ranks reproduce one process, and a rank that fails ends the
-//! whole job in bounded time, named.
+//! MPI's `mpirun` on the PATH): P ranks reproduce one process, Newton-CG and SGD, a resumed
+//! run continues exactly, and a rank that fails ends the whole job in bounded time, named.
 #![cfg(feature = "mpi")]
 
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// `newton-wgpu args` as `ranks` ranks of one job (more ranks than cores are allowed).
-fn mpirun(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> Output {
+fn mpirun<A: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[A], env: &[(&str, &str)]) -> Output {
     Command::new("mpirun")
         .args(["--oversubscribe", "-np", &ranks.to_string(), env!("CARGO_BIN_EXE_newton-wgpu")])
         .args(args)
@@ -67,6 +67,60 @@ fn sgd_on_one_two_and_three_ranks_logs_what_one_process_does() {
     }
 }
 
+/// Newton-CG on 1, 2 and 3 ranks takes one process's iterations (the same accepted steps and
+/// CG step counts, f within 1e-4), and a resumed run on 2 ranks logs what an uninterrupted
+/// one does.
+#[test]
+fn newton_on_one_two_and_three_ranks_logs_what_one_process_does() {
+    let dir = scratch("mpi-newton");
+    let args = ["train", "--net", NET, "--loss", "ce", "--limit", "1000", "--gn-size", "100"];
+    let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let with = |more: &[&str]| -> Vec<String> { args.iter().chain(more).map(|a| a.to_string()).collect() };
+    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+        .args(with(&["--iters", "3", "--log-json", &log("one.jsonl")]))
+        .output()
+        .unwrap();
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    let want = records(&dir.join("one.jsonl"));
+    assert_eq!(want.len(), 4);
+    let same = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
+        for key in ["iter", "accepted", "cg_iters", "alpha"] {
+            assert_eq!(a[key], b[key], "{what}: {key}");
+        }
+        let (af, bf) = (a["f"].as_f64().unwrap(), b["f"].as_f64().unwrap());
+        assert!((af - bf).abs() <= 1e-4 * bf, "{what}: f {af} vs {bf}");
+    };
+    for ranks in [1, 2, 3] {
+        let name = format!("np{ranks}.jsonl");
+        let output = mpirun(ranks, &with(&["--iters", "3", "--log-json", &log(&name)]), &[]);
+        assert!(output.status.success(), "{ranks} ranks: {}", String::from_utf8_lossy(&output.stderr));
+        let got = records(&dir.join(&name));
+        assert_eq!(got.len(), want.len(), "{ranks} ranks");
+        for (g, w) in got.iter().zip(&want) {
+            same(g, w, &format!("{ranks} ranks"));
+        }
+        if ranks > 1 {
+            assert!(got[1]["comm_s"].as_f64().unwrap() > 0.0, "{:?}", got[1]);
+        }
+    }
+    // Two iterations with a checkpoint, then resumed to three: the log of three at once.
+    let checkpoint = log("run.checkpoint");
+    let first = mpirun(
+        2,
+        &with(&["--iters", "2", "--checkpoint", &checkpoint, "--log-json", &log("resumed.jsonl")]),
+        &[],
+    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let resume = with(&["--iters", "3", "--resume", &checkpoint, "--log-json", &log("resumed.jsonl")]);
+    let second = mpirun(2, &resume, &[]);
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let (resumed, straight) = (records(&dir.join("resumed.jsonl")), records(&dir.join("np2.jsonl")));
+    assert_eq!(resumed.len(), straight.len());
+    for (r, s) in resumed.iter().zip(&straight) {
+        assert_eq!((&r["iter"], &r["f"], &r["cg_iters"]), (&s["iter"], &s["f"], &s["cg_iters"]));
+    }
+}
+
 #[test]
 fn f_and_its_gradient_on_two_ranks_are_those_of_one_process() {
     let args = ["eval", "--net", NET, "--loss", "ce", "--limit", "500"];
@@ -93,11 +147,11 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
     assert!(stderr.contains("rank 1 of 2") && stderr.contains("NEWTON_WGPU_FAIL_AT"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(120), "the job took {:?} to end", started.elapsed());
     // What does not run across ranks yet is refused with 2, by rank 0 alone.
-    let output = mpirun(2, &["train", "--limit", "300"], &[]);
+    let output = mpirun(2, &["compare", "--limit", "300"], &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("rank 0 of 2") && stderr.contains("Newton-CG does not run across ranks"),
+        stderr.contains("rank 0 of 2") && stderr.contains("compare does not run across ranks"),
         "{stderr}"
     );
     assert!(!stderr.contains("rank 1 of 2: error"), "{stderr}");

@@ -383,9 +383,6 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let comm = ranks.comm();
     // Across ranks, rank 0 alone prints and writes files.
     let writes = comm.rank() == 0;
-    if args.optim == Optim::Newton {
-        ranks.single("Newton-CG", "run one process, or --optim sgd")?;
-    }
     if writes {
         for (option, path) in args.outputs() {
             usage(output::check(path), option)?;
@@ -446,7 +443,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     match args.optim {
         Optim::Newton => {
             let options = args.settings.newton_options()?;
-            let mut newton = Newton::new(&execution, &problem, train, &options)?;
+            // Newton-CG draws each S from the whole training set; f and ∇f are summed over
+            // the ranks' shards.
+            let whole = &split.train;
+            let mut newton = Newton::across(&execution, &problem, comm, whole, &options)?;
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
             }
@@ -461,13 +461,13 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 "iter  f after step        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
             if fresh {
-                let mut record = Record::Newton(newton.initial_record(train, &theta)?);
+                let mut record = Record::Newton(newton.initial_record(whole, &theta)?);
                 let val_acc = validation.map(|v| newton.accuracy(v, &theta)).transpose()?;
                 record.set_accuracies(Some(newton.accuracy(test, &theta)?), val_acc);
                 finish(&record, serde_json::to_string(&newton.state)?, None)?;
             }
             while !newton.finished() {
-                let Some(record) = newton.step(train, &theta)? else {
+                let Some(record) = newton.step(whole, &theta)? else {
                     println!("‖∇f‖ is within --grad-tol: stopping");
                     break;
                 };

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 
+use crate::comm::Communicator;
 use crate::curvature::{Damping, Subsample};
 use crate::error::Error;
 use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket};
@@ -36,6 +37,9 @@ struct Programs {
     section: IndirectArgs,
     /// gᵀs and sᵀs.
     end: Program,
+    /// A step across ranks, in two (recorded only there): the rank's part of the product,
+    /// then, after the parts are summed on the host, the rest of the step.
+    split: Option<(Program, Program)>,
 }
 
 /// The vectors and scalars of a solve, and its programs; allocated once per run.
@@ -77,10 +81,11 @@ impl CgBuffers {
         gpu: &Gpu,
         subsample: &Subsample,
         grad: &GpuBuffer<f32>,
+        split: bool,
     ) -> Result<&Programs, Error> {
         let key = (subsample.id(), grad.id());
-        if self.programs.as_ref().is_none_or(|p| p.key != key) {
-            self.programs = Some(self.record(gpu, subsample, grad, key)?);
+        if self.programs.as_ref().is_none_or(|p| p.key != key || p.split.is_some() != split) {
+            self.programs = Some(self.record(gpu, subsample, grad, key, split)?);
         }
         Ok(self.programs.as_ref().expect("recorded above"))
     }
@@ -91,6 +96,7 @@ impl CgBuffers {
         subsample: &Subsample,
         grad: &GpuBuffer<f32>,
         key: (u64, u64),
+        split: bool,
     ) -> Result<Programs, Error> {
         let (s, r, p, ap) = (&self.direction, &self.residual, &self.conjugate, &self.product);
         let (scalars, scratch, n) = (&self.scalars, &self.scratch, s.len());
@@ -118,7 +124,23 @@ impl CgBuffers {
         blas1::dot(&mut rec, grad, s, n, scratch, scalars, slot::GS)?;
         blas1::dot(&mut rec, s, s, n, scratch, scalars, slot::SS)?;
         let end = rec.finish()?;
-        Ok(Programs { key, start, step, section, end })
+        if !split {
+            return Ok(Programs { key, start, step, section, end, split: None });
+        }
+
+        let mut rec = gpu.recorder();
+        subsample.record_gauss_newton(&mut rec, p, Damping::Slot { scalars, slot: slot::DAMPING }, ap)?;
+        let product = rec.finish()?;
+        let mut rec = gpu.recorder();
+        let blocks = blas1::dot_partials(&mut rec, p, ap, n, scratch)?;
+        kernels::alpha(&mut rec, scalars, scratch, blocks)?;
+        kernels::update(&mut rec, scalars, p, ap, s, r)?;
+        blas1::dot_partials(&mut rec, r, r, n, scratch)?;
+        // The gate it sets is the one-process step's; the host decides here.
+        kernels::beta(&mut rec, scalars, scratch, blocks, &section)?;
+        kernels::xpay_scalar(&mut rec, scalars, slot::BETA, r, p)?;
+        let rest = rec.finish()?;
+        Ok(Programs { key, start, step, section, end, split: Some((product, rest)) })
     }
 }
 
@@ -146,6 +168,9 @@ pub struct CgOutcome {
     pub gs: f64,
     /// sᵀG_S s without the λ term, from the CG recurrences: Σ αᵢ rᵢᵀrᵢ − λ sᵀs.
     pub s_g_s: f64,
+    /// Across ranks, the seconds spent exchanging the products' parts (read back, summed,
+    /// written back) and the decisions; 0 for one process.
+    pub exchange_s: f64,
 }
 
 /// The largest f32 bound b with rᵀr ≤ b exactly when √rᵀr ≤ `tolerance` in f64, for every
@@ -183,7 +208,7 @@ pub fn solve(
     scalars[slot::DAMPING] = subsample.damping(lambda);
     scalars[slot::TOL_RR] = rr_bound(settings.xi * grad_norm);
     gpu.write(&buffers.scalars, &scalars)?;
-    let programs = buffers.programs(gpu, subsample, grad)?;
+    let programs = buffers.programs(gpu, subsample, grad, false)?;
     // Every step's product runs until the device says otherwise.
     gpu.write(&programs.section.args, &programs.section.host)?;
     gpu.submit(&[&programs.start])?;
@@ -220,5 +245,75 @@ pub fn solve(
         broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
         gs,
         s_g_s: last[slot::SAS] as f64 - lambda * ss,
+        exchange_s: 0.0,
+    })
+}
+
+/// [`solve`] as one rank of a data-parallel job, each rank holding its part of S
+/// ([`Subsample::part_of`]): every step sums the ranks' parts of the product (n values read
+/// back, summed, written back: the price of the sum), rank 0 alone adds the damping, and
+/// whether CG goes on is rank 0's answer, sent to every rank, so that no rank waits for a step
+/// the others do not take. The outcome is rank 0's on every rank. With one rank this is
+/// [`solve`].
+#[allow(clippy::too_many_arguments)]
+pub fn solve_across(
+    gpu: &Gpu,
+    comm: &dyn Communicator,
+    subsample: &Subsample,
+    lambda: f64,
+    grad: &GpuBuffer<f32>,
+    grad_norm: f64,
+    settings: &CgSettings,
+    buffers: &mut CgBuffers,
+) -> Result<CgOutcome, Error> {
+    if comm.size() == 1 {
+        return solve(gpu, subsample, lambda, grad, grad_norm, settings, buffers);
+    }
+    let rank0 = comm.rank() == 0;
+    let mut scalars = vec![0.0f32; slot::COUNT];
+    scalars[slot::DAMPING] = if rank0 { subsample.damping(lambda) } else { 0.0 };
+    scalars[slot::TOL_RR] = rr_bound(settings.xi * grad_norm);
+    gpu.write(&buffers.scalars, &scalars)?;
+    buffers.programs(gpu, subsample, grad, true)?;
+    let programs = buffers.programs.as_ref().expect("recorded above");
+    let (product, rest) = programs.split.as_ref().expect("recorded split");
+    gpu.submit(&[&programs.start])?;
+    // rank 0's value of each figure, on every rank.
+    let from_rank0 = |values: &[f32]| -> Result<Vec<f64>, Error> {
+        let mut sums: Vec<f64> = values.iter().map(|&v| if rank0 { v as f64 } else { 0.0 }).collect();
+        comm.sum_f64(&mut sums)?;
+        Ok(sums)
+    };
+    let mut exchange_s = 0.0;
+    for _ in 0..settings.max_steps {
+        gpu.submit(&[product])?;
+        // The read waits for the product; the exchange is timed from when it is here.
+        let mut part = gpu.read(&buffers.product)?;
+        let exchange = std::time::Instant::now();
+        comm.sum_f32(&mut part)?;
+        gpu.write(&buffers.product, &part)?;
+        exchange_s += exchange.elapsed().as_secs_f64();
+        gpu.submit(&[rest])?;
+        let now = gpu.read(&buffers.scalars)?;
+        let exchange = std::time::Instant::now();
+        let stop = from_rank0(&[now[slot::STOP]])?[0];
+        exchange_s += exchange.elapsed().as_secs_f64();
+        if stop != 0.0 {
+            break;
+        }
+    }
+    gpu.submit(&[&programs.end])?;
+    let last = gpu.read(&buffers.scalars)?;
+    let figures = [slot::STEP, slot::RR, slot::STOP, slot::GS, slot::SS, slot::SAS].map(|i| last[i]);
+    let [steps, rr, stop, gs, ss, sas] = <[f64; 6]>::try_from(from_rank0(&figures)?).expect("six figures");
+    let stop = Stop::from_slot(stop as f32);
+    Ok(CgOutcome {
+        steps: steps as usize,
+        residual_norm: rr.sqrt(),
+        stop,
+        broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
+        gs,
+        s_g_s: sas - lambda * ss,
+        exchange_s,
     })
 }

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::comm::{self, Communicator, SingleProcess};
 use crate::curvature::{Subsample, SubsampleOptions};
 use crate::data::Dataset;
 use crate::error::Error;
@@ -100,6 +101,10 @@ pub enum StopReason {
 /// runs one iteration; [`train`] runs them all.
 pub struct Newton<'a> {
     execution: Execution<'a>,
+    comm: &'a dyn Communicator,
+    /// Across ranks, the training samples this rank holds, for f and ∇f (S is drawn from the
+    /// whole set, which [`Newton::step`] is given); None for one process.
+    shard: Option<Dataset>,
     problem: &'a Problem,
     options: NewtonOptions,
     objective: Objective<'a>,
@@ -127,10 +132,40 @@ impl<'a> Newton<'a> {
         train: &Dataset,
         options: &NewtonOptions,
     ) -> Result<Self, Error> {
+        Self::across(execution, problem, &SingleProcess, train, options)
+    }
+
+    /// Newton-CG as rank `comm.rank()` of a data-parallel job on the whole training set
+    /// `train` (which [`Newton::step`] is then given too): f and ∇f over this rank's
+    /// [`comm::shard`], summed; each subsample drawn as one process draws it, the rank
+    /// holding its part ([`Subsample::part_of`]); CG summing the parts of each product
+    /// ([`cg::solve_across`]). Every decision is taken from summed values or rank 0's, so
+    /// every rank takes the same steps as one process.
+    pub fn across(
+        execution: &Execution<'a>,
+        problem: &'a Problem,
+        comm: &'a dyn Communicator,
+        train: &Dataset,
+        options: &NewtonOptions,
+    ) -> Result<Self, Error> {
         options.validate(train.len())?;
+        let gn_size = options.gn_size_for(train.len());
+        if gn_size < comm.size() {
+            return Err(Error::Setting {
+                field: "gn_size",
+                expected: "at least the number of ranks, each holding a part of S",
+                found: gn_size.to_string(),
+            });
+        }
+        let shard = (comm.size() > 1).then(|| {
+            let range = comm::shard(train.len(), comm.rank(), comm.size());
+            train.select(&range.collect::<Vec<_>>())
+        });
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         Ok(Self {
             execution: *execution,
+            comm,
+            shard,
             problem,
             objective: Objective::new(execution, problem)?,
             grad: gpu.zeros::<f32>(n, "∇f")?,
@@ -138,7 +173,7 @@ impl<'a> Newton<'a> {
             trial_grad: gpu.zeros::<f32>(n, "∇f(θ + s)")?,
             known: None,
             cg_buffers: CgBuffers::new(gpu, n)?,
-            gn_size: options.gn_size_for(train.len()),
+            gn_size,
             subsample: None,
             step_length: gpu.zeros(1, "line search α")?,
             line_search: None,
@@ -189,7 +224,9 @@ impl<'a> Newton<'a> {
         theta: &GpuBuffer<f32>,
     ) -> Result<IterationRecord, Error> {
         let started = Instant::now();
-        let eval = self.objective.value_and_grad(train, theta, &self.grad)?;
+        let (comm, total) = (self.comm, train.len());
+        let shard = self.shard.as_ref().unwrap_or(train);
+        let eval = self.objective.value_and_grad_across(comm, shard, total, theta, &self.grad)?;
         self.known = Some(eval);
         let record = IterationRecord {
             iter: self.state.iteration,
@@ -202,6 +239,7 @@ impl<'a> Newton<'a> {
             accepted: true,
             elapsed_s: self.state.elapsed_s,
             cg_s: 0.0,
+            comm_s: 0.0,
             test_acc: None,
             val_acc: None,
         };
@@ -220,9 +258,11 @@ impl<'a> Newton<'a> {
         let (gpu, options) = (self.execution.gpu, &self.options);
         let started = Instant::now();
         let k = self.state.iteration + 1;
+        let (comm, total) = (self.comm, train.len());
+        let shard = self.shard.as_ref().unwrap_or(train);
         let eval = match self.known.take() {
             Some(eval) => eval,
-            None => self.objective.value_and_grad(train, theta, &self.grad)?,
+            None => self.objective.value_and_grad_across(comm, shard, total, theta, &self.grad)?,
         };
         if !eval.f.is_finite() || !eval.grad_norm.is_finite() {
             return Err(Error::Diverged { iteration: k, f: eval.f, grad_norm: eval.grad_norm });
@@ -240,14 +280,16 @@ impl<'a> Newton<'a> {
             }
             _ => {
                 let sub_options = SubsampleOptions { size: self.gn_size, seed, memory_budget: None };
-                Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?
+                let part = (comm.rank(), comm.size());
+                Subsample::part_of(&self.execution, self.problem, train, theta, &sub_options, part)?
             }
         };
         let lambda = self.state.lambda;
         let settings =
             CgSettings { xi: options.xi, max_steps: options.cg_max, check_every: options.cg_check_every };
+        let (grad, buffers) = (&self.grad, &mut self.cg_buffers);
         let outcome =
-            cg::solve(gpu, &subsample, lambda, &self.grad, eval.grad_norm, &settings, &mut self.cg_buffers)?;
+            cg::solve_across(gpu, comm, &subsample, lambda, grad, eval.grad_norm, &settings, buffers)?;
         self.subsample = Some(subsample);
         let cg_s = cg_started.elapsed().as_secs_f64();
         if self.line_search.as_ref().is_none_or(|(id, _, _)| *id != theta.id()) {
@@ -266,9 +308,9 @@ impl<'a> Newton<'a> {
                 gpu.write(&self.step_length, &[alpha as f32])?;
                 gpu.submit(&[trial_point])?;
                 let trial_eval = if halvings == 0 {
-                    self.objective.value_and_grad(train, &self.trial, &self.trial_grad)?
+                    self.objective.value_and_grad_across(comm, shard, total, &self.trial, &self.trial_grad)?
                 } else {
-                    self.objective.value(train, &self.trial)?
+                    self.objective.value_across(comm, shard, total, &self.trial)?
                 };
                 let f_trial = trial_eval.f;
                 if f_trial.is_finite() && f_trial - eval.f <= options.eta * alpha * outcome.gs {
@@ -318,6 +360,7 @@ impl<'a> Newton<'a> {
             accepted: accepted.is_some(),
             elapsed_s: self.state.elapsed_s,
             cg_s,
+            comm_s: outcome.exchange_s,
             test_acc: None,
             val_acc: None,
         }))
@@ -342,9 +385,10 @@ impl<'a> Newton<'a> {
         Ok((theta.id(), trial_point, rec.finish()?))
     }
 
-    /// Accuracy of θ on `data`, computed on the device in chunks.
+    /// Accuracy of θ on `data` (across ranks, this rank's shard of the scored set), computed
+    /// on the device in chunks.
     pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
-        Ok(self.objective.accuracy(data, theta)?.overall())
+        Ok(self.objective.accuracy_across(self.comm, data, theta)?.overall())
     }
 }
 

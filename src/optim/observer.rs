@@ -24,6 +24,9 @@ pub struct IterationRecord {
     pub elapsed_s: f64,
     /// Seconds of this iteration spent in CG.
     pub cg_s: f64,
+    /// Seconds of this iteration's CG spent summing the products' parts across ranks (the
+    /// sums themselves and the write back; 0 for one process).
+    pub comm_s: f64,
     pub test_acc: Option<f64>,
     /// Accuracy on the validation set, when one was held out.
     #[serde(skip_serializing_if = "Option::is_none")]
