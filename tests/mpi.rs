@@ -139,13 +139,23 @@ fn f_and_its_gradient_on_two_ranks_are_those_of_one_process() {
 
 #[test]
 fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
+    let dir = scratch("mpi-fault");
+    let checkpoint = dir.join("run.checkpoint");
+    let ck = checkpoint.to_str().unwrap();
     let args = ["train", "--optim", "sgd", "--net", NET, "--limit", "300", "--epochs", "3", "--batch", "64"];
     let started = Instant::now();
-    let output = mpirun(2, &args, &[("NEWTON_WGPU_FAIL_AT", "1:1")]);
+    let output = mpirun(2, &[&args[..], &["--checkpoint", ck]].concat(), &[("NEWTON_WGPU_FAIL_AT", "1:2")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("rank 1 of 2") && stderr.contains("NEWTON_WGPU_FAIL_AT"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(120), "the job took {:?} to end", started.elapsed());
+    // The last checkpoint rank 0 wrote is whole, and the job resumes from it.
+    let model = newton_wgpu::model::Model::load(&checkpoint).unwrap();
+    newton_wgpu::model::Checkpoint::load_for(&checkpoint, &model.network).unwrap();
+    let resumed = mpirun(2, &[&args[..], &["--resume", ck]].concat(), &[]);
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(stdout.contains("resumed from") && stdout.contains("after 3 epochs"), "{stdout}");
     // What does not run across ranks yet is refused with 2, by rank 0 alone.
     let output = mpirun(2, &["compare", "--limit", "300"], &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -160,3 +160,36 @@ fn an_adapter_name_that_matches_nothing_lists_the_adapters() {
     assert!(message.contains("no-such-gpu") && message.contains("available"), "{message}");
     assert!(message.contains(&common::gpu().adapter().name), "{message} should list the adapter in use");
 }
+
+/// One rank per GPU: the index counts the adapters of the preferred adapter's backend only
+/// (the same GPU seen through Vulkan and GL is one GPU), modulo their number.
+#[test]
+fn an_adapter_index_counts_the_adapters_of_one_backend() {
+    use newton_wgpu::gpu::{Gpu, GpuOptions};
+    let first =
+        Gpu::with_options(&GpuOptions { backends: wgpu::Backends::all(), ..Default::default() }).unwrap();
+    let first = first.adapter().clone();
+    let instance = wgpu::Instance::default();
+    let same_backend = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .filter(|a| a.get_info().backend == first.backend)
+        .count();
+    for index in [1, same_backend, 7] {
+        let options =
+            GpuOptions { backends: wgpu::Backends::all(), adapter_index: Some(index), ..Default::default() };
+        let chosen = Gpu::with_options(&options).unwrap();
+        assert_eq!(chosen.adapter().backend, first.backend, "index {index} left the preferred backend");
+        if index % same_backend == 0 {
+            assert_eq!(chosen.adapter().name, first.name, "index {index} of {same_backend}");
+        }
+    }
+    // The program reads it from NEWTON_WGPU_ADAPTER_INDEX, and refuses what is not an index.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+        .arg("info")
+        .env("NEWTON_WGPU_ADAPTER_INDEX", "first")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NEWTON_WGPU_ADAPTER_INDEX") && stderr.contains("expected 0, 1, 2"), "{stderr}");
+}

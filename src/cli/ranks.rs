@@ -37,6 +37,7 @@ impl Ranks {
             let ranks = Self { mpi };
             if ranks.comm().size() > 1 {
                 share_the_cores();
+                one_gpu_per_local_rank();
                 if ranks.comm().rank() > 0 {
                     silence_stdout();
                 }
@@ -91,6 +92,16 @@ impl Ranks {
             mpi.abort(i32::from(status));
         }
         let _ = status;
+    }
+}
+
+/// Ranks on one machine take its GPUs in turn, by their local rank, unless an adapter is named.
+#[cfg(feature = "mpi")]
+fn one_gpu_per_local_rank() {
+    let named =
+        ["WGPU_ADAPTER_NAME", "NEWTON_WGPU_ADAPTER_INDEX"].iter().any(|v| std::env::var_os(v).is_some());
+    if let (false, Ok(local)) = (named, std::env::var("OMPI_COMM_WORLD_LOCAL_RANK")) {
+        std::env::set_var("NEWTON_WGPU_ADAPTER_INDEX", local);
     }
 }
 

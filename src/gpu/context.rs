@@ -15,6 +15,11 @@ use super::{GpuBuffer, GpuError, Program, Recorder, ShaderChecks};
 pub struct GpuOptions {
     pub backends: wgpu::Backends,
     pub adapter_name: Option<String>,
+    /// Without a name: the index-th adapter (modulo their number) among those of the
+    /// preferred adapter's backend, in preference order (`NEWTON_WGPU_ADAPTER_INDEX`; the
+    /// program sets it to a rank's local rank, one rank per GPU). One backend only, since the
+    /// same GPU seen through Vulkan and GL is one GPU.
+    pub adapter_index: Option<usize>,
     /// Time every submit with timestamp queries where the adapter supports them
     /// ([`Gpu::take_gpu_time`]); for benchmarks.
     pub timestamps: bool,
@@ -27,6 +32,7 @@ impl Default for GpuOptions {
         Self {
             backends: wgpu::Backends::all(),
             adapter_name: None,
+            adapter_index: None,
             timestamps: false,
             shader_checks: ShaderChecks::default(),
         }
@@ -45,9 +51,21 @@ impl GpuOptions {
         Ok(Self {
             backends: backends_from_env()?,
             adapter_name: std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty()),
+            adapter_index: adapter_index_from_env()?,
             timestamps: false,
             shader_checks,
         })
+    }
+}
+
+/// `NEWTON_WGPU_ADAPTER_INDEX`, a count from 0, when set.
+fn adapter_index_from_env() -> Result<Option<usize>, GpuError> {
+    match std::env::var("NEWTON_WGPU_ADAPTER_INDEX") {
+        Ok(value) if !value.is_empty() => value.trim().parse().map(Some).map_err(|_| GpuError::BadSetting {
+            name: "NEWTON_WGPU_ADAPTER_INDEX".into(),
+            reason: format!("{value:?} is not an adapter index: expected 0, 1, 2, …"),
+        }),
+        _ => Ok(None),
     }
 }
 
@@ -262,10 +280,18 @@ impl Gpu {
                     }
                 }
             }
-            None => adapters
-                .into_iter()
-                .min_by_key(|a| performance_rank(a.get_info().device_type))
-                .ok_or_else(|| GpuError::NoAdapter { tried: backend_names(options.backends) })?,
+            None => {
+                let mut ranked = adapters;
+                ranked.sort_by_key(|a| performance_rank(a.get_info().device_type));
+                let best = ranked
+                    .first()
+                    .ok_or_else(|| GpuError::NoAdapter { tried: backend_names(options.backends) })?;
+                let backend = best.get_info().backend;
+                let mut same: Vec<wgpu::Adapter> =
+                    ranked.into_iter().filter(|a| a.get_info().backend == backend).collect();
+                let index = options.adapter_index.unwrap_or(0) % same.len();
+                same.swap_remove(index)
+            }
         };
 
         let info = adapter.get_info();
