@@ -85,19 +85,13 @@ fn give_the_loader_a_runtime_dir() -> Option<std::path::PathBuf> {
 fn run(cli: Cli, ranks: &cli::ranks::Ranks) -> Result<()> {
     match cli.command {
         Some(Command::Train(args)) => cli::train::run(&args, ranks),
-        Some(Command::Compare(args)) => {
-            ranks.single("compare", "run it as one process")?;
-            cli::compare::run(&args)
-        }
+        Some(Command::Compare(args)) => cli::compare::run(&args, ranks),
         Some(Command::Predict(args)) => {
             ranks.single("predict", "run it as one process")?;
             cli::predict::run(&args)
         }
         Some(Command::Eval(args)) => cli::eval::eval(&args, ranks),
-        Some(Command::Info) => {
-            ranks.single("info", "run it as one process")?;
-            cli::info()
-        }
+        Some(Command::Info) => cli::info(ranks),
         None => cli::train::run(&cli::train::main_job(), ranks),
     }
 }

@@ -157,12 +157,46 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert!(stdout.contains("resumed from") && stdout.contains("after 3 epochs"), "{stdout}");
     // What does not run across ranks yet is refused with 2, by rank 0 alone.
-    let output = mpirun(2, &["compare", "--limit", "300"], &[]);
+    let info = mpirun(2, &["info"], &[]);
+    let stderr = String::from_utf8_lossy(&info.stderr);
+    assert!(info.status.success(), "{stderr}");
+    for rank in 0..2 {
+        assert!(stderr.contains(&format!("rank {rank} of 2: adapter ")), "{stderr}");
+    }
+    let output = mpirun(2, &["predict", "--model", ck], &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("rank 0 of 2") && stderr.contains("compare does not run across ranks"),
+        stderr.contains("rank 0 of 2") && stderr.contains("predict does not run across ranks"),
         "{stderr}"
     );
     assert!(!stderr.contains("rank 1 of 2: error"), "{stderr}");
+}
+
+/// `compare` on two ranks writes one report, rank 0's, with one process's results.
+#[test]
+fn compare_on_two_ranks_reports_what_one_process_does() {
+    let dir = scratch("mpi-compare");
+    let args = ["compare", "--net", NET, "--loss", "ce", "--limit", "600", "--iters", "2", "--epochs", "2"];
+    let args = [&args[..], &["--gn-size", "60"]].concat();
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+        .args(&args)
+        .args(["--out", one.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    let output = mpirun(2, &[&args[..], &["--out", two.to_str().unwrap()]].concat(), &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for name in ["newton.jsonl", "sgd.jsonl"] {
+        let (a, b) = (records(&one.join(name)), records(&two.join(name)));
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (a, b) in a.iter().zip(&b) {
+            let (af, bf) = (a["f"].as_f64().unwrap(), b["f"].as_f64().unwrap());
+            assert!((af - bf).abs() <= 1e-4 * af, "{name}: f {af} vs {bf}");
+        }
+    }
+    for file in ["records.csv", "summary.txt", "accuracy.png", "objective.svg"] {
+        assert!(two.join(file).is_file(), "{file} missing from the 2-rank report");
+    }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use newton_wgpu::comm::Communicator;
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::optim::{newton, sgd, Record};
@@ -109,7 +110,18 @@ impl Outcome {
     }
 }
 
-pub fn run(args: &CompareArgs) -> Result<()> {
+/// The sets a run trains and scores on: the whole training set (Newton-CG draws S from it),
+/// and this rank's shards of the training and test sets (the whole sets for one process).
+struct Sets<'d> {
+    whole: &'d Dataset,
+    train: &'d Dataset,
+    test: &'d Dataset,
+}
+
+pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
+    let comm = ranks.comm();
+    // Across ranks, rank 0 alone writes the report.
+    let writes = comm.rank() == 0;
     rules::unit_to_one("target", args.target).map_err(option_error)?;
     args.settings.problem.validate()?;
     let (split, _, problem) = args.settings.problem.load(None)?;
@@ -123,13 +135,17 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     for run in &runs {
         run.settings.validate(split.train.len()).with_context(|| format!("run {}", run.name))?;
     }
-    if args.out.exists() && !args.out.is_dir() {
-        return Err(Usage(format!("--out: {} is not a folder", args.out.display())).into());
+    if writes {
+        if args.out.exists() && !args.out.is_dir() {
+            return Err(Usage(format!("--out: {} is not a folder", args.out.display())).into());
+        }
+        usage(std::fs::create_dir_all(&args.out), &format!("--out: creating {}", args.out.display()))?;
+        for path in report_files(args, &runs) {
+            usage(output::check(&path), "--out")?;
+        }
     }
-    usage(std::fs::create_dir_all(&args.out), &format!("--out: creating {}", args.out.display()))?;
-    for path in report_files(args, &runs) {
-        usage(output::check(&path), "--out")?;
-    }
+    let (train_shard, test_shard) = (super::shard_of(&split.train, comm), super::shard_of(&split.test, comm));
+    let sets = Sets { whole: &split.train, train: &train_shard, test: &test_shard };
     let gpu = Gpu::new()?;
     let execution = args.settings.problem.execution(&gpu)?;
     super::announce(&execution);
@@ -138,12 +154,17 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let progress = Progress::new(runs.len());
     let mut outcomes = Vec::new();
     for run in &runs {
-        let outcome = train(&execution, &problem, &split.train, &split.test, run, args, &progress)?;
+        let outcome = train(&execution, &problem, comm, &sets, run, args, &progress)?;
         outcomes.push(outcome);
-        write_csv(&args.out.join(RECORDS), &runs, &outcomes)?;
+        if writes {
+            write_csv(&args.out.join(RECORDS), &runs, &outcomes)?;
+        }
         progress.finish_run();
     }
     progress.clear();
+    if !writes {
+        return Ok(());
+    }
 
     let charts = if args.sweep {
         print!("{}", sweep_table(&runs, &outcomes));
@@ -207,13 +228,15 @@ fn sweep_runs(args: &CompareArgs, train_len: usize) -> Vec<Run> {
 fn train(
     execution: &Execution,
     problem: &Problem,
-    train: &Dataset,
-    test: &Dataset,
+    comm: &dyn Communicator,
+    sets: &Sets,
     run: &Run,
     args: &CompareArgs,
     progress: &Progress,
 ) -> Result<Outcome> {
-    let mut log = LineFile::create(&args.out.join(format!("{}.jsonl", run.name)))?;
+    let path = args.out.join(format!("{}.jsonl", run.name));
+    let mut log = if comm.rank() == 0 { Some(LineFile::create(&path)?) } else { None };
+    let (train, test) = (sets.whole, sets.test);
     // The sweep varies C: each run has its own problem.
     let problem = Problem { c: run.settings.problem.c, ..problem.clone() };
     let theta = execution.gpu.upload(&problem.network.init_params(run.settings.problem.seed), "θ")?;
@@ -231,20 +254,39 @@ fn train(
     let mut log_error = None;
     let mut observe = |record: &Record| {
         let line = serde_json::to_string(record).expect("records serialise");
-        if let Err(e) = log.push(&line) {
+        if let Err(e) = log.as_mut().map_or(Ok(()), |log| log.push(&line)) {
             log_error.get_or_insert(e);
         }
         progress.record(&run.name, record);
         records.push(record.clone());
     };
     let result = match run.method {
-        Method::Newton => {
-            newton::train(execution, &problem, train, Some(test), &theta, &newton_options, &mut observe)
-                .map(|_| ())
-        }
+        Method::Newton => newton::train_across(
+            execution,
+            &problem,
+            comm,
+            train,
+            Some(test),
+            &theta,
+            &newton_options,
+            &mut observe,
+        )
+        .map(|_| ()),
         Method::Sgd => {
             let options = run.settings.sgd_options()?;
-            sgd::train(execution, &problem, train, Some(test), &theta, &options, &mut observe).map(|_| ())
+            let (shard, total) = (sets.train, train.len());
+            sgd::train_across(
+                execution,
+                &problem,
+                comm,
+                shard,
+                total,
+                Some(test),
+                &theta,
+                &options,
+                &mut observe,
+            )
+            .map(|_| ())
         }
     };
     if let Some(e) = log_error {

@@ -171,11 +171,18 @@ pub fn network_for(name: &str, input: Shape, classes: usize) -> Result<Network> 
     })
 }
 
-pub fn info() -> Result<()> {
+/// The adapter and its limits; across ranks, one line per rank on the standard error (only
+/// rank 0 prints the rest), each naming the rank's adapter.
+pub fn info(ranks: &ranks::Ranks) -> Result<()> {
     let gpu = Gpu::new()?;
     let execution = Execution::from_env(&gpu)?;
     let a = gpu.adapter();
     let l = gpu.limits();
+    if ranks.comm().size() > 1 {
+        // One write, so that the ranks' lines do not interleave.
+        let line = format!("{}adapter {} ({:?}, {:?})\n", ranks.prefix(), a.name, a.backend, a.device_type);
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }
     println!("adapter      {}", a.name);
     println!("backend      {:?}", a.backend);
     println!("device type  {:?}", a.device_type);

@@ -58,10 +58,12 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
 /// Prints `error` and its causes, one to a line, without a backtrace (panics keep theirs),
 /// after `prefix` (the rank, across ranks).
 pub fn report(prefix: &str, error: &anyhow::Error) {
-    eprintln!("{prefix}error: {error}");
+    let mut text = format!("{prefix}error: {error}\n");
     for cause in error.chain().skip(1) {
-        eprintln!("{prefix}  because: {cause}");
+        text.push_str(&format!("{prefix}  because: {cause}\n"));
     }
+    // One write, so that the lines of ranks failing together do not interleave.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
 }
 
 /// Marks an error already reported (the exit status still follows its causes).

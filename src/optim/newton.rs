@@ -404,7 +404,23 @@ pub fn train(
     options: &NewtonOptions,
     observer: &mut dyn Observer,
 ) -> Result<(StopReason, NewtonState), Error> {
-    let mut newton = Newton::new(execution, problem, train, options)?;
+    train_across(execution, problem, &SingleProcess, train, test, theta, options, observer)
+}
+
+/// [`train`] as one rank of a data-parallel job (see [`Newton::across`]): `train` is the
+/// whole training set, `test` this rank's shard of the test set.
+#[allow(clippy::too_many_arguments)]
+pub fn train_across(
+    execution: &Execution,
+    problem: &Problem,
+    comm: &dyn Communicator,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    theta: &GpuBuffer<f32>,
+    options: &NewtonOptions,
+    observer: &mut dyn Observer,
+) -> Result<(StopReason, NewtonState), Error> {
+    let mut newton = Newton::across(execution, problem, comm, train, options)?;
     let mut initial = newton.initial_record(train, theta)?;
     if let Some(test) = test {
         initial.test_acc = Some(newton.accuracy(test, theta)?);

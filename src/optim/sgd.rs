@@ -294,7 +294,25 @@ pub fn train(
     options: &SgdOptions,
     observer: &mut dyn Observer,
 ) -> Result<SgdState, Error> {
-    let mut sgd = Sgd::new(execution, problem, train, options)?;
+    train_across(execution, problem, &SingleProcess, train, train.len(), test, theta, options, observer)
+}
+
+/// [`train`] as one rank of a data-parallel job (see [`Sgd::across`]): `shard` is this rank's
+/// part of a training set of `total` samples, `test` its shard of the test set.
+#[allow(clippy::too_many_arguments)]
+pub fn train_across(
+    execution: &Execution,
+    problem: &Problem,
+    comm: &dyn Communicator,
+    shard: &Dataset,
+    total: usize,
+    test: Option<&Dataset>,
+    theta: &GpuBuffer<f32>,
+    options: &SgdOptions,
+    observer: &mut dyn Observer,
+) -> Result<SgdState, Error> {
+    let train = shard;
+    let mut sgd = Sgd::across(execution, problem, comm, shard, total, options)?;
     let mut initial = sgd.initial_record(train, theta)?;
     if let Some(test) = test {
         initial.test_acc = Some(sgd.accuracy(test, theta)?);
