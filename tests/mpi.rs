@@ -149,6 +149,13 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("rank 1 of 2") && stderr.contains("NEWTON_WGPU_FAIL_AT"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(120), "the job took {:?} to end", started.elapsed());
+    // A rank whose process dies (no MPI_Abort, no message of its own) ends the job too.
+    let started = Instant::now();
+    let crash = mpirun(2, &args, &[("NEWTON_WGPU_FAIL_AT", "1:1:crash")]);
+    let stderr = String::from_utf8_lossy(&crash.stderr);
+    assert!(!crash.status.success(), "{stderr}");
+    assert!(stderr.contains("rank 1"), "mpirun names the rank that died: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(120), "the job took {:?} to end", started.elapsed());
     // The last checkpoint rank 0 wrote is whole, and the job resumes from it.
     let model = newton_wgpu::model::Model::load(&checkpoint).unwrap();
     newton_wgpu::model::Checkpoint::load_for(&checkpoint, &model.network).unwrap();

@@ -356,10 +356,15 @@ fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &Train
 }
 
 /// A failure injected for the tests of a job across ranks: NEWTON_WGPU_FAIL_AT=RANK:EPOCH makes
-/// that rank fail as that SGD epoch ends.
+/// that rank fail as that SGD epoch ends; RANK:EPOCH:crash makes its process die there
+/// (SIGABRT), as a killed one would, without a word to the other ranks.
 fn injected_failure(rank: usize, epoch: usize) -> Result<()> {
-    let wanted = std::env::var("NEWTON_WGPU_FAIL_AT").ok();
-    if wanted.is_some_and(|w| w == format!("{rank}:{epoch}")) {
+    let wanted = std::env::var("NEWTON_WGPU_FAIL_AT").unwrap_or_default();
+    let here = format!("{rank}:{epoch}");
+    if wanted == format!("{here}:crash") {
+        std::process::abort();
+    }
+    if wanted == here {
         bail!("a failure injected by NEWTON_WGPU_FAIL_AT at epoch {epoch}");
     }
     Ok(())
