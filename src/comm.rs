@@ -9,10 +9,13 @@
 //! arithmetic; it is not a way to use several machines. [`over_mpi::Mpi`] (cargo feature
 //! `mpi`) is: the ranks that `mpirun` starts, on one machine or many.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::data::Dataset;
 
 #[cfg(feature = "mpi")]
 pub mod over_mpi;
@@ -42,6 +45,16 @@ pub fn shard(len: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
     let (base, extra) = (len / size, len % size);
     let start = rank * base + rank.min(extra);
     start..start + base + usize::from(rank < extra)
+}
+
+/// The samples of `data` that rank `comm.rank()` holds: its [`shard`], copied; all of them,
+/// borrowed, for one rank.
+pub fn shard_of<'d>(data: &'d Dataset, comm: &dyn Communicator) -> Cow<'d, Dataset> {
+    if comm.size() == 1 {
+        return Cow::Borrowed(data);
+    }
+    let range = shard(data.len(), comm.rank(), comm.size());
+    Cow::Owned(data.select(&range.collect::<Vec<_>>()))
 }
 
 /// A job of one rank.
@@ -140,13 +153,23 @@ impl ThreadGroup {
     }
 }
 
-/// Adds `parts` (each the bytes of one rank's values) in rank order into `values`.
-fn sum_parts<T: bytemuck::Pod + std::ops::AddAssign + Default>(parts: &[Vec<u8>], values: &mut [T]) {
-    values.fill(T::default());
-    for part in parts {
-        for (sum, value) in values.iter_mut().zip(bytemuck::pod_collect_to_vec::<u8, T>(part)) {
-            *sum += value;
+impl ThreadGroup {
+    /// Every rank's `values` added in rank order into `values`.
+    fn sum<T: bytemuck::Pod + std::ops::AddAssign + Default>(
+        &self,
+        values: &mut [T],
+    ) -> Result<(), CommError> {
+        let parts = self.all_gather(bytemuck::cast_slice(values).to_vec())?;
+        if parts.iter().any(|p| p.len() != std::mem::size_of_val(values)) {
+            return Err(self.failed("the ranks summed vectors of different lengths"));
         }
+        values.fill(T::default());
+        for part in parts.iter() {
+            for (sum, value) in values.iter_mut().zip(bytemuck::pod_collect_to_vec::<u8, T>(part)) {
+                *sum += value;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -160,21 +183,11 @@ impl Communicator for ThreadGroup {
     }
 
     fn sum_f32(&self, values: &mut [f32]) -> Result<(), CommError> {
-        let parts = self.all_gather(bytemuck::cast_slice(values).to_vec())?;
-        if parts.iter().any(|p| p.len() != std::mem::size_of_val(values)) {
-            return Err(self.failed("the ranks summed vectors of different lengths"));
-        }
-        sum_parts(&parts, values);
-        Ok(())
+        self.sum(values)
     }
 
     fn sum_f64(&self, values: &mut [f64]) -> Result<(), CommError> {
-        let parts = self.all_gather(bytemuck::cast_slice(values).to_vec())?;
-        if parts.iter().any(|p| p.len() != std::mem::size_of_val(values)) {
-            return Err(self.failed("the ranks summed vectors of different lengths"));
-        }
-        sum_parts(&parts, values);
-        Ok(())
+        self.sum(values)
     }
 
     fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CommError> {

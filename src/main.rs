@@ -37,24 +37,22 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime_dir = give_the_loader_a_runtime_dir();
-    let status = match cli::ranks::Ranks::join().and_then(|ranks| {
-        let result = run(cli, &ranks);
-        if let Err(error) = &result {
-            // Across ranks a failure ends the job, named by its rank; the others would wait.
-            // A wrong command line is wrong on every rank: rank 0 says so.
-            let status = cli::usage::exit_status(error);
-            if status != 2 || ranks.comm().rank() == 0 {
-                cli::usage::report(&ranks.prefix(), error);
+    let status = match cli::ranks::Ranks::join() {
+        Ok(ranks) => match run(cli, &ranks) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                // Across ranks a failure ends the job, named by its rank; the others would
+                // wait. A wrong command line is wrong on every rank: rank 0 says so.
+                let status = cli::usage::exit_status(&error);
+                if status != 2 || ranks.comm().rank() == 0 {
+                    cli::usage::report(&ranks.prefix(), &error);
+                }
+                ranks.fail(status);
+                ExitCode::from(status)
             }
-            ranks.fail(status);
-        }
-        result.map_err(|e| e.context(cli::usage::Reported))
-    }) {
-        Ok(()) => ExitCode::SUCCESS,
+        },
         Err(error) => {
-            if !error.is::<cli::usage::Reported>() {
-                cli::usage::report("", &error);
-            }
+            cli::usage::report("", &error);
             ExitCode::from(cli::usage::exit_status(&error))
         }
     };

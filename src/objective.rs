@@ -335,7 +335,7 @@ impl<'g> Objective<'g> {
 
     /// Submits the gradient of one mini-batch into `grad`: the batch mean of the loss gradient
     /// plus θ/(C·l), with l = data.len(); θ's filters are packed first. The per-sample losses
-    /// go to `losses[epoch_offset..]`; read them with [`Objective::epoch_losses`]. `then`
+    /// go to `losses[epoch_offset..]`; read their sum with [`Objective::epoch_loss_sum`]. `then`
     /// runs in the same submit, after the gradient (SGD's update).
     pub fn minibatch_grad(
         &mut self,
@@ -400,11 +400,6 @@ impl<'g> Objective<'g> {
             None => self.gpu.submit(&[&self.programs[&work]])?,
         };
         Ok(())
-    }
-
-    /// The mean of the first `count` per-sample losses written by mini-batches this epoch.
-    pub fn epoch_losses(&self, count: usize) -> Result<f64, Error> {
-        Ok(self.epoch_loss_sum(count)? / count.max(1) as f64)
     }
 
     /// The sum of the first `count` per-sample losses written by mini-batches this epoch.

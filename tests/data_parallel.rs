@@ -7,11 +7,20 @@ mod common;
 use std::time::Duration;
 
 use common::{execution, gpu};
-use newton_wgpu::comm::{shard, Communicator, ThreadGroup};
+use newton_wgpu::comm::{shard_of, Communicator, ThreadGroup};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::cnn4_small;
 use newton_wgpu::objective::{Evaluation, Objective};
 use newton_wgpu::Problem;
+
+/// `body(comm)` on each of `size` ranks, each a thread; the results by rank.
+fn on_ranks<T: Send>(size: usize, body: impl Fn(&ThreadGroup) -> T + Sync) -> Vec<T> {
+    let ranks = ThreadGroup::new(size, Duration::from_secs(120));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ranks.iter().map(|comm| scope.spawn(|| body(comm))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
 
 #[test]
 fn f_and_its_gradient_over_shards_add_up_to_those_over_the_whole_set() {
@@ -32,27 +41,15 @@ fn f_and_its_gradient_over_shards_add_up_to_those_over_the_whole_set() {
     let whole_value = objective.value(&train, &theta).unwrap();
 
     for size in [1, 2, 3] {
-        let ranks = ThreadGroup::new(size, Duration::from_secs(120));
-        let results: Vec<(Evaluation, Evaluation, Vec<f32>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = ranks
-                .iter()
-                .map(|comm| {
-                    let (train, problem, init) = (&train, &problem, &init);
-                    scope.spawn(move || {
-                        let mine =
-                            train.select(&shard(train.len(), comm.rank(), comm.size()).collect::<Vec<_>>());
-                        let theta = gpu().upload(init, "θ").unwrap();
-                        let grad = gpu().zeros::<f32>(n, "∇f").unwrap();
-                        let mut objective = Objective::new(&execution, problem).unwrap();
-                        let total = train.len();
-                        let eval =
-                            objective.value_and_grad_across(comm, &mine, total, &theta, &grad).unwrap();
-                        let value = objective.value_across(comm, &mine, total, &theta).unwrap();
-                        (eval, value, gpu().read(&grad).unwrap())
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let results: Vec<(Evaluation, Evaluation, Vec<f32>)> = on_ranks(size, |comm| {
+            let mine = shard_of(&train, comm);
+            let theta = gpu().upload(&init, "θ").unwrap();
+            let grad = gpu().zeros::<f32>(n, "∇f").unwrap();
+            let mut objective = Objective::new(&execution, &problem).unwrap();
+            let total = train.len();
+            let eval = objective.value_and_grad_across(comm, &mine, total, &theta, &grad).unwrap();
+            let value = objective.value_across(comm, &mine, total, &theta).unwrap();
+            (eval, value, gpu().read(&grad).unwrap())
         });
         for (rank, (eval, value, g)) in results.iter().enumerate() {
             assert_eq!(
@@ -79,21 +76,11 @@ fn f_and_its_gradient_over_shards_add_up_to_those_over_the_whole_set() {
 #[test]
 fn sgd_across_ranks_takes_the_steps_of_one_process() {
     use newton_wgpu::data::Dataset;
-    use newton_wgpu::nn::{LayerSpec, Network};
     use newton_wgpu::optim::sgd::{Sgd, SgdOptions};
     use newton_wgpu::optim::EpochRecord;
     let (split, _) = common::bundled_mnist(150);
     let (train, test) = (split.train, split.test.head(100));
-    let network = Network::new(
-        train.shape,
-        &[
-            LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
-            LayerSpec::Relu,
-            LayerSpec::MaxPool { size: 2, stride: None },
-            LayerSpec::Dense { units: 10 },
-        ],
-    )
-    .unwrap();
+    let network = common::small_network(train.shape);
     let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
     let init = problem.network.init_params(5);
     // 150 samples in batches of 32: the last batch is short, and with 2 or 3 ranks some
@@ -116,22 +103,8 @@ fn sgd_across_ranks_takes_the_steps_of_one_process() {
     let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &train, &test);
     let scale: f32 = want_theta.iter().map(|v| v.abs()).sum();
     for size in [1, 2, 3] {
-        let ranks = ThreadGroup::new(size, Duration::from_secs(120));
-        let results: Vec<(Vec<EpochRecord>, Vec<f32>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = ranks
-                .iter()
-                .map(|comm| {
-                    let (train, test, run) = (&train, &test, &run);
-                    scope.spawn(move || {
-                        let part = |data: &Dataset| {
-                            data.select(&shard(data.len(), comm.rank(), comm.size()).collect::<Vec<_>>())
-                        };
-                        run(comm, &part(train), &part(test))
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+        let results: Vec<(Vec<EpochRecord>, Vec<f32>)> =
+            on_ranks(size, |comm| run(comm, &shard_of(&train, comm), &shard_of(&test, comm)));
         for (rank, (records, theta)) in results.iter().enumerate() {
             assert_eq!((records, theta), (&results[0].0, &results[0].1), "rank {rank} of {size}");
         }
@@ -156,21 +129,11 @@ fn sgd_across_ranks_takes_the_steps_of_one_process() {
 /// and CG step counts, f within summation order.
 #[test]
 fn newton_across_ranks_takes_the_iterations_of_one_process() {
-    use newton_wgpu::nn::{LayerSpec, Network};
     use newton_wgpu::optim::newton::{Newton, NewtonOptions};
     use newton_wgpu::optim::IterationRecord;
     let (split, _) = common::bundled_mnist(240);
     let (train, test) = (split.train, split.test.head(100));
-    let network = Network::new(
-        train.shape,
-        &[
-            LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
-            LayerSpec::Relu,
-            LayerSpec::MaxPool { size: 2, stride: None },
-            LayerSpec::Dense { units: 10 },
-        ],
-    )
-    .unwrap();
+    let network = common::small_network(train.shape);
     let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
     let init = problem.network.init_params(6);
     let options = NewtonOptions { iter_max: 3, gn_size: Some(31), lambda: 0.1, ..Default::default() };
@@ -191,21 +154,8 @@ fn newton_across_ranks_takes_the_iterations_of_one_process() {
     assert!(want.iter().skip(1).any(|r| r.cg_iters > 1), "{want:?}");
     let scale: f32 = want_theta.iter().map(|v| v.abs()).sum();
     for size in [2, 3] {
-        let ranks = ThreadGroup::new(size, Duration::from_secs(120));
-        let results: Vec<(Vec<IterationRecord>, Vec<f32>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = ranks
-                .iter()
-                .map(|comm| {
-                    let (test, run) = (&test, &run);
-                    scope.spawn(move || {
-                        let mine =
-                            test.select(&shard(test.len(), comm.rank(), comm.size()).collect::<Vec<_>>());
-                        run(comm, &mine)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+        let results: Vec<(Vec<IterationRecord>, Vec<f32>)> =
+            on_ranks(size, |comm| run(comm, &shard_of(&test, comm)));
         for (rank, (records, theta)) in results.iter().enumerate() {
             assert_eq!((records, theta), (&results[0].0, &results[0].1), "rank {rank} of {size}");
         }

@@ -189,16 +189,7 @@ fn newton_solves_linear_least_squares_to_the_normal_equations() {
 
 fn small_problem() -> (Dataset, Network) {
     let (train, _) = mnist(200, 0);
-    let network = Network::new(
-        train.shape,
-        &[
-            LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
-            LayerSpec::Relu,
-            LayerSpec::MaxPool { size: 2, stride: None },
-            LayerSpec::Dense { units: 10 },
-        ],
-    )
-    .unwrap();
+    let network = common::small_network(train.shape);
     (train, network)
 }
 

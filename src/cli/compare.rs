@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use newton_wgpu::comm::Communicator;
+use newton_wgpu::comm::{shard_of, Communicator};
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::optim::{newton, sgd, Record};
@@ -144,7 +144,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             usage(output::check(&path), "--out")?;
         }
     }
-    let (train_shard, test_shard) = (super::shard_of(&split.train, comm), super::shard_of(&split.test, comm));
+    let (train_shard, test_shard) = (shard_of(&split.train, comm), shard_of(&split.test, comm));
     let sets = Sets { whole: &split.train, train: &train_shard, test: &test_shard };
     let gpu = Gpu::new()?;
     let execution = args.settings.problem.execution(&gpu)?;

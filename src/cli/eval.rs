@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
+use newton_wgpu::comm::shard_of;
 use newton_wgpu::curvature::{Subsample, SubsampleOptions};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::objective::Objective;
@@ -26,7 +27,7 @@ pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let (split, _, problem) = args.problem.load(None)?;
     let comm = ranks.comm();
     let total = split.train.len();
-    let train = super::shard_of(&split.train, comm);
+    let train = shard_of(&split.train, comm);
     let size = args.gn_size.unwrap_or(total.div_ceil(20));
     rules::count_up_to("gn_size", size, total, "from 1 to the number of training samples")
         .map_err(option_error)?;

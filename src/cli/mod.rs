@@ -150,19 +150,6 @@ pub fn load_split(dir: &Path) -> Result<DataSplit> {
     Ok(split)
 }
 
-/// The samples of `data` that this rank of `comm` holds (all of them, borrowed, for one
-/// process).
-pub fn shard_of<'d>(
-    data: &'d newton_wgpu::data::Dataset,
-    comm: &dyn newton_wgpu::comm::Communicator,
-) -> std::borrow::Cow<'d, newton_wgpu::data::Dataset> {
-    if comm.size() == 1 {
-        return std::borrow::Cow::Borrowed(data);
-    }
-    let range = newton_wgpu::comm::shard(data.len(), comm.rank(), comm.size());
-    std::borrow::Cow::Owned(data.select(&range.collect::<Vec<_>>()))
-}
-
 /// A built-in network by name, or a network file.
 pub fn network_for(name: &str, input: Shape, classes: usize) -> Result<Network> {
     Ok(match nn::builtin(name, input, classes) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, ValueEnum};
-use newton_wgpu::comm::Communicator;
+use newton_wgpu::comm::{shard_of, Communicator};
 use newton_wgpu::data::Normalizer;
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
@@ -401,8 +401,8 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     args.settings.validate(split.train.len())?;
     let total = split.train.len();
     // This rank's shards (the whole sets for one process).
-    let (train, test) = (&*super::shard_of(&split.train, comm), &*super::shard_of(&split.test, comm));
-    let validation = split.validation.as_ref().map(|v| super::shard_of(v, comm));
+    let (train, test) = (&*shard_of(&split.train, comm), &*shard_of(&split.test, comm));
+    let validation = split.validation.as_ref().map(|v| shard_of(v, comm));
     let validation = validation.as_deref();
     let network = &problem.network;
     // A checkpoint is read, and checked against this run, before the GPU is opened.

@@ -65,13 +65,3 @@ pub fn report(prefix: &str, error: &anyhow::Error) {
     // One write, so that the lines of ranks failing together do not interleave.
     let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
 }
-
-/// Marks an error already reported (the exit status still follows its causes).
-#[derive(Debug)]
-pub struct Reported;
-
-impl fmt::Display for Reported {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("reported above")
-    }
-}

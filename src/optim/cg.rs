@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use crate::comm::Communicator;
 use crate::curvature::{Damping, Subsample};
 use crate::error::Error;
-use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket};
+use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket, Recorder};
 use crate::kernels::blas1;
 pub use crate::kernels::cg::Stop;
 use crate::kernels::cg::{self as kernels, slot};
@@ -112,12 +112,7 @@ impl CgBuffers {
         rec.begin_indirect();
         subsample.record_gauss_newton(&mut rec, p, Damping::Slot { scalars, slot: slot::DAMPING }, ap)?;
         let section = rec.end_indirect()?;
-        let blocks = blas1::dot_partials(&mut rec, p, ap, n, scratch)?;
-        kernels::alpha(&mut rec, scalars, scratch, blocks)?;
-        kernels::update(&mut rec, scalars, p, ap, s, r)?;
-        blas1::dot_partials(&mut rec, r, r, n, scratch)?;
-        kernels::beta(&mut rec, scalars, scratch, blocks, &section)?;
-        kernels::xpay_scalar(&mut rec, scalars, slot::BETA, r, p)?;
+        self.record_after_product(&mut rec, &section)?;
         let step = rec.finish()?;
 
         let mut rec = gpu.recorder();
@@ -131,16 +126,25 @@ impl CgBuffers {
         let mut rec = gpu.recorder();
         subsample.record_gauss_newton(&mut rec, p, Damping::Slot { scalars, slot: slot::DAMPING }, ap)?;
         let product = rec.finish()?;
+        // The gate β sets is the one-process step's, unused here: the host decides.
         let mut rec = gpu.recorder();
-        let blocks = blas1::dot_partials(&mut rec, p, ap, n, scratch)?;
-        kernels::alpha(&mut rec, scalars, scratch, blocks)?;
-        kernels::update(&mut rec, scalars, p, ap, s, r)?;
-        blas1::dot_partials(&mut rec, r, r, n, scratch)?;
-        // The gate it sets is the one-process step's; the host decides here.
-        kernels::beta(&mut rec, scalars, scratch, blocks, &section)?;
-        kernels::xpay_scalar(&mut rec, scalars, slot::BETA, r, p)?;
+        self.record_after_product(&mut rec, &section)?;
         let rest = rec.finish()?;
         Ok(Programs { key, start, step, section, end, split: Some((product, rest)) })
+    }
+
+    /// A step after its product: α (pᵀ(G + λI)p finished from partial sums), s and r, β
+    /// (rᵀr likewise, with the stop test and the next product's counts in `section`), p.
+    fn record_after_product(&self, rec: &mut Recorder, section: &IndirectArgs) -> Result<(), Error> {
+        let (s, r, p, ap) = (&self.direction, &self.residual, &self.conjugate, &self.product);
+        let (scalars, scratch, n) = (&self.scalars, &self.scratch, s.len());
+        let blocks = blas1::dot_partials(rec, p, ap, n, scratch)?;
+        kernels::alpha(rec, scalars, scratch, blocks)?;
+        kernels::update(rec, scalars, p, ap, s, r)?;
+        blas1::dot_partials(rec, r, r, n, scratch)?;
+        kernels::beta(rec, scalars, scratch, blocks, section)?;
+        kernels::xpay_scalar(rec, scalars, slot::BETA, r, p)?;
+        Ok(())
     }
 }
 
@@ -170,7 +174,7 @@ pub struct CgOutcome {
     pub s_g_s: f64,
     /// Across ranks, the seconds spent exchanging the products' parts (read back, summed,
     /// written back) and the decisions; 0 for one process.
-    pub exchange_s: f64,
+    pub comm_s: f64,
 }
 
 /// The largest f32 bound b with rᵀr ≤ b exactly when √rᵀr ≤ `tolerance` in f64, for every
@@ -245,7 +249,7 @@ pub fn solve(
         broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
         gs,
         s_g_s: last[slot::SAS] as f64 - lambda * ss,
-        exchange_s: 0.0,
+        comm_s: 0.0,
     })
 }
 
@@ -284,7 +288,7 @@ pub fn solve_across(
         comm.sum_f64(&mut sums)?;
         Ok(sums)
     };
-    let mut exchange_s = 0.0;
+    let mut comm_s = 0.0;
     for _ in 0..settings.max_steps {
         gpu.submit(&[product])?;
         // The read waits for the product; the exchange is timed from when it is here.
@@ -292,12 +296,12 @@ pub fn solve_across(
         let exchange = std::time::Instant::now();
         comm.sum_f32(&mut part)?;
         gpu.write(&buffers.product, &part)?;
-        exchange_s += exchange.elapsed().as_secs_f64();
+        comm_s += exchange.elapsed().as_secs_f64();
         gpu.submit(&[rest])?;
         let now = gpu.read(&buffers.scalars)?;
         let exchange = std::time::Instant::now();
         let stop = from_rank0(&[now[slot::STOP]])?[0];
-        exchange_s += exchange.elapsed().as_secs_f64();
+        comm_s += exchange.elapsed().as_secs_f64();
         if stop != 0.0 {
             break;
         }
@@ -314,6 +318,6 @@ pub fn solve_across(
         broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
         gs,
         s_g_s: sas - lambda * ss,
-        exchange_s,
+        comm_s,
     })
 }

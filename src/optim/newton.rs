@@ -157,10 +157,7 @@ impl<'a> Newton<'a> {
                 found: gn_size.to_string(),
             });
         }
-        let shard = (comm.size() > 1).then(|| {
-            let range = comm::shard(train.len(), comm.rank(), comm.size());
-            train.select(&range.collect::<Vec<_>>())
-        });
+        let shard = (comm.size() > 1).then(|| comm::shard_of(train, comm).into_owned());
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         Ok(Self {
             execution: *execution,
@@ -360,7 +357,7 @@ impl<'a> Newton<'a> {
             accepted: accepted.is_some(),
             elapsed_s: self.state.elapsed_s,
             cg_s,
-            comm_s: outcome.exchange_s,
+            comm_s: outcome.comm_s,
             test_acc: None,
             val_acc: None,
         }))

@@ -223,37 +223,32 @@ impl<'a> Sgd<'a> {
             self.options.seed.wrapping_add(epoch as u64),
         ));
         let update = &self.update.as_ref().expect("recorded above").1;
-        if self.comm.size() == 1 {
-            for (b, indices) in order.chunks(batch).enumerate() {
-                let lr = self.options.lr / (1.0 + self.options.decay * self.state.step as f64);
-                gpu.write(&self.rate, &[lr as f32])?;
-                self.stepper.minibatch_grad(train, indices, b * batch, theta, &self.grad, update)?;
-                self.state.step += 1;
-            }
-            let running_loss = self.stepper.epoch_losses(train.len())?;
-            self.state.epoch = epoch;
-            return Ok(running_loss);
-        }
-        // This rank's members of each mini-batch, as indices of its shard; their losses are
-        // kept in the order this rank meets them.
+        // The samples of this epoch's mini-batches this rank has met: their losses are kept
+        // in that order.
         let mut seen = 0;
-        let mut partial = vec![0.0f32; theta.len()];
         for indices in order.chunks(batch) {
             let lr = self.options.lr / (1.0 + self.options.decay * self.state.step as f64);
             gpu.write(&self.rate, &[lr as f32])?;
-            let mine: Vec<usize> =
-                indices.iter().filter(|i| self.shard.contains(i)).map(|i| i - self.shard.start).collect();
-            if mine.is_empty() {
-                partial.fill(0.0);
+            if self.comm.size() == 1 {
+                // The gradient and the update in one submit, nothing read back.
+                self.stepper.minibatch_grad(train, indices, seen, theta, &self.grad, update)?;
+                seen += indices.len();
             } else {
-                let part = MinibatchPart { of: indices.len(), regularize_over: None };
-                self.stepper.minibatch_part(train, &mine, seen, part, theta, &self.grad, None)?;
-                partial = gpu.read(&self.grad)?;
+                // This rank's members of the mini-batch, as indices of its shard.
+                let mine: Vec<usize> =
+                    indices.iter().filter(|i| self.shard.contains(i)).map(|i| i - self.shard.start).collect();
+                let mut partial = if mine.is_empty() {
+                    vec![0.0; theta.len()]
+                } else {
+                    let part = MinibatchPart { of: indices.len(), regularize_over: None };
+                    self.stepper.minibatch_part(train, &mine, seen, part, theta, &self.grad, None)?;
+                    gpu.read(&self.grad)?
+                };
+                seen += mine.len();
+                self.comm.sum_f32(&mut partial)?;
+                gpu.write(&self.grad, &partial)?;
+                gpu.submit(&[update])?;
             }
-            seen += mine.len();
-            self.comm.sum_f32(&mut partial)?;
-            gpu.write(&self.grad, &partial)?;
-            gpu.submit(&[update])?;
             self.state.step += 1;
         }
         let mut loss_sum = [self.stepper.epoch_loss_sum(seen)?];

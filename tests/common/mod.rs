@@ -188,3 +188,18 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
     }
     scales
 }
+
+/// A small network with every kind of layer the training tests need: a strided convolution,
+/// ReLU, max-pooling and a dense layer of 10 outputs.
+pub fn small_network(shape: newton_wgpu::nn::Shape) -> Network {
+    Network::new(
+        shape,
+        &[
+            newton_wgpu::nn::LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
+            newton_wgpu::nn::LayerSpec::Relu,
+            newton_wgpu::nn::LayerSpec::MaxPool { size: 2, stride: None },
+            newton_wgpu::nn::LayerSpec::Dense { units: 10 },
+        ],
+    )
+    .unwrap()
+}
