@@ -51,6 +51,9 @@ pub enum Damping<'b> {
     /// λ + 1/(C·l) as [`Subsample::damping`] gives it, read from `scalars[slot]` when the
     /// product runs (so one recorded product serves every λ).
     Slot { scalars: &'b GpuBuffer<f32>, slot: usize },
+    /// None: (1/|S|) Σ J_iᵀ B_i J_i v alone, without 1/(C·l) either (the preconditioner's
+    /// probes of diag(G_S)).
+    Undamped,
 }
 
 /// A subsample S of the training data with its forward pass on the device, at the θ it was
@@ -397,6 +400,7 @@ impl<'a> Subsample<'a> {
         match damping {
             Damping::Lambda(lambda) => blas1::axpy(rec, self.damping(lambda), v, out, n)?,
             Damping::Slot { scalars, slot } => cg_kernels::axpy_scalar(rec, 1.0, scalars, slot, v, out)?,
+            Damping::Undamped => {}
         }
         Ok(())
     }

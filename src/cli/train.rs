@@ -13,6 +13,7 @@ use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{Checkpoint, Model, TrainedOn};
 use newton_wgpu::nn::Network;
+use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::Record;
@@ -147,6 +148,13 @@ pub struct NewtonArgs {
     /// Stop once ‖∇f‖ falls to this.
     #[arg(long)]
     pub grad_tol: Option<f64>,
+    /// Precondition CG (Newton-CG and SGN) with M = (diag(G_S) + λ + 1/(C·l))^0.75, diag(G_S)
+    /// estimated from random sign probes before every solve.
+    #[arg(long)]
+    pub precondition: bool,
+    /// Probes of diag(G_S) per solve with --precondition (one product each).
+    #[arg(long, default_value_t = PreconditionerOptions::default().probes)]
+    pub probes: usize,
 }
 
 /// SGD's settings; the defaults are simpleNN's.
@@ -170,6 +178,11 @@ pub struct SgdArgs {
 }
 
 impl NewtonArgs {
+    /// The preconditioner --precondition and --probes ask for.
+    pub fn preconditioner(&self) -> Option<PreconditionerOptions> {
+        self.precondition.then(|| PreconditionerOptions { probes: self.probes, ..Default::default() })
+    }
+
     pub fn options(&self, seed: u64, time_budget: Option<Duration>) -> NewtonOptions {
         NewtonOptions {
             gn_size: self.gn_size,
@@ -185,15 +198,25 @@ impl NewtonArgs {
             grad_tol: self.grad_tol,
             time_budget,
             seed,
+            precondition: self.preconditioner(),
         }
     }
 
     /// The settings in one line, with |S| as the solver resolved it.
     pub fn describe(&self, problem: &ProblemArgs, gn_size: usize) -> String {
         format!(
-            "Newton-CG: loss {}, C = {}, |S| = {gn_size}, xi = {}, CGmax = {}, λ0 = {}, drop = {:.4}, boost = {}, eta = {}, iterations = {}",
-            problem.loss, problem.c, self.xi, self.cg_max, self.lambda, self.drop, self.boost, self.eta, self.iters
+            "Newton-CG: loss {}, C = {}, |S| = {gn_size}, xi = {}, CGmax = {}, λ0 = {}, drop = {:.4}, boost = {}, eta = {}, iterations = {}{}",
+            problem.loss, problem.c, self.xi, self.cg_max, self.lambda, self.drop, self.boost, self.eta, self.iters,
+            self.describe_preconditioner()
         )
+    }
+
+    /// ", CG preconditioned by diag(G_S) from 2 probes per solve", or nothing.
+    pub fn describe_preconditioner(&self) -> String {
+        match self.preconditioner() {
+            Some(pc) => format!(", CG preconditioned by diag(G_S) from {} probes per solve", pc.probes),
+            None => String::new(),
+        }
     }
 }
 

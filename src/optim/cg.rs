@@ -11,6 +11,11 @@
 //! drains the queue inside CG, and the result is exactly the one a check after every step
 //! gives. A submit holds the steps between two looks (one step on a software GPU, four
 //! elsewhere, by default) and the read.
+//!
+//! With a [`Preconditioner`] CG solves with M = (diag(G_S) + λ + 1/(C·l))^0.75 (Martens'
+//! form), the diagonal of G_S estimated from random sign probes v as a running mean of
+//! v ⊙ G_S v (Bekas, Kokiopoulou and Saad's estimator), refreshed before every solve on that
+//! solve's subsample: the recurrences run on ρ = rᵀM⁻¹r, and sᵀ(G + λI)s is Σ α ρ.
 
 use std::collections::VecDeque;
 
@@ -40,6 +45,47 @@ struct Programs {
     /// A step across ranks, in two (recorded only there): the rank's part of the product,
     /// then, after the parts are summed on the host, the rest of the step.
     split: Option<(Program, Program)>,
+    /// With a preconditioner: its probes of diag(G_S) on this subsample, and M⁻¹.
+    refresh: Option<Program>,
+}
+
+/// How the diagonal preconditioner estimates diag(G_S).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PreconditionerOptions {
+    /// Random sign probes per solve, each one product G_S v.
+    pub probes: usize,
+    /// The weight the previous solves' estimate keeps (0: each solve's probes alone).
+    pub keep: f64,
+    /// M = (diag + λ + 1/(C·l))^exponent; Martens used 0.75.
+    pub exponent: f64,
+}
+
+impl Default for PreconditionerOptions {
+    fn default() -> Self {
+        Self { probes: 2, keep: 0.5, exponent: 0.75 }
+    }
+}
+
+impl PreconditionerOptions {
+    pub fn validate(&self) -> Result<(), Error> {
+        crate::rules::count("probes", self.probes)?;
+        crate::rules::unit_from_zero("keep", self.keep)?;
+        crate::rules::non_negative("exponent", self.exponent)
+    }
+}
+
+/// The preconditioner's vectors: the running estimate of diag(G_S), M⁻¹, a probe and its
+/// product, z = M⁻¹r and the partial sums of rᵀr (rᵀz takes the CG scratch).
+struct Preconditioner {
+    options: PreconditionerOptions,
+    diagonal: GpuBuffer<f32>,
+    m_inv: GpuBuffer<f32>,
+    probe: GpuBuffer<f32>,
+    probe_product: GpuBuffer<f32>,
+    z: GpuBuffer<f32>,
+    rr_scratch: GpuBuffer<f32>,
+    /// Solves refreshed so far: the first takes its probes alone, and each draws new signs.
+    refreshes: u32,
 }
 
 /// The vectors and scalars of a solve, and its programs; allocated once per run.
@@ -53,11 +99,38 @@ pub struct CgBuffers {
     scratch: GpuBuffer<f32>,
     ring: ReadRing<f32>,
     programs: Option<Programs>,
+    preconditioner: Option<Preconditioner>,
 }
 
 impl CgBuffers {
     pub fn new(gpu: &Gpu, n: usize) -> Result<Self, Error> {
+        Self::preconditioned(gpu, n, None)
+    }
+
+    /// Buffers for CG preconditioned as `preconditioner` says (None: plain CG).
+    pub fn preconditioned(
+        gpu: &Gpu,
+        n: usize,
+        preconditioner: Option<PreconditionerOptions>,
+    ) -> Result<Self, Error> {
+        let preconditioner = match preconditioner {
+            None => None,
+            Some(options) => {
+                options.validate()?;
+                Some(Preconditioner {
+                    options,
+                    diagonal: gpu.zeros(n, "estimate of diag(G_S)")?,
+                    m_inv: gpu.zeros(n, "CG M⁻¹")?,
+                    probe: gpu.zeros(n, "probe v")?,
+                    probe_product: gpu.zeros(n, "probe G_S v")?,
+                    z: gpu.zeros(n, "CG z = M⁻¹r")?,
+                    rr_scratch: gpu.zeros(blas1::dot_scratch_len(n), "CG rᵀr scratch")?,
+                    refreshes: 0,
+                })
+            }
+        };
         Ok(Self {
+            preconditioner,
             direction: gpu.zeros(n, "CG s")?,
             residual: gpu.zeros(n, "CG r")?,
             conjugate: gpu.zeros(n, "CG p")?,
@@ -68,6 +141,40 @@ impl CgBuffers {
             ring: gpu.read_ring(slot::COUNT, DEPTH + 1)?,
             programs: None,
         })
+    }
+
+    /// True when CG is preconditioned.
+    pub fn is_preconditioned(&self) -> bool {
+        self.preconditioner.is_some()
+    }
+
+    /// M⁻¹ of the last solve (preconditioned CG only).
+    pub fn inverse_preconditioner(&self) -> Option<&GpuBuffer<f32>> {
+        self.preconditioner.as_ref().map(|pc| &pc.m_inv)
+    }
+
+    /// Products G_S v a solve spends on the preconditioner's probes.
+    pub fn probes_per_solve(&self) -> usize {
+        self.preconditioner.as_ref().map_or(0, |pc| pc.options.probes)
+    }
+
+    /// The scalars a solve starts from: the damping, the stop bound, and the probes' seed and
+    /// weights (this solve's refresh counted).
+    fn initial_scalars(&mut self, damping: f32, shift: f32, tol_rr: f32) -> Vec<f32> {
+        let mut scalars = vec![0.0f32; slot::COUNT];
+        scalars[slot::DAMPING] = damping;
+        scalars[slot::SHIFT] = shift;
+        scalars[slot::TOL_RR] = tol_rr;
+        if let Some(pc) = &mut self.preconditioner {
+            let first = pc.refreshes == 0;
+            let keep = if first { 0.0 } else { pc.options.keep };
+            // A whole number that f32 holds exactly.
+            scalars[slot::PROBE_SEED] = (pc.refreshes % (1 << 24)) as f32;
+            scalars[slot::PROBE_KEEP] = keep as f32;
+            scalars[slot::PROBE_NEW] = ((1.0 - keep) / pc.options.probes as f64) as f32;
+            pc.refreshes = pc.refreshes.wrapping_add(1);
+        }
+        scalars
     }
 
     /// Dispatches of the recorded programs: the start, one step, the end.
@@ -104,9 +211,46 @@ impl CgBuffers {
         blas1::fill(&mut rec, s, n, 0.0)?;
         blas1::copy(&mut rec, grad, 0, r, 0, n)?;
         blas1::scale(&mut rec, -1.0, r, n)?;
-        blas1::copy(&mut rec, r, 0, p, 0, n)?;
         blas1::dot(&mut rec, r, r, n, scratch, scalars, slot::RR)?;
+        match &self.preconditioner {
+            None => {
+                blas1::copy(&mut rec, r, 0, p, 0, n)?;
+                blas1::dot(&mut rec, r, r, n, scratch, scalars, slot::RHO)?;
+            }
+            Some(pc) => {
+                kernels::precondition(&mut rec, &pc.m_inv, r, &pc.z)?;
+                blas1::copy(&mut rec, &pc.z, 0, p, 0, n)?;
+                blas1::dot(&mut rec, r, &pc.z, n, scratch, scalars, slot::RHO)?;
+            }
+        }
         let start = rec.finish()?;
+        let refresh = match &self.preconditioner {
+            None => None,
+            Some(pc) => {
+                let mut rec = gpu.recorder();
+                for probe in 0..pc.options.probes {
+                    kernels::rademacher(&mut rec, scalars, probe, &pc.probe)?;
+                    subsample.record_gauss_newton(
+                        &mut rec,
+                        &pc.probe,
+                        Damping::Undamped,
+                        &pc.probe_product,
+                    )?;
+                    let first = probe == 0;
+                    kernels::probe_accumulate(
+                        &mut rec,
+                        scalars,
+                        &pc.probe,
+                        &pc.probe_product,
+                        &pc.diagonal,
+                        first,
+                    )?;
+                }
+                let exponent = pc.options.exponent as f32;
+                kernels::inverse_diagonal(&mut rec, scalars, &pc.diagonal, exponent, &pc.m_inv)?;
+                Some(rec.finish()?)
+            }
+        };
 
         let mut rec = gpu.recorder();
         rec.begin_indirect();
@@ -120,7 +264,7 @@ impl CgBuffers {
         blas1::dot(&mut rec, s, s, n, scratch, scalars, slot::SS)?;
         let end = rec.finish()?;
         if !split {
-            return Ok(Programs { key, start, step, section, end, split: None });
+            return Ok(Programs { key, start, step, section, end, split: None, refresh });
         }
 
         let mut rec = gpu.recorder();
@@ -130,20 +274,31 @@ impl CgBuffers {
         let mut rec = gpu.recorder();
         self.record_after_product(&mut rec, &section)?;
         let rest = rec.finish()?;
-        Ok(Programs { key, start, step, section, end, split: Some((product, rest)) })
+        Ok(Programs { key, start, step, section, end, split: Some((product, rest)), refresh })
     }
 
-    /// A step after its product: α (pᵀ(G + λI)p finished from partial sums), s and r, β
-    /// (rᵀr likewise, with the stop test and the next product's counts in `section`), p.
+    /// A step after its product: α (pᵀ(G + λI)p finished from partial sums), s and r, z, β
+    /// (ρ and rᵀr likewise, with the stop test and the next product's counts in `section`), p.
     fn record_after_product(&self, rec: &mut Recorder, section: &IndirectArgs) -> Result<(), Error> {
         let (s, r, p, ap) = (&self.direction, &self.residual, &self.conjugate, &self.product);
         let (scalars, scratch, n) = (&self.scalars, &self.scratch, s.len());
         let blocks = blas1::dot_partials(rec, p, ap, n, scratch)?;
         kernels::alpha(rec, scalars, scratch, blocks)?;
         kernels::update(rec, scalars, p, ap, s, r)?;
-        blas1::dot_partials(rec, r, r, n, scratch)?;
-        kernels::beta(rec, scalars, scratch, blocks, section)?;
-        kernels::xpay_scalar(rec, scalars, slot::BETA, r, p)?;
+        match &self.preconditioner {
+            None => {
+                blas1::dot_partials(rec, r, r, n, scratch)?;
+                kernels::beta(rec, scalars, scratch, blocks, section)?;
+                kernels::xpay_scalar(rec, scalars, slot::BETA, r, p)?;
+            }
+            Some(pc) => {
+                kernels::precondition(rec, &pc.m_inv, r, &pc.z)?;
+                blas1::dot_partials(rec, r, &pc.z, n, scratch)?;
+                blas1::dot_partials(rec, r, r, n, &pc.rr_scratch)?;
+                kernels::beta_preconditioned(rec, scalars, scratch, &pc.rr_scratch, blocks, section)?;
+                kernels::xpay_scalar(rec, scalars, slot::BETA, &pc.z, p)?;
+            }
+        }
         Ok(())
     }
 }
@@ -208,13 +363,15 @@ pub fn solve(
     buffers: &mut CgBuffers,
 ) -> Result<CgOutcome, Error> {
     let check_every = settings.check_every.max(1);
-    let mut scalars = vec![0.0f32; slot::COUNT];
-    scalars[slot::DAMPING] = subsample.damping(lambda);
-    scalars[slot::TOL_RR] = rr_bound(settings.xi * grad_norm);
+    let damping = subsample.damping(lambda);
+    let scalars = buffers.initial_scalars(damping, damping, rr_bound(settings.xi * grad_norm));
     gpu.write(&buffers.scalars, &scalars)?;
     let programs = buffers.programs(gpu, subsample, grad, false)?;
     // Every step's product runs until the device says otherwise.
     gpu.write(&programs.section.args, &programs.section.host)?;
+    if let Some(refresh) = &programs.refresh {
+        gpu.submit(&[refresh])?;
+    }
     gpu.submit(&[&programs.start])?;
 
     let Programs { step, end, .. } = buffers.programs.as_ref().expect("recorded above");
@@ -273,10 +430,17 @@ pub fn solve_across(
     if comm.size() == 1 {
         return solve(gpu, subsample, lambda, grad, grad_norm, settings, buffers);
     }
+    if buffers.is_preconditioned() {
+        return Err(Error::Setting {
+            field: "precondition",
+            expected: "one process (the probes of diag(G_S) are not summed across ranks yet)",
+            found: format!("{} ranks", comm.size()),
+        });
+    }
     let rank0 = comm.rank() == 0;
-    let mut scalars = vec![0.0f32; slot::COUNT];
-    scalars[slot::DAMPING] = if rank0 { subsample.damping(lambda) } else { 0.0 };
-    scalars[slot::TOL_RR] = rr_bound(settings.xi * grad_norm);
+    let damping = subsample.damping(lambda);
+    let rank_damping = if rank0 { damping } else { 0.0 };
+    let scalars = buffers.initial_scalars(rank_damping, damping, rr_bound(settings.xi * grad_norm));
     gpu.write(&buffers.scalars, &scalars)?;
     buffers.programs(gpu, subsample, grad, true)?;
     let programs = buffers.programs.as_ref().expect("recorded above");

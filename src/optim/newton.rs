@@ -17,7 +17,7 @@ use crate::objective::{Evaluation, Objective};
 use crate::problem::Problem;
 use crate::rules;
 
-use super::cg::{self, CgBuffers, CgSettings};
+use super::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
 use super::{IterationRecord, Observer, Record};
 
 /// The settings of Newton-CG; the defaults are simpleNN's.
@@ -49,6 +49,8 @@ pub struct NewtonOptions {
     pub time_budget: Option<Duration>,
     /// Seed of the subsamples (iteration k draws with seed + k).
     pub seed: u64,
+    /// Precondition CG with the estimated diagonal of G_S (None: plain CG, simpleNN's).
+    pub precondition: Option<PreconditionerOptions>,
 }
 
 impl NewtonOptions {
@@ -75,6 +77,7 @@ impl Default for NewtonOptions {
             grad_tol: None,
             time_budget: None,
             seed: 0,
+            precondition: None,
         }
     }
 }
@@ -157,6 +160,13 @@ impl<'a> Newton<'a> {
                 found: gn_size.to_string(),
             });
         }
+        if options.precondition.is_some() && comm.size() > 1 {
+            return Err(Error::Setting {
+                field: "precondition",
+                expected: "one process (the probes of diag(G_S) are not summed across ranks yet)",
+                found: format!("{} ranks", comm.size()),
+            });
+        }
         let shard = (comm.size() > 1).then(|| comm::shard_of(train, comm).into_owned());
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         Ok(Self {
@@ -169,7 +179,7 @@ impl<'a> Newton<'a> {
             trial: gpu.zeros::<f32>(n, "θ + αs")?,
             trial_grad: gpu.zeros::<f32>(n, "∇f(θ + s)")?,
             known: None,
-            cg_buffers: CgBuffers::new(gpu, n)?,
+            cg_buffers: CgBuffers::preconditioned(gpu, n, options.precondition)?,
             gn_size,
             subsample: None,
             step_length: gpu.zeros(1, "line search α")?,
@@ -453,6 +463,9 @@ impl NewtonOptions {
         }
         if let Some(tol) = self.grad_tol {
             rules::non_negative("grad_tol", tol)?;
+        }
+        if let Some(precondition) = &self.precondition {
+            precondition.validate()?;
         }
         Ok(())
     }
