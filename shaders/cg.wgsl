@@ -1,7 +1,7 @@
 // The scalar updates of conjugate gradient on the device, so that a CG step needs no
 // read-back, and the test that ends CG; and the diagonal preconditioner's kernels. The slots
-// of `scalars` (RR, PGP, ALPHA, BETA, RHO, STOP, STEP, SAS, DAMPING, TOL_RR, SHIFT, PROBE_SEED,
-// PROBE_KEEP, PROBE_NEW) and the reasons to stop (CONVERGED, BREAKDOWN, NON_FINITE) are
+// of `scalars` (RR, PGP, ALPHA, BETA, RHO, STOP, STEP, SAS, DAMPING, TOL_RR, SHIFT, PROBE_SEED)
+// and the reasons to stop (CONVERGED, BREAKDOWN, NON_FINITE) are
 // constants generated from src/kernels/cg.rs, which says what each holds.
 //
 // Preconditioned CG (z = M⁻¹r) runs on ρ = rᵀz where plain CG runs on rᵀr: α = ρ/pᵀAp,
@@ -18,8 +18,8 @@
 //   xpay_scalar:  y[i]  = x[i] + scalars[slot] * y[i]
 //   precondition:      z[i] = m_inv[i] * r[i]
 //   rademacher:        v[i] = ±1, a hash of (i, PROBE_SEED, P.seed)
-//   probe_accumulate:  d[i] = keep * d[i] + PROBE_NEW * v[i] * (Gv)[i], keep = PROBE_KEEP for
-//                      the first probe of a refresh (P.slot = 1), else 1
+//   probe_accumulate:  d[i] = d[i] + P.sign * v[i] * (Gv)[i], d = 0 first for the first probe of
+//                      a solve (P.slot = 1)
 //   inverse_diagonal:  m_inv[i] = (max(d[i], 0) + SHIFT)^(-P.exponent)
 
 struct Params { len: u32, slot: u32, sign: f32, partials: u32, gated: u32, seed: u32, exponent: f32, _pad0: u32 }
@@ -185,17 +185,17 @@ fn rademacher(@builtin(global_invocation_id) gid: vec3<u32>,
     probe_v[i] = select(-1.0, 1.0, (hash(i ^ seed) & 1u) == 1u);
 }
 
-@group(0) @binding(2) var<storage, read> acc_v: array<f32>;
-@group(0) @binding(3) var<storage, read> acc_gv: array<f32>;
-@group(0) @binding(4) var<storage, read_write> acc_d: array<f32>;
+@group(0) @binding(1) var<storage, read> acc_v: array<f32>;
+@group(0) @binding(2) var<storage, read> acc_gv: array<f32>;
+@group(0) @binding(3) var<storage, read_write> acc_d: array<f32>;
 
 @compute @workgroup_size(WG)
 fn probe_accumulate(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= P.len) { return; }
-    let keep = select(1.0, probe_scalars[PROBE_KEEP], P.slot != 0u);
-    acc_d[i] = keep * acc_d[i] + probe_scalars[PROBE_NEW] * acc_v[i] * acc_gv[i];
+    let before = select(acc_d[i], 0.0, P.slot != 0u);
+    acc_d[i] = before + P.sign * acc_v[i] * acc_gv[i];
 }
 
 @group(0) @binding(2) var<storage, read> inv_d: array<f32>;

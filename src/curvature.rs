@@ -175,6 +175,19 @@ impl<'a> Subsample<'a> {
     }
 
     fn redraw_with(&mut self, data: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
+        let drawn = pick_subsample(data.len(), self.total.min(data.len()), seed);
+        self.draw_members(data, theta, &drawn)
+    }
+
+    /// Makes `members` (indices of `data`, as many as |S|, distinct) the subsample at
+    /// `theta` and runs its forward pass, as [`Subsample::redraw`] does with a random draw:
+    /// SGN's mini-batch is its subsample. Across ranks this rank takes its part by position.
+    pub fn draw_members(
+        &mut self,
+        data: &Dataset,
+        theta: &GpuBuffer<f32>,
+        members: &[usize],
+    ) -> Result<(), Error> {
         let size = self.total;
         let network = &self.problem.network;
         network.check_data(data.shape, data.classes)?;
@@ -185,6 +198,13 @@ impl<'a> Subsample<'a> {
                 found: data.len().to_string(),
             });
         }
+        if members.len() != size || members.iter().any(|&i| i >= data.len()) {
+            return Err(Error::Setting {
+                field: "subsample members",
+                expected: "as many indices of the training set as |S|",
+                found: format!("{} indices", members.len()),
+            });
+        }
         // The draw program copies from the θ buffer it was recorded with.
         if theta.id() != self.source {
             return Err(Error::Setting {
@@ -193,8 +213,7 @@ impl<'a> Subsample<'a> {
                 found: theta.label().to_owned(),
             });
         }
-        let drawn = pick_subsample(data.len(), size, seed);
-        self.indices = drawn[crate::comm::shard(size, self.part.0, self.part.1)].to_vec();
+        self.indices = members[crate::comm::shard(size, self.part.0, self.part.1)].to_vec();
         let d = network.input().len();
         let mut images = Vec::with_capacity(self.indices.len() * d);
         for &i in &self.indices {
@@ -216,7 +235,8 @@ impl<'a> Subsample<'a> {
         self.source == theta.id()
     }
 
-    /// The indices in the training set of the members of S this rank holds, increasing.
+    /// The indices in the training set of the members of S this rank holds (increasing when
+    /// drawn at random; in the given order by [`Subsample::draw_members`]).
     pub fn indices(&self) -> &[usize] {
         &self.indices
     }

@@ -76,6 +76,9 @@ enum Work {
     /// 1/`of` (the whole mini-batch's size), and the regulariser unless `l` is 0 (a rank's
     /// part, which the regulariser joins after the sum).
     Minibatch { theta: u64, grad: u64, l: usize, offset: usize, batch: usize, of: usize },
+    /// A mini-batch's objective f_B (SGN): pack, forward, loss (with a gradient: zero it,
+    /// backward, the regulariser and ‖∇f_B‖²), θᵀθ.
+    Batch { theta: u64, grad: u64, l: usize, batch: usize },
 }
 
 /// Evaluates f and ∇f of one problem on the device.
@@ -208,6 +211,21 @@ impl<'g> Objective<'g> {
                 }
             }
             Work::Outputs { batch, .. } => ws.record_forward(rec, theta, batch)?,
+            Work::Batch { l, batch, .. } => {
+                let (scratch, scalars) = (&self.dot_scratch, &self.scalars);
+                ws.record_pack(rec, theta)?;
+                ws.record_forward(rec, theta, batch)?;
+                let (z, labels, dz) = (ws.network_outputs(), ws.labels(), ws.output_grad());
+                let scale = 1.0 / batch as f32;
+                loss_kernels::value_and_grad(rec, loss, batch, k, z, labels, &self.losses, 0, dz, scale)?;
+                if let Some(grad) = grad {
+                    blas1::fill(rec, grad, n, 0.0)?;
+                    ws.record_backward(rec, theta, batch, grad, None)?;
+                    blas1::axpy(rec, self.problem.regularization(l) as f32, theta, grad, n)?;
+                    blas1::dot(rec, grad, grad, n, scratch, scalars, GRAD_SQ)?;
+                }
+                blas1::dot(rec, theta, theta, n, scratch, scalars, THETA_SQ)?;
+            }
             Work::Minibatch { l, offset, batch, of, .. } => {
                 let grad = grad.expect("a mini-batch gradient has a buffer");
                 ws.record_pack(rec, theta)?;
@@ -400,6 +418,50 @@ impl<'g> Objective<'g> {
             None => self.gpu.submit(&[&self.programs[&work]])?,
         };
         Ok(())
+    }
+
+    /// The mini-batch objective of `indices` (distinct samples of `data`, at most a chunk):
+    ///
+    ///   f_B(θ) = θᵀθ / (2·C·l) + (1/|B|) Σ_{i∈B} ξ_i,   ∇f_B = θ/(C·l) + (1/|B|) Σ_{i∈B} J_iᵀ ∂ξ_i,
+    ///
+    /// with l = data.len(), so that f_B estimates f without bias; ∇f_B goes to `grad` when one
+    /// is given. One submit and one read.
+    pub fn batch_value(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        theta: &GpuBuffer<f32>,
+        grad: Option<&GpuBuffer<f32>>,
+    ) -> Result<Evaluation, Error> {
+        self.check(data, theta)?;
+        let batch = indices.len();
+        if batch == 0 || batch > self.chunk_size() {
+            return Err(Error::Setting {
+                field: "mini-batch",
+                expected: "from 1 sample to a chunk's",
+                found: format!("{batch} samples, chunks of {}", self.chunk_size()),
+            });
+        }
+        let d = self.network().input().len();
+        let mut images = Vec::with_capacity(batch * d);
+        for &i in indices {
+            images.extend_from_slice(data.images_of(i..i + 1));
+        }
+        let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
+        self.gpu.write(self.workspace.inputs(), &images)?;
+        self.gpu.write(self.workspace.labels(), &labels)?;
+        let work = Work::Batch { theta: theta.id(), grad: id(grad), l: data.len(), batch };
+        self.run(work, theta, grad)?;
+        let losses = self.gpu.read_range(&self.losses, 0, batch)?;
+        let scalars = self.gpu.read(&self.scalars)?;
+        let mean_loss = losses.iter().map(|&v| v as f64).sum::<f64>() / batch as f64;
+        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.problem.c * data.len() as f64);
+        Ok(Evaluation {
+            f: mean_loss + regularization,
+            mean_loss,
+            regularization,
+            grad_norm: if grad.is_some() { (scalars[GRAD_SQ] as f64).sqrt() } else { 0.0 },
+        })
     }
 
     /// The sum of the first `count` per-sample losses written by mini-batches this epoch.

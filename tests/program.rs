@@ -199,7 +199,7 @@ fn the_convolution_kernels_are_chosen_by_environment_variable() {
 }
 
 #[test]
-fn compare_writes_logs_a_csv_charts_and_a_summary() {
+fn compare_races_any_methods_after_tuning_sgd_and_writes_logs_a_csv_charts_and_a_summary() {
     let dir = scratch("program-compare");
     let stdout = run(&[
         "compare",
@@ -209,12 +209,20 @@ fn compare_writes_logs_a_csv_charts_and_a_summary() {
         "ce",
         "--limit",
         "300",
+        "--methods",
+        "newton,newton-pcg,sgn,sgd",
         "--iters",
         "2",
         "--epochs",
         "2",
+        "--evals-per-epoch",
+        "2",
+        "--sgn-batch",
+        "100",
         "--target",
-        "0.2",
+        "0.2,0.5",
+        "--tune-sgd",
+        "0.5",
         "--out",
         dir.to_str().unwrap(),
     ]);
@@ -222,37 +230,69 @@ fn compare_writes_logs_a_csv_charts_and_a_summary() {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };
-    let (newton, sgd) = (log("newton.jsonl"), log("sgd.jsonl"));
-    // θ0's record, then one per iteration or epoch; both curves start at θ0, at 0 s.
-    assert_eq!((newton.len(), sgd.len()), (3, 3));
+    let (newton, pcg, sgn, sgd) =
+        (log("newton.jsonl"), log("newton-pcg.jsonl"), log("sgn.jsonl"), log("sgd.jsonl"));
+    // θ0's record, then one per iteration, or two per epoch (SGN: 3 mini-batches of 100 an
+    // epoch, recorded after 2 and 3; SGD: 3 of at most 128); every curve starts at θ0, at 0 s.
+    assert_eq!((newton.len(), pcg.len(), sgn.len(), sgd.len()), (3, 3, 5, 5));
     assert_eq!((&newton[0]["iter"], &newton[0]["elapsed_s"]), (&0.into(), &0.0.into()));
     assert_eq!((&sgd[0]["epoch"], &sgd[0]["elapsed_s"]), (&0.into(), &0.0.into()));
-    assert_eq!(newton[0]["f"], sgd[0]["f"], "both start from the same θ0");
+    for other in [&pcg, &sgn, &sgd] {
+        assert_eq!(newton[0]["f"], other[0]["f"], "all start from the same θ0");
+    }
     assert!(newton.iter().all(|r| r["iter"].is_u64() && r["cg_iters"].is_u64() && r["test_acc"].is_f64()));
-    assert!(sgd.iter().all(|r| r["epoch"].is_u64() && r["test_acc"].is_f64()));
+    let steps: Vec<_> = sgn.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 2, 3, 5, 6]);
+    // f on the training set at the ends of epochs; λ and the CG steps in every SGN record.
+    let has_f: Vec<bool> = sgd.iter().map(|r| r["f"].is_f64()).collect();
+    assert_eq!(has_f, [true, false, true, false, true], "{sgd:?}");
+    assert!(sgn.iter().all(|r| r["lambda"].is_f64() && r["cg_iters"].is_u64() && r["test_acc"].is_f64()));
+    assert!(sgd.iter().all(|r| r["epoch"].is_u64() && r["lambda"].is_null()));
+
+    // SGD tuned over lr × momentum, and raced with the setting that reached 20% first.
+    let mut fastest: Option<(f64, String)> = None;
+    for momentum in ["0", "0.9"] {
+        for lr in ["0.003", "0.01", "0.03", "0.1"] {
+            let records = log(&format!("tune-sgd-lr{lr}-m{momentum}.jsonl"));
+            let reached = records.iter().find(|r| r["test_acc"].as_f64().unwrap() >= 0.2);
+            if let Some(t) = reached.map(|r| r["elapsed_s"].as_f64().unwrap()) {
+                if fastest.as_ref().is_none_or(|(best, _)| t < *best) {
+                    fastest = Some((t, format!("SGD, tuned: lr {lr} μ {momentum}")));
+                }
+            }
+        }
+    }
+    let (_, chosen) = fastest.expect("a tuning run reaches 20%");
+    assert!(stdout.contains(&chosen), "expected {chosen:?} in\n{stdout}");
 
     let csv = std::fs::read_to_string(dir.join("records.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows[0], "run,method,index,f,test_acc,elapsed_s");
-    assert_eq!(rows.len(), 7, "{csv}");
-    assert!(rows[1].starts_with("newton,Newton-CG,0,") && rows[4].starts_with("sgd,SGD,0,"), "{csv}");
-    assert!(rows[3].starts_with("newton,Newton-CG,2,") && rows[6].starts_with("sgd,SGD,2,"), "{csv}");
+    let of = |run: &str| rows.iter().filter(|r| r.starts_with(&format!("{run},"))).count();
+    assert_eq!((of("newton"), of("newton-pcg"), of("sgn"), of("sgd")), (3, 3, 5, 5), "{csv}");
+    assert!(rows.iter().any(|r| r.starts_with("newton-pcg,\"Newton-CG, preconditioned\",0,")), "{csv}");
+    assert!(rows.iter().any(|r| r.starts_with("sgd,\"SGD, tuned: lr ")), "{csv}");
 
     for chart in ["accuracy", "objective"] {
         let png = std::fs::read(dir.join(format!("{chart}.png"))).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{chart}.png is not a PNG");
         let svg = std::fs::read_to_string(dir.join(format!("{chart}.svg"))).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("Newton-CG") && svg.contains("SGD"), "{chart}.svg");
+        for name in ["Newton-CG", "preconditioned", "SGN", "SGD"] {
+            assert!(svg.contains("<svg") && svg.contains(name), "{chart}.svg has no {name}");
+        }
     }
-    // The summary: both methods, their final accuracies as logged, and the time to the target.
+    // The summary: every method, its final accuracy as logged, and the time to each target.
     let summary = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
     assert!(stdout.contains(summary.trim()), "the printed table differs from summary.txt");
-    for (method, records) in [("Newton-CG", &newton), ("SGD", &sgd)] {
+    for (method, records) in
+        [("Newton-CG ", &newton), ("Newton-CG, preconditioned", &pcg), ("SGN", &sgn), ("SGD, tuned", &sgd)]
+    {
         let last = records.last().unwrap()["test_acc"].as_f64().unwrap();
         let line = summary.lines().find(|l| l.starts_with(method)).unwrap();
         assert!(line.contains(&format!("{:.2}%", 100.0 * last)), "{line}");
     }
-    assert!(summary.contains("s to 20.0%"), "{summary}");
+    assert!(summary.contains("s to 20.0%") && summary.contains("s to 50.0%"), "{summary}");
+    assert!(summary.contains("SGD's tuning, 0.5 training seconds each"), "{summary}");
 }
 
 fn run_status(args: &[&str]) -> (Option<i32>, String, String) {

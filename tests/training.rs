@@ -357,7 +357,7 @@ fn a_tampered_optimizer_state_is_refused_naming_the_field() {
     let options = SgdOptions { epochs: 2, ..Default::default() };
     let mut sgd = Sgd::new(&execution, &problem, &train, &options).unwrap();
     let n = network.param_count();
-    let good = SgdState { epoch: 2, step: 4, elapsed_s: 1.0 };
+    let good = SgdState { epoch: 2, step: 4, batch_in_epoch: 0, elapsed_s: 1.0 };
     let mut nan = vec![0.0; n];
     nan[n - 1] = f32::NAN;
     for (state, velocity, field) in [
@@ -432,22 +432,37 @@ fn a_resumed_newton_run_equals_an_uninterrupted_one() {
 #[test]
 fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
     let (train, network) = small_problem();
-    let options = SgdOptions { epochs: 3, momentum: 0.9, decay: 0.01, ..Default::default() };
+    // Three records an epoch: the checkpoint falls inside the second epoch.
+    let options = SgdOptions {
+        epochs: 3,
+        batch: 50,
+        momentum: 0.9,
+        decay: 0.01,
+        evals_per_epoch: 3,
+        ..Default::default()
+    };
     let (execution, problem) = (execution(), problem(&network, Loss::SquaredError));
     let straight = gpu().upload(&network.init_params(8), "θ").unwrap();
     let mut sgd = Sgd::new(&execution, &problem, &train, &options).unwrap();
     let mut want = Vec::new();
     while !sgd.finished() {
-        want.push(sgd.epoch(&train, &straight).unwrap().f);
+        let record = sgd.advance(&train, &straight).unwrap();
+        want.push((record.f, record.running_loss, record.step));
     }
+    assert_eq!(want.len(), 3 * 3);
+    assert_eq!(want.iter().filter(|(f, _, _)| f.is_some()).count(), 3, "f at the end of each epoch");
 
     let theta = gpu().upload(&network.init_params(8), "θ").unwrap();
     let path = scratch("sgd.checkpoint");
     let mut got = Vec::new();
     {
-        let first_one = SgdOptions { epochs: 1, ..options.clone() };
-        let mut first = Sgd::new(&execution, &problem, &train, &first_one).unwrap();
-        got.push(first.epoch(&train, &theta).unwrap().f);
+        let mut first = Sgd::new(&execution, &problem, &train, &options).unwrap();
+        for _ in 0..4 {
+            let record = first.advance(&train, &theta).unwrap();
+            got.push((record.f, record.running_loss, record.step));
+        }
+        // 4 mini-batches an epoch, recorded after 2, 3 and 4 of them.
+        assert_eq!((first.state.epoch, first.state.batch_in_epoch), (1, 2), "{:?}", first.state);
         let model = Model {
             network: network.clone(),
             theta: gpu().read(&theta).unwrap(),
@@ -466,7 +481,8 @@ fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
     let state = serde_json::from_str::<SgdState>(&checkpoint.state).unwrap();
     resumed.resume(state, checkpoint.velocity.as_ref().unwrap()).unwrap();
     while !resumed.finished() {
-        got.push(resumed.epoch(&train, &theta).unwrap().f);
+        let record = resumed.advance(&train, &theta).unwrap();
+        got.push((record.f, record.running_loss, record.step));
     }
     assert_eq!(got, want);
     assert_eq!(gpu().read(&theta).unwrap(), gpu().read(&straight).unwrap());

@@ -1,12 +1,15 @@
-//! `newton-wgpu compare`: Newton-CG and SGD on the same data, network, loss, C and seed, on
-//! one adapter, side by side. The report folder gets each run's JSON lines (as `train
-//! --log-json` writes them, line by line, so an interrupted comparison keeps what finished),
-//! a CSV of every record, charts of test accuracy and f against training seconds (SVG and
-//! PNG), and the summary table that is also printed.
+//! `newton-wgpu compare`: any set of Newton-CG, SGN and SGD (each second-order method with or
+//! without the preconditioner) on the same data, network, loss, C and seed, on one adapter,
+//! side by side. The report folder gets each run's JSON lines (as `train --log-json` writes
+//! them, line by line, so an interrupted comparison keeps what finished), a CSV of every
+//! record, charts of test accuracy and f against training seconds (SVG and PNG), and the
+//! summary table that is also printed. `--tune-sgd S` first runs SGD over lr ∈ {0.003, 0.01,
+//! 0.03, 0.1} × momentum ∈ {0, 0.9} for S training seconds each and races the best of them.
 //!
 //! `--sweep` is the robustness study of Wang, Tan and Lin: Newton-CG over C ∈ {0.01, 0.1, 1}
-//! × |S| ∈ {1%, 5%, 10%} of l, SGD over lr ∈ {0.001, 0.003, 0.01, 0.03, 0.1}, with each run's
-//! final accuracy, the spread (max − min) for each method, and a chart.
+//! × |S| ∈ {1%, 5%, 10%} of l, SGN over its batch × CG steps, SGD over lr ∈ {0.001, 0.003,
+//! 0.01, 0.03, 0.1}, with each run's final accuracy, the spread (max − min) for each method,
+//! and a chart.
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -18,7 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use newton_wgpu::comm::{shard_of, Communicator};
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
-use newton_wgpu::optim::{newton, sgd, Record};
+use newton_wgpu::optim::{newton, sgd, sgn, Record};
 use newton_wgpu::output::{self, LineFile};
 use newton_wgpu::rules;
 use newton_wgpu::{Execution, Problem};
@@ -26,7 +29,7 @@ use newton_wgpu::{Execution, Problem};
 use plotters::chart::SeriesLabelPosition;
 
 use super::plot::{self, BarChart, Chart, LineChart, Scale, Series};
-use super::train::{NewtonArgs, Settings, SgdArgs};
+use super::train::{NewtonArgs, Settings, SgdArgs, SgnArgs};
 use super::usage::{option_error, usage, Usage};
 use super::ProblemArgs;
 
@@ -37,12 +40,31 @@ pub struct CompareArgs {
     /// The report folder (created if needed; its files are replaced).
     #[arg(long, default_value = "compare-report")]
     out: PathBuf,
-    /// The summary gives each method's training seconds to reach this test accuracy.
-    #[arg(long, default_value_t = 0.95)]
-    target: f64,
+    /// The methods to race, in order: newton, newton-pcg, sgn, sgn-pcg, sgd (-pcg:
+    /// preconditioned CG).
+    #[arg(long, value_delimiter = ',', default_value = "newton,sgd")]
+    methods: Vec<MethodName>,
+    /// The summary gives each method's training seconds to reach these test accuracies.
+    #[arg(long, value_delimiter = ',', default_value = "0.95")]
+    target: Vec<f64>,
+    /// Tune SGD first: lr ∈ {0.003, 0.01, 0.03, 0.1} × momentum ∈ {0, 0.9}, each for this
+    /// many training seconds; the race's SGD takes the best (the first to reach the first
+    /// target, else the most accurate).
+    #[arg(long)]
+    tune_sgd: Option<f64>,
     /// Run the robustness sweep instead of one run of each method.
     #[arg(long)]
     sweep: bool,
+}
+
+/// A method as `--methods` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum MethodName {
+    Newton,
+    NewtonPcg,
+    Sgn,
+    SgnPcg,
+    Sgd,
 }
 
 /// The report's table and its CSV of every record.
@@ -52,12 +74,19 @@ const RECORDS: &str = "records.csv";
 /// Newton-CG's sweep: C × |S| as a fraction of l.
 const SWEEP_C: [f64; 3] = [0.01, 0.1, 1.0];
 const SWEEP_GN_FRACTION: [f64; 3] = [0.01, 0.05, 0.10];
+/// SGN's sweep: the mini-batch × the CG steps per step.
+const SWEEP_SGN_BATCH: [usize; 3] = [250, 500, 1000];
+const SWEEP_SGN_CG: [usize; 2] = [5, 20];
 /// SGD's sweep: the initial learning rate.
 const SWEEP_LR: [f64; 5] = [0.001, 0.003, 0.01, 0.03, 0.1];
+/// SGD's tuning grid: the learning rate × the momentum, batch 128.
+const TUNE_LR: [f64; 4] = [0.003, 0.01, 0.03, 0.1];
+const TUNE_MOMENTUM: [f64; 2] = [0.0, 0.9];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Newton,
+    Sgn,
     Sgd,
 }
 
@@ -65,14 +94,8 @@ impl Method {
     fn name(self) -> &'static str {
         match self {
             Method::Newton => "Newton-CG",
+            Method::Sgn => "SGN",
             Method::Sgd => "SGD",
-        }
-    }
-
-    fn color(self) -> plotters::style::RGBColor {
-        match self {
-            Method::Newton => plot::NEWTON,
-            Method::Sgd => plot::SGD,
         }
     }
 }
@@ -80,9 +103,39 @@ impl Method {
 /// One training run to make: a method with its settings.
 struct Run {
     method: Method,
-    /// A name for files and tables, e.g. "newton" or "sgd-lr0.01".
+    /// A name for files, e.g. "newton" or "sgd-lr0.01".
     name: String,
+    /// A name for tables and legends, e.g. "Newton-CG, preconditioned" or "SGD lr 0.03 μ 0.9".
+    label: String,
+    color: plotters::style::RGBColor,
     settings: Settings,
+}
+
+impl Run {
+    /// A run of `name` with `settings` (--precondition set by the name).
+    fn of(name: MethodName, settings: &Settings) -> Self {
+        let mut settings = settings.clone();
+        settings.newton.precondition = matches!(name, MethodName::NewtonPcg | MethodName::SgnPcg);
+        let (method, file, label, color) = match name {
+            MethodName::Newton => (Method::Newton, "newton", "Newton-CG", plot::NEWTON),
+            MethodName::NewtonPcg => {
+                (Method::Newton, "newton-pcg", "Newton-CG, preconditioned", plot::NEWTON_PCG)
+            }
+            MethodName::Sgn => (Method::Sgn, "sgn", "SGN", plot::SGN),
+            MethodName::SgnPcg => (Method::Sgn, "sgn-pcg", "SGN, preconditioned", plot::SGN_PCG),
+            MethodName::Sgd => (Method::Sgd, "sgd", "SGD", plot::SGD),
+        };
+        Self { method, name: file.to_owned(), label: label.to_owned(), color, settings }
+    }
+
+    fn describe(&self, gn_size: usize) -> String {
+        let settings = &self.settings;
+        match self.method {
+            Method::Newton => settings.newton.describe(&settings.problem, gn_size),
+            Method::Sgn => settings.describe_sgn(),
+            Method::Sgd => settings.sgd.describe(&settings.problem),
+        }
+    }
 }
 
 /// What a run left: its records, and whether it diverged before its last one.
@@ -122,17 +175,38 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let comm = ranks.comm();
     // Across ranks, rank 0 alone writes the report.
     let writes = comm.rank() == 0;
-    rules::unit_to_one("target", args.target).map_err(option_error)?;
+    for &target in &args.target {
+        rules::unit_to_one("target", target).map_err(option_error)?;
+    }
+    if let Some(seconds) = args.tune_sgd {
+        rules::seconds("tune_sgd", seconds).map_err(option_error)?;
+    }
+    if args.methods.is_empty() {
+        return Err(
+            Usage("--methods: name at least one of newton, newton-pcg, sgn, sgn-pcg, sgd".into()).into()
+        );
+    }
     args.settings.problem.validate()?;
     let (split, _, problem) = args.settings.problem.load(None)?;
-    let runs = if args.sweep {
-        println!("the sweep sets C, --gn-size and --lr itself; the other options apply to every run");
+    let tuning = match args.tune_sgd {
+        Some(seconds) if !args.sweep => tuning_runs(args, seconds),
+        _ => Vec::new(),
+    };
+    let mut runs = if args.sweep {
+        println!("the sweep sets C, --gn-size, --sgn-batch, --sgn-cg-steps and --lr itself; the other options apply to every run");
         sweep_runs(args, split.train.len())
     } else {
-        pair_runs(args)
+        args.methods.iter().map(|&name| Run::of(name, &args.settings)).collect()
     };
+    if comm.size() > 1 && runs.iter().any(|run| run.method == Method::Sgn || run.settings.newton.precondition)
+    {
+        return Err(Usage(
+            "compare across ranks: SGN and the preconditioner run on one process; race newton and sgd, or run on one process".into(),
+        )
+        .into());
+    }
     // Every run's settings, before the first runs.
-    for run in &runs {
+    for run in runs.iter().chain(&tuning) {
         run.settings.validate(split.train.len()).with_context(|| format!("run {}", run.name))?;
     }
     if writes {
@@ -140,7 +214,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             return Err(Usage(format!("--out: {} is not a folder", args.out.display())).into());
         }
         usage(std::fs::create_dir_all(&args.out), &format!("--out: creating {}", args.out.display()))?;
-        for path in report_files(args, &runs) {
+        for path in report_files(args, runs.iter().chain(&tuning)) {
             usage(output::check(&path), "--out")?;
         }
     }
@@ -149,15 +223,35 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let gpu = Gpu::new()?;
     let execution = args.settings.problem.execution(&gpu)?;
     super::announce(&execution);
-    println!("{} runs; the report goes to {}", runs.len(), args.out.display());
+    println!("{} runs; the report goes to {}", runs.len() + tuning.len(), args.out.display());
 
-    let progress = Progress::new(runs.len());
+    let progress = Progress::new(runs.len() + tuning.len());
+    let mut tuned = Vec::new();
+    for run in &tuning {
+        tuned.push(train(&execution, &problem, comm, &sets, run, args, &progress)?);
+        progress.finish_run();
+    }
+    if let Some(best) = best_sgd(&tuned, args.target[0]) {
+        let chosen = &tuning[best].settings.sgd;
+        progress.println(format!(
+            "SGD tuned: {} is the best of {} settings",
+            tuning[best].label,
+            tuning.len()
+        ));
+        for run in runs.iter_mut().filter(|run| run.method == Method::Sgd) {
+            run.settings.sgd =
+                SgdArgs { lr: chosen.lr, momentum: chosen.momentum, ..run.settings.sgd.clone() };
+            run.label = format!("SGD, tuned: {}", sgd_label(&run.settings.sgd));
+        }
+    }
     let mut outcomes = Vec::new();
     for run in &runs {
         let outcome = train(&execution, &problem, comm, &sets, run, args, &progress)?;
         outcomes.push(outcome);
         if writes {
-            write_csv(&args.out.join(RECORDS), &runs, &outcomes)?;
+            let all: Vec<&Run> = tuning.iter().chain(&runs).collect();
+            let done: Vec<&Outcome> = tuned.iter().chain(&outcomes).collect();
+            write_csv(&args.out.join(RECORDS), &all, &done)?;
         }
         progress.finish_run();
     }
@@ -167,12 +261,21 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     }
 
     let charts = if args.sweep {
-        print!("{}", sweep_table(&runs, &outcomes));
-        output::write(&args.out.join(SUMMARY), sweep_table(&runs, &outcomes).as_bytes())?;
+        let table = sweep_table(&runs, &outcomes);
+        print!("{table}");
+        output::write(&args.out.join(SUMMARY), table.as_bytes())?;
         sweep_charts(&args.out, &runs, &outcomes)?
     } else {
-        print!("{}", pair_table(&runs, &outcomes, args.target));
-        output::write(&args.out.join(SUMMARY), pair_table(&runs, &outcomes, args.target).as_bytes())?;
+        let mut table = race_table(&runs, &outcomes, &args.target);
+        if !tuning.is_empty() {
+            table.push_str(&format!(
+                "\nSGD's tuning, {} training seconds each:{}",
+                args.tune_sgd.unwrap_or_default(),
+                race_table(&tuning, &tuned, &args.target)
+            ));
+        }
+        print!("{table}");
+        output::write(&args.out.join(SUMMARY), table.as_bytes())?;
         pair_charts(&args.out, &runs, &outcomes, args.settings.problem.loss.to_string())?
     };
     for path in charts {
@@ -182,10 +285,9 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
 }
 
 /// Every file of the report, so that each can be checked before the first run.
-fn report_files(args: &CompareArgs, runs: &[Run]) -> Vec<PathBuf> {
+fn report_files<'r>(args: &CompareArgs, runs: impl Iterator<Item = &'r Run>) -> Vec<PathBuf> {
     let charts: &[&str] = if args.sweep { &["sweep", "sweep-curves"] } else { &["accuracy", "objective"] };
-    let mut files: Vec<PathBuf> =
-        runs.iter().map(|run| args.out.join(format!("{}.jsonl", run.name))).collect();
+    let mut files: Vec<PathBuf> = runs.map(|run| args.out.join(format!("{}.jsonl", run.name))).collect();
     files.extend([RECORDS, SUMMARY].map(|name| args.out.join(name)));
     for chart in charts {
         files.extend(["svg", "png"].map(|ext| args.out.join(chart).with_extension(ext)));
@@ -193,9 +295,40 @@ fn report_files(args: &CompareArgs, runs: &[Run]) -> Vec<PathBuf> {
     files
 }
 
-fn pair_runs(args: &CompareArgs) -> Vec<Run> {
-    let run = |method, name: &str| Run { method, name: name.to_owned(), settings: args.settings.clone() };
-    vec![run(Method::Newton, "newton"), run(Method::Sgd, "sgd")]
+fn sgd_label(sgd: &SgdArgs) -> String {
+    format!("lr {} μ {}", sgd.lr, sgd.momentum)
+}
+
+/// SGD over the tuning grid, each for `seconds` of training.
+fn tuning_runs(args: &CompareArgs, seconds: f64) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for momentum in TUNE_MOMENTUM {
+        for lr in TUNE_LR {
+            let sgd = SgdArgs { lr, momentum, ..args.settings.sgd.clone() };
+            let label = format!("SGD {}", sgd_label(&sgd));
+            runs.push(Run {
+                method: Method::Sgd,
+                name: format!("tune-sgd-lr{lr}-m{momentum}"),
+                label,
+                color: plot::SGD_TUNING,
+                settings: Settings { sgd, time_budget: Some(seconds), ..args.settings.clone() },
+            });
+        }
+    }
+    runs
+}
+
+/// The tuning run to race: the first to reach `target`, else the most accurate at the end;
+/// runs that diverged are out.
+fn best_sgd(outcomes: &[Outcome], target: f64) -> Option<usize> {
+    let candidates = || outcomes.iter().enumerate().filter(|(_, o)| !o.diverged);
+    let fastest = candidates()
+        .filter_map(|(i, o)| o.time_to(target).map(|t| (i, t)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i);
+    fastest.or_else(|| {
+        candidates().max_by(|a, b| final_or_chance(a.1).total_cmp(&final_or_chance(b.1))).map(|(i, _)| i)
+    })
 }
 
 fn sweep_runs(args: &CompareArgs, train_len: usize) -> Vec<Run> {
@@ -203,23 +336,40 @@ fn sweep_runs(args: &CompareArgs, train_len: usize) -> Vec<Run> {
     for c in SWEEP_C {
         for fraction in SWEEP_GN_FRACTION {
             let gn_size = ((fraction * train_len as f64).ceil() as usize).max(1);
+            let settings = Settings {
+                problem: ProblemArgs { c, ..args.settings.problem.clone() },
+                newton: NewtonArgs { gn_size: Some(gn_size), ..args.settings.newton.clone() },
+                ..args.settings.clone()
+            };
+            let name = format!("newton-C{c}-S{}%", (fraction * 100.0).round());
             runs.push(Run {
                 method: Method::Newton,
-                name: format!("newton-C{c}-S{}%", (fraction * 100.0).round()),
-                settings: Settings {
-                    problem: ProblemArgs { c, ..args.settings.problem.clone() },
-                    newton: NewtonArgs { gn_size: Some(gn_size), ..args.settings.newton.clone() },
-                    ..args.settings.clone()
-                },
+                label: name.clone(),
+                name,
+                color: plot::NEWTON,
+                settings,
             });
         }
     }
+    for batch in SWEEP_SGN_BATCH {
+        for cg in SWEEP_SGN_CG {
+            let settings = Settings {
+                sgn: SgnArgs {
+                    sgn_batch: batch.min(train_len),
+                    sgn_gn_size: None,
+                    sgn_cg_steps: cg,
+                    ..args.settings.sgn.clone()
+                },
+                ..args.settings.clone()
+            };
+            let name = format!("sgn-B{batch}-cg{cg}");
+            runs.push(Run { method: Method::Sgn, label: name.clone(), name, color: plot::SGN, settings });
+        }
+    }
     for lr in SWEEP_LR {
-        runs.push(Run {
-            method: Method::Sgd,
-            name: format!("sgd-lr{lr}"),
-            settings: Settings { sgd: SgdArgs { lr, ..args.settings.sgd.clone() }, ..args.settings.clone() },
-        });
+        let settings = Settings { sgd: SgdArgs { lr, ..args.settings.sgd.clone() }, ..args.settings.clone() };
+        let name = format!("sgd-lr{lr}");
+        runs.push(Run { method: Method::Sgd, label: name.clone(), name, color: plot::SGD, settings });
     }
     runs
 }
@@ -241,14 +391,12 @@ fn train(
     let problem = Problem { c: run.settings.problem.c, ..problem.clone() };
     let theta = execution.gpu.upload(&problem.network.init_params(run.settings.problem.seed), "θ")?;
     let newton_options = run.settings.newton_options()?;
-    let (steps, settings) = match run.method {
-        Method::Newton => (
-            run.settings.newton.iters,
-            run.settings.newton.describe(&run.settings.problem, newton_options.gn_size_for(train.len())),
-        ),
-        Method::Sgd => (run.settings.sgd.epochs, run.settings.sgd.describe(&run.settings.problem)),
+    let steps = match run.method {
+        Method::Newton => run.settings.newton.iters,
+        Method::Sgn | Method::Sgd => run.settings.sgd.epochs * run.settings.evals_per_epoch,
     };
-    // θ0's record, then one per iteration or epoch.
+    let settings = run.describe(newton_options.gn_size_for(train.len()));
+    // θ0's record, then one per iteration, epoch or part of one.
     progress.start_run(&run.name, steps + 1, &settings);
     let mut records = Vec::new();
     let mut log_error = None;
@@ -272,6 +420,10 @@ fn train(
             &mut observe,
         )
         .map(|_| ()),
+        Method::Sgn => {
+            let options = run.settings.sgn_options()?;
+            sgn::train(execution, &problem, train, Some(test), &theta, &options, &mut observe).map(|_| ())
+        }
         Method::Sgd => {
             let options = run.settings.sgd_options()?;
             let (shard, total) = (sets.train, train.len());
@@ -305,21 +457,16 @@ fn train(
     Ok(Outcome { records, diverged })
 }
 
-/// Every record of every finished run, one per line, rewritten after each run.
-fn write_csv(path: &Path, runs: &[Run], outcomes: &[Outcome]) -> Result<()> {
+/// Every record of every finished run, one per line, rewritten after each run (f is empty
+/// where it was not evaluated: inside an epoch).
+fn write_csv(path: &Path, runs: &[&Run], outcomes: &[&Outcome]) -> Result<()> {
     let mut csv = String::from("run,method,index,f,test_acc,elapsed_s\n");
     for (run, outcome) in runs.iter().zip(outcomes) {
         for r in &outcome.records {
             let acc = r.test_acc().map_or(String::new(), |a| a.to_string());
-            writeln!(
-                csv,
-                "{},{},{},{},{acc},{}",
-                run.name,
-                run.method.name(),
-                r.index(),
-                r.f(),
-                r.elapsed_s()
-            )?;
+            let f = r.f().map_or(String::new(), |f| f.to_string());
+            // Labels hold commas: quoted (they hold no quotes).
+            writeln!(csv, "{},\"{}\",{},{f},{acc},{}", run.name, run.label, r.index(), r.elapsed_s())?;
         }
     }
     Ok(output::write(path, csv.as_bytes())?)
@@ -329,27 +476,28 @@ fn percent(a: Option<f64>) -> String {
     a.map_or("-".to_owned(), |a| format!("{:.2}%", 100.0 * a))
 }
 
-fn pair_table(runs: &[Run], outcomes: &[Outcome], target: f64) -> String {
-    let mut table = format!(
-        "\n{:<10} {:>10} {:>10} {:>14} {:>10}\n",
-        "method",
-        "final acc",
-        "best acc",
-        format!("s to {:.1}%", 100.0 * target),
-        "total s"
-    );
+/// Each run's final and best accuracy, training seconds to each target and in all.
+fn race_table(runs: &[Run], outcomes: &[Outcome], targets: &[f64]) -> String {
+    let width = runs.iter().map(|run| run.label.chars().count()).max().unwrap_or(6).max(6);
+    let mut table = format!("\n{:<width$} {:>10} {:>10}", "method", "final acc", "best acc");
+    for target in targets {
+        let _ = write!(table, " {:>12}", format!("s to {:.1}%", 100.0 * target));
+    }
+    let _ = writeln!(table, " {:>10}", "total s");
     for (run, outcome) in runs.iter().zip(outcomes) {
-        let reached = outcome.time_to(target).map_or("not reached".to_owned(), |s| format!("{s:.1}"));
-        let _ = writeln!(
+        let _ = write!(
             table,
-            "{:<10} {:>10} {:>10} {:>14} {:>10.1}{}",
-            run.method.name(),
+            "{:<width$} {:>10} {:>10}",
+            run.label,
             percent(outcome.final_acc()),
-            percent(outcome.best_acc()),
-            reached,
-            outcome.seconds(),
-            if outcome.diverged { "  (diverged)" } else { "" }
+            percent(outcome.best_acc())
         );
+        for &target in targets {
+            let reached = outcome.time_to(target).map_or("not reached".to_owned(), |s| format!("{s:.1}"));
+            let _ = write!(table, " {reached:>12}");
+        }
+        let diverged = if outcome.diverged { "  (diverged)" } else { "" };
+        let _ = writeln!(table, " {:>10.1}{diverged}", outcome.seconds());
     }
     table
 }
@@ -367,7 +515,7 @@ fn sweep_table(runs: &[Run], outcomes: &[Outcome]) -> String {
             if outcome.diverged { "  (diverged)" } else { "" }
         );
     }
-    for method in [Method::Newton, Method::Sgd] {
+    for method in [Method::Newton, Method::Sgn, Method::Sgd] {
         let finals: Vec<f64> = runs
             .iter()
             .zip(outcomes)
@@ -401,22 +549,14 @@ fn pair_charts(out: &Path, runs: &[Run], outcomes: &[Outcome], loss: String) -> 
         runs.iter()
             .zip(outcomes)
             .map(|(run, outcome)| Series {
-                name: run.method.name().to_owned(),
-                color: run.method.color(),
+                name: run.label.clone(),
+                color: run.color,
                 points: outcome.records.iter().filter_map(|r| value(r).map(|v| (r.elapsed_s(), v))).collect(),
             })
             .collect()
     };
     let accuracy = series(|r| r.test_acc().map(|a| 100.0 * a));
-    let objective: Vec<Series> = runs
-        .iter()
-        .zip(outcomes)
-        .map(|(run, outcome)| Series {
-            name: run.method.name().to_owned(),
-            color: run.method.color(),
-            points: outcome.records.iter().map(|r| (r.elapsed_s(), r.f())).collect(),
-        })
-        .collect();
+    let objective = series(Record::f);
     let mut paths = LineChart {
         title: "Test accuracy",
         x_label: "training seconds",
@@ -445,7 +585,7 @@ fn sweep_charts(out: &Path, runs: &[Run], outcomes: &[Outcome]) -> Result<Vec<Pa
     let bars: Vec<(String, f64, plotters::style::RGBColor)> = runs
         .iter()
         .zip(outcomes)
-        .map(|(run, outcome)| (run.name.clone(), 100.0 * final_or_chance(outcome), run.method.color()))
+        .map(|(run, outcome)| (run.name.clone(), 100.0 * final_or_chance(outcome), run.color))
         .collect();
     let mut paths = BarChart {
         title: "Final test accuracy of each setting",
@@ -464,7 +604,7 @@ fn sweep_charts(out: &Path, runs: &[Run], outcomes: &[Outcome]) -> Result<Vec<Pa
             } else {
                 String::new()
             },
-            color: run.method.color(),
+            color: run.color,
             points: outcome
                 .records
                 .iter()
@@ -519,9 +659,9 @@ impl Progress {
         match &self.bars {
             Some((_, _, current)) => current.inc(1),
             None => println!(
-                "{name:<22} {} f {:.6} test acc {} at {:.1} s",
+                "{name:<22} {} f {} test acc {} at {:.1} s",
                 record.label(),
-                record.f(),
+                record.f().map_or("-".to_owned(), |f| format!("{f:.6}")),
                 percent(record.test_acc()),
                 record.elapsed_s()
             ),

@@ -17,6 +17,12 @@ use plotters::prelude::*;
 /// Newton-CG's colour in every chart; SGD's is [`SGD`].
 pub const NEWTON: RGBColor = RGBColor(31, 119, 180);
 pub const SGD: RGBColor = RGBColor(214, 39, 40);
+pub const SGN: RGBColor = RGBColor(44, 160, 44);
+/// The preconditioned variants of Newton-CG and SGN.
+pub const NEWTON_PCG: RGBColor = RGBColor(148, 103, 189);
+pub const SGN_PCG: RGBColor = RGBColor(255, 127, 14);
+/// SGD's tuning runs.
+pub const SGD_TUNING: RGBColor = RGBColor(240, 170, 170);
 
 const SIZE: (u32, u32) = (960, 600);
 

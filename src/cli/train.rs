@@ -16,6 +16,7 @@ use newton_wgpu::nn::Network;
 use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
+use newton_wgpu::optim::sgn::{Sgn, SgnOptions, SgnState};
 use newton_wgpu::optim::Record;
 use newton_wgpu::output::{self, LineFile};
 use newton_wgpu::rules;
@@ -27,6 +28,8 @@ use super::ProblemArgs;
 pub enum Optim {
     Newton,
     Sgd,
+    /// Stochastic Gauss-Newton on mini-batches.
+    Sgn,
 }
 
 /// The main job: `newton-wgpu` with no arguments. cnn4 at a quarter of its width,
@@ -87,9 +90,15 @@ pub struct Settings {
     pub newton: NewtonArgs,
     #[command(flatten)]
     pub sgd: SgdArgs,
+    #[command(flatten)]
+    pub sgn: SgnArgs,
     /// Stop after the iteration or epoch that passes this many training seconds.
     #[arg(long)]
     pub time_budget: Option<f64>,
+    /// SGD and SGN: records (with the test accuracy) per epoch, evenly through it; f on the
+    /// training set is evaluated at the end of each epoch.
+    #[arg(long, default_value_t = 1)]
+    pub evals_per_epoch: usize,
 }
 
 impl Settings {
@@ -97,7 +106,8 @@ impl Settings {
     /// samples: one pass, before anything runs.
     pub fn validate(&self, l: usize) -> Result<()> {
         self.newton_options()?.validate(l).map_err(option_error)?;
-        self.sgd_options()?.validate(l).map_err(option_error)
+        self.sgd_options()?.validate(l).map_err(option_error)?;
+        self.sgn_options()?.validate(l).map_err(option_error)
     }
 
     fn time_budget(&self) -> Result<Option<Duration>> {
@@ -110,7 +120,44 @@ impl Settings {
     }
 
     pub fn sgd_options(&self) -> Result<SgdOptions> {
-        Ok(self.sgd.options(self.problem.seed, self.time_budget()?))
+        let options = self.sgd.options(self.problem.seed, self.time_budget()?);
+        Ok(SgdOptions { evals_per_epoch: self.evals_per_epoch, ..options })
+    }
+
+    pub fn sgn_options(&self) -> Result<SgnOptions> {
+        Ok(SgnOptions {
+            epochs: self.sgd.epochs,
+            batch: self.sgn.sgn_batch,
+            gn_size: self.sgn.sgn_gn_size,
+            cg_steps: self.sgn.sgn_cg_steps,
+            xi: self.newton.xi,
+            lambda: self.sgn.sgn_lambda,
+            drop: self.newton.drop,
+            boost: self.newton.boost,
+            cg_check_every: self.newton.cg_check_every,
+            time_budget: self.time_budget()?,
+            seed: self.problem.seed,
+            evals_per_epoch: self.evals_per_epoch,
+            precondition: self.newton.preconditioner(),
+        })
+    }
+
+    /// SGN's settings in one line.
+    pub fn describe_sgn(&self) -> String {
+        format!(
+            "SGN: loss {}, C = {}, batch = {}, |S| = {}, CG steps ≤ {}, xi = {}, λ0 = {}, drop = {:.4}, boost = {}, epochs = {}{}",
+            self.problem.loss,
+            self.problem.c,
+            self.sgn.sgn_batch,
+            self.sgn.sgn_gn_size.unwrap_or(self.sgn.sgn_batch.div_ceil(10)),
+            self.sgn.sgn_cg_steps,
+            self.newton.xi,
+            self.sgn.sgn_lambda,
+            self.newton.drop,
+            self.newton.boost,
+            self.sgd.epochs,
+            self.newton.describe_preconditioner()
+        )
     }
 }
 
@@ -157,10 +204,28 @@ pub struct NewtonArgs {
     pub probes: usize,
 }
 
+/// SGN's own settings (it shares --epochs with SGD, and --xi, --drop, --boost,
+/// --cg-check-every, --precondition and --probes with Newton-CG).
+#[derive(Args, Clone, Debug)]
+pub struct SgnArgs {
+    /// SGN mini-batch size, which is also its Gauss-Newton subsample.
+    #[arg(long, default_value_t = SgnOptions::default().batch)]
+    pub sgn_batch: usize,
+    /// SGN's Gauss-Newton subsample: the first N of each mini-batch (default: ⌈10% of it⌉).
+    #[arg(long)]
+    pub sgn_gn_size: Option<usize>,
+    /// Most CG steps per SGN step.
+    #[arg(long, default_value_t = SgnOptions::default().cg_steps)]
+    pub sgn_cg_steps: usize,
+    /// SGN's initial Levenberg-Marquardt damping λ.
+    #[arg(long, default_value_t = SgnOptions::default().lambda)]
+    pub sgn_lambda: f64,
+}
+
 /// SGD's settings; the defaults are simpleNN's.
 #[derive(Args, Clone, Debug)]
 pub struct SgdArgs {
-    /// SGD epochs.
+    /// SGD and SGN epochs.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// SGD learning rate lr0.
@@ -230,6 +295,7 @@ impl SgdArgs {
             decay: self.decay,
             time_budget,
             seed,
+            evals_per_epoch: 1,
         }
     }
 
@@ -276,17 +342,31 @@ impl Reporter {
                 val(r.val_acc),
                 if r.accepted { "" } else { "  (line search failed: no step, λ raised)" }
             ),
-            Record::Sgd(r) => {
-                println!(
-                    "{:>5} {:>12.6} {:>12} {:>8.1} {:>8}{}",
+            Record::Sgd(r) => match (r.lambda, r.cg_iters) {
+                (Some(lambda), Some(cg)) => println!(
+                    "{:>5} {:>6} {:>12} {:>12} {:>10.4e} {:>5} {:>4} {:>8.1} {:>8}{}",
                     r.epoch,
-                    r.f,
+                    r.step,
+                    or_dash(r.f, |f| format!("{f:.6}")),
+                    or_dash(r.running_loss, |l| format!("{l:.6}")),
+                    lambda,
+                    cg,
+                    r.rejected.unwrap_or(0),
+                    r.elapsed_s,
+                    acc(r.test_acc),
+                    val(r.val_acc)
+                ),
+                _ => println!(
+                    "{:>5} {:>6} {:>12} {:>12} {:>8.1} {:>8}{}",
+                    r.epoch,
+                    r.step,
+                    or_dash(r.f, |f| format!("{f:.6}")),
                     or_dash(r.running_loss, |l| format!("{l:.6}")),
                     r.elapsed_s,
                     acc(r.test_acc),
                     val(r.val_acc)
-                )
-            }
+                ),
+            },
         }
         if let Some(file) = &mut self.json {
             file.push(&serde_json::to_string(record)?)?;
@@ -341,13 +421,17 @@ impl TrainArgs {
     }
 }
 
-/// "10 iterations", "1 epoch": what a run has done by `record`.
-fn steps_done(record: &Record) -> String {
-    let (n, unit) = match record {
-        Record::Newton(r) => (r.iter, "iteration"),
-        Record::Sgd(r) => (r.epoch, "epoch"),
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+/// "10 iterations", "1 epoch", "3 epochs and 20 steps": what a run has done by `record`.
+fn steps_done(record: &Record, batches_per_epoch: usize) -> String {
+    let plural = |n: usize, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match record {
+        Record::Newton(r) => plural(r.iter, "iteration"),
+        Record::Sgd(r) if r.f.is_some() => plural(r.epoch, "epoch"),
+        Record::Sgd(r) => {
+            let steps = r.step - r.epoch * batches_per_epoch;
+            format!("{} and {}", plural(r.epoch, "epoch"), plural(steps, "step"))
+        }
+    }
 }
 
 /// A checkpoint continues only the problem it was trained on: the same loss, C and training
@@ -467,6 +551,8 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         Ok(())
     };
     let validation_header = if validation.is_some() { "   val acc" } else { "" };
+    // For the summary of a run that ends inside an epoch.
+    let mut batches_per_epoch = 0;
 
     match args.optim {
         Optim::Newton => {
@@ -508,6 +594,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         Optim::Sgd => {
             let options = args.settings.sgd_options()?;
             let mut sgd = Sgd::across(&execution, &problem, comm, train, total, &options)?;
+            batches_per_epoch = sgd.batches_per_epoch();
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));
             }
@@ -524,7 +611,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 println!("resumed from {} after epoch {}", path.display(), sgd.state.epoch);
             }
             println!("{}", args.settings.sgd.describe(&args.settings.problem));
-            println!("epoch            f  running loss  seconds  test acc{validation_header}");
+            println!("epoch   step            f  running loss  seconds  test acc{validation_header}");
             if fresh {
                 let mut record = Record::Sgd(sgd.initial_record(train, &theta)?);
                 let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
@@ -532,11 +619,46 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
             }
             while !sgd.finished() {
-                let mut record = Record::Sgd(sgd.epoch(train, &theta)?);
+                let mut record = Record::Sgd(sgd.advance(train, &theta)?);
                 injected_failure(comm.rank(), sgd.state.epoch)?;
                 let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
                 record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
                 finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
+            }
+        }
+        Optim::Sgn => {
+            if comm.size() > 1 {
+                bail!(super::usage::Usage(
+                    "--optim sgn runs on one process: SGN's mini-batch and its products are not yet summed across ranks".into()
+                ));
+            }
+            let options = args.settings.sgn_options()?;
+            let mut sgn = Sgn::new(&execution, &problem, train, &options)?;
+            batches_per_epoch = sgn.batches_per_epoch();
+            if std::io::stdout().is_terminal() {
+                sgn.set_progress(Some(progress_bar("evaluating f")));
+            }
+            if let Some((state, _, path)) = resumed {
+                let state = serde_json::from_str::<SgnState>(&state)
+                    .with_context(|| format!("{}: the checkpoint's SGN state", path.display()))?;
+                sgn.resume(state).with_context(|| format!("resuming from {}", path.display()))?;
+                println!("resumed from {} after step {}", path.display(), sgn.state.step);
+            }
+            println!("{}", args.settings.describe_sgn());
+            println!(
+                "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
+            );
+            if fresh {
+                let mut record = Record::Sgd(sgn.initial_record(train, &theta)?);
+                let val_acc = validation.map(|v| sgn.accuracy(v, &theta)).transpose()?;
+                record.set_accuracies(Some(sgn.accuracy(test, &theta)?), val_acc);
+                finish(&record, serde_json::to_string(&sgn.state)?, None)?;
+            }
+            while !sgn.finished() {
+                let mut record = Record::Sgd(sgn.advance(train, &theta)?);
+                let val_acc = validation.map(|v| sgn.accuracy(v, &theta)).transpose()?;
+                record.set_accuracies(Some(sgn.accuracy(test, &theta)?), val_acc);
+                finish(&record, serde_json::to_string(&sgn.state)?, None)?;
             }
         }
     }
@@ -558,7 +680,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         let accuracy = last.test_acc().map_or("-".to_owned(), |a| format!("{:.2}%", 100.0 * a));
         println!(
             "done: test accuracy {accuracy} after {}, {:.1} s of training, {:.1} s in all",
-            steps_done(&last),
+            steps_done(&last, batches_per_epoch),
             last.elapsed_s(),
             started.elapsed().as_secs_f64()
         );

@@ -35,12 +35,8 @@ pub mod slot {
     pub const SHIFT: usize = 12;
     /// A whole number below 2^24, the solve's seed for the random probes.
     pub const PROBE_SEED: usize = 13;
-    /// The weight the running estimate of diag(G_S) keeps when it is refreshed.
-    pub const PROBE_KEEP: usize = 14;
-    /// The weight of each probe's v ⊙ G_S v in the refreshed estimate.
-    pub const PROBE_NEW: usize = 15;
     /// Slots in all.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 14;
 }
 
 /// Why CG stopped, as the STOP slot holds it.
@@ -77,8 +73,6 @@ pub(crate) static SHADER: Shader = Shader {
         ("TOL_RR", slot::TOL_RR as u32),
         ("SHIFT", slot::SHIFT as u32),
         ("PROBE_SEED", slot::PROBE_SEED as u32),
-        ("PROBE_KEEP", slot::PROBE_KEEP as u32),
-        ("PROBE_NEW", slot::PROBE_NEW as u32),
         ("CONVERGED", Stop::Converged as u32),
         ("BREAKDOWN", Stop::Breakdown as u32),
         ("NON_FINITE", Stop::NonFinite as u32),
@@ -118,8 +112,8 @@ crate::kernels! { KERNELS = [
     PRECONDITION: Params = SHADER::precondition(Read, Read, ReadWrite);
     /// scalars, v.
     RADEMACHER: Params = SHADER::rademacher(Read, ReadWrite);
-    /// scalars, v, G_S v, the estimate of diag(G_S).
-    PROBE_ACCUMULATE: Params = SHADER::probe_accumulate(Read, Read, Read, ReadWrite);
+    /// v, G_S v, the estimate of diag(G_S).
+    PROBE_ACCUMULATE: Params = SHADER::probe_accumulate(Read, Read, ReadWrite);
     /// scalars, the estimate of diag(G_S), M⁻¹.
     INVERSE_DIAGONAL: Params = SHADER::inverse_diagonal(Read, Read, ReadWrite);
 ] }
@@ -253,21 +247,20 @@ pub fn rademacher(
     rec.dispatch(&RADEMACHER, &params, &[scalars, v], len as u64)
 }
 
-/// d = keep·d + scalars[PROBE_NEW]·v ⊙ gv, keep = scalars[PROBE_KEEP] when `first`, else 1.
+/// d += weight·v ⊙ gv, d set to 0 first when `first`.
 pub fn probe_accumulate(
     rec: &mut Recorder,
-    scalars: &GpuBuffer<f32>,
     v: &GpuBuffer<f32>,
     gv: &GpuBuffer<f32>,
     d: &GpuBuffer<f32>,
+    weight: f32,
     first: bool,
 ) -> Result<(), GpuError> {
     let len = d.len();
-    check_len(&PROBE_ACCUMULATE, scalars, slot::COUNT)?;
     check_len(&PROBE_ACCUMULATE, v, len)?;
     check_len(&PROBE_ACCUMULATE, gv, len)?;
-    let params = params(len, usize::from(first), 0.0);
-    rec.dispatch(&PROBE_ACCUMULATE, &params, &[scalars, v, gv, d], len as u64)
+    let params = params(len, usize::from(first), weight);
+    rec.dispatch(&PROBE_ACCUMULATE, &params, &[v, gv, d], len as u64)
 }
 
 /// M⁻¹ = (max(d, 0) + scalars[SHIFT])^(−exponent), elementwise.

@@ -12,10 +12,10 @@
 //! gives. A submit holds the steps between two looks (one step on a software GPU, four
 //! elsewhere, by default) and the read.
 //!
-//! With a [`Preconditioner`] CG solves with M = (diag(G_S) + λ + 1/(C·l))^0.75 (Martens'
-//! form), the diagonal of G_S estimated from random sign probes v as a running mean of
-//! v ⊙ G_S v (Bekas, Kokiopoulou and Saad's estimator), refreshed before every solve on that
-//! solve's subsample: the recurrences run on ρ = rᵀM⁻¹r, and sᵀ(G + λI)s is Σ α ρ.
+//! Preconditioned ([`CgBuffers::preconditioned`]), CG solves with M = (diag(G_S) + λ +
+//! 1/(C·l))^0.75 (Martens' form), the diagonal of G_S estimated before every solve on that
+//! solve's subsample as the mean of v ⊙ G_S v over random sign probes v (Bekas, Kokiopoulou and
+//! Saad's estimator): the recurrences run on ρ = rᵀM⁻¹r, and sᵀ(G + λI)s is Σ α ρ.
 
 use std::collections::VecDeque;
 
@@ -52,30 +52,29 @@ struct Programs {
 /// How the diagonal preconditioner estimates diag(G_S).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PreconditionerOptions {
-    /// Random sign probes per solve, each one product G_S v.
+    /// Random sign probes per solve, each one product G_S v. Each solve estimates afresh
+    /// (its subsample and θ are new), so that nothing but the seed carries from one solve to
+    /// the next and a resumed run solves as an uninterrupted one.
     pub probes: usize,
-    /// The weight the previous solves' estimate keeps (0: each solve's probes alone).
-    pub keep: f64,
     /// M = (diag + λ + 1/(C·l))^exponent; Martens used 0.75.
     pub exponent: f64,
 }
 
 impl Default for PreconditionerOptions {
     fn default() -> Self {
-        Self { probes: 2, keep: 0.5, exponent: 0.75 }
+        Self { probes: 2, exponent: 0.75 }
     }
 }
 
 impl PreconditionerOptions {
     pub fn validate(&self) -> Result<(), Error> {
         crate::rules::count("probes", self.probes)?;
-        crate::rules::unit_from_zero("keep", self.keep)?;
         crate::rules::non_negative("exponent", self.exponent)
     }
 }
 
-/// The preconditioner's vectors: the running estimate of diag(G_S), M⁻¹, a probe and its
-/// product, z = M⁻¹r and the partial sums of rᵀr (rᵀz takes the CG scratch).
+/// The preconditioner's vectors: the estimate of diag(G_S), M⁻¹, a probe and its product,
+/// z = M⁻¹r and the partial sums of rᵀr (rᵀz takes the CG scratch).
 struct Preconditioner {
     options: PreconditionerOptions,
     diagonal: GpuBuffer<f32>,
@@ -84,8 +83,8 @@ struct Preconditioner {
     probe_product: GpuBuffer<f32>,
     z: GpuBuffer<f32>,
     rr_scratch: GpuBuffer<f32>,
-    /// Solves refreshed so far: the first takes its probes alone, and each draws new signs.
-    refreshes: u32,
+    /// The next solve's seed for its probes' signs (see [`CgBuffers::seed_probes`]).
+    seed: u32,
 }
 
 /// The vectors and scalars of a solve, and its programs; allocated once per run.
@@ -125,7 +124,7 @@ impl CgBuffers {
                     probe_product: gpu.zeros(n, "probe G_S v")?,
                     z: gpu.zeros(n, "CG z = M⁻¹r")?,
                     rr_scratch: gpu.zeros(blas1::dot_scratch_len(n), "CG rᵀr scratch")?,
-                    refreshes: 0,
+                    seed: 0,
                 })
             }
         };
@@ -158,21 +157,26 @@ impl CgBuffers {
         self.preconditioner.as_ref().map_or(0, |pc| pc.options.probes)
     }
 
-    /// The scalars a solve starts from: the damping, the stop bound, and the probes' seed and
-    /// weights (this solve's refresh counted).
+    /// Seeds the next solve's probes (the optimisers give their iteration or step number, so
+    /// that a resumed run draws the signs an uninterrupted one does); each solve moves the
+    /// seed on by one.
+    pub fn seed_probes(&mut self, seed: u64) {
+        if let Some(pc) = &mut self.preconditioner {
+            pc.seed = (seed % (1 << 24)) as u32;
+        }
+    }
+
+    /// The scalars a solve starts from: the damping (`damping`, on this rank), λ + 1/(C·l)
+    /// (`shift`), the stop bound, and the probes' seed (moved on for the next solve).
     fn initial_scalars(&mut self, damping: f32, shift: f32, tol_rr: f32) -> Vec<f32> {
         let mut scalars = vec![0.0f32; slot::COUNT];
         scalars[slot::DAMPING] = damping;
         scalars[slot::SHIFT] = shift;
         scalars[slot::TOL_RR] = tol_rr;
         if let Some(pc) = &mut self.preconditioner {
-            let first = pc.refreshes == 0;
-            let keep = if first { 0.0 } else { pc.options.keep };
-            // A whole number that f32 holds exactly.
-            scalars[slot::PROBE_SEED] = (pc.refreshes % (1 << 24)) as f32;
-            scalars[slot::PROBE_KEEP] = keep as f32;
-            scalars[slot::PROBE_NEW] = ((1.0 - keep) / pc.options.probes as f64) as f32;
-            pc.refreshes = pc.refreshes.wrapping_add(1);
+            // A whole number below 2^24, which f32 holds exactly.
+            scalars[slot::PROBE_SEED] = pc.seed as f32;
+            pc.seed = (pc.seed + 1) % (1 << 24);
         }
         scalars
     }
@@ -228,23 +232,12 @@ impl CgBuffers {
             None => None,
             Some(pc) => {
                 let mut rec = gpu.recorder();
+                let weight = (1.0 / pc.options.probes as f64) as f32;
                 for probe in 0..pc.options.probes {
-                    kernels::rademacher(&mut rec, scalars, probe, &pc.probe)?;
-                    subsample.record_gauss_newton(
-                        &mut rec,
-                        &pc.probe,
-                        Damping::Undamped,
-                        &pc.probe_product,
-                    )?;
-                    let first = probe == 0;
-                    kernels::probe_accumulate(
-                        &mut rec,
-                        scalars,
-                        &pc.probe,
-                        &pc.probe_product,
-                        &pc.diagonal,
-                        first,
-                    )?;
+                    let (v, gv, first) = (&pc.probe, &pc.probe_product, probe == 0);
+                    kernels::rademacher(&mut rec, scalars, probe, v)?;
+                    subsample.record_gauss_newton(&mut rec, v, Damping::Undamped, gv)?;
+                    kernels::probe_accumulate(&mut rec, v, gv, &pc.diagonal, weight, first)?;
                 }
                 let exponent = pc.options.exponent as f32;
                 kernels::inverse_diagonal(&mut rec, scalars, &pc.diagonal, exponent, &pc.m_inv)?;

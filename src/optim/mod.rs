@@ -1,9 +1,42 @@
 //! Optimisers: subsampled Gauss-Newton Newton-CG (with CG on the device, Armijo line search
-//! and Levenberg-Marquardt damping) and the SGD baseline, reporting to an [`Observer`].
+//! and Levenberg-Marquardt damping), stochastic Gauss-Newton on mini-batches (SGN) and the SGD
+//! baseline, reporting to an [`Observer`].
 
 pub mod cg;
 pub mod newton;
 mod observer;
 pub mod sgd;
+pub mod sgn;
 
 pub use observer::{EpochRecord, IterationRecord, Observer, Record};
+
+/// Where the next record of an epoch-based run falls: the first of the mini-batch positions
+/// ⌈j·batches/k⌉, j = 1..=k, past `position` (k = `evals_per_epoch`, at most one record per
+/// mini-batch), so that an epoch of `batches` mini-batches is recorded k times, evenly.
+pub(crate) fn next_record_at(position: usize, batches: usize, evals_per_epoch: usize) -> usize {
+    let k = evals_per_epoch.clamp(1, batches.max(1));
+    (1..=k).map(|j| (j * batches).div_ceil(k)).find(|&at| at > position).unwrap_or(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_record_at;
+
+    #[test]
+    fn records_fall_evenly_through_an_epoch() {
+        let walk = |batches, k| {
+            let mut at = vec![];
+            let mut position = 0;
+            while position < batches {
+                position = next_record_at(position, batches, k);
+                at.push(position);
+            }
+            at
+        };
+        assert_eq!(walk(63, 1), [63]);
+        assert_eq!(walk(63, 4), [16, 32, 48, 63]);
+        assert_eq!(walk(8, 4), [2, 4, 6, 8]);
+        assert_eq!(walk(3, 4), [1, 2, 3]);
+        assert_eq!(next_record_at(17, 63, 4), 32, "from inside a part");
+    }
+}

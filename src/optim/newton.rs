@@ -295,6 +295,7 @@ impl<'a> Newton<'a> {
         let settings =
             CgSettings { xi: options.xi, max_steps: options.cg_max, check_every: options.cg_check_every };
         let (grad, buffers) = (&self.grad, &mut self.cg_buffers);
+        buffers.seed_probes(seed);
         let outcome =
             cg::solve_across(gpu, comm, &subsample, lambda, grad, eval.grad_norm, &settings, buffers)?;
         self.subsample = Some(subsample);

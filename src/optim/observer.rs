@@ -33,28 +33,63 @@ pub struct IterationRecord {
     pub val_acc: Option<f64>,
 }
 
-/// One SGD epoch.
+/// An SGD or SGN record: at the end of an epoch, or of a part of one when the run evaluates
+/// more often (`evals_per_epoch`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EpochRecord {
-    /// Epochs done: 0 for θ0, before training.
+    /// Epochs done: 0 for θ0, before training; a record inside an epoch has the epochs
+    /// finished before it.
     pub epoch: usize,
-    /// f(θ) on the training set at the end of the epoch (θ0's for epoch 0).
-    pub f: f64,
-    /// Mean loss of the mini-batches seen during the epoch, each at the θ of its step; None
+    /// Mini-batch steps done, in all.
+    pub step: usize,
+    /// f(θ) on the training set, at the end of each epoch (θ0's for epoch 0); None inside an
+    /// epoch, where it would cost a pass over the training set per record.
+    pub f: Option<f64>,
+    /// Mean loss of the mini-batches since the last record, each at the θ of its step; None
     /// for epoch 0.
     pub running_loss: Option<f64>,
     pub elapsed_s: f64,
+    /// SGN: λ after the record's last step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f64>,
+    /// SGN: CG steps since the last record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cg_iters: Option<usize>,
+    /// SGN: steps since the last record whose mini-batch objective did not fall, so that θ
+    /// stayed and λ was raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<usize>,
     pub test_acc: Option<f64>,
     /// Accuracy on the validation set, when one was held out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_acc: Option<f64>,
 }
 
-/// What a training run reports, once per iteration or epoch.
+impl EpochRecord {
+    /// θ's record before any step of an epoch-based run (θ0's in a fresh run).
+    pub fn initial(epoch: usize, step: usize, f: f64, elapsed_s: f64) -> Self {
+        Self {
+            epoch,
+            step,
+            f: Some(f),
+            running_loss: None,
+            elapsed_s,
+            lambda: None,
+            cg_iters: None,
+            rejected: None,
+            test_acc: None,
+            val_acc: None,
+        }
+    }
+}
+
+/// What a training run reports, once per iteration (Newton-CG) or epoch or part of one (SGD
+/// and SGN).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Record {
     Newton(IterationRecord),
+    /// SGD's or SGN's.
     Sgd(EpochRecord),
 }
 
@@ -67,10 +102,11 @@ impl Record {
         }
     }
 
-    /// f at the θ this record leaves: after the iteration or epoch.
-    pub fn f(&self) -> f64 {
+    /// f at the θ this record leaves, where it was evaluated (every Newton iteration, every
+    /// end of an epoch).
+    pub fn f(&self) -> Option<f64> {
         match self {
-            Record::Newton(r) => r.f,
+            Record::Newton(r) => Some(r.f),
             Record::Sgd(r) => r.f,
         }
     }
@@ -83,11 +119,12 @@ impl Record {
         }
     }
 
-    /// "iteration k" or "epoch k".
+    /// "iteration k", "epoch k", or inside an epoch "step s of epoch k".
     pub fn label(&self) -> String {
         match self {
             Record::Newton(r) => format!("iteration {}", r.iter),
-            Record::Sgd(r) => format!("epoch {}", r.epoch),
+            Record::Sgd(r) if r.f.is_some() => format!("epoch {}", r.epoch),
+            Record::Sgd(r) => format!("step {} of epoch {}", r.step, r.epoch + 1),
         }
     }
 

@@ -36,11 +36,23 @@ pub struct SgdOptions {
     pub time_budget: Option<Duration>,
     /// Seed of the shuffles (epoch e shuffles with seed + e).
     pub seed: u64,
+    /// Records (and test evaluations) per epoch, evenly through it; f on the training set is
+    /// evaluated at the end of each epoch.
+    pub evals_per_epoch: usize,
 }
 
 impl Default for SgdOptions {
     fn default() -> Self {
-        Self { epochs: 10, batch: 128, lr: 0.01, momentum: 0.0, decay: 0.0, time_budget: None, seed: 0 }
+        Self {
+            epochs: 10,
+            batch: 128,
+            lr: 0.01,
+            momentum: 0.0,
+            decay: 0.0,
+            time_budget: None,
+            seed: 0,
+            evals_per_epoch: 1,
+        }
     }
 }
 
@@ -52,16 +64,21 @@ impl SgdOptions {
         rules::count("batch", self.batch)?;
         rules::positive("lr", self.lr)?;
         rules::unit_from_zero("momentum", self.momentum)?;
-        rules::non_negative("decay", self.decay)
+        rules::non_negative("decay", self.decay)?;
+        rules::count("evals_per_epoch", self.evals_per_epoch)
     }
 }
 
-/// Where a run stands between epochs: with θ and the velocity, enough to resume it exactly.
+/// Where a run stands between records: with θ and the velocity, enough to resume it exactly.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SgdState {
+    /// Epochs finished.
     pub epoch: usize,
     /// Mini-batch steps taken (for the learning-rate decay).
     pub step: usize,
+    /// Mini-batches of the current epoch done (0 between epochs).
+    #[serde(default)]
+    pub batch_in_epoch: usize,
     pub elapsed_s: f64,
 }
 
@@ -137,7 +154,7 @@ impl<'a> Sgd<'a> {
             velocity: gpu.zeros(n, "SGD velocity")?,
             rate: gpu.zeros(1, "SGD learning rate")?,
             update: None,
-            state: SgdState { epoch: 0, step: 0, elapsed_s: 0.0 },
+            state: SgdState { epoch: 0, step: 0, batch_in_epoch: 0, elapsed_s: 0.0 },
             options: options.clone(),
         })
     }
@@ -151,6 +168,10 @@ impl<'a> Sgd<'a> {
         if state.epoch > self.options.epochs {
             let expected = format!("at most this run's epochs, {}", self.options.epochs);
             return refuse("epoch", expected, state.epoch.to_string());
+        }
+        if state.batch_in_epoch >= self.batches_per_epoch() {
+            let expected = format!("fewer than an epoch's {} mini-batches", self.batches_per_epoch());
+            return refuse("batch_in_epoch", expected, state.batch_in_epoch.to_string());
         }
         if velocity.len() != self.velocity.len() {
             return refuse("velocity", format!("{} values", self.velocity.len()), velocity.len().to_string());
@@ -169,49 +190,52 @@ impl<'a> Sgd<'a> {
         self.evaluator.set_progress(progress);
     }
 
-    /// True when the run should stop before another epoch.
+    /// Mini-batches per epoch (the last may be smaller).
+    pub fn batches_per_epoch(&self) -> usize {
+        self.total.div_ceil(self.batch)
+    }
+
+    /// True when the run should stop before another record.
     pub fn finished(&self) -> bool {
         self.state.epoch >= self.options.epochs
             || self.options.time_budget.is_some_and(|budget| self.state.elapsed_s >= budget.as_secs_f64())
     }
 
-    /// The record of θ as it stands before the next epoch (θ0's, epoch 0, in a fresh run): f
+    /// The record of θ as it stands before the next step (θ0's, epoch 0, in a fresh run): f
     /// on the training set, evaluated outside the training time as every epoch's is.
     pub fn initial_record(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
         let f = self.evaluator.value_across(self.comm, train, self.total, theta)?.f;
-        Ok(EpochRecord {
-            epoch: self.state.epoch,
-            f,
-            running_loss: None,
-            elapsed_s: self.state.elapsed_s,
-            test_acc: None,
-            val_acc: None,
-        })
+        Ok(EpochRecord::initial(self.state.epoch, self.state.step, f, self.state.elapsed_s))
     }
 
-    /// One epoch of shuffled mini-batches on θ, then f on the training set (outside the
-    /// training time). The record's test accuracy is None; see [`Sgd::accuracy`].
-    pub fn epoch(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
+    /// The mini-batch steps up to the next record (the end of the epoch, or of its next part
+    /// when the run records `evals_per_epoch` times an epoch), then at the end of an epoch f
+    /// on the training set (outside the training time). The record's test accuracy is None;
+    /// see [`Sgd::accuracy`].
+    pub fn advance(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
         let started = Instant::now();
         let running_loss = self.steps(train, theta)?;
         self.state.elapsed_s += started.elapsed().as_secs_f64();
         let epoch = self.state.epoch;
-        let f = self.evaluator.value_across(self.comm, train, self.total, theta)?.f;
-        if !f.is_finite() || !running_loss.is_finite() {
+        let f = if self.state.batch_in_epoch == 0 {
+            Some(self.evaluator.value_across(self.comm, train, self.total, theta)?.f)
+        } else {
+            None
+        };
+        if f.is_some_and(|f| !f.is_finite()) || !running_loss.is_finite() {
+            let f = f.unwrap_or(running_loss);
             return Err(Error::Diverged { iteration: epoch, f, grad_norm: f64::NAN });
         }
         Ok(EpochRecord {
-            epoch,
-            f,
             running_loss: Some(running_loss),
-            elapsed_s: self.state.elapsed_s,
-            test_acc: None,
-            val_acc: None,
+            f,
+            ..EpochRecord::initial(epoch, self.state.step, 0.0, self.state.elapsed_s)
         })
     }
 
-    /// The mini-batch steps of one epoch, without the evaluation of f that [`Sgd::epoch`] adds;
-    /// returns the mean loss of the mini-batches. Counts the epoch, not its time.
+    /// The mini-batch steps up to the next record, without the evaluation of f that
+    /// [`Sgd::advance`] adds; returns the mean loss of their mini-batches. Counts the steps
+    /// and the epoch when it ends, not their time.
     pub fn steps(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
         let (gpu, batch) = (self.gpu, self.batch);
         if self.update.as_ref().is_none_or(|(id, _)| *id != theta.id()) {
@@ -223,10 +247,12 @@ impl<'a> Sgd<'a> {
             self.options.seed.wrapping_add(epoch as u64),
         ));
         let update = &self.update.as_ref().expect("recorded above").1;
-        // The samples of this epoch's mini-batches this rank has met: their losses are kept
-        // in that order.
-        let mut seen = 0;
-        for indices in order.chunks(batch) {
+        let (from, batches) = (self.state.batch_in_epoch, self.batches_per_epoch());
+        let to = super::next_record_at(from, batches, self.options.evals_per_epoch);
+        // The samples of these mini-batches this rank has met: their losses are kept in that
+        // order; and the samples of the mini-batches in all.
+        let (mut seen, mut samples) = (0, 0);
+        for indices in order.chunks(batch).skip(from).take(to - from) {
             let lr = self.options.lr / (1.0 + self.options.decay * self.state.step as f64);
             gpu.write(&self.rate, &[lr as f32])?;
             if self.comm.size() == 1 {
@@ -249,12 +275,17 @@ impl<'a> Sgd<'a> {
                 gpu.write(&self.grad, &partial)?;
                 gpu.submit(&[update])?;
             }
+            samples += indices.len();
             self.state.step += 1;
         }
         let mut loss_sum = [self.stepper.epoch_loss_sum(seen)?];
         self.comm.sum_f64(&mut loss_sum)?;
-        self.state.epoch = epoch;
-        Ok(loss_sum[0] / self.total as f64)
+        self.state.batch_in_epoch = to;
+        if to == batches {
+            self.state.epoch = epoch;
+            self.state.batch_in_epoch = 0;
+        }
+        Ok(loss_sum[0] / samples.max(1) as f64)
     }
 
     /// v ← μ·v − lr·g, θ ← θ + v, with lr read from `rate`.
@@ -279,7 +310,7 @@ impl<'a> Sgd<'a> {
 }
 
 /// Trains θ in place by SGD with momentum for the configured epochs, reporting θ0 (epoch 0)
-/// and every epoch.
+/// and every epoch (or part of one, `evals_per_epoch`).
 pub fn train(
     execution: &Execution,
     problem: &Problem,
@@ -314,7 +345,7 @@ pub fn train_across(
     }
     observer.observe(&Record::Sgd(initial));
     while !sgd.finished() {
-        let mut record = sgd.epoch(train, theta)?;
+        let mut record = sgd.advance(train, theta)?;
         if let Some(test) = test {
             record.test_acc = Some(sgd.accuracy(test, theta)?);
         }
