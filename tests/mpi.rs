@@ -178,6 +178,12 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
         "{stderr}"
     );
     assert!(!stderr.contains("rank 1 of 2: error"), "{stderr}");
+    for refused in [&["train", "--optim", "sgn"][..], &["train", "--precondition"][..]] {
+        let output = mpirun(2, refused, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{refused:?}: {stderr}");
+        assert!(stderr.contains("does not run across ranks yet"), "{refused:?}: {stderr}");
+    }
 }
 
 /// `compare` on two ranks writes one report, rank 0's, with one process's results.

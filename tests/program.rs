@@ -97,6 +97,14 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
         (&["compare", "--momentum", "1"], "--momentum", "[0, 1)"),
         (&["eval", "--gn-size", "0"], "--gn-size", "number of training samples"),
         (&["predict", "--model", "m.safetensors", "--bsize", "0"], "--bsize", "at least 1"),
+        (&["train", "--optim", "sgn", "--sgn-batch", "0"], "--sgn-batch", "at least 1"),
+        (&["train", "--optim", "sgn", "--sgn-cg-steps", "0"], "--sgn-cg-steps", "at least 1"),
+        (&["train", "--sgn-batch", "100", "--sgn-gn-size", "101"], "--sgn-gn-size", "SGN mini-batch"),
+        (&["train", "--sgn-lambda", "-1"], "--sgn-lambda", "≥ 0"),
+        (&["train", "--evals-per-epoch", "0"], "--evals-per-epoch", "at least 1"),
+        (&["train", "--precondition", "--probes", "0"], "--probes", "at least 1"),
+        (&["compare", "--tune-sgd", "0"], "--tune-sgd", "seconds > 0"),
+        (&["compare", "--target", "0.95,1.5"], "--target", "(0, 1]"),
     ];
     for (args, option, range) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))

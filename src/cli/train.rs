@@ -492,6 +492,12 @@ fn read_checkpoint(path: &Path, network: &Network, comm: &dyn Communicator) -> R
 
 pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let started = std::time::Instant::now();
+    if args.optim == Optim::Sgn {
+        ranks.single("--optim sgn", "run SGN on one process, or --optim newton or sgd across ranks")?;
+    }
+    if args.settings.newton.precondition {
+        ranks.single("--precondition", "precondition on one process, or leave it out across ranks")?;
+    }
     let comm = ranks.comm();
     // Across ranks, rank 0 alone prints and writes files.
     let writes = comm.rank() == 0;
@@ -627,11 +633,6 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             }
         }
         Optim::Sgn => {
-            if comm.size() > 1 {
-                bail!(super::usage::Usage(
-                    "--optim sgn runs on one process: SGN's mini-batch and its products are not yet summed across ranks".into()
-                ));
-            }
             let options = args.settings.sgn_options()?;
             let mut sgn = Sgn::new(&execution, &problem, train, &options)?;
             batches_per_epoch = sgn.batches_per_epoch();

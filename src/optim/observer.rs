@@ -59,6 +59,9 @@ pub struct EpochRecord {
     /// stayed and λ was raised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<usize>,
+    /// SGN: seconds of those steps spent in CG (the preconditioner's probes included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cg_s: Option<f64>,
     pub test_acc: Option<f64>,
     /// Accuracy on the validation set, when one was held out.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +80,7 @@ impl EpochRecord {
             lambda: None,
             cg_iters: None,
             rejected: None,
+            cg_s: None,
             test_acc: None,
             val_acc: None,
         }

@@ -42,7 +42,7 @@ use super::{EpochRecord, Observer, Record};
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgnOptions {
     pub epochs: usize,
-    /// |B|, the mini-batch.
+    /// |B|, the mini-batch (a batch larger than the training set is all of it).
     pub batch: usize,
     /// |S|, the Gauss-Newton matrix's subsample: the first |S| members of each mini-batch
     /// (None: ⌈10% of the batch⌉; the batch's size is the paper's choice).
@@ -88,17 +88,22 @@ impl Default for SgnOptions {
 }
 
 impl SgnOptions {
-    /// |S|: gn_size, or ⌈10% of the batch⌉.
-    pub fn gn_size(&self) -> usize {
-        self.gn_size.unwrap_or(self.batch.div_ceil(10))
+    /// |B| for a training set of `l` samples.
+    pub fn batch_for(&self, l: usize) -> usize {
+        self.batch.min(l)
+    }
+
+    /// |S| for a training set of `l` samples: gn_size, or ⌈10% of the batch⌉.
+    pub fn gn_size_for(&self, l: usize) -> usize {
+        self.gn_size.unwrap_or(self.batch_for(l).div_ceil(10))
     }
 
     /// Checks every setting, for a training set of `l` samples.
     pub fn validate(&self, l: usize) -> Result<(), Error> {
         rules::count("training set", l)?;
-        rules::count_up_to("sgn_batch", self.batch, l, "from 1 to the number of training samples")?;
+        rules::count("sgn_batch", self.batch)?;
         if let Some(size) = self.gn_size {
-            rules::count_up_to("sgn_gn_size", size, self.batch, "from 1 to the SGN mini-batch")?;
+            rules::count_up_to("sgn_gn_size", size, self.batch_for(l), "from 1 to the SGN mini-batch")?;
         }
         rules::count("sgn_cg_steps", self.cg_steps)?;
         rules::open_unit("xi", self.xi)?;
@@ -132,6 +137,16 @@ struct Steps {
     mean_loss: f64,
     cg_iters: usize,
     rejected: usize,
+    cg_s: f64,
+}
+
+/// What one step did.
+struct Step {
+    /// The mini-batch's mean loss at θ.
+    mean_loss: f64,
+    cg_iters: usize,
+    cg_s: f64,
+    taken: bool,
 }
 
 /// An SGN run on one process: its buffers and its state. [`Sgn::advance`] runs the steps up
@@ -165,6 +180,7 @@ impl<'a> Sgn<'a> {
         options: &SgnOptions,
     ) -> Result<Self, Error> {
         options.validate(train.len())?;
+        let options = &SgnOptions { batch: options.batch_for(train.len()), ..options.clone() };
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         // One chunk holds a mini-batch; f and the accuracies run in chunks of that size or
         // the execution's, whichever is larger.
@@ -240,6 +256,7 @@ impl<'a> Sgn<'a> {
             lambda: Some(self.state.lambda),
             cg_iters: Some(0),
             rejected: Some(0),
+            cg_s: Some(0.0),
             ..EpochRecord::initial(self.state.epoch, self.state.step, f, self.state.elapsed_s)
         })
     }
@@ -266,6 +283,7 @@ impl<'a> Sgn<'a> {
             lambda: Some(self.state.lambda),
             cg_iters: Some(steps.cg_iters),
             rejected: Some(steps.rejected),
+            cg_s: Some(steps.cg_s),
             ..EpochRecord::initial(self.state.epoch, self.state.step, 0.0, self.state.elapsed_s)
         })
     }
@@ -285,12 +303,13 @@ impl<'a> Sgn<'a> {
         ));
         let (from, batches) = (self.state.batch_in_epoch, self.batches_per_epoch());
         let to = super::next_record_at(from, batches, self.options.evals_per_epoch);
-        let mut done = Steps { mean_loss: 0.0, cg_iters: 0, rejected: 0 };
+        let mut done = Steps { mean_loss: 0.0, cg_iters: 0, rejected: 0, cg_s: 0.0 };
         for members in order.chunks_exact(self.options.batch).skip(from).take(to - from) {
-            let (mean_loss, cg_iters, taken) = self.step(train, members, theta)?;
-            done.mean_loss += mean_loss / (to - from) as f64;
-            done.cg_iters += cg_iters;
-            done.rejected += usize::from(!taken);
+            let step = self.step(train, members, theta)?;
+            done.mean_loss += step.mean_loss / (to - from) as f64;
+            done.cg_iters += step.cg_iters;
+            done.rejected += usize::from(!step.taken);
+            done.cg_s += step.cg_s;
         }
         self.state.batch_in_epoch = to;
         if to == batches {
@@ -300,14 +319,8 @@ impl<'a> Sgn<'a> {
         Ok(done)
     }
 
-    /// One step on the mini-batch `members`: returns its mean loss at θ, the CG steps, and
-    /// whether the step was taken.
-    fn step(
-        &mut self,
-        train: &Dataset,
-        members: &[usize],
-        theta: &GpuBuffer<f32>,
-    ) -> Result<(f64, usize, bool), Error> {
+    /// One step on the mini-batch `members`.
+    fn step(&mut self, train: &Dataset, members: &[usize], theta: &GpuBuffer<f32>) -> Result<Step, Error> {
         let gpu = self.execution.gpu;
         let options = &self.options;
         self.state.step += 1;
@@ -319,7 +332,7 @@ impl<'a> Sgn<'a> {
         let mut subsample = match self.subsample.take() {
             Some(subsample) if subsample.made_with(theta) => subsample,
             _ => {
-                let size = options.gn_size();
+                let size = options.gn_size_for(self.total);
                 let sub_options = SubsampleOptions { size, seed, memory_budget: None };
                 Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?
             }
@@ -329,8 +342,10 @@ impl<'a> Sgn<'a> {
             CgSettings { xi: options.xi, max_steps: options.cg_steps, check_every: options.cg_check_every };
         self.cg_buffers.seed_probes(seed);
         let lambda = self.state.lambda;
+        let cg_started = Instant::now();
         let outcome =
             cg::solve(gpu, &subsample, lambda, &self.grad, at.grad_norm, &settings, &mut self.cg_buffers)?;
+        let cg_s = cg_started.elapsed().as_secs_f64();
         self.subsample = Some(subsample);
         if self.trial_programs.as_ref().is_none_or(|(id, _, _)| *id != theta.id()) {
             self.trial_programs = Some(self.record_trial(theta)?);
@@ -354,7 +369,7 @@ impl<'a> Sgn<'a> {
         } else {
             self.state.lambda *= options.boost;
         }
-        Ok((at.mean_loss, outcome.steps, taken))
+        Ok(Step { mean_loss: at.mean_loss, cg_iters: outcome.steps, cg_s, taken })
     }
 
     /// trial = θ + s, and θ = trial.
