@@ -19,11 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a network by Newton-CG (default) or SGD.
+    /// Train a network by Newton-CG (default), SGN or SGD.
     #[command(allow_negative_numbers = true)]
     Train(Box<cli::train::TrainArgs>),
-    /// Newton-CG against SGD on the same problem: logs, a CSV, charts and a summary (or, with
-    /// --sweep, the robustness study over C, |S| and learning rates).
+    /// Newton-CG, SGN and SGD (any set, SGD tuned first if asked) on the same problem: logs,
+    /// a CSV, charts and a summary (or, with --sweep, the robustness study over each method's
+    /// settings).
     #[command(allow_negative_numbers = true)]
     Compare(Box<cli::compare::CompareArgs>),
     /// Print a saved model's accuracy on a data set's test images, with per-class counts.

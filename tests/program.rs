@@ -257,20 +257,26 @@ fn compare_races_any_methods_after_tuning_sgd_and_writes_logs_a_csv_charts_and_a
     assert!(sgn.iter().all(|r| r["lambda"].is_f64() && r["cg_iters"].is_u64() && r["test_acc"].is_f64()));
     assert!(sgd.iter().all(|r| r["epoch"].is_u64() && r["lambda"].is_null()));
 
-    // SGD tuned over lr × momentum, and raced with the setting that reached 20% first.
-    let mut fastest: Option<(f64, String)> = None;
+    // SGD tuned over lr × momentum, and raced with the setting that reached 20% first (when
+    // none did in its half second, the most accurate at the end, the last of equals).
+    let (mut fastest, mut most_accurate): (Option<(f64, String)>, Option<(f64, String)>) = (None, None);
     for momentum in ["0", "0.9"] {
         for lr in ["0.003", "0.01", "0.03", "0.1"] {
             let records = log(&format!("tune-sgd-lr{lr}-m{momentum}.jsonl"));
+            let name = format!("SGD, tuned: lr {lr} μ {momentum}");
             let reached = records.iter().find(|r| r["test_acc"].as_f64().unwrap() >= 0.2);
             if let Some(t) = reached.map(|r| r["elapsed_s"].as_f64().unwrap()) {
                 if fastest.as_ref().is_none_or(|(best, _)| t < *best) {
-                    fastest = Some((t, format!("SGD, tuned: lr {lr} μ {momentum}")));
+                    fastest = Some((t, name.clone()));
                 }
+            }
+            let last = records.last().unwrap()["test_acc"].as_f64().unwrap();
+            if most_accurate.as_ref().is_none_or(|(best, _)| last >= *best) {
+                most_accurate = Some((last, name));
             }
         }
     }
-    let (_, chosen) = fastest.expect("a tuning run reaches 20%");
+    let (_, chosen) = fastest.or(most_accurate).unwrap();
     assert!(stdout.contains(&chosen), "expected {chosen:?} in\n{stdout}");
 
     let csv = std::fs::read_to_string(dir.join("records.csv")).unwrap();
