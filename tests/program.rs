@@ -259,7 +259,8 @@ fn compare_races_any_methods_after_tuning_sgd_and_writes_logs_a_csv_charts_and_a
 
     // SGD tuned over lr × momentum, and raced with the setting that reached 20% first (when
     // none did in its half second, the most accurate at the end, the last of equals).
-    let (mut fastest, mut most_accurate): (Option<(f64, String)>, Option<(f64, String)>) = (None, None);
+    let mut fastest: Option<(f64, String)> = None;
+    let mut most_accurate: Option<(f64, String)> = None;
     for momentum in ["0", "0.9"] {
         for lr in ["0.003", "0.01", "0.03", "0.1"] {
             let records = log(&format!("tune-sgd-lr{lr}-m{momentum}.jsonl"));
