@@ -40,7 +40,7 @@ fn sgn_minimises_a_convex_problem_to_a_small_gradient() {
         SgnOptions { epochs: 12, batch: l, gn_size: Some(l), cg_steps: 40, xi: 1e-3, ..Default::default() };
     let mut records: Vec<EpochRecord> = Vec::new();
     sgn::train(&execution(), &problem, &data, None, &theta, &options, &mut |r: &Record| {
-        if let Record::Sgd(r) = r {
+        if let Record::Epoch(r) = r {
             records.push(r.clone())
         }
     })

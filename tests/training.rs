@@ -83,7 +83,7 @@ fn sgd_learns_digits() {
         records.push(r.clone())
     })
     .unwrap();
-    let Some(Record::Sgd(last)) = records.last() else { panic!("no epoch reported") };
+    let Some(Record::Epoch(last)) = records.last() else { panic!("no epoch reported") };
     assert_eq!(last.epoch, 6);
     assert!(last.test_acc.unwrap() >= 0.65, "6 SGD epochs on 600 digits reached only {:?}", last.test_acc);
 }

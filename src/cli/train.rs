@@ -342,7 +342,7 @@ impl Reporter {
                 val(r.val_acc),
                 if r.accepted { "" } else { "  (line search failed: no step, λ raised)" }
             ),
-            Record::Sgd(r) => match (r.lambda, r.cg_iters) {
+            Record::Epoch(r) => match (r.lambda, r.cg_iters) {
                 (Some(lambda), Some(cg)) => println!(
                     "{:>5} {:>6} {:>12} {:>12} {:>10.4e} {:>5} {:>4} {:>8.1} {:>8}{}",
                     r.epoch,
@@ -426,8 +426,8 @@ fn steps_done(record: &Record, batches_per_epoch: usize) -> String {
     let plural = |n: usize, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
     match record {
         Record::Newton(r) => plural(r.iter, "iteration"),
-        Record::Sgd(r) if r.f.is_some() => plural(r.epoch, "epoch"),
-        Record::Sgd(r) => {
+        Record::Epoch(r) if r.f.is_some() => plural(r.epoch, "epoch"),
+        Record::Epoch(r) => {
             let steps = r.step - r.epoch * batches_per_epoch;
             format!("{} and {}", plural(r.epoch, "epoch"), plural(steps, "step"))
         }
@@ -619,13 +619,13 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             println!("{}", args.settings.sgd.describe(&args.settings.problem));
             println!("epoch   step            f  running loss  seconds  test acc{validation_header}");
             if fresh {
-                let mut record = Record::Sgd(sgd.initial_record(train, &theta)?);
+                let mut record = Record::Epoch(sgd.initial_record(train, &theta)?);
                 let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
                 record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
                 finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
             }
             while !sgd.finished() {
-                let mut record = Record::Sgd(sgd.advance(train, &theta)?);
+                let mut record = Record::Epoch(sgd.advance(train, &theta)?);
                 injected_failure(comm.rank(), sgd.state.epoch)?;
                 let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
                 record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
@@ -650,13 +650,13 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
             );
             if fresh {
-                let mut record = Record::Sgd(sgn.initial_record(train, &theta)?);
+                let mut record = Record::Epoch(sgn.initial_record(train, &theta)?);
                 let val_acc = validation.map(|v| sgn.accuracy(v, &theta)).transpose()?;
                 record.set_accuracies(Some(sgn.accuracy(test, &theta)?), val_acc);
                 finish(&record, serde_json::to_string(&sgn.state)?, None)?;
             }
             while !sgn.finished() {
-                let mut record = Record::Sgd(sgn.advance(train, &theta)?);
+                let mut record = Record::Epoch(sgn.advance(train, &theta)?);
                 let val_acc = validation.map(|v| sgn.accuracy(v, &theta)).transpose()?;
                 record.set_accuracies(Some(sgn.accuracy(test, &theta)?), val_acc);
                 finish(&record, serde_json::to_string(&sgn.state)?, None)?;

@@ -94,7 +94,7 @@ impl EpochRecord {
 pub enum Record {
     Newton(IterationRecord),
     /// SGD's or SGN's.
-    Sgd(EpochRecord),
+    Epoch(EpochRecord),
 }
 
 impl Record {
@@ -102,7 +102,7 @@ impl Record {
     pub fn elapsed_s(&self) -> f64 {
         match self {
             Record::Newton(r) => r.elapsed_s,
-            Record::Sgd(r) => r.elapsed_s,
+            Record::Epoch(r) => r.elapsed_s,
         }
     }
 
@@ -111,7 +111,7 @@ impl Record {
     pub fn f(&self) -> Option<f64> {
         match self {
             Record::Newton(r) => Some(r.f),
-            Record::Sgd(r) => r.f,
+            Record::Epoch(r) => r.f,
         }
     }
 
@@ -119,7 +119,7 @@ impl Record {
     pub fn index(&self) -> usize {
         match self {
             Record::Newton(r) => r.iter,
-            Record::Sgd(r) => r.epoch,
+            Record::Epoch(r) => r.epoch,
         }
     }
 
@@ -127,29 +127,29 @@ impl Record {
     pub fn label(&self) -> String {
         match self {
             Record::Newton(r) => format!("iteration {}", r.iter),
-            Record::Sgd(r) if r.f.is_some() => format!("epoch {}", r.epoch),
-            Record::Sgd(r) => format!("step {} of epoch {}", r.step, r.epoch + 1),
+            Record::Epoch(r) if r.f.is_some() => format!("epoch {}", r.epoch),
+            Record::Epoch(r) => format!("step {} of epoch {}", r.step, r.epoch + 1),
         }
     }
 
     pub fn val_acc(&self) -> Option<f64> {
         match self {
             Record::Newton(r) => r.val_acc,
-            Record::Sgd(r) => r.val_acc,
+            Record::Epoch(r) => r.val_acc,
         }
     }
 
     pub fn test_acc(&self) -> Option<f64> {
         match self {
             Record::Newton(r) => r.test_acc,
-            Record::Sgd(r) => r.test_acc,
+            Record::Epoch(r) => r.test_acc,
         }
     }
 
     pub fn set_accuracies(&mut self, test: Option<f64>, validation: Option<f64>) {
         let (test_acc, val_acc) = match self {
             Record::Newton(r) => (&mut r.test_acc, &mut r.val_acc),
-            Record::Sgd(r) => (&mut r.test_acc, &mut r.val_acc),
+            Record::Epoch(r) => (&mut r.test_acc, &mut r.val_acc),
         };
         *test_acc = test;
         *val_acc = validation;

@@ -343,13 +343,13 @@ pub fn train_across(
     if let Some(test) = test {
         initial.test_acc = Some(sgd.accuracy(test, theta)?);
     }
-    observer.observe(&Record::Sgd(initial));
+    observer.observe(&Record::Epoch(initial));
     while !sgd.finished() {
         let mut record = sgd.advance(train, theta)?;
         if let Some(test) = test {
             record.test_acc = Some(sgd.accuracy(test, theta)?);
         }
-        observer.observe(&Record::Sgd(record));
+        observer.observe(&Record::Epoch(record));
     }
     Ok(sgd.state)
 }

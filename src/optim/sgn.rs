@@ -413,13 +413,13 @@ pub fn train(
     if let Some(test) = test {
         initial.test_acc = Some(sgn.accuracy(test, theta)?);
     }
-    observer.observe(&Record::Sgd(initial));
+    observer.observe(&Record::Epoch(initial));
     while !sgn.finished() {
         let mut record = sgn.advance(train, theta)?;
         if let Some(test) = test {
             record.test_acc = Some(sgn.accuracy(test, theta)?);
         }
-        observer.observe(&Record::Sgd(record));
+        observer.observe(&Record::Epoch(record));
     }
     Ok(sgn.state)
 }
