@@ -105,6 +105,7 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
         (&["train", "--precondition", "--probes", "0"], "--probes", "at least 1"),
         (&["compare", "--tune-sgd", "0"], "--tune-sgd", "seconds > 0"),
         (&["compare", "--target", "0.95,1.5"], "--target", "(0, 1]"),
+        (&["compare", "--methods", "sgn,newton,sgn"], "--methods", "named twice"),
     ];
     for (args, option, range) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))

@@ -186,6 +186,13 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             Usage("--methods: name at least one of newton, newton-pcg, sgn, sgn-pcg, sgd".into()).into()
         );
     }
+    if let Some(twice) =
+        args.methods.iter().enumerate().find_map(|(i, m)| args.methods[..i].contains(m).then_some(m))
+    {
+        let name =
+            clap::ValueEnum::to_possible_value(twice).map_or(String::new(), |v| v.get_name().to_owned());
+        return Err(Usage(format!("--methods: {name} is named twice; each method runs once")).into());
+    }
     args.settings.problem.validate()?;
     let (split, _, problem) = args.settings.problem.load(None)?;
     let tuning = match args.tune_sgd {
