@@ -4,10 +4,10 @@
 //!
 //!   f_B(θ) = θᵀθ / (2·C·l) + (1/|B|) Σ_{i∈B} ξ(z_i; y_i),
 //!
-//! solves (G_B + λI)s = −∇f_B by a few CG steps on the device with the Gauss-Newton matrix of
-//! the same mini-batch (B is the subsample), and steps θ ← θ + s, unit step, no learning rate.
-//! Levenberg-Marquardt damping: ρ = (f_B(θ + s) − f_B(θ)) / (∇f_Bᵀs + ½ sᵀG_B s) on the same
-//! mini-batch; λ ← λ·boost when ρ < 1/4, λ·drop when ρ ≥ 3/4. A step that does not lower f_B
+//! solves (G_S + λI)s = −∇f_B by a few CG steps on the device with the Gauss-Newton matrix of
+//! the mini-batch (of its first |S| members, S ⊆ B; the paper takes S = B), and steps
+//! θ ← θ + s, unit step, no learning rate. Levenberg-Marquardt damping:
+//! ρ = (f_B(θ + s) − f_B(θ)) / (∇f_Bᵀs + ½ sᵀG_S s) on the same mini-batch; λ ← λ·boost when ρ < 1/4, λ·drop when ρ ≥ 3/4. A step that does not lower f_B
 //! is not taken (θ stays, λ rises), as in Levenberg-Marquardt.
 //!
 //! Epochs shuffle as SGD does (epoch e with seed + e) into ⌊l/|B|⌋ mini-batches of exactly
