@@ -92,6 +92,9 @@ pub struct Objective<'g> {
     scalars: GpuBuffer<f32>,
     programs: HashMap<Work, Program>,
     progress: Option<Progress<'g>>,
+    /// The mini-batch [`Objective::load_batch`] left in the workspace, as (its size, l):
+    /// None once anything else has written the workspace's inputs.
+    loaded_batch: Option<(usize, usize)>,
 }
 
 /// Called with (chunks done, chunks in all) while a data set is evaluated.
@@ -121,6 +124,7 @@ impl<'g> Objective<'g> {
             scalars: gpu.zeros(4, "scalars")?,
             programs: HashMap::new(),
             progress: None,
+            loaded_batch: None,
         })
     }
 
@@ -389,14 +393,7 @@ impl<'g> Objective<'g> {
             "a mini-batch of {batch} exceeds the workspace's {}",
             self.chunk_size()
         );
-        let d = self.network().input().len();
-        let mut images = Vec::with_capacity(batch * d);
-        for &i in indices {
-            images.extend_from_slice(data.images_of(i..i + 1));
-        }
-        let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
-        self.gpu.write(self.workspace.inputs(), &images)?;
-        self.gpu.write(self.workspace.labels(), &labels)?;
+        self.upload_members(data, indices)?;
         let work = Work::Minibatch {
             theta: theta.id(),
             grad: grad.id(),
@@ -420,20 +417,10 @@ impl<'g> Objective<'g> {
         Ok(())
     }
 
-    /// The mini-batch objective of `indices` (distinct samples of `data`, at most a chunk):
-    ///
-    ///   f_B(θ) = θᵀθ / (2·C·l) + (1/|B|) Σ_{i∈B} ξ_i,   ∇f_B = θ/(C·l) + (1/|B|) Σ_{i∈B} J_iᵀ ∂ξ_i,
-    ///
-    /// with l = data.len(), so that f_B estimates f without bias; ∇f_B goes to `grad` when one
-    /// is given. One submit and one read.
-    pub fn batch_value(
-        &mut self,
-        data: &Dataset,
-        indices: &[usize],
-        theta: &GpuBuffer<f32>,
-        grad: Option<&GpuBuffer<f32>>,
-    ) -> Result<Evaluation, Error> {
-        self.check(data, theta)?;
+    /// Uploads the mini-batch `indices` (distinct samples of `data`, at most a chunk) into the
+    /// workspace, where [`Objective::batch_value`] evaluates it at any number of θ.
+    pub fn load_batch(&mut self, data: &Dataset, indices: &[usize]) -> Result<(), Error> {
+        self.network().check_data(data.shape, data.classes)?;
         let batch = indices.len();
         if batch == 0 || batch > self.chunk_size() {
             return Err(Error::Setting {
@@ -442,26 +429,66 @@ impl<'g> Objective<'g> {
                 found: format!("{batch} samples, chunks of {}", self.chunk_size()),
             });
         }
-        let d = self.network().input().len();
-        let mut images = Vec::with_capacity(batch * d);
-        for &i in indices {
-            images.extend_from_slice(data.images_of(i..i + 1));
+        if self.losses.len() < batch {
+            self.losses = self.gpu.zeros(batch, "per-sample losses")?;
+            self.programs.clear();
         }
-        let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
-        self.gpu.write(self.workspace.inputs(), &images)?;
-        self.gpu.write(self.workspace.labels(), &labels)?;
-        let work = Work::Batch { theta: theta.id(), grad: id(grad), l: data.len(), batch };
+        self.upload_members(data, indices)?;
+        self.loaded_batch = Some((batch, data.len()));
+        Ok(())
+    }
+
+    /// The objective of the mini-batch B that [`Objective::load_batch`] loaded from a set of
+    /// l samples:
+    ///
+    ///   f_B(θ) = θᵀθ / (2·C·l) + (1/|B|) Σ_{i∈B} ξ_i,   ∇f_B = θ/(C·l) + (1/|B|) Σ_{i∈B} J_iᵀ ∂ξ_i,
+    ///
+    /// so that f_B estimates f without bias; ∇f_B goes to `grad` when one is given. One
+    /// submit and one read.
+    pub fn batch_value(
+        &mut self,
+        theta: &GpuBuffer<f32>,
+        grad: Option<&GpuBuffer<f32>>,
+    ) -> Result<Evaluation, Error> {
+        let Some((batch, l)) = self.loaded_batch else {
+            return Err(Error::Setting {
+                field: "mini-batch",
+                expected: "one loaded by load_batch since the last evaluation over a data set",
+                found: "none".into(),
+            });
+        };
+        let n = self.network().param_count();
+        for buffer in std::iter::once(theta).chain(grad) {
+            if buffer.len() != n {
+                return Err(Error::ParamCount { expected: n, found: buffer.len() });
+            }
+        }
+        let work = Work::Batch { theta: theta.id(), grad: id(grad), l, batch };
         self.run(work, theta, grad)?;
         let losses = self.gpu.read_range(&self.losses, 0, batch)?;
         let scalars = self.gpu.read(&self.scalars)?;
         let mean_loss = losses.iter().map(|&v| v as f64).sum::<f64>() / batch as f64;
-        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.problem.c * data.len() as f64);
+        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.problem.c * l as f64);
         Ok(Evaluation {
             f: mean_loss + regularization,
             mean_loss,
             regularization,
             grad_norm: if grad.is_some() { (scalars[GRAD_SQ] as f64).sqrt() } else { 0.0 },
         })
+    }
+
+    /// Writes the images and labels of `indices` into the workspace, in that order.
+    fn upload_members(&mut self, data: &Dataset, indices: &[usize]) -> Result<(), Error> {
+        let d = self.network().input().len();
+        let mut images = Vec::with_capacity(indices.len() * d);
+        for &i in indices {
+            images.extend_from_slice(data.images_of(i..i + 1));
+        }
+        let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
+        self.gpu.write(self.workspace.inputs(), &images)?;
+        self.gpu.write(self.workspace.labels(), &labels)?;
+        self.loaded_batch = None;
+        Ok(())
     }
 
     /// The sum of the first `count` per-sample losses written by mini-batches this epoch.
@@ -481,6 +508,7 @@ impl<'g> Objective<'g> {
         let mut z = Vec::with_capacity(data.len() * k);
         for start in (0..data.len()).step_by(self.chunk_size()) {
             let batch = self.chunk_size().min(data.len() - start);
+            self.loaded_batch = None;
             self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch))?;
             self.run(Work::Outputs { theta: theta.id(), batch }, theta, None)?;
             z.extend(self.gpu.read_range(self.workspace.network_outputs(), 0, batch * k)?);
@@ -506,6 +534,7 @@ impl<'g> Objective<'g> {
         for start in (0..len).step_by(capacity) {
             let batch = capacity.min(len - start);
             // Queued writes land before the next submit and after the previous one.
+            self.loaded_batch = None;
             self.gpu.write(self.workspace.inputs(), data.images_of(start..start + batch))?;
             self.gpu.write(self.workspace.labels(), &data.labels[start..start + batch])?;
             self.run(Work::Chunk { theta: t, grad: g, l: total, start, batch }, theta, grad)?;

@@ -389,18 +389,28 @@ pub fn solve(
     for ticket in in_flight {
         gpu.take(ring, ticket)?;
     }
-    let stop = Stop::from_slot(last[slot::STOP]);
-    let (gs, ss) = (last[slot::GS] as f64, last[slot::SS] as f64);
-    Ok(CgOutcome {
-        steps: last[slot::STEP] as usize,
-        // RR holds the residual of the last kept step (β does not move it after a stop).
-        residual_norm: (last[slot::RR] as f64).sqrt(),
-        stop,
-        broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
-        gs,
-        s_g_s: last[slot::SAS] as f64 - lambda * ss,
-        comm_s: 0.0,
-    })
+    let figures = OUTCOME_SLOTS.map(|i| last[i] as f64);
+    Ok(CgOutcome::from_figures(figures, lambda, 0.0))
+}
+
+/// The slots a solve's outcome is made of, in [`CgOutcome::from_figures`]'s order.
+const OUTCOME_SLOTS: [usize; 6] = [slot::STEP, slot::RR, slot::STOP, slot::GS, slot::SS, slot::SAS];
+
+impl CgOutcome {
+    /// The outcome from the final scalars (those of [`OUTCOME_SLOTS`]) of a solve with `lambda`.
+    fn from_figures([steps, rr, stop, gs, ss, sas]: [f64; 6], lambda: f64, comm_s: f64) -> Self {
+        let stop = Stop::from_slot(stop as f32);
+        Self {
+            steps: steps as usize,
+            // RR holds the residual of the last kept step (β does not move it after a stop).
+            residual_norm: rr.sqrt(),
+            stop,
+            broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
+            gs,
+            s_g_s: sas - lambda * ss,
+            comm_s,
+        }
+    }
 }
 
 /// [`solve`] as one rank of a data-parallel job, each rank holding its part of S
@@ -465,16 +475,7 @@ pub fn solve_across(
     }
     gpu.submit(&[&programs.end])?;
     let last = gpu.read(&buffers.scalars)?;
-    let figures = [slot::STEP, slot::RR, slot::STOP, slot::GS, slot::SS, slot::SAS].map(|i| last[i]);
-    let [steps, rr, stop, gs, ss, sas] = <[f64; 6]>::try_from(from_rank0(&figures)?).expect("six figures");
-    let stop = Stop::from_slot(stop as f32);
-    Ok(CgOutcome {
-        steps: steps as usize,
-        residual_norm: rr.sqrt(),
-        stop,
-        broke_down: matches!(stop, Some(Stop::Breakdown | Stop::NonFinite)),
-        gs,
-        s_g_s: sas - lambda * ss,
-        comm_s,
-    })
+    let figures = from_rank0(&OUTCOME_SLOTS.map(|i| last[i]))?;
+    let figures = <[f64; 6]>::try_from(figures).expect("six figures");
+    Ok(CgOutcome::from_figures(figures, lambda, comm_s))
 }

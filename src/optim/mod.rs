@@ -7,6 +7,7 @@ pub mod newton;
 mod observer;
 pub mod sgd;
 pub mod sgn;
+mod trial;
 
 pub use observer::{EpochRecord, IterationRecord, Observer, Record};
 

@@ -11,13 +11,13 @@ use crate::curvature::{Subsample, SubsampleOptions};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
-use crate::gpu::{GpuBuffer, Program};
-use crate::kernels::{blas1, cg as cg_kernels};
+use crate::gpu::GpuBuffer;
 use crate::objective::{Evaluation, Objective};
 use crate::problem::Problem;
 use crate::rules;
 
 use super::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
+use super::trial::TrialPoint;
 use super::{IterationRecord, Observer, Record};
 
 /// The settings of Newton-CG; the defaults are simpleNN's.
@@ -112,7 +112,8 @@ pub struct Newton<'a> {
     options: NewtonOptions,
     objective: Objective<'a>,
     grad: GpuBuffer<f32>,
-    trial: GpuBuffer<f32>,
+    /// θ + αs, the line search's trial point.
+    trial: TrialPoint,
     trial_grad: GpuBuffer<f32>,
     /// f and ∇f at θ (∇f in `grad`) when the last line search accepted α = 1, whose trial
     /// point was evaluated with its gradient: the next iteration starts from them.
@@ -121,10 +122,6 @@ pub struct Newton<'a> {
     gn_size: usize,
     /// The subsample, drawn afresh each iteration into the same device buffers.
     subsample: Option<Subsample<'a>>,
-    /// The step length of the line search's trial, as its program reads it: [α].
-    step_length: GpuBuffer<f32>,
-    /// For θ's buffer: trial = θ + α·s, and θ = trial once accepted.
-    line_search: Option<(u64, Program, Program)>,
     pub state: NewtonState,
 }
 
@@ -176,14 +173,12 @@ impl<'a> Newton<'a> {
             problem,
             objective: Objective::new(execution, problem)?,
             grad: gpu.zeros::<f32>(n, "∇f")?,
-            trial: gpu.zeros::<f32>(n, "θ + αs")?,
+            trial: TrialPoint::new(gpu, n)?,
             trial_grad: gpu.zeros::<f32>(n, "∇f(θ + s)")?,
             known: None,
             cg_buffers: CgBuffers::preconditioned(gpu, n, options.precondition)?,
             gn_size,
             subsample: None,
-            step_length: gpu.zeros(1, "line search α")?,
-            line_search: None,
             state: NewtonState { iteration: 0, lambda: options.lambda, elapsed_s: 0.0 },
             options: options.clone(),
         })
@@ -300,10 +295,6 @@ impl<'a> Newton<'a> {
             cg::solve_across(gpu, comm, &subsample, lambda, grad, eval.grad_norm, &settings, buffers)?;
         self.subsample = Some(subsample);
         let cg_s = cg_started.elapsed().as_secs_f64();
-        if self.line_search.as_ref().is_none_or(|(id, _, _)| *id != theta.id()) {
-            self.line_search = Some(self.record_line_search(theta)?);
-        }
-        let (_, trial_point, accept) = self.line_search.as_ref().expect("recorded above");
 
         // Armijo backtracking from α = 1 on θ + αs, at most max_halvings halvings. The full
         // step is evaluated with its gradient: it is usually accepted, and then the next
@@ -313,12 +304,12 @@ impl<'a> Newton<'a> {
         let mut accepted: Option<(f64, Option<f64>)> = None;
         if outcome.gs < 0.0 {
             for halvings in 0..=options.max_halvings {
-                gpu.write(&self.step_length, &[alpha as f32])?;
-                gpu.submit(&[trial_point])?;
+                self.trial.set(gpu, theta, &self.cg_buffers.direction, alpha)?;
+                let point = self.trial.point();
                 let trial_eval = if halvings == 0 {
-                    self.objective.value_and_grad_across(comm, shard, total, &self.trial, &self.trial_grad)?
+                    self.objective.value_and_grad_across(comm, shard, total, point, &self.trial_grad)?
                 } else {
-                    self.objective.value_across(comm, shard, total, &self.trial)?
+                    self.objective.value_across(comm, shard, total, point)?
                 };
                 let f_trial = trial_eval.f;
                 if f_trial.is_finite() && f_trial - eval.f <= options.eta * alpha * outcome.gs {
@@ -336,7 +327,7 @@ impl<'a> Newton<'a> {
         }
         let (rho, alpha, f, grad_norm) = match accepted {
             Some((f_new, grad_norm)) => {
-                gpu.submit(&[accept])?;
+                self.trial.accept(gpu)?;
                 let predicted = alpha * outcome.gs + 0.5 * alpha * alpha * outcome.s_g_s;
                 let rho = (f_new - eval.f) / predicted;
                 if rho < 0.25 {
@@ -372,25 +363,6 @@ impl<'a> Newton<'a> {
             test_acc: None,
             val_acc: None,
         }))
-    }
-
-    /// trial = θ + α·s with α read from `step_length`, and θ = trial.
-    fn record_line_search(&self, theta: &GpuBuffer<f32>) -> Result<(u64, Program, Program), Error> {
-        let (gpu, n) = (self.execution.gpu, theta.len());
-        let mut rec = gpu.recorder();
-        blas1::copy(&mut rec, theta, 0, &self.trial, 0, n)?;
-        cg_kernels::axpy_scalar(
-            &mut rec,
-            1.0,
-            &self.step_length,
-            0,
-            &self.cg_buffers.direction,
-            &self.trial,
-        )?;
-        let trial_point = rec.finish()?;
-        let mut rec = gpu.recorder();
-        blas1::copy(&mut rec, &self.trial, 0, theta, 0, n)?;
-        Ok((theta.id(), trial_point, rec.finish()?))
     }
 
     /// Accuracy of θ on `data` (across ranks, this rank's shard of the scored set), computed

@@ -23,13 +23,13 @@ use crate::curvature::{Subsample, SubsampleOptions};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
-use crate::gpu::{GpuBuffer, Program};
-use crate::kernels::blas1;
+use crate::gpu::GpuBuffer;
 use crate::objective::Objective;
 use crate::problem::Problem;
 use crate::rules;
 
 use super::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
+use super::trial::TrialPoint;
 use super::{EpochRecord, Observer, Record};
 
 /// The settings of SGN. The paper gives the method (mini-batch gradient and Gauss-Newton
@@ -160,14 +160,11 @@ pub struct Sgn<'a> {
     /// f_B and ∇f_B of each mini-batch (one chunk holds it), f and the accuracies.
     objective: Objective<'a>,
     grad: GpuBuffer<f32>,
-    trial: GpuBuffer<f32>,
+    /// θ + s, the step's trial point.
+    trial: TrialPoint,
     cg_buffers: CgBuffers,
     /// The mini-batch's Gauss-Newton matrix: made once, each mini-batch drawn into it.
     subsample: Option<Subsample<'a>>,
-    /// The step length, as the trial program reads it: [1].
-    step_length: GpuBuffer<f32>,
-    /// For θ's buffer: trial = θ + s, and θ = trial once accepted.
-    trial_programs: Option<(u64, Program, Program)>,
     pub state: SgnState,
 }
 
@@ -192,18 +189,15 @@ impl<'a> Sgn<'a> {
                 found: format!("{} (the most here is {})", options.batch, objective.chunk_size()),
             });
         }
-        let step_length = gpu.upload(&[1.0f32], "SGN step length")?;
         Ok(Self {
             execution: *execution,
             problem,
             total: train.len(),
             objective,
             grad: gpu.zeros(n, "∇f_B")?,
-            trial: gpu.zeros(n, "θ + s")?,
+            trial: TrialPoint::new(gpu, n)?,
             cg_buffers: CgBuffers::preconditioned(gpu, n, options.precondition)?,
             subsample: None,
-            step_length,
-            trial_programs: None,
             state: SgnState { epoch: 0, step: 0, batch_in_epoch: 0, lambda: options.lambda, elapsed_s: 0.0 },
             options: options.clone(),
         })
@@ -324,7 +318,8 @@ impl<'a> Sgn<'a> {
         let gpu = self.execution.gpu;
         let options = &self.options;
         self.state.step += 1;
-        let at = self.objective.batch_value(train, members, theta, Some(&self.grad))?;
+        self.objective.load_batch(train, members)?;
+        let at = self.objective.batch_value(theta, Some(&self.grad))?;
         if !at.f.is_finite() || !at.grad_norm.is_finite() {
             return Err(Error::Diverged { iteration: self.state.step, f: at.f, grad_norm: at.grad_norm });
         }
@@ -347,19 +342,16 @@ impl<'a> Sgn<'a> {
             cg::solve(gpu, &subsample, lambda, &self.grad, at.grad_norm, &settings, &mut self.cg_buffers)?;
         let cg_s = cg_started.elapsed().as_secs_f64();
         self.subsample = Some(subsample);
-        if self.trial_programs.as_ref().is_none_or(|(id, _, _)| *id != theta.id()) {
-            self.trial_programs = Some(self.record_trial(theta)?);
-        }
-        let (_, trial_point, accept) = self.trial_programs.as_ref().expect("recorded above");
         let mut taken = false;
         if outcome.gs < 0.0 {
-            gpu.submit(&[trial_point])?;
-            let f_trial = self.objective.batch_value(train, members, &self.trial, None)?.f;
+            self.trial.set(gpu, theta, &self.cg_buffers.direction, 1.0)?;
+            // The mini-batch is still in the workspace: only the forward pass runs again.
+            let f_trial = self.objective.batch_value(self.trial.point(), None)?.f;
             let predicted = outcome.gs + 0.5 * outcome.s_g_s;
             let rho = (f_trial - at.f) / predicted;
             taken = f_trial.is_finite() && f_trial < at.f;
             if taken {
-                gpu.submit(&[accept])?;
+                self.trial.accept(gpu)?;
             }
             if !taken || rho < 0.25 {
                 self.state.lambda *= options.boost;
@@ -370,25 +362,6 @@ impl<'a> Sgn<'a> {
             self.state.lambda *= options.boost;
         }
         Ok(Step { mean_loss: at.mean_loss, cg_iters: outcome.steps, cg_s, taken })
-    }
-
-    /// trial = θ + s, and θ = trial.
-    fn record_trial(&self, theta: &GpuBuffer<f32>) -> Result<(u64, Program, Program), Error> {
-        let (gpu, n) = (self.execution.gpu, theta.len());
-        let mut rec = gpu.recorder();
-        blas1::copy(&mut rec, theta, 0, &self.trial, 0, n)?;
-        crate::kernels::cg::axpy_scalar(
-            &mut rec,
-            1.0,
-            &self.step_length,
-            0,
-            &self.cg_buffers.direction,
-            &self.trial,
-        )?;
-        let trial_point = rec.finish()?;
-        let mut rec = gpu.recorder();
-        blas1::copy(&mut rec, &self.trial, 0, theta, 0, n)?;
-        Ok((theta.id(), trial_point, rec.finish()?))
     }
 
     /// Accuracy of θ on `data`, computed on the device in chunks.
