@@ -20,6 +20,7 @@ use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, GpuStats};
 use newton_wgpu::kernels::conv::ConvLayer;
 use newton_wgpu::kernels::matmul::matmul;
+use newton_wgpu::kernels::GemmKernel;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
 use newton_wgpu::objective::Objective;
@@ -182,7 +183,7 @@ fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) ->
     let conv_buffers: Vec<(ConvLayer, [GpuBuffer<f32>; 2])> = geometries
         .iter()
         .map(|g| {
-            let layer = ConvLayer::new(gpu, execution.conv, g).unwrap();
+            let layer = ConvLayer::new(gpu, execution.conv.plan(gpu, g, batch).unwrap(), g).unwrap();
             let x = gpu.upload(&vec![0.5; batch * g.input.len()], "x").unwrap();
             (layer, [x, gpu.zeros(batch * g.output.len(), "y").unwrap()])
         })
@@ -337,7 +338,7 @@ fn gemm_gflops(gpu: &Gpu, runs: usize) -> f64 {
     let c = gpu.zeros::<f32>(len, "C").unwrap();
     let seconds = measure(gpu, 1, runs, || {
         let mut rec = gpu.recorder();
-        matmul(&mut rec, (GEMM_SIZE, GEMM_SIZE, GEMM_SIZE), &a, &b, &c).unwrap();
+        matmul(&mut rec, GemmKernel::Tiled, (GEMM_SIZE, GEMM_SIZE, GEMM_SIZE), &a, &b, &c).unwrap();
         rec.submit().unwrap();
     });
     2.0 * (GEMM_SIZE as f64).powi(3) / seconds.best() / 1e9

@@ -1,13 +1,17 @@
-//! Per-layer cost of every convolution kernel of cnn4 and cnn4-small, both kinds side by side
-//! on the adapter at hand (windowed: registers only; tiled: workgroup-memory implicit matrix
-//! products): the forward pass, forward mode (Jv), the backward pass to the input and the
-//! weight gradient (θ's filters packed once beforehand, as training packs them once per θ;
-//! forward mode packs its direction's). Median GPU time of several runs (wall time where the adapter has no
-//! timestamp queries) and the GFLOP/s that implies.
+//! Per-layer cost of every convolution kernel of cnn4 and cnn4-small side by side on the
+//! adapter at hand (windowed: register windows; tiled, tile4: workgroup-memory implicit matrix
+//! products, scalar and vec4; direct{8,4,2,1}x4: vec4 register blocks): the forward pass,
+//! forward mode (Jv), the backward pass to the input and the weight gradient (θ's filters
+//! packed once beforehand, as training packs them once per θ; forward mode packs its
+//! direction's). Median GPU time of several runs (wall time where the adapter has no timestamp
+//! queries), the GFLOP/s of the fastest kernel and of the one the adapter's type chose before
+//! the tuner, and the fraction of the FP32 peak of the machine's CPU when the adapter is a
+//! software one. Then every product kernel on 1024 × 1024 matrices.
 //!
 //! `cargo bench --bench kernels [-- --runs N] [-- --dump DIR]`; `BENCH_ONLY=cnn4-small` runs
-//! one network. `-- --checks` times every kernel with wgpu's runtime checks and without them
-//! instead (two devices of the adapter, alternately). With `--dump DIR` every kernel's output on the bench's fixed inputs is written
+//! one network (`BENCH_ONLY=gemm` the products alone). `-- --checks` times the windowed and
+//! tiled kernels with wgpu's runtime checks and without them instead (two devices of the
+//! adapter, alternately). With `--dump DIR` every kernel's output on the bench's fixed inputs is written
 //! to DIR as raw little-endian f32 (`{network}-{c}x{h}x{w}-layer{i}-{pass}-{kind}.f32`), so that
 //! two builds can be compared bit for bit (`cmp`).
 
@@ -15,8 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, Recorder, ShaderChecks};
-use newton_wgpu::kernels::conv::{ConvLayer, ConvStrategy};
+use newton_wgpu::kernels::conv::ConvLayer;
+use newton_wgpu::kernels::matmul::matmul;
+use newton_wgpu::kernels::GemmKernel;
 use newton_wgpu::nn::{cnn4, cnn4_small, ConvGeometry, Network, NetworkError, Shape};
+use newton_wgpu::{ConvKernel, ConvPlan};
 
 const BATCH: usize = 256;
 /// Scratch values for the per-group parameter gradients (as nn::device's workspace has).
@@ -84,11 +91,11 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(gpu: &Gpu, g: &ConvGeometry, strategy: ConvStrategy, network: &Network) -> Self {
+    fn new(gpu: &Gpu, g: &ConvGeometry, kernel: ConvKernel, network: &Network) -> Self {
         let (input, output) = (BATCH * g.input.len(), BATCH * g.output.len());
         let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
         // θ's filters are packed once per θ, as training packs them.
-        let layer = ConvLayer::new(gpu, strategy, g).unwrap();
+        let layer = ConvLayer::new(gpu, ConvPlan::all(kernel), g).unwrap();
         let mut rec = gpu.recorder();
         layer.pack_theta(&mut rec, &theta).unwrap();
         rec.submit().unwrap();
@@ -173,7 +180,7 @@ fn compare_checks(settings: &Settings) {
         );
         for (index, g) in network.conv_geometries().enumerate() {
             for pass in passes(index) {
-                for kind in ConvStrategy::ALL {
+                for kind in [ConvKernel::Windowed, ConvKernel::Gemm(GemmKernel::Tiled)] {
                     let layers = [&checked, &unchecked].map(|gpu| Layer::new(gpu, g, kind, &network));
                     let layers = &layers;
                     let record = |k: usize| {
@@ -216,6 +223,38 @@ fn compare_checks(settings: &Settings) {
     }
 }
 
+/// The FP32 peak of this machine's CPU for 256-bit code, from /proc/cpuinfo: cores × the
+/// clock × flops per cycle (32 with AVX2 and FMA: two 8-wide FMA units), and how it was read.
+/// llvmpipe compiles for 256-bit vectors ("256 bits" in its name), so AVX-512 adds nothing.
+fn cpu_peak_gflops() -> Option<(f64, String)> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let field = |name: &str| {
+        info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(':').nth(1)).map(str::trim)
+    };
+    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
+    let flags = field("flags")?;
+    let per_cycle = if flags.contains("avx2") && flags.contains("fma") { 32.0 } else { 16.0 };
+    let cores = std::thread::available_parallelism().ok()?.get() as f64;
+    let peak = cores * mhz / 1e3 * per_cycle;
+    Some((peak, format!("{cores} cores × {:.2} GHz × {per_cycle} flop/cycle = {peak:.0} GFLOP/s", mhz / 1e3)))
+}
+
+/// Every product kernel on GEMM_SIZE² matrices: milliseconds and GFLOP/s.
+fn bench_gemm(gpu: &Gpu, runs: usize, peak: Option<f64>) {
+    const GEMM_SIZE: usize = 1024;
+    let len = GEMM_SIZE * GEMM_SIZE;
+    let (a, b, c) = (buffer(gpu, len, 3), buffer(gpu, len, 4), gpu.zeros::<f32>(len, "C").unwrap());
+    println!("\nmatrix product {GEMM_SIZE}×{GEMM_SIZE}×{GEMM_SIZE}");
+    println!("{:<12} {:>10} {:>10} {:>8}", "kernel", "ms", "GFLOP/s", "of peak");
+    for kernel in GemmKernel::ALL {
+        let shape = (GEMM_SIZE, GEMM_SIZE, GEMM_SIZE);
+        let t = median_seconds(gpu, runs, |rec| matmul(rec, kernel, shape, &a, &b, &c).unwrap());
+        let gflops = 2.0 * (GEMM_SIZE as f64).powi(3) / t / 1e9;
+        let share = peak.map_or("-".into(), |p| format!("{:.1}%", 100.0 * gflops / p));
+        println!("{:<12} {:>10.2} {:>10.2} {:>8}", kernel.to_string(), t * 1e3, gflops, share);
+    }
+}
+
 fn main() {
     let settings = Settings::from_args();
     if settings.checks {
@@ -223,14 +262,18 @@ fn main() {
     }
     let options = GpuOptions { timestamps: true, ..GpuOptions::from_env().unwrap() };
     let gpu = Gpu::with_options(&options).expect("a GPU adapter");
-    let kinds = ConvStrategy::ALL;
     let timing = if gpu.timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
+    let before = ConvKernel::for_device_type(gpu.adapter().device_type);
     println!("adapter: {}", gpu.adapter());
     println!(
-        "{timing}, median of {} runs, batch {BATCH}; chosen for this adapter: {} kernels",
-        settings.runs,
-        ConvStrategy::for_device_type(gpu.adapter().device_type)
+        "{timing}, median of {} runs, batch {BATCH}; before the tuner this adapter ran {before}",
+        settings.runs
     );
+    let peak = gpu.is_software().then(cpu_peak_gflops).flatten();
+    if let Some((_, how)) = &peak {
+        println!("the CPU under the software adapter: FP32 peak {how}");
+    }
+    let peak = peak.map(|(p, _)| p);
     if let Some(dir) = &settings.dump {
         std::fs::create_dir_all(dir).unwrap();
     }
@@ -240,38 +283,56 @@ fn main() {
             continue;
         }
         let network = build(input, 10).unwrap();
-        println!("\n{name} on {input}");
-        println!(
-            "{:<18} {:<15} {:>12} {:>12} {:>9} {:>10} {:>14}",
-            "layer", "pass", "windowed ms", "tiled ms", "win GF/s", "tiled GF/s", "tiled/windowed"
-        );
+        println!("\n{name} on {input}: ms per kernel; the fastest; its GFLOP/s and {before}'s");
+        let names: Vec<String> = ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
+        print!("{:<18} {:<15}", "layer", "pass");
+        names.iter().for_each(|n| print!(" {n:>9}"));
+        println!(" {:>10} {:>9} {:>9} {:>8} {:>8}", "fastest", "GF/s", "before", "gain", "of peak");
         for (index, g) in network.conv_geometries().enumerate() {
             let flops = 2.0 * g.macs_per_sample() as f64 * BATCH as f64;
             for pass in passes(index) {
-                let [windowed, tiled] = [0, 1].map(|k| {
-                    let layer = Layer::new(&gpu, g, kinds[k], &network);
-                    if let Some(dir) = &settings.dump {
-                        let shape = format!("{}x{}x{}", input.channels, input.height, input.width);
-                        let file = format!("{name}-{shape}-layer{index}-{pass}-{}.f32", kinds[k]);
-                        layer.dump(&gpu, pass, &dir.join(file));
-                    }
-                    median_seconds(&gpu, settings.runs, |rec| {
-                        layer.record(rec, pass);
+                // The weight gradient has one kernel whatever the plan.
+                let kernels: &[ConvKernel] =
+                    if pass == "weight_grad" { &[ConvKernel::Windowed] } else { &ConvKernel::ALL };
+                let times: Vec<f64> = kernels
+                    .iter()
+                    .map(|&kernel| {
+                        let layer = Layer::new(&gpu, g, kernel, &network);
+                        if let Some(dir) = &settings.dump {
+                            let shape = format!("{}x{}x{}", input.channels, input.height, input.width);
+                            let file = format!("{name}-{shape}-layer{index}-{pass}-{kernel}.f32");
+                            layer.dump(&gpu, pass, &dir.join(file));
+                        }
+                        median_seconds(&gpu, settings.runs, |rec| {
+                            layer.record(rec, pass);
+                        })
                     })
-                });
+                    .collect();
                 // Jv does two products' work.
                 let flops = if pass == "jvp" { 2.0 * flops } else { flops };
+                let best = (0..times.len()).min_by(|&a, &b| times[a].total_cmp(&times[b])).unwrap();
+                let old = kernels.iter().position(|&k| k == before).unwrap_or(0);
+                print!("{:<18} {:<15}", format!("{}→{}", g.input, g.output), pass);
+                for k in 0..ConvKernel::ALL.len() {
+                    match times.get(k) {
+                        Some(t) => print!(" {:>9.2}", t * 1e3),
+                        None => print!(" {:>9}", "-"),
+                    }
+                }
+                let gflops = |t: f64| flops / t / 1e9;
+                let share = peak.map_or("-".into(), |p| format!("{:.1}%", 100.0 * gflops(times[best]) / p));
                 println!(
-                    "{:<18} {:<15} {:>12.2} {:>12.2} {:>9.2} {:>10.2} {:>14.2}",
-                    format!("{}→{}", g.input, g.output),
-                    pass,
-                    windowed * 1e3,
-                    tiled * 1e3,
-                    flops / windowed / 1e9,
-                    flops / tiled / 1e9,
-                    tiled / windowed
+                    " {:>10} {:>9.2} {:>9.2} {:>8.2} {:>8}",
+                    kernels[best].to_string(),
+                    gflops(times[best]),
+                    gflops(times[old]),
+                    times[old] / times[best],
+                    share
                 );
             }
         }
+    }
+    if only.as_deref().is_none_or(|o| o == "gemm") {
+        bench_gemm(&gpu, settings.runs, peak);
     }
 }

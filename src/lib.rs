@@ -37,5 +37,5 @@ pub mod reference;
 pub mod rules;
 
 pub use error::Error;
-pub use execution::{ConvStrategy, Execution};
+pub use execution::{ConvKernel, ConvPlan, ConvStrategy, Execution};
 pub use problem::Problem;

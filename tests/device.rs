@@ -7,6 +7,7 @@ use std::time::Instant;
 use common::gpu;
 use newton_wgpu::gpu::{Gpu, GpuOptions};
 use newton_wgpu::kernels::matmul::matmul;
+use newton_wgpu::kernels::GemmKernel;
 
 /// Submits one 128 × 128 × 128 product and returns the wall time until it finished.
 fn one_product(gpu: &Gpu) -> f64 {
@@ -14,7 +15,7 @@ fn one_product(gpu: &Gpu) -> f64 {
     let c = gpu.zeros::<f32>(128 * 128, "C").unwrap();
     let started = Instant::now();
     let mut rec = gpu.recorder();
-    matmul(&mut rec, (128, 128, 128), &a, &a, &c).unwrap();
+    matmul(&mut rec, GemmKernel::Tiled, (128, 128, 128), &a, &a, &c).unwrap();
     rec.submit().unwrap();
     gpu.wait().unwrap();
     started.elapsed().as_secs_f64()

@@ -378,8 +378,9 @@ impl Gpu {
         if bytes > limit {
             return Err(GpuError::BufferTooLarge { label: label.to_owned(), bytes, limit });
         }
-        // Sizes of copies must be multiples of 4 bytes.
-        Ok(bytes.div_ceil(4) * 4)
+        // Sizes of copies must be multiples of 4 bytes; 16 lets any buffer be bound as vec4
+        // values too (a kernel that reads rows four values at a time binds the buffer twice).
+        Ok(bytes.div_ceil(16) * 16)
     }
 
     const USAGE: wgpu::BufferUsages =

@@ -14,6 +14,8 @@ pub mod loss;
 pub mod matmul;
 pub mod pool;
 
+pub use gemm::GemmKernel;
+
 use bytemuck::Pod;
 
 use crate::gpu::{GpuBuffer, GpuError, Kernel, KernelInfo, Shader};

@@ -104,7 +104,8 @@ impl Workspace {
                 PlannedLayer::Flatten { .. } => continue,
                 PlannedLayer::Relu { .. } if folded[i] => continue,
                 PlannedLayer::Conv { geometry, .. } => {
-                    let layer = ConvLayer::new(gpu, execution.conv, geometry)?;
+                    let plan = execution.conv.plan(gpu, geometry, capacity)?;
+                    let layer = ConvLayer::new(gpu, plan, geometry)?;
                     Op::Conv { layer, input: current, output }
                 }
                 PlannedLayer::Relu { shape } => Op::Relu { input: current, output, len: shape.len() },

@@ -19,30 +19,34 @@ pub fn execution() -> Execution<'static> {
     Execution::new(gpu())
 }
 
-/// The device with the given convolution kernels.
-pub fn execution_with(conv: ConvStrategy) -> Execution<'static> {
-    execution().with_conv(conv)
+/// The device with every convolution pass by `kernel`.
+pub fn execution_with(kernel: &str) -> Execution<'static> {
+    execution().with_conv(ConvStrategy::Fixed(kernel.parse().unwrap()))
 }
 
-/// One test per kind of convolution kernels, so that a failure names the kind: for each
-/// `fn name(execution: Execution<'static>)` given, the tests `name::windowed` and
-/// `name::tiled`. Neither is ever skipped: every adapter, the software one included, runs both.
+/// One test per convolution kernel, so that a failure names the kernel: for each
+/// `fn name(execution: Execution<'static>)` given, the tests `name::windowed`, `name::tiled`,
+/// `name::tile4` and `name::direct{8,4,2,1}x4`. None is ever skipped: every adapter, the
+/// software one included, runs them all (`every_convolution_kernel_has_a_test` checks the list
+/// against `ConvKernel::ALL`).
 #[macro_export]
 macro_rules! conv_variants {
     ($($test:ident),* $(,)?) => {$(
         mod $test {
-            #[test]
-            fn windowed() {
-                super::$test($crate::common::execution_with(newton_wgpu::ConvStrategy::Windowed));
-            }
-
-            #[test]
-            fn tiled() {
-                super::$test($crate::common::execution_with(newton_wgpu::ConvStrategy::Tiled));
-            }
+            $crate::conv_variants!(@kernels $test: windowed, tiled, tile4, direct8x4, direct4x4, direct2x4, direct1x4);
+        }
+    )*};
+    (@kernels $test:ident: $($kernel:ident),*) => {$(
+        #[test]
+        fn $kernel() {
+            super::$test($crate::common::execution_with(stringify!($kernel)));
         }
     )*};
 }
+
+/// The kernels [`conv_variants!`] names, in its order.
+pub const CONV_KERNELS: [&str; 7] =
+    ["windowed", "tiled", "tile4", "direct8x4", "direct4x4", "direct2x4", "direct1x4"];
 
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed)

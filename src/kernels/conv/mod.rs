@@ -1,22 +1,24 @@
 //! Convolutions: the forward pass, forward mode (Jv), the backward pass to the input and the
-//! weight gradient of one layer, each checking its buffers and recording the kernels of the
-//! chosen kind ([`ConvStrategy`]):
+//! weight gradient of one layer, each checking its buffers and recording the kernel that its
+//! [`ConvPlan`] names for the pass ([`ConvKernel`]):
 //!
 //! - [`windowed`]: results in registers without workgroup memory (shaders/conv_windowed.wgsl),
 //!   for software GPUs, where every storage load costs a per-lane loop and a barrier more
 //!   still;
-//! - [`tiled`]: implicit matrix products in workgroup-memory tiles (shaders/conv_tiled.wgsl),
-//!   for real GPUs, where a tile loads 16 values per 64 multiply-adds from fast shared memory.
+//! - [`tiled`]: implicit matrix products (shaders/conv_tiled.wgsl) by any of the product
+//!   kernels: workgroup-memory tiles (scalar or vec4), for real GPUs, where a tile loads few
+//!   values per multiply-add from fast shared memory, or vec4 register blocks.
 //!
-//! Both compute the same thing and both are tested against the CPU reference. The weight
-//! gradient ([`backward_params`]), and the backward pass to the input at stride > 1, have
-//! windowed kernels only.
+//! All compute the same thing and all are tested against the CPU reference; the tuner
+//! ([`crate::tune`]) picks per layer and pass. The weight gradient ([`backward_params`]), and
+//! the backward pass to the input at stride > 1, have windowed kernels only.
 
 mod params;
 mod tiled;
 mod windowed;
 
 use super::blas1;
+use super::gemm::GemmKernel;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
 use crate::nn::ConvGeometry;
 use params::Params;
@@ -41,49 +43,121 @@ fn check_theta(pass: &str, g: &ConvGeometry, theta: &GpuBuffer<f32>) -> Result<(
     check(pass, theta, g.bias_offset + g.output.channels)
 }
 
-/// Which convolution kernels run. Each kind of adapter has a kernel shape that suits it; both
-/// compute the same thing (up to rounding) and both are tested against the CPU reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConvStrategy {
-    /// Register-blocked tiles without workgroup memory or barriers, for software GPUs.
+/// Which kernel runs one pass of a convolution. Every one computes the same thing (up to the
+/// order of the sums) and every one is tested against the CPU reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvKernel {
+    /// Register windows over packed filters, without workgroup memory (conv_windowed.wgsl).
     Windowed,
-    /// Implicit matrix products in workgroup-memory tiles, for real GPUs.
-    Tiled,
+    /// An implicit matrix product by one of the product kernels (conv_tiled.wgsl).
+    Gemm(GemmKernel),
 }
 
-impl ConvStrategy {
-    /// Both kinds, for tests and benchmarks.
-    pub const ALL: [Self; 2] = [Self::Windowed, Self::Tiled];
+impl ConvKernel {
+    /// Every candidate, in the order the tuner tries them.
+    pub const ALL: [Self; 7] = [
+        Self::Windowed,
+        Self::Gemm(GemmKernel::ALL[0]),
+        Self::Gemm(GemmKernel::ALL[1]),
+        Self::Gemm(GemmKernel::ALL[2]),
+        Self::Gemm(GemmKernel::ALL[3]),
+        Self::Gemm(GemmKernel::ALL[4]),
+        Self::Gemm(GemmKernel::ALL[5]),
+    ];
 
-    /// The kernels for an adapter of this type: windowed on a software rasteriser, tiled on
-    /// any other.
+    /// The kernel the adapter's type suggests without measuring: windowed on a software
+    /// rasteriser, the scalar tiles on any other (what ran before the tuner).
     pub fn for_device_type(device_type: wgpu::DeviceType) -> Self {
         if device_type == wgpu::DeviceType::Cpu {
             Self::Windowed
         } else {
-            Self::Tiled
+            Self::Gemm(GemmKernel::Tiled)
         }
     }
 }
 
-impl std::str::FromStr for ConvStrategy {
+impl std::str::FromStr for ConvKernel {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "windowed" => Ok(Self::Windowed),
-            "tiled" => Ok(Self::Tiled),
-            _ => Err(format!("{s:?}: expected windowed or tiled")),
+        let s = s.to_ascii_lowercase();
+        Self::ALL.into_iter().find(|k| k.to_string() == s).ok_or_else(|| {
+            let names: Vec<String> = Self::ALL.iter().map(|k| k.to_string()).collect();
+            format!("{s:?}: expected one of {}", names.join(", "))
+        })
+    }
+}
+
+impl std::fmt::Display for ConvKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Windowed => f.write_str("windowed"),
+            Self::Gemm(kernel) => kernel.fmt(f),
         }
     }
 }
 
-impl std::fmt::Display for ConvStrategy {
+/// The passes of a convolution that have a choice of kernels. The weight gradient, and the
+/// backward pass to the input at stride > 1, have one kernel each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvPass {
+    Forward,
+    Jvp,
+    BackwardInput,
+}
+
+impl ConvPass {
+    pub const ALL: [Self; 3] = [Self::Forward, Self::Jvp, Self::BackwardInput];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Jvp => "jvp",
+            Self::BackwardInput => "backward_input",
+        }
+    }
+}
+
+/// The kernel of each pass of one convolution layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvPlan {
+    pub forward: ConvKernel,
+    pub jvp: ConvKernel,
+    pub backward_input: ConvKernel,
+}
+
+impl ConvPlan {
+    /// Every pass by `kernel`.
+    pub fn all(kernel: ConvKernel) -> Self {
+        Self { forward: kernel, jvp: kernel, backward_input: kernel }
+    }
+
+    pub fn get(&self, pass: ConvPass) -> ConvKernel {
+        match pass {
+            ConvPass::Forward => self.forward,
+            ConvPass::Jvp => self.jvp,
+            ConvPass::BackwardInput => self.backward_input,
+        }
+    }
+
+    pub fn set(&mut self, pass: ConvPass, kernel: ConvKernel) {
+        match pass {
+            ConvPass::Forward => self.forward = kernel,
+            ConvPass::Jvp => self.jvp = kernel,
+            ConvPass::BackwardInput => self.backward_input = kernel,
+        }
+    }
+
+    /// Whether some pass reads θ's packed filters (`flipped`: the backward pass's, at stride 1).
+    fn packs(&self, g: &ConvGeometry) -> (bool, bool) {
+        let flipped = g.stride == 1 && self.backward_input == ConvKernel::Windowed;
+        (flipped || self.forward == ConvKernel::Windowed || self.jvp == ConvKernel::Windowed, flipped)
+    }
+}
+
+impl std::fmt::Display for ConvPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Windowed => "windowed",
-            Self::Tiled => "tiled",
-        })
+        write!(f, "forward {}, jvp {}, backward_input {}", self.forward, self.jvp, self.backward_input)
     }
 }
 
@@ -92,23 +166,21 @@ pub fn packed_bytes_bound(g: &ConvGeometry) -> u64 {
     windowed::packed_bytes_bound(g)
 }
 
-/// One convolution layer on the device: its geometry, the kernels that run it and, for the
+/// One convolution layer on the device: its geometry, the kernel of each pass and, for the
 /// windowed ones, θ's filters packed as they read them. θ's filters are packed by
-/// [`ConvLayer::pack_theta`], once per θ: the forward pass and the backward pass to the input
-/// read the filters of the θ last packed (the tiled kernels read θ directly and need none).
+/// [`ConvLayer::pack_theta`], once per θ: the windowed forward pass and backward pass to the
+/// input read the filters of the θ last packed (the product kernels read θ directly).
 pub struct ConvLayer {
     geometry: ConvGeometry,
-    strategy: ConvStrategy,
+    plan: ConvPlan,
     packed: Option<windowed::Packed>,
 }
 
 impl ConvLayer {
-    pub fn new(gpu: &Gpu, strategy: ConvStrategy, geometry: &ConvGeometry) -> Result<Self, GpuError> {
-        let packed = match strategy {
-            ConvStrategy::Windowed => Some(windowed::Packed::new(gpu, geometry)?),
-            ConvStrategy::Tiled => None,
-        };
-        Ok(Self { geometry: *geometry, strategy, packed })
+    pub fn new(gpu: &Gpu, plan: ConvPlan, geometry: &ConvGeometry) -> Result<Self, GpuError> {
+        let (packs, flipped) = plan.packs(geometry);
+        let packed = packs.then(|| windowed::Packed::new(gpu, geometry, flipped)).transpose()?;
+        Ok(Self { geometry: *geometry, plan, packed })
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -143,9 +215,10 @@ impl ConvLayer {
         check_theta("forward", g, theta)?;
         check("forward", y, batch.saturating_mul(g.output.len()))?;
         let params = Params::new(g, batch);
-        match &self.packed {
-            None => tiled::forward(rec, &params, x, theta, y),
-            Some(packed) => windowed::forward(rec, &params, x, theta, packed, y),
+        match (self.plan.forward, &self.packed) {
+            (ConvKernel::Gemm(kernel), _) => tiled::forward(rec, kernel, &params, x, theta, y),
+            (ConvKernel::Windowed, Some(packed)) => windowed::forward(rec, &params, x, theta, packed, y),
+            (ConvKernel::Windowed, None) => unreachable!("windowed passes pack θ's filters"),
         }
     }
 
@@ -168,18 +241,20 @@ impl ConvLayer {
         check_theta("forward mode", g, theta)?;
         check_theta("forward mode", g, v)?;
         check("forward mode", ry, batch.saturating_mul(g.output.len()))?;
+        if let Some(rx) = rx {
+            check("forward mode", rx, batch.saturating_mul(g.input.len()))?;
+        }
         let params = Params::new(g, batch);
-        match (&self.packed, rx) {
-            (None, None) => tiled::forward(rec, &params, x, v, ry),
-            (None, Some(rx)) => {
-                check("forward mode", rx, batch.saturating_mul(g.input.len()))?;
-                tiled::jvp(rec, &params, x, rx, theta, v, ry)
+        match (self.plan.jvp, &self.packed, rx) {
+            (ConvKernel::Gemm(kernel), _, None) => tiled::forward(rec, kernel, &params, x, v, ry),
+            (ConvKernel::Gemm(kernel), _, Some(rx)) => tiled::jvp(rec, kernel, &params, x, rx, theta, v, ry),
+            (ConvKernel::Windowed, Some(packed), None) => {
+                windowed::forward_with_direction(rec, &params, x, v, packed, ry)
             }
-            (Some(packed), None) => windowed::forward_with_direction(rec, &params, x, v, packed, ry),
-            (Some(packed), Some(rx)) => {
-                check("forward mode", rx, batch.saturating_mul(g.input.len()))?;
+            (ConvKernel::Windowed, Some(packed), Some(rx)) => {
                 windowed::jvp(rec, &params, x, rx, v, packed, ry)
             }
+            (ConvKernel::Windowed, None, _) => unreachable!("windowed passes pack θ's filters"),
         }
     }
 
@@ -201,9 +276,14 @@ impl ConvLayer {
         if g.stride != 1 {
             return windowed::backward_input_strided(rec, g, batch, dy, theta, dx);
         }
-        match &self.packed {
-            None => tiled::forward(rec, &Params::flipped(g, batch), dy, theta, dx),
-            Some(packed) => windowed::backward_input_unit_stride(rec, g, batch, dy, theta, packed, dx),
+        match (self.plan.backward_input, &self.packed) {
+            (ConvKernel::Gemm(kernel), _) => {
+                tiled::forward(rec, kernel, &Params::flipped(g, batch), dy, theta, dx)
+            }
+            (ConvKernel::Windowed, Some(packed)) => {
+                windowed::backward_input_unit_stride(rec, g, batch, dy, theta, packed, dx)
+            }
+            (ConvKernel::Windowed, None) => unreachable!("windowed passes pack θ's filters"),
         }
     }
 
@@ -222,8 +302,8 @@ impl ConvLayer {
         backward_params(rec, &self.geometry, batch, x, dy, partial, grad)
     }
 
-    pub fn strategy(&self) -> ConvStrategy {
-        self.strategy
+    pub fn plan(&self) -> ConvPlan {
+        self.plan
     }
 }
 

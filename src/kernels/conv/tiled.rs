@@ -1,27 +1,37 @@
-//! The tiled convolution kernels (shaders/conv_tiled.wgsl): the convolution as an implicit
-//! matrix product in the workgroup-memory tiles of [`super::super::gemm`], for real GPUs.
+//! The convolution as an implicit matrix product (shaders/conv_tiled.wgsl) by any of the
+//! product kernels of [`super::super::gemm`]: scalar or vec4 workgroup-memory tiles, or
+//! register blocks.
 
-use super::super::gemm;
+use super::super::gemm::{self, GemmKernel};
 use super::params::{self, Params};
-use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
+use crate::gpu::{Binding, GpuBuffer, GpuError, Recorder, Shader};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "conv_tiled",
     trusted: true,
     constants: gemm::CONSTANTS,
-    parts: &[params::PART, crate::shader_part!("gemm_tile"), crate::shader_part!("conv_tiled")],
+    parts: &[
+        params::PART,
+        crate::shader_part!("gemm_tile"),
+        crate::shader_part!("gemm_direct"),
+        crate::shader_part!("gemm_tile4"),
+        crate::shader_part!("conv_tiled"),
+    ],
 };
 
 crate::kernels! { KERNELS = [
     /// θ (filters and bias), x, y.
     CONV: Params = SHADER::conv(Read, Read, ReadWrite) [ROWS];
+    CONV_DIRECT: Params = SHADER::conv_direct(Read, Read, ReadWrite) [BLOCK_ROWS];
+    CONV_TILE4: Params = SHADER::conv_tile4(Read, Read, ReadWrite);
 ] }
 
 /// y = the convolution `params` describes of x with the filters and bias in θ (the forward
 /// pass, or the backward pass to the input at stride 1 with flipped filters), added to what y
-/// holds with `params.accumulate`.
+/// holds with `params.accumulate`, by `kernel`.
 pub(super) fn forward(
     rec: &mut Recorder,
+    kernel: GemmKernel,
     params: &Params,
     x: &GpuBuffer<f32>,
     theta: &GpuBuffer<f32>,
@@ -29,13 +39,25 @@ pub(super) fn forward(
 ) -> Result<(), GpuError> {
     let m = params.out_c as usize;
     let n = params.batch as usize * params.out_h as usize * params.out_w as usize;
-    let rows = gemm::rows_per_invocation(m);
-    rec.dispatch_specialized(&CONV, &[rows as f64], params, &[theta, x, y], gemm::invocations(m, n, rows))
+    let buffers: [&dyn Binding; 3] = [theta, x, y];
+    let invocations = kernel.invocations(m, n);
+    match kernel {
+        GemmKernel::Tiled => {
+            let rows = gemm::tiled_rows(m) as f64;
+            rec.dispatch_specialized(&CONV, &[rows], params, &buffers, invocations)
+        }
+        GemmKernel::Direct { rows } => {
+            rec.dispatch_specialized(&CONV_DIRECT, &[f64::from(rows)], params, &buffers, invocations)
+        }
+        GemmKernel::Tile4 => rec.dispatch(&CONV_TILE4, params, &buffers, invocations),
+    }
 }
 
 /// ry = V_W·x + V_b, then W·rx added to it: two products.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn jvp(
     rec: &mut Recorder,
+    kernel: GemmKernel,
     params: &Params,
     x: &GpuBuffer<f32>,
     rx: &GpuBuffer<f32>,
@@ -43,6 +65,6 @@ pub(super) fn jvp(
     v: &GpuBuffer<f32>,
     ry: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    forward(rec, params, x, v, ry)?;
-    forward(rec, &Params { has_bias: 0, accumulate: 1, ..*params }, rx, theta, ry)
+    forward(rec, kernel, params, x, v, ry)?;
+    forward(rec, kernel, &Params { has_bias: 0, accumulate: 1, ..*params }, rx, theta, ry)
 }

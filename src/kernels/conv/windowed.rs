@@ -83,12 +83,14 @@ pub(super) fn packed_bytes_bound(g: &ConvGeometry) -> u64 {
 }
 
 impl Packed {
-    pub(super) fn new(gpu: &Gpu, g: &ConvGeometry) -> Result<Self, GpuError> {
+    /// The packed filters of layer `g`, with θ's flipped ones too when `flipped` (for the
+    /// windowed backward pass to the input at stride 1).
+    pub(super) fn new(gpu: &Gpu, g: &ConvGeometry, flipped: bool) -> Result<Self, GpuError> {
         let forward = packed(&Params::new(g, 1));
         // A direction's filters start at a binding offset the adapter accepts, in vec4s.
         let align = (gpu.storage_alignment() as usize / 4).max(BLOCK);
         let direction_at = packed_len(&forward).next_multiple_of(align);
-        let flipped = (g.stride == 1)
+        let flipped = flipped
             .then(|| gpu.zeros(packed_len(&packed(&Params::flipped(g, 1))), "packed flipped filters"))
             .transpose()?;
         Ok(Self {
