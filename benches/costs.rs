@@ -183,7 +183,7 @@ fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) ->
     let conv_buffers: Vec<(ConvLayer, [GpuBuffer<f32>; 2])> = geometries
         .iter()
         .map(|g| {
-            let layer = ConvLayer::new(gpu, execution.conv.plan(gpu, g, batch).unwrap(), g).unwrap();
+            let layer = ConvLayer::new(gpu, execution.conv_plan(g, batch).unwrap(), g).unwrap();
             let x = gpu.upload(&vec![0.5; batch * g.input.len()], "x").unwrap();
             (layer, [x, gpu.zeros(batch * g.output.len(), "y").unwrap()])
         })

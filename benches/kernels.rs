@@ -263,7 +263,8 @@ fn main() {
     let options = GpuOptions { timestamps: true, ..GpuOptions::from_env().unwrap() };
     let gpu = Gpu::with_options(&options).expect("a GPU adapter");
     let timing = if gpu.timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
-    let before = ConvKernel::for_device_type(gpu.adapter().device_type);
+    // What ran before the tuner: windowed kernels on software adapters, tiled ones elsewhere.
+    let before = if gpu.is_software() { ConvKernel::Windowed } else { ConvKernel::Gemm(GemmKernel::Tiled) };
     println!("adapter: {}", gpu.adapter());
     println!(
         "{timing}, median of {} runs, batch {BATCH}; before the tuner this adapter ran {before}",

@@ -35,6 +35,7 @@ pub mod output;
 pub mod problem;
 pub mod reference;
 pub mod rules;
+pub mod tune;
 
 pub use error::Error;
 pub use execution::{ConvKernel, ConvPlan, ConvStrategy, Execution};

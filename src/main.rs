@@ -31,7 +31,10 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// Time f(θ), ∇f(θ) and one Gauss-Newton product (G_S + λI)∇f of a fresh network.
     Eval(cli::eval::EvalArgs),
-    /// Print the adapter in use and its limits.
+    /// Time the convolution kernels of a network's layers on this adapter and cache the
+    /// fastest (what every run does for shapes it has not seen), printing the table.
+    Tune(cli::tune::TuneArgs),
+    /// Print the adapter in use, its limits and the tuning cache.
     Info,
 }
 
@@ -90,6 +93,10 @@ fn run(cli: Cli, ranks: &cli::ranks::Ranks) -> Result<()> {
             cli::predict::run(&args)
         }
         Some(Command::Eval(args)) => cli::eval::eval(&args, ranks),
+        Some(Command::Tune(args)) => {
+            ranks.single("tune", "run it as one process")?;
+            cli::tune::run(&args)
+        }
         Some(Command::Info) => cli::info(ranks),
         None => cli::train::run(&cli::train::main_job(), ranks),
     }

@@ -17,6 +17,7 @@ fn scratch(name: &str) -> PathBuf {
 /// `newton-wgpu args` as `ranks` ranks of one job (more ranks than cores are allowed).
 fn mpirun<A: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[A], env: &[(&str, &str)]) -> Output {
     Command::new("mpirun")
+        .env("NEWTON_WGPU_TUNE", "off")
         .args(["--oversubscribe", "-np", &ranks.to_string(), env!("CARGO_BIN_EXE_newton-wgpu")])
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -39,11 +40,7 @@ fn sgd_on_one_two_and_three_ranks_logs_what_one_process_does() {
     let args = ["train", "--optim", "sgd", "--net", NET, "--loss", "ce", "--limit", "300", "--epochs", "2"];
     let args = [&args[..], &["--batch", "64", "--lr", "0.05", "--momentum", "0.9"]].concat();
     let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-        .args(&args)
-        .args(["--log-json", &log("one.jsonl")])
-        .output()
-        .unwrap();
+    let single = program().args(&args).args(["--log-json", &log("one.jsonl")]).output().unwrap();
     assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
     let want = records(&dir.join("one.jsonl"));
     assert_eq!(want.len(), 3);
@@ -76,10 +73,7 @@ fn newton_on_one_two_and_three_ranks_logs_what_one_process_does() {
     let args = ["train", "--net", NET, "--loss", "ce", "--limit", "1000", "--gn-size", "100"];
     let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let with = |more: &[&str]| -> Vec<String> { args.iter().chain(more).map(|a| a.to_string()).collect() };
-    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-        .args(with(&["--iters", "3", "--log-json", &log("one.jsonl")]))
-        .output()
-        .unwrap();
+    let single = program().args(with(&["--iters", "3", "--log-json", &log("one.jsonl")])).output().unwrap();
     assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
     let want = records(&dir.join("one.jsonl"));
     assert_eq!(want.len(), 4);
@@ -124,7 +118,7 @@ fn newton_on_one_two_and_three_ranks_logs_what_one_process_does() {
 #[test]
 fn f_and_its_gradient_on_two_ranks_are_those_of_one_process() {
     let args = ["eval", "--net", NET, "--loss", "ce", "--limit", "500"];
-    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(args).output().unwrap();
+    let single = program().args(args).output().unwrap();
     let across = mpirun(2, &args, &[]);
     let value = |output: &Output, key: &str| -> f64 {
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -193,11 +187,7 @@ fn compare_on_two_ranks_reports_what_one_process_does() {
     let args = ["compare", "--net", NET, "--loss", "ce", "--limit", "600", "--iters", "2", "--epochs", "2"];
     let args = [&args[..], &["--gn-size", "60"]].concat();
     let (one, two) = (dir.join("one"), dir.join("two"));
-    let single = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-        .args(&args)
-        .args(["--out", one.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let single = program().args(&args).args(["--out", one.to_str().unwrap()]).output().unwrap();
     assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
     let output = mpirun(2, &[&args[..], &["--out", two.to_str().unwrap()]].concat(), &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -212,4 +202,12 @@ fn compare_on_two_ranks_reports_what_one_process_does() {
     for file in ["records.csv", "summary.txt", "accuracy.png", "objective.svg"] {
         assert!(two.join(file).is_file(), "{file} missing from the 2-rank report");
     }
+}
+
+/// The program, with kernel tuning off unless a test turns it on: runs whose logs are compared
+/// must run the same kernels, and tuning would time them anew in every run.
+fn program() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"));
+    command.env("NEWTON_WGPU_TUNE", "off");
+    command
 }

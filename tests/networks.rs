@@ -184,12 +184,16 @@ fn an_adapter_index_counts_the_adapters_of_one_backend() {
         }
     }
     // The program reads it from NEWTON_WGPU_ADAPTER_INDEX, and refuses what is not an index.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-        .arg("info")
-        .env("NEWTON_WGPU_ADAPTER_INDEX", "first")
-        .output()
-        .unwrap();
+    let output = program().arg("info").env("NEWTON_WGPU_ADAPTER_INDEX", "first").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("NEWTON_WGPU_ADAPTER_INDEX") && stderr.contains("expected 0, 1, 2"), "{stderr}");
+}
+
+/// The program, with kernel tuning off unless a test turns it on: runs whose logs are compared
+/// must run the same kernels, and tuning would time them anew in every run.
+fn program() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_newton-wgpu"));
+    command.env("NEWTON_WGPU_TUNE", "off");
+    command
 }

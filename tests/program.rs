@@ -14,7 +14,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(args).output().unwrap();
+    let output = program().args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -108,11 +108,7 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
         (&["compare", "--methods", "sgn,newton,sgn"], "--methods", "named twice"),
     ];
     for (args, option, range) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-            .args(*args)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .unwrap();
+        let output = program().args(*args).env("RUST_BACKTRACE", "1").output().unwrap();
         let (stdout, stderr) =
             (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
@@ -120,7 +116,7 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
         assert!(!stderr.contains("backtrace") && !stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(!stdout.contains("adapter:"), "{args:?} opened the GPU first: {stdout}");
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
+    let output = program()
         .args(["predict", "--model", "no-such-model.safetensors"])
         .env("RUST_BACKTRACE", "1")
         .output()
@@ -149,7 +145,7 @@ fn outputs_that_are_special_files_are_refused_before_training() {
         (vec!["compare", "--out", report.to_str().unwrap()], &report.join("summary.txt")),
     ];
     for (args, named) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(&args).output().unwrap();
+        let output = program().args(&args).output().unwrap();
         let (stdout, stderr) =
             (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         assert!(!output.status.success(), "{args:?} succeeded");
@@ -165,14 +161,8 @@ fn outputs_that_are_special_files_are_refused_before_training() {
 
 #[test]
 fn the_convolution_kernels_are_chosen_by_environment_variable() {
-    let info = |value: &str| {
-        Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-            .arg("info")
-            .env("NEWTON_WGPU_CONV", value)
-            .output()
-            .unwrap()
-    };
-    for kernels in ["windowed", "tiled"] {
+    let info = |value: &str| program().arg("info").env("NEWTON_WGPU_CONV", value).output().unwrap();
+    for kernels in ["windowed", "tiled", "tile4", "direct8x4"] {
         let output = info(kernels);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success() && stdout.contains(&format!("{kernels} kernels")), "{stdout}");
@@ -180,12 +170,8 @@ fn the_convolution_kernels_are_chosen_by_environment_variable() {
     let output = info("fast");
     assert!(!output.status.success(), "NEWTON_WGPU_CONV=fast was accepted");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("NEWTON_WGPU_CONV") && stderr.contains("windowed or tiled"), "{stderr}");
-    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-        .arg("info")
-        .env("NEWTON_WGPU_SHADER_CHECKS", "some")
-        .output()
-        .unwrap();
+    assert!(stderr.contains("NEWTON_WGPU_CONV") && stderr.contains("windowed, tiled, tile4"), "{stderr}");
+    let output = program().arg("info").env("NEWTON_WGPU_SHADER_CHECKS", "some").output().unwrap();
     assert!(!output.status.success(), "NEWTON_WGPU_SHADER_CHECKS=some was accepted");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -195,11 +181,7 @@ fn the_convolution_kernels_are_chosen_by_environment_variable() {
     // An unknown backend is named, with the ones there are, and exits with 2: never ignored,
     // never shown as wgpu's bit set.
     for value in ["vulkn", "vulkan,metl", ","] {
-        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-            .arg("info")
-            .env("WGPU_BACKEND", value)
-            .output()
-            .unwrap();
+        let output = program().arg("info").env("WGPU_BACKEND", value).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "WGPU_BACKEND={value}: {stderr}");
         assert!(stderr.contains("WGPU_BACKEND") && stderr.contains("vulkan, metal, dx12, gl"), "{stderr}");
@@ -312,7 +294,7 @@ fn compare_races_any_methods_after_tuning_sgd_and_writes_logs_a_csv_charts_and_a
 }
 
 fn run_status(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu")).args(args).output().unwrap();
+    let output = program().args(args).output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (output.status.code(), text(&output.stdout), text(&output.stderr))
 }
@@ -386,15 +368,77 @@ fn resuming_another_problem_or_a_tampered_state_and_empty_test_sets_are_refused(
 #[test]
 fn a_binary_without_mpi_refuses_to_run_as_one_of_several_ranks() {
     for variable in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"))
-            .args(["train", "--limit", "100"])
-            .env(variable, "2")
-            .output()
-            .unwrap();
+        let output = program().args(["train", "--limit", "100"]).env(variable, "2").output().unwrap();
         let (stdout, stderr) =
             (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
         assert!(stderr.contains("one of 2 ranks") && stderr.contains("--features mpi"), "{stderr}");
         assert!(!stdout.contains("data:"), "{variable}: it ran: {stdout}");
     }
+}
+
+/// The program, with kernel tuning off unless a test turns it on: runs whose logs are compared
+/// must run the same kernels, and tuning would time them anew in every run.
+fn program() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_newton-wgpu"));
+    command.env("NEWTON_WGPU_TUNE", "off");
+    command
+}
+
+/// `newton-wgpu tune` times a network's kernels and caches the winners; a later run reads them
+/// without timing anything; a cache changed by hand is not trusted (a warning, then tuned
+/// again), and NEWTON_WGPU_TUNE=off leaves the cache alone.
+#[test]
+fn kernels_are_tuned_once_and_read_back_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let run = |args: &[&str], mode: &str| {
+        let output = program()
+            .args(args)
+            .args(["--net", net, "--limit", "64", "--bsize", "16"])
+            .env("NEWTON_WGPU_TUNE", mode)
+            .env("NEWTON_WGPU_CACHE_DIR", dir.path())
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {text}");
+        text
+    };
+    let first = run(&["tune"], "full");
+    let timed = first.lines().find(|l| l.starts_with("tuning (full): ")).expect(&first).to_owned();
+    assert!(!timed.contains(": 0 kernel choices timed"), "{timed}");
+    assert!(first.contains("winner") && first.contains(" 0 from the cache"), "{first}");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one cache file per adapter and build: {files:?}");
+    let cache = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(cache.contains("\"checksum\"") && cache.contains("\"kernel\""), "{cache}");
+
+    let again = run(&["eval"], "cached");
+    assert!(
+        again.contains("tuning (cached): 0 kernel choices timed") && !again.contains(" 0 from the cache"),
+        "{again}"
+    );
+    assert!(!again.contains("warning"), "{again}");
+
+    // One winner's time changed by hand (a digit put before it): the checksum no longer matches.
+    let tampered = cache.replacen("\"us\": ", "\"us\": 1", 1);
+    assert_ne!(tampered, cache);
+    std::fs::write(&files[0], &tampered).unwrap();
+    let distrusted = run(&["eval"], "full");
+    assert!(
+        distrusted.contains("warning: the tuning cache") && distrusted.contains("checksum"),
+        "{distrusted}"
+    );
+    assert!(
+        !distrusted.contains(": 0 kernel choices timed"),
+        "a distrusted cache is tuned again: {distrusted}"
+    );
+    // Garbage is a warning too, and tuning off reads and writes nothing.
+    std::fs::write(&files[0], "not json").unwrap();
+    let off = run(&["eval"], "off");
+    assert!(off.contains("windowed convolution kernels") && !off.contains("warning"), "{off}");
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), "not json");
+    let garbage = run(&["eval"], "cached");
+    assert!(garbage.contains("is not a cache of this program"), "{garbage}");
 }

@@ -228,8 +228,9 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let (train_shard, test_shard) = (shard_of(&split.train, comm), shard_of(&split.test, comm));
     let sets = Sets { whole: &split.train, train: &train_shard, test: &test_shard };
     let gpu = Gpu::new()?;
-    let execution = args.settings.problem.execution(&gpu)?;
-    super::announce(&execution);
+    let tuner = args.settings.problem.tuner(&gpu, ranks)?;
+    let execution = args.settings.problem.execution(&gpu, &tuner)?;
+    super::announce(&execution, &problem.network, execution.bsize)?;
     println!("{} runs; the report goes to {}", runs.len() + tuning.len(), args.out.display());
 
     let progress = Progress::new(runs.len() + tuning.len());

@@ -32,8 +32,9 @@ pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     rules::count_up_to("gn_size", size, total, "from 1 to the number of training samples")
         .map_err(option_error)?;
     let gpu = Gpu::new()?;
-    let execution = args.problem.execution(&gpu)?;
-    super::announce(&execution);
+    let tuner = args.problem.tuner(&gpu, ranks)?;
+    let execution = args.problem.execution(&gpu, &tuner)?;
+    super::announce(&execution, &problem.network, execution.bsize)?;
     let network = &problem.network;
     let theta = gpu.upload(&network.init_params(args.problem.seed), "θ")?;
     let grad = gpu.zeros::<f32>(network.param_count(), "∇f")?;

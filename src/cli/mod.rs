@@ -6,6 +6,7 @@ mod plot;
 pub mod predict;
 pub mod ranks;
 pub mod train;
+pub mod tune;
 pub mod usage;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use newton_wgpu::data::{self, DataSplit, Normalizer};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{self, Network, Shape};
-use newton_wgpu::{rules, Execution, Problem};
+use newton_wgpu::tune::{cache_dir, TuneMode, Tuner};
+use newton_wgpu::{rules, ConvKernel, Execution, Problem};
 
 /// Where the bundled data set is looked for, in order, when no --data is given: beside the
 /// working directory (a checkout), then beside the program and up to three folders above it
@@ -73,6 +75,11 @@ pub struct ProblemArgs {
     /// Use only the first N training samples.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// When the convolution kernels are timed on this adapter: full (shapes missing from the
+    /// cache are timed once and cached), cached (the cache alone), off (windowed kernels)
+    /// [default: NEWTON_WGPU_TUNE, else full; off across ranks].
+    #[arg(long)]
+    pub tune: Option<TuneMode>,
 }
 
 impl ProblemArgs {
@@ -106,15 +113,60 @@ impl ProblemArgs {
         Ok((split, normalizer, Problem::new(network, self.loss, self.c)?))
     }
 
-    /// How the commands run on `gpu`: NEWTON_WGPU_CONV's kernels, chunks of --bsize samples.
-    pub fn execution<'g>(&self, gpu: &'g Gpu) -> Result<Execution<'g>> {
-        Ok(Execution::from_env(gpu)?.with_bsize(self.bsize))
+    /// The tuner of `gpu`, in --tune's mode (else NEWTON_WGPU_TUNE's, else full), caching in
+    /// the tuner's cache folder. Across ranks it is off: every rank must run the same kernels
+    /// to take one process's steps, and ranks tuning apart could pick different ones.
+    pub fn tuner(&self, gpu: &Gpu, ranks: &ranks::Ranks) -> Result<Tuner> {
+        let mode = match self.tune {
+            Some(mode) => mode,
+            None => TuneMode::from_env()?.unwrap_or_default(),
+        };
+        let mode = if ranks.comm().size() > 1 { TuneMode::Off } else { mode };
+        Ok(Tuner::new(gpu, mode, cache_dir().as_deref()))
+    }
+
+    /// How the commands run on `gpu`: chunks of --bsize samples, every convolution pass by the
+    /// kernel NEWTON_WGPU_CONV names, else by `tuner`'s picks.
+    pub fn execution<'g>(&self, gpu: &'g Gpu, tuner: &'g Tuner) -> Result<Execution<'g>> {
+        let execution = Execution::from_env(gpu)?.with_bsize(self.bsize);
+        let fixed = std::env::var_os("NEWTON_WGPU_CONV").is_some_and(|v| !v.is_empty());
+        Ok(if fixed || tuner.mode() == TuneMode::Off { execution } else { execution.with_tuner(tuner) })
     }
 }
 
-/// Says which adapter runs and which convolution kernels run on it.
-pub fn announce(execution: &Execution) {
+/// Says which adapter runs and how its convolution kernels are chosen; with a tuner, first
+/// picks the kernels of `network`'s layers for chunks of `batch` samples (timing those the
+/// cache lacks) and says so in one line.
+pub fn announce(execution: &Execution, network: &Network, batch: usize) -> Result<()> {
     println!("adapter: {}, {} convolution kernels", execution.gpu.adapter(), execution.conv);
+    if let Some(tuner) = execution.tuner {
+        for g in network.conv_geometries() {
+            execution.conv_plan(g, batch)?;
+        }
+        println!("{}", tuning_summary(tuner));
+    }
+    Ok(())
+}
+
+/// One line: what the tuner timed, what it took from its cache, and where that is.
+pub fn tuning_summary(tuner: &Tuner) -> String {
+    let report = tuner.report();
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let file = tuner
+        .file()
+        .map_or("no cache folder (set NEWTON_WGPU_CACHE_DIR)".into(), |f| f.display().to_string());
+    format!(
+        "tuning ({}): {} kernel choices timed in {:.1} s ({:.1} s compiling), {} from the cache, {} left to {}; cache {file}",
+        tuner.mode(),
+        report.timed,
+        report.seconds,
+        report.compile_seconds,
+        report.cached,
+        report.fallback,
+        ConvKernel::fallback(),
+    )
 }
 
 /// Loads a data directory, keeps the first `limit` training samples, holds out a `validation`
@@ -174,7 +226,26 @@ pub fn info(ranks: &ranks::Ranks) -> Result<()> {
     println!("backend      {:?}", a.backend);
     println!("device type  {:?}", a.device_type);
     println!("driver       {} {}", a.driver, a.driver_info);
-    println!("convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled chooses)", execution.conv);
+    println!(
+        "convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled|tile4|direct8x4|... fixes one)",
+        execution.conv
+    );
+    let tuner = Tuner::new(&gpu, TuneMode::from_env()?.unwrap_or_default(), cache_dir().as_deref());
+    match tuner.file() {
+        Some(file) => {
+            let state = if file.is_file() { "" } else { " (not written yet)" };
+            println!(
+                "tuning     {} (NEWTON_WGPU_TUNE=off|cached|full), cache {}{state}",
+                tuner.mode(),
+                file.display()
+            );
+            println!("             {} cached choices for this adapter and build", tuner.choices().len());
+        }
+        None => println!("tuning     {}, no cache folder (set NEWTON_WGPU_CACHE_DIR or HOME)", tuner.mode()),
+    }
+    for warning in tuner.report().warnings {
+        eprintln!("warning: {warning}");
+    }
     println!("shader checks {:?} (NEWTON_WGPU_SHADER_CHECKS=all|declared|none chooses)", gpu.shader_checks());
     println!("limits in use:");
     println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);

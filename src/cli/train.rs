@@ -531,8 +531,9 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         resumed = Some((checkpoint.state, checkpoint.velocity, path));
     }
     let gpu = Gpu::new()?;
-    let execution = args.settings.problem.execution(&gpu)?;
-    super::announce(&execution);
+    let tuner = args.settings.problem.tuner(&gpu, ranks)?;
+    let execution = args.settings.problem.execution(&gpu, &tuner)?;
+    super::announce(&execution, &problem.network, execution.bsize)?;
     let theta = gpu.upload(&theta_host, "θ")?;
     let mut reporter = if writes { Reporter::new(args)? } else { Reporter { json: None } };
     let model = || model_of(&gpu, network, &theta, &normalizer, problem.loss);

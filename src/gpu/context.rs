@@ -120,6 +120,9 @@ fn backend_names(backends: wgpu::Backends) -> String {
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
     pub name: String,
+    /// PCI vendor and device ids (0 where the backend has none).
+    pub vendor: u32,
+    pub device: u32,
     pub backend: wgpu::Backend,
     pub device_type: wgpu::DeviceType,
     pub driver: String,
@@ -297,6 +300,8 @@ impl Gpu {
         let info = adapter.get_info();
         let summary = AdapterSummary {
             name: info.name.clone(),
+            vendor: info.vendor,
+            device: info.device,
             backend: info.backend,
             device_type: info.device_type,
             driver: info.driver.clone(),

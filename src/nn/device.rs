@@ -104,7 +104,7 @@ impl Workspace {
                 PlannedLayer::Flatten { .. } => continue,
                 PlannedLayer::Relu { .. } if folded[i] => continue,
                 PlannedLayer::Conv { geometry, .. } => {
-                    let plan = execution.conv.plan(gpu, geometry, capacity)?;
+                    let plan = execution.conv_plan(geometry, capacity)?;
                     let layer = ConvLayer::new(gpu, plan, geometry)?;
                     Op::Conv { layer, input: current, output }
                 }

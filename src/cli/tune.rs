@@ -1,0 +1,57 @@
+//! `newton-wgpu tune`: picks the convolution kernels of a network's layers on this adapter
+//! ahead of a run (timing those the cache lacks, or all of them with --again) and prints the
+//! table: shape, candidates, winner, microseconds and GFLOP/s.
+
+use anyhow::Result;
+use clap::Args;
+use newton_wgpu::gpu::Gpu;
+use newton_wgpu::tune::{cache_dir, TuneMode, Tuner};
+use newton_wgpu::Execution;
+
+use super::ProblemArgs;
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    problem: ProblemArgs,
+    /// Time every shape again, whatever the cache holds (the new winners replace the old).
+    #[arg(long)]
+    again: bool,
+}
+
+pub fn run(args: &TuneArgs) -> Result<()> {
+    args.problem.validate()?;
+    let (split, _, problem) = args.problem.load(None)?;
+    let gpu = Gpu::new()?;
+    // --again: a tuner that reads nothing, then writes every winner to the same cache file.
+    let dir = cache_dir();
+    let tuner = if args.again {
+        Tuner::fresh(&gpu, dir.as_deref())
+    } else {
+        Tuner::new(&gpu, args.problem.tune.unwrap_or(TuneMode::Full), dir.as_deref())
+    };
+    let execution = Execution::from_env(&gpu)?.with_bsize(args.problem.bsize).with_tuner(&tuner);
+    let batch = execution.bsize.min(split.train.len().max(1));
+    super::announce(&execution, &problem.network, batch)?;
+    let timed = tuner.timed();
+    if timed.is_empty() {
+        println!("nothing timed: every choice came from the cache (--again times them anew)");
+        return Ok(());
+    }
+    let names: Vec<String> = newton_wgpu::ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
+    print!("{:<44}", "shape (pass, kernel, stride, padding, channels, size, batch)");
+    names.iter().for_each(|n| print!(" {n:>10}"));
+    println!(" {:>10} {:>10} {:>9}", "winner", "µs", "GFLOP/s");
+    for shape in timed {
+        print!("{:<44}", shape.key);
+        for name in &names {
+            match shape.choice.candidates.get(name) {
+                Some(Some(us)) => print!(" {us:>10.1}"),
+                Some(None) => print!(" {:>10}", "dropped"),
+                None => print!(" {:>10}", "-"),
+            }
+        }
+        println!(" {:>10} {:>10.1} {:>9.1}", shape.choice.kernel, shape.choice.us, shape.gflops);
+    }
+    Ok(())
+}
