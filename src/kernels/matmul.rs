@@ -28,8 +28,9 @@ crate::uniform_params! {
 }
 
 crate::kernels! { KERNELS = [
+    /// A, B, C (the scalar tiles read no vec4 values).
+    MATMUL: Params = SHADER::matmul(Read, Read, ReadWrite) [ROWS];
     /// A, B, C, then A and B again as vec4 values.
-    MATMUL: Params = SHADER::matmul(Read, Read, ReadWrite, Read, Read) [ROWS];
     MATMUL_DIRECT: Params = SHADER::matmul_direct(Read, Read, ReadWrite, Read, Read) [BLOCK_ROWS, VEC_A, VEC_B];
     MATMUL_TILE4: Params = SHADER::matmul_tile4(Read, Read, ReadWrite, Read, Read) [VEC_A, VEC_B];
 ] }
@@ -53,7 +54,7 @@ pub fn matmul(
     match kernel {
         GemmKernel::Tiled => {
             let rows = gemm::tiled_rows(m) as f64;
-            rec.dispatch_specialized(&MATMUL, &[rows], &params, &buffers, invocations)
+            rec.dispatch_specialized(&MATMUL, &[rows], &params, &buffers[..3], invocations)
         }
         GemmKernel::Direct { rows } => {
             let overrides = [f64::from(rows), vec_a, vec_b];
