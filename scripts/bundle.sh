@@ -38,14 +38,16 @@ rm -rf "$out/data/mnist-sample"
 cp -r data/mnist-sample "$out/data/"
 cp scripts/gpu-bench.sh "$out/"
 
-# The Vulkan loader, for a machine that has only the GPU driver.
+# The Vulkan loader, for a machine that has only the GPU driver, and the GL dispatch libraries
+# (glvnd) that NVIDIA's Vulkan driver (libGLX_nvidia) needs: without them the loader says
+# "Could not get vkCreateInstance" (seen on an H200 container).
 mkdir -p "$out/debs"
 if command -v apt-get >/dev/null; then
   lists=$(mktemp -d)
   opts=(-o APT::Architecture=amd64 -o APT::Architectures=amd64 -o Dir::State::Lists="$lists")
   mkdir -p "$lists/partial"
   if apt-get "${opts[@]}" update -qq >/dev/null 2>&1 &&
-    (cd "$out/debs" && apt-get "${opts[@]}" download libvulkan1 >/dev/null 2>&1); then
+    (cd "$out/debs" && apt-get "${opts[@]}" download libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 >/dev/null 2>&1); then
     say "Vulkan loader packages: $(ls "$out/debs")"
   else
     say "could not fetch libvulkan1 here; the GPU machine must have a Vulkan loader"
