@@ -1,6 +1,6 @@
 // The convolution as an implicit matrix product by any of the product kernels: the tiles of
-// gemm_tile.wgsl (conv), the register blocks of gemm_direct.wgsl (conv_direct) or the vec4
-// tiles of gemm_tile4.wgsl (conv_tile4). Nothing is unfolded in memory; conv_params.wgsl has
+// gemm_tile.wgsl (conv), the register blocks of gemm_direct.wgsl (direct) or the vec4 tiles of
+// gemm_tile4.wgsl (tile4; both entry points in gemm_vec4.wgsl). Nothing is unfolded in memory; conv_params.wgsl has
 // the layouts:
 //   A = the filters [out_c, in_c·k_h·k_w] at w_off in theta, or with P.flipped the flipped,
 //       transposed filters of the backward pass to the input,
@@ -61,27 +61,6 @@ fn a4(m: u32, k: u32) -> vec4<f32> {
 
 fn b4(k: u32, col: u32) -> vec4<f32> {
     return vec4<f32>(b_at(k, col), b_at(k, col + 1u), b_at(k, col + 2u), b_at(k, col + 3u));
-}
-
-fn store4(m: u32, col: u32, v: vec4<f32>) {
-    let shape = gemm_shape();
-    if (m >= shape.x) { return; }
-    for (var j = 0u; j < 4u; j++) {
-        if (col + j < shape.y) { store(m, col + j, v[j]); }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn conv_direct(@builtin(global_invocation_id) gid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    gemm_direct(flat_index(gid, nwg));
-}
-
-@compute @workgroup_size(WG)
-fn conv_tile4(@builtin(workgroup_id) wid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) l: u32) {
-    gemm_tile4(wid, nwg, l);
 }
 
 @compute @workgroup_size(WG)

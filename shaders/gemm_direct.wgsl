@@ -5,7 +5,8 @@
 //   gemm_shape() -> vec3<u32>     (M, N, K)
 //   a4(m, k) -> vec4<f32>         A[m, k .. k+3], 0 outside A
 //   b4(k, col) -> vec4<f32>       B[k, col .. col+3], 0 outside B
-//   store4(m, col, v)             C[m, col .. col+3] = v, for the columns inside C
+//   store(m, col, value)          what becomes of one result (gemm_vec4.wgsl's store4 writes
+//                                 four with it)
 //
 // K goes in steps of 4: each step loads BLOCK_ROWS + 4 vec4 values (four rows of B as one 4×4 block,
 // a vec4 of A per row) for 16·BLOCK_ROWS multiply-adds. Neighbouring invocations take neighbouring

@@ -2,7 +2,7 @@
 // tfjs-webgpu's matrix product): each workgroup of 8 × 8 invocations computes a 32 × 32 tile
 // of C, each invocation a 4 × 4 block of it, and K goes in steps of 32. A part of matmul.wgsl
 // and conv_tiled.wgsl, which supply the operands through the same functions as for
-// gemm_direct.wgsl (gemm_shape, a4, b4, store4).
+// gemm_direct.wgsl (gemm_shape, a4, b4, store).
 //
 // Per step the workgroup copies a 32 × 32 slice of A (rows along K) and of B (rows along N)
 // into workgroup memory, four vec4 values per invocation and operand, waits, and every

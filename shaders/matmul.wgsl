@@ -1,7 +1,7 @@
 // The dense matrix product C[M, N] = A[M, K] · B[K, N], row-major from offset 0, by any of the
 // product kernels: the tiles of gemm_tile.wgsl (matmul), the register blocks of
-// gemm_direct.wgsl (matmul_direct) and the vec4 tiles of gemm_tile4.wgsl (matmul_tile4). The
-// tuner times them against each other; the benchmarks rate them.
+// gemm_direct.wgsl (direct) and the vec4 tiles of gemm_tile4.wgsl (tile4; both entry points
+// in gemm_vec4.wgsl). The tuner times them against each other; the benchmarks rate them.
 //
 // A and B are bound twice, as f32 and as vec4 values (read-only, so the two views may alias):
 // with VEC_A (K a multiple of 4) a row of A is read four values per load, with VEC_B (N a
@@ -51,29 +51,9 @@ fn b4(k: u32, col: u32) -> vec4<f32> {
     return vec4<f32>(b_at(k, col), b_at(k, col + 1u), b_at(k, col + 2u), b_at(k, col + 3u));
 }
 
-fn store4(m: u32, col: u32, v: vec4<f32>) {
-    if (m >= P.m) { return; }
-    for (var j = 0u; j < 4u; j++) {
-        if (col + j < P.n) { store(m, col + j, v[j]); }
-    }
-}
-
 @compute @workgroup_size(WG)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) l: u32) {
     gemm_tile(wid, nwg, l);
-}
-
-@compute @workgroup_size(WG)
-fn matmul_direct(@builtin(global_invocation_id) gid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    gemm_direct(flat_index(gid, nwg));
-}
-
-@compute @workgroup_size(WG)
-fn matmul_tile4(@builtin(workgroup_id) wid: vec3<u32>,
-                @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) l: u32) {
-    gemm_tile4(wid, nwg, l);
 }

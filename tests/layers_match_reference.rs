@@ -34,6 +34,15 @@ conv_variants!(
     every_layer_kind_in_one_network_matches_reference,
 );
 
+#[test]
+fn every_convolution_kernel_is_tested() {
+    let mut tested = conv_matches_reference_on_odd_shapes::TESTED.to_vec();
+    let mut all: Vec<String> = newton_wgpu::ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
+    tested.sort_unstable();
+    all.sort_unstable();
+    assert_eq!(tested, all, "conv_variants! must name every ConvKernel");
+}
+
 fn conv(kernel: usize, channels: usize, stride: usize, padding: usize) -> LayerSpec {
     LayerSpec::Conv { kernel, channels, stride, padding }
 }

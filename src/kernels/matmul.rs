@@ -14,6 +14,7 @@ pub(crate) static SHADER: Shader = Shader {
         crate::shader_part!("gemm_tile"),
         crate::shader_part!("gemm_direct"),
         crate::shader_part!("gemm_tile4"),
+        crate::shader_part!("gemm_vec4"),
         crate::shader_part!("matmul"),
     ],
 };
@@ -31,8 +32,8 @@ crate::kernels! { KERNELS = [
     /// A, B, C (the scalar tiles read no vec4 values).
     MATMUL: Params = SHADER::matmul(Read, Read, ReadWrite) [ROWS];
     /// A, B, C, then A and B again as vec4 values.
-    MATMUL_DIRECT: Params = SHADER::matmul_direct(Read, Read, ReadWrite, Read, Read) [BLOCK_ROWS, VEC_A, VEC_B];
-    MATMUL_TILE4: Params = SHADER::matmul_tile4(Read, Read, ReadWrite, Read, Read) [VEC_A, VEC_B];
+    MATMUL_DIRECT: Params = SHADER::direct(Read, Read, ReadWrite, Read, Read) [BLOCK_ROWS, VEC_A, VEC_B];
+    MATMUL_TILE4: Params = SHADER::tile4(Read, Read, ReadWrite, Read, Read) [VEC_A, VEC_B];
 ] }
 
 /// c = a · b for row-major a [m, k], b [k, n] and c [m, n], by `kernel`.

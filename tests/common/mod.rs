@@ -27,8 +27,8 @@ pub fn execution_with(kernel: &str) -> Execution<'static> {
 /// One test per convolution kernel, so that a failure names the kernel: for each
 /// `fn name(execution: Execution<'static>)` given, the tests `name::windowed`, `name::tiled`,
 /// `name::tile4` and `name::direct{8,4,2,1}x4`. None is ever skipped: every adapter, the
-/// software one included, runs them all (`every_convolution_kernel_has_a_test` checks the list
-/// against `ConvKernel::ALL`).
+/// software one included, runs them all. Each module also gets `TESTED`, the kernels it names,
+/// which `every_convolution_kernel_is_tested` checks against `ConvKernel::ALL`.
 #[macro_export]
 macro_rules! conv_variants {
     ($($test:ident),* $(,)?) => {$(
@@ -36,17 +36,18 @@ macro_rules! conv_variants {
             $crate::conv_variants!(@kernels $test: windowed, tiled, tile4, direct8x4, direct4x4, direct2x4, direct1x4);
         }
     )*};
-    (@kernels $test:ident: $($kernel:ident),*) => {$(
-        #[test]
-        fn $kernel() {
-            super::$test($crate::common::execution_with(stringify!($kernel)));
-        }
-    )*};
+    (@kernels $test:ident: $($kernel:ident),*) => {
+        // Read by one test; the other modules carry it unread.
+        #[allow(dead_code)]
+        pub const TESTED: &[&str] = &[$(stringify!($kernel)),*];
+        $(
+            #[test]
+            fn $kernel() {
+                super::$test($crate::common::execution_with(stringify!($kernel)));
+            }
+        )*
+    };
 }
-
-/// The kernels [`conv_variants!`] names, in its order.
-pub const CONV_KERNELS: [&str; 7] =
-    ["windowed", "tiled", "tile4", "direct8x4", "direct4x4", "direct2x4", "direct1x4"];
 
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed)

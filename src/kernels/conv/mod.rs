@@ -129,14 +129,6 @@ impl ConvPlan {
         Self { forward: kernel, jvp: kernel, backward_input: kernel }
     }
 
-    pub fn get(&self, pass: ConvPass) -> ConvKernel {
-        match pass {
-            ConvPass::Forward => self.forward,
-            ConvPass::Jvp => self.jvp,
-            ConvPass::BackwardInput => self.backward_input,
-        }
-    }
-
     pub fn set(&mut self, pass: ConvPass, kernel: ConvKernel) {
         match pass {
             ConvPass::Forward => self.forward = kernel,

@@ -15,6 +15,7 @@ pub(crate) static SHADER: Shader = Shader {
         crate::shader_part!("gemm_tile"),
         crate::shader_part!("gemm_direct"),
         crate::shader_part!("gemm_tile4"),
+        crate::shader_part!("gemm_vec4"),
         crate::shader_part!("conv_tiled"),
     ],
 };
@@ -22,8 +23,8 @@ pub(crate) static SHADER: Shader = Shader {
 crate::kernels! { KERNELS = [
     /// θ (filters and bias), x, y.
     CONV: Params = SHADER::conv(Read, Read, ReadWrite) [ROWS];
-    CONV_DIRECT: Params = SHADER::conv_direct(Read, Read, ReadWrite) [BLOCK_ROWS];
-    CONV_TILE4: Params = SHADER::conv_tile4(Read, Read, ReadWrite);
+    CONV_DIRECT: Params = SHADER::direct(Read, Read, ReadWrite) [BLOCK_ROWS];
+    CONV_TILE4: Params = SHADER::tile4(Read, Read, ReadWrite);
 ] }
 
 /// y = the convolution `params` describes of x with the filters and bias in θ (the forward
