@@ -19,15 +19,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, Recorder, ShaderChecks};
-use newton_wgpu::kernels::conv::ConvLayer;
+use newton_wgpu::kernels::conv::{ConvLayer, PARTIAL_VALUES};
 use newton_wgpu::kernels::matmul::matmul;
 use newton_wgpu::kernels::GemmKernel;
 use newton_wgpu::nn::{cnn4, cnn4_small, ConvGeometry, Network, NetworkError, Shape};
 use newton_wgpu::{ConvKernel, ConvPlan};
 
 const BATCH: usize = 256;
-/// Scratch values for the per-group parameter gradients (as nn::device's workspace has).
-const PARTIAL_VALUES: usize = 4 << 20;
 
 /// The passes of a convolution layer.
 const PASSES: [&str; 4] = ["forward", "jvp", "backward_input", "weight_grad"];
@@ -91,11 +89,11 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(gpu: &Gpu, g: &ConvGeometry, kernel: ConvKernel, network: &Network) -> Self {
+    fn new(gpu: &Gpu, g: &ConvGeometry, plan: ConvPlan, network: &Network) -> Self {
         let (input, output) = (BATCH * g.input.len(), BATCH * g.output.len());
         let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
         // θ's filters are packed once per θ, as training packs them.
-        let layer = ConvLayer::new(gpu, ConvPlan::all(kernel), g).unwrap();
+        let layer = ConvLayer::new(gpu, plan, g).unwrap();
         let mut rec = gpu.recorder();
         layer.pack_theta(&mut rec, &theta).unwrap();
         rec.submit().unwrap();
@@ -181,7 +179,8 @@ fn compare_checks(settings: &Settings) {
         for (index, g) in network.conv_geometries().enumerate() {
             for pass in passes(index) {
                 for kind in [ConvKernel::Windowed, ConvKernel::Gemm(GemmKernel::Tiled)] {
-                    let layers = [&checked, &unchecked].map(|gpu| Layer::new(gpu, g, kind, &network));
+                    let layers =
+                        [&checked, &unchecked].map(|gpu| Layer::new(gpu, g, ConvPlan::all(kind), &network));
                     let layers = &layers;
                     let record = |k: usize| {
                         move |rec: &mut Recorder| {
@@ -285,6 +284,7 @@ fn main() {
         }
         let network = build(input, 10).unwrap();
         println!("\n{name} on {input}: ms per kernel; the fastest; its GFLOP/s and {before}'s");
+        println!("(weight_grad: the one kernel in groups of 16, 4, 1 and 64 samples, in the first columns)");
         let names: Vec<String> = ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
         print!("{:<18} {:<15}", "layer", "pass");
         names.iter().for_each(|n| print!(" {n:>9}"));
@@ -292,13 +292,24 @@ fn main() {
         for (index, g) in network.conv_geometries().enumerate() {
             let flops = 2.0 * g.macs_per_sample() as f64 * BATCH as f64;
             for pass in passes(index) {
-                // The weight gradient has one kernel whatever the plan.
-                let kernels: &[ConvKernel] =
-                    if pass == "weight_grad" { &[ConvKernel::Windowed] } else { &ConvKernel::ALL };
-                let times: Vec<f64> = kernels
+                // The weight gradient has one kernel whatever the plan, and a choice of groups.
+                let candidates: Vec<(String, ConvPlan)> = if pass == "weight_grad" {
+                    let plan = ConvPlan::all(ConvKernel::fallback());
+                    let group = |n: usize| (format!("groups {n}"), ConvPlan { weight_group: n, ..plan });
+                    ConvPlan::WEIGHT_GROUPS.into_iter().map(group).collect()
+                } else {
+                    ConvKernel::ALL.into_iter().map(|k| (k.to_string(), ConvPlan::all(k))).collect()
+                };
+                let old = if pass == "weight_grad" {
+                    let default = ConvPlan::DEFAULT_WEIGHT_GROUP;
+                    ConvPlan::WEIGHT_GROUPS.iter().position(|&n| n == default).unwrap()
+                } else {
+                    ConvKernel::ALL.iter().position(|&k| k == before).unwrap()
+                };
+                let times: Vec<f64> = candidates
                     .iter()
-                    .map(|&kernel| {
-                        let layer = Layer::new(&gpu, g, kernel, &network);
+                    .map(|(kernel, plan)| {
+                        let layer = Layer::new(&gpu, g, *plan, &network);
                         if let Some(dir) = &settings.dump {
                             let shape = format!("{}x{}x{}", input.channels, input.height, input.width);
                             let file = format!("{name}-{shape}-layer{index}-{pass}-{kernel}.f32");
@@ -312,7 +323,6 @@ fn main() {
                 // Jv does two products' work.
                 let flops = if pass == "jvp" { 2.0 * flops } else { flops };
                 let best = (0..times.len()).min_by(|&a, &b| times[a].total_cmp(&times[b])).unwrap();
-                let old = kernels.iter().position(|&k| k == before).unwrap_or(0);
                 print!("{:<18} {:<15}", format!("{}→{}", g.input, g.output), pass);
                 for k in 0..ConvKernel::ALL.len() {
                     match times.get(k) {
@@ -324,7 +334,7 @@ fn main() {
                 let share = peak.map_or("-".into(), |p| format!("{:.1}%", 100.0 * gflops(times[best]) / p));
                 println!(
                     " {:>10} {:>9.2} {:>9.2} {:>8.2} {:>8}",
-                    kernels[best].to_string(),
+                    candidates[best].0,
                     gflops(times[best]),
                     gflops(times[old]),
                     times[old] / times[best],

@@ -129,3 +129,62 @@ fn every_layer_kind_in_one_network_matches_reference(execution: Execution) {
     check(execution, "mixed network, batch 1", Shape::new(3, 7, 9), &specs, 1, 500);
     check(execution, "mixed network, batch 4", Shape::new(3, 7, 9), &specs, 4, 501);
 }
+
+/// The weight gradient in groups of every size the tuner may pick (including groups that do not
+/// divide the batch, and more groups than samples) equals a direct CPU sum.
+#[test]
+fn weight_gradient_matches_reference_in_every_group_size() {
+    use newton_wgpu::kernels::conv::{backward_params, PARTIAL_VALUES};
+    use newton_wgpu::ConvPlan;
+
+    let gpu = common::gpu();
+    for (case, input, layer, batch) in [
+        ("5×5 pad 2, batch 7", Shape::new(2, 9, 8), conv(5, 6, 1, 2), 7),
+        ("3×3 stride 2, batch 5", Shape::new(3, 7, 7), conv(3, 5, 2, 1), 5),
+    ] {
+        let network = Network::new(input, &[layer]).unwrap();
+        let g = *network.conv_geometries().next().unwrap();
+        let mut rng = rng(300);
+        let x = random_vec(&mut rng, batch * g.input.len());
+        let dy = random_vec(&mut rng, batch * g.output.len());
+        let (mut want, mut scale) = (vec![0.0f64; g.params()], vec![0.0f64; g.params()]);
+        for n in 0..batch {
+            for o in 0..g.output.channels {
+                for (p, q) in (0..g.output.height).flat_map(|p| (0..g.output.width).map(move |q| (p, q))) {
+                    let d =
+                        dy[((n * g.output.channels + o) * g.output.height + p) * g.output.width + q] as f64;
+                    want[g.weights() + o] += d;
+                    scale[g.weights() + o] += d.abs();
+                    for c in 0..g.input.channels {
+                        for (i, j) in (0..g.kernel_h).flat_map(|i| (0..g.kernel_w).map(move |j| (i, j))) {
+                            let (y, xx) = (
+                                (p * g.stride + i) as isize - g.padding as isize,
+                                (q * g.stride + j) as isize - g.padding as isize,
+                            );
+                            if y < 0 || xx < 0 || y >= g.input.height as isize || xx >= g.input.width as isize
+                            {
+                                continue;
+                            }
+                            let v = x[((n * g.input.channels + c) * g.input.height + y as usize)
+                                * g.input.width
+                                + xx as usize] as f64;
+                            let k = ((o * g.input.channels + c) * g.kernel_h + i) * g.kernel_w + j;
+                            want[k] += d * v;
+                            scale[k] += (d * v).abs();
+                        }
+                    }
+                }
+            }
+        }
+        let (x_buf, dy_buf) = (gpu.upload(&x, "x").unwrap(), gpu.upload(&dy, "dy").unwrap());
+        let partial = gpu.zeros::<f32>(PARTIAL_VALUES.min(batch * g.params()), "partial").unwrap();
+        for samples in ConvPlan::WEIGHT_GROUPS {
+            let grad = gpu.zeros::<f32>(g.params(), "grad").unwrap();
+            let mut rec = gpu.recorder();
+            backward_params(&mut rec, &g, batch, samples, &x_buf, &dy_buf, &partial, &grad).unwrap();
+            rec.submit().unwrap();
+            let got = gpu.read(&grad).unwrap();
+            assert_close(&format!("{case}, groups of {samples}"), &got, &want, &scale, RTOL);
+        }
+    }
+}

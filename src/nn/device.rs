@@ -7,13 +7,10 @@
 
 use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
-use crate::kernels::conv::{self, ConvLayer};
+use crate::kernels::conv::{self, ConvLayer, PARTIAL_VALUES};
 use crate::kernels::{activation, blas1, pool};
 
 use super::{Network, PlannedLayer, PoolGeometry};
-
-/// Values of the scratch buffer for the per-group parameter gradients (16 MiB).
-const PARTIAL_VALUES: usize = 4 << 20;
 
 /// Which passes a workspace serves: the gradient needs the forward values and the
 /// back-propagated gradients; curvature products (Jv) need two more buffers for directions.

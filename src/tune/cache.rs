@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::Gpu;
-use crate::kernels::conv::ConvKernel;
 
 /// The cache file's format; a file of another is a miss.
 const FORMAT: u32 = 1;
@@ -106,7 +105,7 @@ pub(super) fn read(path: &Path, adapter: &AdapterKey) -> Result<BTreeMap<String,
         return Err(distrust("does not match its checksum (it was changed by hand or damaged)".into()));
     }
     for (key, choice) in &file.choices {
-        if choice.kernel.parse::<ConvKernel>().is_err() || !(choice.us.is_finite() && choice.us > 0.0) {
+        if !(super::is_candidate(key, &choice.kernel) && choice.us.is_finite() && choice.us > 0.0) {
             return Err(distrust(format!("holds a choice that is not a kernel and its time for {key:?}")));
         }
     }

@@ -1,5 +1,6 @@
 //! The autotuner: for each convolution pass of each layer shape, the candidate kernels
-//! ([`ConvKernel::ALL`]) are timed on the adapter at hand and the fastest is kept, in memory and
+//! ([`ConvKernel::ALL`]; for the weight gradient, its groups of samples,
+//! [`ConvPlan::WEIGHT_GROUPS`]) are timed on the adapter at hand and the fastest is kept, in memory and
 //! in a cache file, so that a later run on the same adapter, build and shaders starts with the
 //! winners and times nothing.
 //!
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
-use crate::kernels::conv::{ConvKernel, ConvLayer, ConvPass, ConvPlan};
+use crate::kernels::conv::{ConvKernel, ConvLayer, ConvPass, ConvPlan, PARTIAL_VALUES};
 use crate::nn::ConvGeometry;
 
 pub use cache::{cache_dir, Choice};
@@ -195,13 +196,14 @@ impl Tuner {
         self.state.lock().expect("tuner poisoned")
     }
 
-    /// The key of `pass` of layer `g` on batches of `batch` samples (see the module's page).
-    pub fn conv_key(&self, pass: ConvPass, g: &ConvGeometry, batch: usize) -> String {
+    /// The key of `pass` (a [`ConvPass`]'s name, or `weight_grad`) of layer `g` on batches of
+    /// `batch` samples (see the module's page).
+    pub fn conv_key(&self, pass: &str, g: &ConvGeometry, batch: usize) -> String {
         let p2 = |n: usize| n.next_power_of_two();
         let by4 = |n: usize| u8::from(n.is_multiple_of(4));
         format!(
             "conv {} k{}x{} s{} p{} c{}>{} {}x{} b{} by4:{}{}{}",
-            pass.name(),
+            pass,
             g.kernel_h,
             g.kernel_w,
             g.stride,
@@ -217,39 +219,58 @@ impl Tuner {
         )
     }
 
-    /// The kernel of each pass of layer `g` on batches of `batch` samples: from memory or the
-    /// cache, else timed now (in [`TuneMode::Full`]) and cached.
+    /// The kernel of each pass of layer `g` on batches of `batch` samples, and its weight
+    /// gradient's groups: from memory or the cache, else timed now (in [`TuneMode::Full`]) and
+    /// cached.
     pub fn conv_plan(&self, gpu: &Gpu, g: &ConvGeometry, batch: usize) -> Result<ConvPlan, GpuError> {
         let mut plan = ConvPlan::all(self.fallback);
         let mut state = self.lock();
+        let tuning_batch = tuning_batch(&self.adapter, batch);
         let mut added = false;
-        for pass in ConvPass::ALL {
+        let mut passes: Vec<&str> = ConvPass::ALL.iter().map(|p| p.name()).collect();
+        passes.push(WEIGHT_GRAD);
+        for pass in passes {
             // At stride > 1 the backward pass to the input has one kernel: nothing to choose.
-            if pass == ConvPass::BackwardInput && g.stride != 1 {
+            if pass == ConvPass::BackwardInput.name() && g.stride != 1 {
                 continue;
             }
             let key = self.conv_key(pass, g, batch);
-            if let Some(choice) = state.choices.get(&key) {
-                plan.set(pass, choice.kernel.parse().expect("the cache holds only known kernels"));
-                state.report.cached += 1;
-                continue;
+            let choice = match state.choices.get(&key).cloned() {
+                Some(choice) => {
+                    state.report.cached += 1;
+                    choice
+                }
+                None if self.mode != TuneMode::Full => {
+                    state.report.fallback += 1;
+                    continue;
+                }
+                None => {
+                    let started = Instant::now();
+                    let (choice, compile_seconds) = if pass == WEIGHT_GRAD {
+                        tune_weight_grad(gpu, g, tuning_batch)?
+                    } else {
+                        let pass = ConvPass::ALL.into_iter().find(|p| p.name() == pass).expect("a pass");
+                        tune_conv(gpu, pass, g, tuning_batch)?
+                    };
+                    let passes_of_work = if pass == ConvPass::Jvp.name() { 2.0 } else { 1.0 };
+                    let flops = passes_of_work * 2.0 * g.macs_per_sample() as f64 * tuning_batch as f64;
+                    state.report.timed += 1;
+                    state.report.seconds += started.elapsed().as_secs_f64();
+                    state.report.compile_seconds += compile_seconds;
+                    let gflops = flops / (choice.us * 1e3);
+                    state.timed.push(TunedShape { key: key.clone(), choice: choice.clone(), gflops });
+                    state.choices.insert(key, choice.clone());
+                    added = true;
+                    choice
+                }
+            };
+            match pass {
+                WEIGHT_GRAD => plan.weight_group = parse_group(&choice.kernel).expect("a valid choice"),
+                pass => {
+                    let pass = ConvPass::ALL.into_iter().find(|p| p.name() == pass).expect("a pass");
+                    plan.set(pass, choice.kernel.parse().expect("a valid choice"));
+                }
             }
-            if self.mode != TuneMode::Full {
-                state.report.fallback += 1;
-                continue;
-            }
-            let started = Instant::now();
-            let (choice, compile_seconds) = tune_conv(gpu, pass, g, tuning_batch(&self.adapter, batch))?;
-            let flops = 2.0 * g.macs_per_sample() as f64 * tuning_batch(&self.adapter, batch) as f64;
-            let flops = if pass == ConvPass::Jvp { 2.0 * flops } else { flops };
-            plan.set(pass, choice.kernel.parse().expect("a candidate's name"));
-            state.report.timed += 1;
-            state.report.seconds += started.elapsed().as_secs_f64();
-            state.report.compile_seconds += compile_seconds;
-            let gflops = flops / (choice.us * 1e3);
-            state.timed.push(TunedShape { key: key.clone(), choice: choice.clone(), gflops });
-            state.choices.insert(key, choice);
-            added = true;
         }
         if added {
             if let Some(path) = &self.file {
@@ -259,6 +280,28 @@ impl Tuner {
             }
         }
         Ok(plan)
+    }
+}
+
+/// The key word of the weight gradient's choice, whose candidates are groups of samples.
+const WEIGHT_GRAD: &str = "weight_grad";
+
+/// The name of a weight-gradient candidate: `groups of N` samples.
+fn group_name(samples: usize) -> String {
+    format!("groups of {samples}")
+}
+
+fn parse_group(name: &str) -> Option<usize> {
+    let samples = name.strip_prefix("groups of ")?.parse().ok()?;
+    ConvPlan::WEIGHT_GROUPS.contains(&samples).then_some(samples)
+}
+
+/// Whether `name` is a candidate of the choice `key` names: what a cache may hold.
+pub(crate) fn is_candidate(key: &str, name: &str) -> bool {
+    if key.starts_with(&format!("conv {WEIGHT_GRAD} ")) {
+        parse_group(name).is_some()
+    } else {
+        name.parse::<ConvKernel>().is_ok()
     }
 }
 
@@ -281,16 +324,36 @@ fn tune_conv(gpu: &Gpu, pass: ConvPass, g: &ConvGeometry, batch: usize) -> Resul
         let mut rec = gpu.recorder();
         layer.pack_theta(&mut rec, &buffers.theta)?;
         rec.submit()?;
-        layers.push((kernel, layer));
+        layers.push((kernel.to_string(), layer));
     }
     race(gpu, &layers, |rec, layer| buffers.record(rec, layer, pass, batch))
+}
+
+/// Times the weight gradient of layer `g` over `batch` samples in groups of each of
+/// [`ConvPlan::WEIGHT_GROUPS`] samples, with the scratch space a workspace gives it.
+fn tune_weight_grad(gpu: &Gpu, g: &ConvGeometry, batch: usize) -> Result<(Choice, f64), GpuError> {
+    let buffers = PassBuffers::new(gpu, g, batch)?;
+    let partial =
+        gpu.zeros((batch * g.params()).min(PARTIAL_VALUES.max(g.params())), "tuning partial sums")?;
+    let grad = gpu.zeros(g.bias_offset + g.output.channels, "tuning gradient")?;
+    let fallback = ConvPlan::all(ConvKernel::fallback());
+    let layers: Vec<(String, ConvLayer)> = ConvPlan::WEIGHT_GROUPS
+        .iter()
+        .map(|&samples| {
+            let plan = ConvPlan { weight_group: samples, ..fallback };
+            Ok((group_name(samples), ConvLayer::new(gpu, plan, g)?))
+        })
+        .collect::<Result<_, GpuError>>()?;
+    race(gpu, &layers, |rec, layer| {
+        layer.backward_params(rec, batch, &buffers.x, &buffers.y, &partial, &grad)
+    })
 }
 
 /// Times each candidate's pass (see the module's page) and returns the winner and the seconds
 /// spent recording (compiling) the candidates.
 fn race<C>(
     gpu: &Gpu,
-    candidates: &[(ConvKernel, C)],
+    candidates: &[(String, C)],
     record: impl Fn(&mut Recorder, &C) -> Result<(), GpuError>,
 ) -> Result<(Choice, f64), GpuError> {
     let mut compile = 0.0;
@@ -308,10 +371,10 @@ fn race<C>(
     }
     let leader = first.iter().copied().fold(f64::INFINITY, f64::min);
     let mut times: BTreeMap<String, Option<f64>> = BTreeMap::new();
-    let mut best: Option<(ConvKernel, f64)> = None;
-    for ((kernel, candidate), once) in candidates.iter().zip(&first) {
+    let mut best: Option<(&str, f64)> = None;
+    for ((name, candidate), once) in candidates.iter().zip(&first) {
         if *once > DROP_BEHIND * leader {
-            times.insert(kernel.to_string(), None);
+            times.insert(name.clone(), None);
             continue;
         }
         let repeats = ((RUN_SECONDS / once.max(1e-9)).ceil() as usize).clamp(1, MAX_REPEATS);
@@ -325,13 +388,13 @@ fn race<C>(
         runs.sort_by(f64::total_cmp);
         // To a hundredth of a microsecond: the cache holds what it shows.
         let us = (runs[runs.len() / 2] / repeats as f64 * 1e8).round() / 100.0;
-        times.insert(kernel.to_string(), Some(us));
+        times.insert(name.clone(), Some(us));
         if best.is_none_or(|(_, b)| us < b) {
-            best = Some((*kernel, us));
+            best = Some((name, us));
         }
     }
-    let (kernel, us) = best.expect("the leader always runs again");
-    Ok((Choice { kernel: kernel.to_string(), us, candidates: times }, compile))
+    let (name, us) = best.expect("the leader always runs again");
+    Ok((Choice { kernel: name.to_owned(), us, candidates: times }, compile))
 }
 
 /// Wall seconds of one submit of `program`, waited for.

@@ -94,8 +94,9 @@ impl std::fmt::Display for ConvKernel {
     }
 }
 
-/// The passes of a convolution that have a choice of kernels. The weight gradient, and the
-/// backward pass to the input at stride > 1, have one kernel each.
+/// The passes of a convolution that have a choice of kernels. The backward pass to the input
+/// at stride > 1 has one kernel; the weight gradient one kernel whose groups of samples are
+/// chosen ([`ConvPlan::weight_group`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConvPass {
     Forward,
@@ -115,18 +116,34 @@ impl ConvPass {
     }
 }
 
-/// The kernel of each pass of one convolution layer.
+/// The kernel of each pass of one convolution layer, and the samples per group of its weight
+/// gradient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvPlan {
     pub forward: ConvKernel,
     pub jvp: ConvKernel,
     pub backward_input: ConvKernel,
+    /// Samples per group of the weight gradient: each group's sum is one set of partial sums
+    /// (computed in parallel), and the groups are added in a fixed order. Fewer samples per
+    /// group means more invocations: what a GPU with many cores needs for a layer with few
+    /// channels.
+    pub weight_group: usize,
 }
 
 impl ConvPlan {
-    /// Every pass by `kernel`.
+    /// The candidates for [`ConvPlan::weight_group`], in the order the tuner tries them.
+    pub const WEIGHT_GROUPS: [usize; 4] = [16, 4, 1, 64];
+    /// Samples per group of the weight gradient when nothing was timed.
+    pub const DEFAULT_WEIGHT_GROUP: usize = 16;
+
+    /// Every pass by `kernel`, the weight gradient in groups of [`Self::DEFAULT_WEIGHT_GROUP`].
     pub fn all(kernel: ConvKernel) -> Self {
-        Self { forward: kernel, jvp: kernel, backward_input: kernel }
+        Self {
+            forward: kernel,
+            jvp: kernel,
+            backward_input: kernel,
+            weight_group: Self::DEFAULT_WEIGHT_GROUP,
+        }
     }
 
     pub fn set(&mut self, pass: ConvPass, kernel: ConvKernel) {
@@ -146,7 +163,11 @@ impl ConvPlan {
 
 impl std::fmt::Display for ConvPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "forward {}, jvp {}, backward_input {}", self.forward, self.jvp, self.backward_input)
+        write!(
+            f,
+            "forward {}, jvp {}, backward_input {}, weight gradient in groups of {}",
+            self.forward, self.jvp, self.backward_input, self.weight_group
+        )
     }
 }
 
@@ -288,7 +309,7 @@ impl ConvLayer {
         partial: &GpuBuffer<f32>,
         grad: &GpuBuffer<f32>,
     ) -> Result<(), GpuError> {
-        backward_params(rec, &self.geometry, batch, x, dy, partial, grad)
+        backward_params(rec, &self.geometry, batch, self.plan.weight_group, x, dy, partial, grad)
     }
 
     pub fn plan(&self) -> ConvPlan {
@@ -296,28 +317,38 @@ impl ConvLayer {
     }
 }
 
-/// How the parameter gradient of a batch is split into groups of samples: enough groups to
-/// keep a GPU busy, never more partial sums than `max_partial` values.
-pub fn param_groups(g: &ConvGeometry, batch: usize, max_partial: usize) -> (usize, usize) {
-    const SAMPLES_PER_GROUP: usize = 16;
+/// Values of the scratch buffer a network's weight gradients share for their per-group partial
+/// sums (16 MiB), unless one layer has more parameters.
+pub const PARTIAL_VALUES: usize = 4 << 20;
+
+/// How the parameter gradient of a batch is split into groups of about `samples_per_group`
+/// samples, never more partial sums than `max_partial` values: (groups, samples per group).
+pub fn param_groups(
+    g: &ConvGeometry,
+    batch: usize,
+    samples_per_group: usize,
+    max_partial: usize,
+) -> (usize, usize) {
     let by_memory = (max_partial / g.params()).max(1);
-    let groups = batch.div_ceil(SAMPLES_PER_GROUP).min(by_memory).max(1);
+    let groups = batch.div_ceil(samples_per_group.max(1)).min(by_memory).max(1);
     let group_size = batch.div_ceil(groups);
     (batch.div_ceil(group_size).max(1), group_size)
 }
 
 /// Adds ∂⟨dy, conv(x)⟩/∂(W, b), summed over the batch, into `grad` at the layer's offsets.
 /// `partial` is scratch space of at least `groups × params` values (see [`param_groups`]).
+#[allow(clippy::too_many_arguments)]
 pub fn backward_params(
     rec: &mut Recorder,
     g: &ConvGeometry,
     batch: usize,
+    samples_per_group: usize,
     x: &GpuBuffer<f32>,
     dy: &GpuBuffer<f32>,
     partial: &GpuBuffer<f32>,
     grad: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
-    let groups = param_groups(g, batch, partial.len());
+    let groups = param_groups(g, batch, samples_per_group, partial.len());
     check("weight gradient", x, batch.saturating_mul(g.input.len()))?;
     check("weight gradient", dy, batch.saturating_mul(g.output.len()))?;
     check("weight gradient", partial, groups.0 * g.params())?;
