@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks newton-wgpu on this machine's GPU through Vulkan and writes everything to one
-# folder: the adapter (info.txt), the costs bench (results.json, costs.txt), both kinds of
-# convolution kernels per layer (kernels.txt), one Newton-against-SGD comparison on the
+# folder: the adapter (info.txt), the tuner's table for cnn4 and its cache (tune.txt, cache/), the
+# costs bench (results.json, costs.txt), every
+# convolution kernel per layer (kernels.txt), one Newton-against-SGD comparison on the
 # bundled digits (compare/) and summary.txt, the figures of all of them in one page.
 #
 #   scripts/gpu-bench.sh [--prebuilt DIR] [--quick] [OUT]    OUT: gpu-bench-<date>-<time>
@@ -80,8 +81,18 @@ run() {
 
 run info "$program" info
 if grep -q "device type  Cpu" "$out/info.txt"; then
+  if [[ -e /dev/nvidia0 || -e /proc/driver/nvidia/version ]]; then
+    say "an NVIDIA GPU is here but Vulkan sees only a software adapter: the container needs"
+    say "NVIDIA_DRIVER_CAPABILITIES to include graphics (the Vulkan driver is libGLX_nvidia.so.0,"
+    say "named by an ICD file such as $nvidia_icd) and the glvnd libraries (libglvnd0, libglx0,"
+    say "libegl1: the bundle's debs/); not measuring a software adapter in its place"
+    exit 1
+  fi
   say "warning: the adapter is a software GPU; these are not GPU figures"
 fi
+# The tuner first: it times every layer's kernels and keeps the winners (cache/ in OUT).
+export NEWTON_WGPU_CACHE_DIR="$out/cache"
+run tune "$program" tune --data "$data" --net cnn4 --loss ce
 # shellcheck disable=SC2086 # $costs and $kernels may be a function and its argument
 run costs $costs --bench ${quick:+--quick --one-case} --json "$out/results.json"
 if [[ -n "$quick" ]]; then
@@ -98,6 +109,8 @@ run compare "$program" compare --data "$data" --net cnn4-small --loss ce --lambd
   echo "newton-wgpu GPU benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   sed -n '1,5p' "$out/info.txt"
+  echo
+  grep -A100 '^shape' "$out/tune.txt" || true
   echo
   grep -v '^\s*$' "$out/costs.txt" | grep -v '^wrote '
   echo

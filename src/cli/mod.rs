@@ -210,6 +210,11 @@ pub fn network_for(name: &str, input: Shape, classes: usize) -> Result<Network> 
     })
 }
 
+/// Whether this machine has an NVIDIA GPU, as its kernel driver shows it.
+fn nvidia_gpu_present() -> bool {
+    Path::new("/proc/driver/nvidia/version").exists() || Path::new("/dev/nvidia0").exists()
+}
+
 /// The adapter and its limits; across ranks, one line per rank on the standard error (only
 /// rank 0 prints the rest), each naming the rank's adapter.
 pub fn info(ranks: &ranks::Ranks) -> Result<()> {
@@ -226,6 +231,14 @@ pub fn info(ranks: &ranks::Ranks) -> Result<()> {
     println!("backend      {:?}", a.backend);
     println!("device type  {:?}", a.device_type);
     println!("driver       {} {}", a.driver, a.driver_info);
+    if gpu.is_software() && nvidia_gpu_present() {
+        eprintln!(
+            "warning: an NVIDIA GPU is present, but the adapter is a software one: no Vulkan or GL \
+             driver for the GPU is visible (in a container NVIDIA_DRIVER_CAPABILITIES must include \
+             graphics; the Vulkan driver is libGLX_nvidia.so.0, named by an ICD file such as \
+             /usr/share/vulkan/icd.d/nvidia_icd.json, and needs the glvnd libraries)"
+        );
+    }
     println!(
         "convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled|tile4|direct8x4|... fixes one)",
         execution.conv
