@@ -30,15 +30,15 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 say() { echo "gpu-bench: $*" >&2; }
 
-# The Vulkan loader.
-if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
+# The Vulkan loader, and the glvnd libraries NVIDIA's Vulkan driver needs.
+if ! ldconfig -p | grep -q 'libvulkan\.so\.1' || ! ldconfig -p | grep -q 'libGLdispatch\.so\.0'; then
   debs=$(ls "${prebuilt:-.}"/debs/*.deb .gl/*.deb 2>/dev/null || true)
   if [[ -n "$debs" ]]; then
     say "unpacking the Vulkan loader"
     for f in $debs; do dpkg -x "$f" /; done
     ldconfig
   elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-    apt-get update -q && apt-get install -y -q libvulkan1
+    apt-get update -q && apt-get install -y -q libvulkan1 libglvnd0 libglx0 libegl1
   else
     say "no Vulkan loader (libvulkan.so.1): install libvulkan1 (or your system's package)"
     exit 1
