@@ -37,6 +37,13 @@ done
 rm -rf "$out/data/mnist-sample"
 cp -r data/mnist-sample "$out/data/"
 cp scripts/gpu-bench.sh "$out/"
+# A font for compare's charts (GPU machines often have none): DejaVu's, where this machine has it.
+font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+if [[ -f "$font" ]]; then
+  cp "$font" "$out/"
+else
+  say "no $font here (Debian: fonts-dejavu-core): the charts need a font on the GPU machine"
+fi
 
 # The Vulkan loader, for a machine that has only the GPU driver, and the GL dispatch libraries
 # (glvnd) that NVIDIA's Vulkan driver (libGLX_nvidia) needs: without them the loader says

@@ -55,6 +55,10 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # The binaries and the data: the bundle's, or built here.
 if [[ -n "$prebuilt" ]]; then
   program="$prebuilt/newton-wgpu" costs="$prebuilt/costs" kernels="$prebuilt/kernels"
+  # The bundle's font for compare's charts, unless one is named already.
+  if [[ -z "${NEWTON_WGPU_FONT:-}" && -f "$prebuilt/DejaVuSans.ttf" ]]; then
+    export NEWTON_WGPU_FONT="$prebuilt/DejaVuSans.ttf"
+  fi
   data="$prebuilt/data/mnist-sample"
 else
   cd "$(dirname "$0")/.."

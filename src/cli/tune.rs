@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::tune::{cache_dir, TuneMode, Tuner};
-use newton_wgpu::Execution;
+use newton_wgpu::{ConvPlan, Execution};
 
 use super::ProblemArgs;
 
@@ -38,20 +38,26 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         println!("nothing timed: every choice came from the cache (--again times them anew)");
         return Ok(());
     }
-    let names: Vec<String> = newton_wgpu::ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
+    let kernels: Vec<String> = newton_wgpu::ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
+    let groups: Vec<String> = ConvPlan::WEIGHT_GROUPS.iter().map(|n| format!("groups of {n}")).collect();
     print!("{:<44}", "shape (pass, kernel, stride, padding, channels, size, batch)");
-    names.iter().for_each(|n| print!(" {n:>10}"));
-    println!(" {:>10} {:>10} {:>9}", "winner", "µs", "GFLOP/s");
+    kernels.iter().for_each(|n| print!(" {n:>10}"));
+    println!(" {:>12} {:>10} {:>9}", "winner", "µs", "GFLOP/s");
+    println!(
+        "(weight_grad rows: the one kernel in groups of {:?} samples, in the first columns)",
+        ConvPlan::WEIGHT_GROUPS
+    );
     for shape in timed {
         print!("{:<44}", shape.key);
-        for name in &names {
+        let names = if shape.choice.candidates.contains_key(&kernels[0]) { &kernels } else { &groups };
+        for name in names.iter().chain(&kernels[names.len()..]) {
             match shape.choice.candidates.get(name) {
                 Some(Some(us)) => print!(" {us:>10.1}"),
                 Some(None) => print!(" {:>10}", "dropped"),
                 None => print!(" {:>10}", "-"),
             }
         }
-        println!(" {:>10} {:>10.1} {:>9.1}", shape.choice.kernel, shape.choice.us, shape.gflops);
+        println!(" {:>12} {:>10.1} {:>9.1}", shape.choice.kernel, shape.choice.us, shape.gflops);
     }
     Ok(())
 }
