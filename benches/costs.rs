@@ -27,6 +27,7 @@ use newton_wgpu::objective::Objective;
 use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
 use newton_wgpu::optim::newton::{Newton, NewtonOptions};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions};
+use newton_wgpu::tune::{TuneMode, Tuner};
 use newton_wgpu::{Execution, Problem};
 use serde_json::{json, Map, Value};
 
@@ -131,6 +132,11 @@ fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) ->
     let gpu = execution.gpu;
     let problem = Problem::new(cnn4(shape, 10).unwrap(), LOSS, C).unwrap();
     let network = &problem.network;
+    // The tuner picks this case's kernels before anything is timed (from its cache, or timing
+    // them now: that time is reported apart, not in any figure below).
+    for g in network.conv_geometries() {
+        execution.conv_plan(g, batch).unwrap();
+    }
     let n = network.param_count();
     let data = synthetic(shape, batch);
     let theta = gpu.upload(&network.init_params(0), "θ").unwrap();
@@ -361,7 +367,12 @@ fn main() {
     let gpu = Gpu::with_options(&options).expect("a GPU adapter");
     let timing = if gpu.timestamps() { "GPU time (timestamp queries)" } else { "wall time" };
     let adapter = gpu.adapter();
+    // The kernels a run picks: NEWTON_WGPU_CONV's, else the tuner's (NEWTON_WGPU_TUNE).
+    let tuner = Tuner::from_env(&gpu).unwrap();
+    let fixed = std::env::var_os("NEWTON_WGPU_CONV").is_some_and(|v| !v.is_empty());
     let execution = Execution::from_env(&gpu).unwrap();
+    let execution =
+        if fixed || tuner.mode() == TuneMode::Off { execution } else { execution.with_tuner(&tuner) };
     println!("adapter: {adapter}, {} convolution kernels", execution.conv);
     println!(
         "{timing}; median of {} runs ({} for a Newton iteration and an SGD epoch over {} samples)",
@@ -442,6 +453,25 @@ fn main() {
         }),
     );
     results.insert("conv_kernels".into(), json!(execution.conv.to_string()));
+    let tuning = tuner.report();
+    println!(
+        "tuning ({}): {} choices timed in {:.2} s ({:.2} s compiling), {} from the cache",
+        tuner.mode(),
+        tuning.timed,
+        tuning.seconds,
+        tuning.compile_seconds,
+        tuning.cached
+    );
+    results.insert(
+        "tuning".into(),
+        json!({
+            "mode": tuner.mode().to_string(),
+            "timed": tuning.timed,
+            "cached": tuning.cached,
+            "seconds": tuning.seconds,
+            "compile_seconds": tuning.compile_seconds,
+        }),
+    );
     results.insert("timing".into(), json!(timing));
     results.insert("unix_time".into(), json!(since_epoch.as_secs()));
     results.insert("runs".into(), json!(plan.runs));

@@ -131,7 +131,10 @@ fn every_layer_kind_in_one_network_matches_reference(execution: Execution) {
 }
 
 /// The weight gradient in groups of every size the tuner may pick (including groups that do not
-/// divide the batch, and more groups than samples) equals a direct CPU sum.
+/// divide the batch, and more groups than samples) equals a direct CPU sum. The larger cases
+/// would pass lavapipe's limit of 65,535 loop iterations per invocation in groups of 64 (and
+/// the 64×64 one in groups of 16) if groups were not bounded by it: the driver then silently
+/// skipped the rest of the sum.
 #[test]
 fn weight_gradient_matches_reference_in_every_group_size() {
     use newton_wgpu::kernels::conv::{backward_params, PARTIAL_VALUES};
@@ -141,6 +144,8 @@ fn weight_gradient_matches_reference_in_every_group_size() {
     for (case, input, layer, batch) in [
         ("5×5 pad 2, batch 7", Shape::new(2, 9, 8), conv(5, 6, 1, 2), 7),
         ("3×3 stride 2, batch 5", Shape::new(3, 7, 7), conv(3, 5, 2, 1), 5),
+        ("cnn4-small's first layer, batch 300", Shape::new(1, 28, 28), conv(5, 8, 1, 2), 300),
+        ("64×64 image, batch 20", Shape::new(1, 64, 64), conv(3, 2, 1, 1), 20),
     ] {
         let network = Network::new(input, &[layer]).unwrap();
         let g = *network.conv_geometries().next().unwrap();

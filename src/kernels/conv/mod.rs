@@ -321,16 +321,33 @@ impl ConvLayer {
 /// sums (16 MiB), unless one layer has more parameters.
 pub const PARTIAL_VALUES: usize = 4 << 20;
 
+/// Loop iterations one invocation of the weight gradient may run. llvmpipe (lavapipe) ends a
+/// shader's loops after 65,535 iterations counted over all of them (Mesa's
+/// LP_MAX_TGSI_LOOP_ITERATIONS) and silently leaves the rest undone; on other GPUs a long
+/// invocation risks the driver's watchdog. Groups of samples are kept within it.
+const MAX_LOOP_ITERATIONS: usize = 65_535;
+
+/// Loop iterations a sample costs an invocation of the weight gradient, at most: a step per
+/// output pixel and up to three in the loops inside it that a driver might not unroll, a step
+/// per row and one per sample.
+fn loop_iterations_per_sample(g: &ConvGeometry) -> usize {
+    g.output.height * (4 * g.output.width + 1) + 1
+}
+
 /// How the parameter gradient of a batch is split into groups of about `samples_per_group`
-/// samples, never more partial sums than `max_partial` values: (groups, samples per group).
+/// samples, never more partial sums than `max_partial` values, and never more samples in a
+/// group than one invocation may loop over ([`MAX_LOOP_ITERATIONS`]): (groups, samples per
+/// group).
 pub fn param_groups(
     g: &ConvGeometry,
     batch: usize,
     samples_per_group: usize,
     max_partial: usize,
 ) -> (usize, usize) {
+    let by_loops = (MAX_LOOP_ITERATIONS / loop_iterations_per_sample(g)).max(1);
+    let samples_per_group = samples_per_group.clamp(1, by_loops);
     let by_memory = (max_partial / g.params()).max(1);
-    let groups = batch.div_ceil(samples_per_group.max(1)).min(by_memory).max(1);
+    let groups = batch.div_ceil(samples_per_group).min(by_memory).max(1);
     let group_size = batch.div_ceil(groups);
     (batch.div_ceil(group_size).max(1), group_size)
 }
