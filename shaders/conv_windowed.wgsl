@@ -21,6 +21,12 @@ override CHUNK: u32 = 4u;
 override UNIT_STRIDE: bool = true;
 // Forward mode (Jv) instead of the forward pass.
 override JVP: bool = false;
+// Two blocks of B output channels per invocation of forward instead of one: each input window
+// loaded serves twice the multiply-adds.
+override WIDE: bool = false;
+
+// Output channels per invocation of forward.
+fn tile_channels() -> u32 { return select(B, 2u * B, WIDE); }
 
 fn blocks(n: u32) -> u32 { return (n + B - 1u) / B; }
 
@@ -37,17 +43,18 @@ fn window_column(x0: i32, m: u32) -> i32 {
     return select(x0 + i32(k * P.stride + j), x0 + i32(m), UNIT_STRIDE);
 }
 
-// The tile of outputs an invocation of forward computes: output channels oc0..oc0+B-1 and
+// The tile of outputs an invocation of forward computes: output channels oc0..oc0+B-1 (to
+// oc0+2B-1 when WIDE) and
 // columns q0..q0+COLS-1 of row p of sample n (invocations run along a row first, so that
 // neighbours share their filters).
 struct Tile { n: u32, oc0: u32, p: u32, q0: u32, valid: bool }
 
 fn output_tile(t: u32) -> Tile {
     let col_blocks = (P.out_w + COLS - 1u) / COLS;
-    let oc_blocks = blocks(P.out_c);
+    let oc_blocks = (P.out_c + tile_channels() - 1u) / tile_channels();
     let q0 = (t % col_blocks) * COLS;
     let p = (t / col_blocks) % P.out_h;
-    let oc0 = ((t / (col_blocks * P.out_h)) % oc_blocks) * B;
+    let oc0 = ((t / (col_blocks * P.out_h)) % oc_blocks) * tile_channels();
     let n = t / (col_blocks * P.out_h * oc_blocks);
     return Tile(n, oc0, p, q0, t < P.batch * oc_blocks * P.out_h * col_blocks);
 }
@@ -113,10 +120,14 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let tile = output_tile(flat_index(gid, nwg));
     if (!tile.valid) { return; }
     let ob = tile.oc0 / B;
+    // The second block of a wide tile (the last one again past out_c: its results are not
+    // stored).
+    let ob2 = min(ob + 1u, blocks(P.out_c) - 1u);
     let s = i32(P.stride);
     let ix0 = i32(tile.q0) * s - P.pad_w;
-    // acc[k] holds the B channels at output column q0 + k.
+    // acc[k] holds the B channels at output column q0 + k; acc2[k] the next B, when WIDE.
     var acc: array<vec4<f32>, COLS>;
+    var acc2: array<vec4<f32>, COLS>;
     for (var c = 0u; c < P.in_c; c++) {
         let plane = (tile.n * P.in_c + c) * P.in_h * P.in_w;
         for (var i = 0u; i < P.k_h; i++) {
@@ -144,18 +155,37 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
                     } else {
                         for (var q = 0u; q < COLS; q++) { acc[q] += w * win_x[window_at(q, j)]; }
                     }
+                    if (WIDE) {
+                        let k2 = packed_at(taps + j0 + j, ob2);
+                        let w2 = fwd_filters[k2];
+                        if (JVP) {
+                            let dw2 = fwd_filters[P.v_filters + k2];
+                            for (var q = 0u; q < COLS; q++) {
+                                acc2[q] += w2 * win_rx[window_at(q, j)] + dw2 * win_x[window_at(q, j)];
+                            }
+                        } else {
+                            for (var q = 0u; q < COLS; q++) { acc2[q] += w2 * win_x[window_at(q, j)]; }
+                        }
+                    }
                 }
             }
         }
     }
+    store_tile(tile, tile.oc0, &acc);
+    if (WIDE) { store_tile(tile, tile.oc0 + B, &acc2); }
+}
+
+// y at output channels oc0..oc0+B-1 (those below out_c) of the tile's row and columns, plus
+// the bias.
+fn store_tile(tile: Tile, oc0: u32, acc: ptr<function, array<vec4<f32>, COLS>>) {
     for (var o = 0u; o < B; o++) {
-        let oc = tile.oc0 + o;
+        let oc = oc0 + o;
         if (oc >= P.out_c) { break; }
         var bias = 0.0;
         if (P.has_bias != 0u) { bias = fwd_bias[P.b_off + oc]; }
         let out_row = ((tile.n * P.out_c + oc) * P.out_h + tile.p) * P.out_w;
         for (var k = 0u; k < COLS; k++) {
-            if (tile.q0 + k < P.out_w) { fwd_y[out_row + tile.q0 + k] = acc[k][o] + bias; }
+            if (tile.q0 + k < P.out_w) { fwd_y[out_row + tile.q0 + k] = (*acc)[k][o] + bias; }
         }
     }
 }

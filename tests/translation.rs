@@ -17,7 +17,7 @@ fn values(name: &str) -> Vec<f64> {
         "CHUNK" => (1..=8).map(f64::from).collect(),
         "KH" | "KW" => (1..=5).map(f64::from).collect(),
         "ROWS" | "BLOCK_ROWS" => vec![1.0, 2.0, 4.0, 8.0],
-        "UNIT_STRIDE" | "JVP" | "VEC_A" | "VEC_B" => vec![0.0, 1.0],
+        "UNIT_STRIDE" | "JVP" | "WIDE" | "VEC_A" | "VEC_B" => vec![0.0, 1.0],
         other => panic!("override {other} has no values in tests/translation.rs: add them"),
     }
 }

@@ -25,7 +25,7 @@ pub fn execution_with(kernel: &str) -> Execution<'static> {
 }
 
 /// One test per convolution kernel, so that a failure names the kernel: for each
-/// `fn name(execution: Execution<'static>)` given, the tests `name::windowed`, `name::tiled`,
+/// `fn name(execution: Execution<'static>)` given, the tests `name::windowed`, `name::windowed8`, `name::tiled`,
 /// `name::tile4` and `name::direct{8,4,2,1}x4`. None is ever skipped: every adapter, the
 /// software one included, runs them all. Each module also gets `TESTED`, the kernels it names,
 /// which `every_convolution_kernel_is_tested` checks against `ConvKernel::ALL`.
@@ -33,7 +33,7 @@ pub fn execution_with(kernel: &str) -> Execution<'static> {
 macro_rules! conv_variants {
     ($($test:ident),* $(,)?) => {$(
         mod $test {
-            $crate::conv_variants!(@kernels $test: windowed, tiled, tile4, direct8x4, direct4x4, direct2x4, direct1x4);
+            $crate::conv_variants!(@kernels $test: windowed, windowed8, tiled, tile4, direct8x4, direct4x4, direct2x4, direct1x4);
         }
     )*};
     (@kernels $test:ident: $($kernel:ident),*) => {

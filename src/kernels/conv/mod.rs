@@ -47,16 +47,21 @@ fn check_theta(pass: &str, g: &ConvGeometry, theta: &GpuBuffer<f32>) -> Result<(
 /// order of the sums) and every one is tested against the CPU reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConvKernel {
-    /// Register windows over packed filters, without workgroup memory (conv_windowed.wgsl).
+    /// Register windows over packed filters, without workgroup memory (conv_windowed.wgsl):
+    /// 4 output channels × 8 columns per invocation.
     Windowed,
+    /// The same with 8 output channels per invocation: each input window loaded serves twice
+    /// the multiply-adds, with half as many invocations.
+    WindowedWide,
     /// An implicit matrix product by one of the product kernels (conv_tiled.wgsl).
     Gemm(GemmKernel),
 }
 
 impl ConvKernel {
     /// Every candidate, in the order the tuner tries them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Windowed,
+        Self::WindowedWide,
         Self::Gemm(GemmKernel::ALL[0]),
         Self::Gemm(GemmKernel::ALL[1]),
         Self::Gemm(GemmKernel::ALL[2]),
@@ -64,6 +69,15 @@ impl ConvKernel {
         Self::Gemm(GemmKernel::ALL[4]),
         Self::Gemm(GemmKernel::ALL[5]),
     ];
+
+    /// For the windowed kernels, whether it is the wide one; None for the others.
+    fn wide(self) -> Option<bool> {
+        match self {
+            Self::Windowed => Some(false),
+            Self::WindowedWide => Some(true),
+            Self::Gemm(_) => None,
+        }
+    }
 
     /// The kernel every pass runs when nothing was timed (tuning off, or a cached-only run
     /// without a cache entry): the windowed one, fastest of the old two on every
@@ -89,6 +103,7 @@ impl std::fmt::Display for ConvKernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Windowed => f.write_str("windowed"),
+            Self::WindowedWide => f.write_str("windowed8"),
             Self::Gemm(kernel) => kernel.fmt(f),
         }
     }
@@ -156,8 +171,8 @@ impl ConvPlan {
 
     /// Whether some pass reads θ's packed filters (`flipped`: the backward pass's, at stride 1).
     fn packs(&self, g: &ConvGeometry) -> (bool, bool) {
-        let flipped = g.stride == 1 && self.backward_input == ConvKernel::Windowed;
-        (flipped || self.forward == ConvKernel::Windowed || self.jvp == ConvKernel::Windowed, flipped)
+        let flipped = g.stride == 1 && self.backward_input.wide().is_some();
+        (flipped || self.forward.wide().is_some() || self.jvp.wide().is_some(), flipped)
     }
 }
 
@@ -225,10 +240,10 @@ impl ConvLayer {
         check_theta("forward", g, theta)?;
         check("forward", y, batch.saturating_mul(g.output.len()))?;
         let params = Params::new(g, batch);
-        match (self.plan.forward, &self.packed) {
-            (ConvKernel::Gemm(kernel), _) => tiled::forward(rec, kernel, &params, x, theta, y),
-            (ConvKernel::Windowed, Some(packed)) => windowed::forward(rec, &params, x, theta, packed, y),
-            (ConvKernel::Windowed, None) => unreachable!("windowed passes pack θ's filters"),
+        match (self.plan.forward, self.plan.forward.wide(), &self.packed) {
+            (ConvKernel::Gemm(kernel), ..) => tiled::forward(rec, kernel, &params, x, theta, y),
+            (_, Some(wide), Some(packed)) => windowed::forward(rec, wide, &params, x, theta, packed, y),
+            _ => unreachable!("windowed passes pack θ's filters"),
         }
     }
 
@@ -255,16 +270,18 @@ impl ConvLayer {
             check("forward mode", rx, batch.saturating_mul(g.input.len()))?;
         }
         let params = Params::new(g, batch);
-        match (self.plan.jvp, &self.packed, rx) {
-            (ConvKernel::Gemm(kernel), _, None) => tiled::forward(rec, kernel, &params, x, v, ry),
-            (ConvKernel::Gemm(kernel), _, Some(rx)) => tiled::jvp(rec, kernel, &params, x, rx, theta, v, ry),
-            (ConvKernel::Windowed, Some(packed), None) => {
-                windowed::forward_with_direction(rec, &params, x, v, packed, ry)
+        match (self.plan.jvp, self.plan.jvp.wide(), &self.packed, rx) {
+            (ConvKernel::Gemm(kernel), _, _, None) => tiled::forward(rec, kernel, &params, x, v, ry),
+            (ConvKernel::Gemm(kernel), _, _, Some(rx)) => {
+                tiled::jvp(rec, kernel, &params, x, rx, theta, v, ry)
             }
-            (ConvKernel::Windowed, Some(packed), Some(rx)) => {
-                windowed::jvp(rec, &params, x, rx, v, packed, ry)
+            (_, Some(wide), Some(packed), None) => {
+                windowed::forward_with_direction(rec, wide, &params, x, v, packed, ry)
             }
-            (ConvKernel::Windowed, None, _) => unreachable!("windowed passes pack θ's filters"),
+            (_, Some(wide), Some(packed), Some(rx)) => {
+                windowed::jvp(rec, wide, &params, x, rx, v, packed, ry)
+            }
+            _ => unreachable!("windowed passes pack θ's filters"),
         }
     }
 
@@ -286,14 +303,14 @@ impl ConvLayer {
         if g.stride != 1 {
             return windowed::backward_input_strided(rec, g, batch, dy, theta, dx);
         }
-        match (self.plan.backward_input, &self.packed) {
-            (ConvKernel::Gemm(kernel), _) => {
+        match (self.plan.backward_input, self.plan.backward_input.wide(), &self.packed) {
+            (ConvKernel::Gemm(kernel), ..) => {
                 tiled::forward(rec, kernel, &Params::flipped(g, batch), dy, theta, dx)
             }
-            (ConvKernel::Windowed, Some(packed)) => {
-                windowed::backward_input_unit_stride(rec, g, batch, dy, theta, packed, dx)
+            (_, Some(wide), Some(packed)) => {
+                windowed::backward_input_unit_stride(rec, wide, g, batch, dy, theta, packed, dx)
             }
-            (ConvKernel::Windowed, None) => unreachable!("windowed passes pack θ's filters"),
+            _ => unreachable!("windowed passes pack θ's filters"),
         }
     }
 

@@ -38,7 +38,7 @@ crate::kernels! { KERNELS = [
     PACK_FILTERS: Params = SHADER::pack_filters(Read, ReadWrite);
     /// The forward pass or, with JVP, forward mode: x, rx, the bias's vector, the packed
     /// filters, y.
-    FORWARD: Params = SHADER::forward(Read, Read, Read, Read, ReadWrite) [CHUNK, UNIT_STRIDE, JVP];
+    FORWARD: Params = SHADER::forward(Read, Read, Read, Read, ReadWrite) [CHUNK, UNIT_STRIDE, JVP, WIDE];
     BACKWARD_INPUT: Params = SHADER::backward_input(Read, Read, ReadWrite);
     BACKWARD_PARAMS: Params = SHADER::backward_params(Read, Read, ReadWrite);
     BACKWARD_PARAMS_SLIDING: Params = SHADER::backward_params_sliding(Read, Read, ReadWrite) [KH, KW];
@@ -134,20 +134,24 @@ pub(super) fn pack_theta(
     }
 }
 
-/// Invocations of forward: one per BLOCK channels × COLS columns of an output row.
-fn output_tiles(p: &Params) -> u64 {
-    let (oc_blocks, col_blocks) = ((p.out_c as usize).div_ceil(BLOCK), (p.out_w as usize).div_ceil(COLS));
+/// Invocations of forward: one per BLOCK channels (2 BLOCK when `wide`) × COLS columns of an
+/// output row.
+fn output_tiles(p: &Params, wide: bool) -> u64 {
+    let channels = if wide { 2 * BLOCK } else { BLOCK };
+    let (oc_blocks, col_blocks) = ((p.out_c as usize).div_ceil(channels), (p.out_w as usize).div_ceil(COLS));
     (p.batch as usize * oc_blocks * p.out_h as usize * col_blocks) as u64
 }
 
-/// The override values of forward: CHUNK, UNIT_STRIDE, JVP.
-fn forward_overrides(p: &Params, jvp: bool) -> [f64; 3] {
-    [chunk(p.k_w as usize) as f64, f64::from(u8::from(p.stride == 1)), f64::from(u8::from(jvp))]
+/// The override values of forward: CHUNK, UNIT_STRIDE, JVP, WIDE.
+fn forward_overrides(p: &Params, jvp: bool, wide: bool) -> [f64; 4] {
+    let flag = |b: bool| f64::from(u8::from(b));
+    [chunk(p.k_w as usize) as f64, flag(p.stride == 1), flag(jvp), flag(wide)]
 }
 
 /// y = conv(x) with θ's packed filters and θ's bias.
 pub(super) fn forward(
     rec: &mut Recorder,
+    wide: bool,
     params: &Params,
     x: &GpuBuffer<f32>,
     theta: &GpuBuffer<f32>,
@@ -155,15 +159,16 @@ pub(super) fn forward(
     y: &GpuBuffer<f32>,
 ) -> Result<(), GpuError> {
     let params = packed(params);
-    let overrides = forward_overrides(&params, false);
+    let overrides = forward_overrides(&params, false, wide);
     let buffers: [&dyn Binding; 5] = [x, x, theta, &filters.forward, y];
-    rec.dispatch_specialized(&FORWARD, &overrides, &params, &buffers, output_tiles(&params))
+    rec.dispatch_specialized(&FORWARD, &overrides, &params, &buffers, output_tiles(&params, wide))
 }
 
 /// y = conv(x) with the direction v's filters and bias (forward mode at the network's input,
 /// where R(x) = 0): v is packed after θ's filters and bound from there.
 pub(super) fn forward_with_direction(
     rec: &mut Recorder,
+    wide: bool,
     params: &Params,
     x: &GpuBuffer<f32>,
     v: &GpuBuffer<f32>,
@@ -172,16 +177,17 @@ pub(super) fn forward_with_direction(
 ) -> Result<(), GpuError> {
     let params = packed(params);
     pack(rec, &params, v, &filters.forward, filters.direction_at)?;
-    let overrides = forward_overrides(&params, false);
+    let overrides = forward_overrides(&params, false, wide);
     let direction = filters.forward.from_index(filters.direction_at);
     let buffers: [&dyn Binding; 5] = [x, x, v, &direction, y];
-    rec.dispatch_specialized(&FORWARD, &overrides, &params, &buffers, output_tiles(&params))
+    rec.dispatch_specialized(&FORWARD, &overrides, &params, &buffers, output_tiles(&params, wide))
 }
 
 /// ry = W·rx + V_W·x + V_b in one pass, with θ's packed filters and v's packed after them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn jvp(
     rec: &mut Recorder,
+    wide: bool,
     params: &Params,
     x: &GpuBuffer<f32>,
     rx: &GpuBuffer<f32>,
@@ -192,19 +198,21 @@ pub(super) fn jvp(
     let params = packed(params);
     pack(rec, &params, v, &filters.forward, filters.direction_at)?;
     let params = Params { v_filters: u32_of(filters.direction_at / BLOCK), ..params };
-    let overrides = forward_overrides(&params, true);
+    let overrides = forward_overrides(&params, true, wide);
     rec.dispatch_specialized(
         &FORWARD,
         &overrides,
         &params,
         &[x, rx, v, &filters.forward, ry],
-        output_tiles(&params),
+        output_tiles(&params, wide),
     )
 }
 
 /// dx = ∂⟨dy, conv(x)⟩/∂x at stride 1: the forward kernel on θ's flipped, transposed filters.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward_input_unit_stride(
     rec: &mut Recorder,
+    wide: bool,
     g: &ConvGeometry,
     batch: usize,
     dy: &GpuBuffer<f32>,
@@ -214,13 +222,13 @@ pub(super) fn backward_input_unit_stride(
 ) -> Result<(), GpuError> {
     let flipped = filters.flipped.as_ref().expect("stride-1 layers pack flipped filters");
     let params = packed(&Params::flipped(g, batch));
-    let overrides = forward_overrides(&params, false);
+    let overrides = forward_overrides(&params, false, wide);
     rec.dispatch_specialized(
         &FORWARD,
         &overrides,
         &params,
         &[dy, dy, theta, flipped, dx],
-        output_tiles(&params),
+        output_tiles(&params, wide),
     )
 }
 
