@@ -148,6 +148,18 @@ conv_variants!(
     every_layer_kind_products_match_reference_for_both_losses,
 );
 
+/// With the tuner's picks (a plan that mixes kernels from pass to pass, timed here without a
+/// cache) the products equal the reference as with any one kernel.
+#[test]
+fn tuned_products_match_reference() {
+    let tuner = newton_wgpu::tune::Tuner::new(common::gpu(), newton_wgpu::tune::TuneMode::Full, None);
+    let tuner: &'static newton_wgpu::tune::Tuner = Box::leak(Box::new(tuner));
+    let execution = common::execution().with_tuner(tuner);
+    cnn4_products_match_reference_for_both_losses_and_batch_sizes(execution);
+    every_layer_kind_products_match_reference_for_both_losses(execution);
+    assert!(tuner.report().timed > 0, "the tuner timed nothing");
+}
+
 fn cnn4_products_match_reference_for_both_losses_and_batch_sizes(execution: Execution) {
     let data = mnist_head(12);
     let network = cnn4(data.shape, data.classes).unwrap();

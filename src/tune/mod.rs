@@ -265,7 +265,13 @@ impl Tuner {
                 }
             };
             match pass {
-                WEIGHT_GRAD => plan.weight_group = parse_group(&choice.kernel).expect("a valid choice"),
+                WEIGHT_GRAD => {
+                    // Timed at the tuning batch, the choice is kept as a number of groups (the
+                    // parallelism and the partial sums that the timing measured) at this batch.
+                    let samples = parse_group(&choice.kernel).expect("a valid choice");
+                    let groups = tuning_batch.div_ceil(samples);
+                    plan.weight_group = batch.div_ceil(groups).max(1);
+                }
                 pass => {
                     let pass = ConvPass::ALL.into_iter().find(|p| p.name() == pass).expect("a pass");
                     plan.set(pass, choice.kernel.parse().expect("a valid choice"));
