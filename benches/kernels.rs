@@ -295,7 +295,7 @@ fn main() {
                 // The weight gradient has one kernel whatever the plan, and a choice of groups.
                 let candidates: Vec<(String, ConvPlan)> = if pass == "weight_grad" {
                     let plan = ConvPlan::all(ConvKernel::fallback());
-                    let group = |n: usize| (format!("groups {n}"), ConvPlan { weight_group: n, ..plan });
+                    let group = |n: usize| (format!("groups{n}"), ConvPlan { weight_group: n, ..plan });
                     ConvPlan::WEIGHT_GROUPS.into_iter().map(group).collect()
                 } else {
                     ConvKernel::ALL.into_iter().map(|k| (k.to_string(), ConvPlan::all(k))).collect()

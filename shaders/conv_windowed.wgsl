@@ -145,34 +145,29 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
                     if (JVP) { win_rx[m] = select(0.0, fwd_rx[at.index], at.inside); }
                 }
                 for (var j = 0u; j < CHUNK; j++) {
-                    let k = packed_at(taps + j0 + j, ob);
-                    let w = fwd_filters[k];
-                    if (JVP) {
-                        let dw = fwd_filters[P.v_filters + k];
-                        for (var q = 0u; q < COLS; q++) {
-                            acc[q] += w * win_rx[window_at(q, j)] + dw * win_x[window_at(q, j)];
-                        }
-                    } else {
-                        for (var q = 0u; q < COLS; q++) { acc[q] += w * win_x[window_at(q, j)]; }
-                    }
-                    if (WIDE) {
-                        let k2 = packed_at(taps + j0 + j, ob2);
-                        let w2 = fwd_filters[k2];
-                        if (JVP) {
-                            let dw2 = fwd_filters[P.v_filters + k2];
-                            for (var q = 0u; q < COLS; q++) {
-                                acc2[q] += w2 * win_rx[window_at(q, j)] + dw2 * win_x[window_at(q, j)];
-                            }
-                        } else {
-                            for (var q = 0u; q < COLS; q++) { acc2[q] += w2 * win_x[window_at(q, j)]; }
-                        }
-                    }
+                    add_tap(&acc, packed_at(taps + j0 + j, ob), j, &win_x, &win_rx);
+                    if (WIDE) { add_tap(&acc2, packed_at(taps + j0 + j, ob2), j, &win_x, &win_rx); }
                 }
             }
         }
     }
     store_tile(tile, tile.oc0, &acc);
     if (WIDE) { store_tile(tile, tile.oc0 + B, &acc2); }
+}
+
+// Adds tap j of the current chunk, whose packed filters (B output channels) are at k, to the
+// tile's columns: acc[q] += W·x (forward) or W·rx + V·x (forward mode).
+fn add_tap(acc: ptr<function, array<vec4<f32>, COLS>>, k: u32, j: u32,
+           win_x: ptr<function, array<f32, WINDOW>>, win_rx: ptr<function, array<f32, WINDOW>>) {
+    let w = fwd_filters[k];
+    if (JVP) {
+        let dw = fwd_filters[P.v_filters + k];
+        for (var q = 0u; q < COLS; q++) {
+            (*acc)[q] += w * (*win_rx)[window_at(q, j)] + dw * (*win_x)[window_at(q, j)];
+        }
+    } else {
+        for (var q = 0u; q < COLS; q++) { (*acc)[q] += w * (*win_x)[window_at(q, j)]; }
+    }
 }
 
 // y at output channels oc0..oc0+B-1 (those below out_c) of the tile's row and columns, plus
