@@ -303,13 +303,13 @@ fn host_case(runs: usize) -> Map<String, Value> {
         assert_eq!(outcome.steps, steps, "CG stopped early: {outcome:?}");
     };
     solve(1 + HOST_STEPS); // compiles every pipeline
-    let mut samples: Vec<[f64; 6]> = Vec::new();
+    let mut samples: Vec<[f64; 7]> = Vec::new();
     for _ in 0..runs {
-        let (s0, c0) = (gpu.stats(), thread_cpu_seconds());
+        let (s0, c0, w0) = (gpu.stats(), thread_cpu_seconds(), Instant::now());
         solve(1);
-        let (s1, c1) = (gpu.stats(), thread_cpu_seconds());
+        let (s1, c1, w1) = (gpu.stats(), thread_cpu_seconds(), Instant::now());
         solve(1 + HOST_STEPS);
-        let (s2, c2) = (gpu.stats(), thread_cpu_seconds());
+        let (s2, c2, w2) = (gpu.stats(), thread_cpu_seconds(), Instant::now());
         let per = |a: u64, m: u64, b: u64| ((a - m) as f64 - (m - b) as f64) / HOST_STEPS as f64;
         samples.push([
             ((c2 - c1) - (c1 - c0)) / HOST_STEPS as f64 * 1e6,
@@ -318,16 +318,19 @@ fn host_case(runs: usize) -> Map<String, Value> {
             per(s2.submits, s1.submits, s0.submits),
             per(s2.dispatches, s1.dispatches, s0.dispatches),
             per(s2.paced_waits, s1.paced_waits, s0.paced_waits),
+            ((w2 - w1).as_secs_f64() - (w1 - w0).as_secs_f64()) / HOST_STEPS as f64 * 1e6,
         ]);
     }
-    let [host_us, objects, waits, submits, dispatches, paced] =
-        [0, 1, 2, 3, 4, 5].map(|i| median(samples.iter().map(|s| s[i])));
+    let [host_us, objects, waits, submits, dispatches, paced, wall_us] =
+        [0, 1, 2, 3, 4, 5, 6].map(|i| median(samples.iter().map(|s| s[i])));
     let mut case = Map::new();
     case.insert("network".into(), json!(problem.network.describe()));
     case.insert("params".into(), json!(n));
     case.insert("gn_size".into(), json!(options.size));
     case.insert("cg_check_every".into(), json!(check_every));
     case.insert("host_us_per_cg_step".into(), json!(host_us));
+    // Kernel time is negligible on this problem: the wall time is the dispatches' own cost.
+    case.insert("wall_us_per_cg_step".into(), json!(wall_us));
     case.insert("objects_per_cg_step".into(), json!(objects));
     case.insert("blocking_waits_per_cg_step".into(), json!(waits));
     case.insert("submits_per_cg_step".into(), json!(submits));
@@ -383,11 +386,12 @@ fn main() {
     let host = host_case(5 * plan.runs);
     let figure = |key: &str| host[key].as_f64().unwrap();
     println!(
-        "host share of a CG step ({} parameters, |S| = {}, residual read every {} steps): {:.1} µs of CPU, {} objects created, {} blocking waits, {} paced waits, {} submits, {} dispatches\n",
+        "host share of a CG step ({} parameters, |S| = {}, residual read every {} steps): {:.1} µs of CPU, {:.1} µs of wall time, {} objects created, {} blocking waits, {} paced waits, {} submits, {} dispatches\n",
         host["params"],
         host["gn_size"],
         host["cg_check_every"],
         figure("host_us_per_cg_step"),
+        figure("wall_us_per_cg_step"),
         figure("objects_per_cg_step"),
         figure("blocking_waits_per_cg_step"),
         figure("paced_waits_per_cg_step"),
@@ -482,7 +486,9 @@ fn main() {
     if let Some(Value::Object(main_case)) = cases.get("1x28x28_batch256") {
         results.extend(main_case.clone());
     }
-    for key in ["host_us_per_cg_step", "objects_per_cg_step", "blocking_waits_per_cg_step"] {
+    for key in
+        ["host_us_per_cg_step", "wall_us_per_cg_step", "objects_per_cg_step", "blocking_waits_per_cg_step"]
+    {
         results.insert(key.into(), host[key].clone());
     }
     cases.insert("host".into(), Value::Object(host));

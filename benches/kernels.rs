@@ -6,7 +6,10 @@
 //! direction's). Median GPU time of several runs (wall time where the adapter has no timestamp
 //! queries), the GFLOP/s of the fastest kernel and of the one the adapter's type chose before
 //! the tuner, and the fraction of the FP32 peak of the machine's CPU when the adapter is a
-//! software one. Then every product kernel on 1024 × 1024 matrices.
+//! software one; beside them PyTorch's CPU time for the same layer and pass, timed by
+//! scripts/torch_layers.py in the same run right after ours (`torch.set_num_threads` = this
+//! machine's cores; `BENCH_PYTHON` names the interpreter, default python3), and our time over
+//! PyTorch's. Then every product kernel on 1024 × 1024 matrices.
 //!
 //! `cargo bench --bench kernels [-- --runs N] [-- --dump DIR]`; `BENCH_ONLY=cnn4-small` runs
 //! one network (`BENCH_ONLY=gemm` the products alone). `-- --checks` times the windowed and
@@ -15,7 +18,10 @@
 //! to DIR as raw little-endian f32 (`{network}-{c}x{h}x{w}-layer{i}-{pass}-{kind}.f32`), so that
 //! two builds can be compared bit for bit (`cmp`).
 
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, Recorder, ShaderChecks};
@@ -140,11 +146,52 @@ impl Layer {
 }
 
 type Builder = fn(Shape, usize) -> Result<Network, NetworkError>;
-const CASES: [(&str, Builder, Shape); 3] = [
+const CASES: [(&str, Builder, Shape); 4] = [
     ("cnn4", cnn4, Shape::new(1, 28, 28)),
     ("cnn4", cnn4, Shape::new(3, 32, 32)),
     ("cnn4-small", cnn4_small, Shape::new(1, 28, 28)),
+    ("cnn4-small", cnn4_small, Shape::new(3, 32, 32)),
 ];
+
+/// Seconds by layer (its index, as text) and pass.
+type LayerSeconds = HashMap<String, HashMap<String, f64>>;
+
+/// PyTorch's median seconds per layer (by index) and pass of `network`, timed now by
+/// scripts/torch_layers.py on this machine's cores, with its version; or why there are none.
+fn torch_seconds(network: &Network, runs: usize) -> Result<(String, LayerSeconds), String> {
+    let layers: Vec<serde_json::Value> = network
+        .conv_geometries()
+        .enumerate()
+        .map(|(index, g)| {
+            serde_json::json!({
+                "id": index.to_string(), "c": g.input.channels, "h": g.input.height, "w": g.input.width,
+                "out": g.output.channels, "kh": g.kernel_h, "kw": g.kernel_w,
+                "stride": g.stride, "padding": g.padding,
+            })
+        })
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let spec =
+        serde_json::json!({ "batch": BATCH, "runs": runs.max(3), "threads": threads, "layers": layers });
+    let python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/torch_layers.py");
+    let mut child = Command::new(&python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{python} could not run: {e}"))?;
+    child.stdin.take().expect("piped").write_all(spec.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("{script} answered {:?}: {e}", String::from_utf8_lossy(&output.stdout)))?;
+    if let Some(error) = answer["error"].as_str() {
+        return Err(error.to_owned());
+    }
+    let seconds = serde_json::from_value(answer["seconds"].clone()).map_err(|e| e.to_string())?;
+    let version = format!("PyTorch {} on {} threads", answer["torch"], answer["threads"]);
+    Ok((version, seconds))
+}
 
 /// The passes training runs on layer `index` (never Jv nor the backward pass to the input in
 /// the first layer: R(x) = 0 there, and the data needs no gradient).
@@ -286,9 +333,10 @@ fn main() {
         println!("\n{name} on {input}: ms per kernel; the fastest; its GFLOP/s and {before}'s");
         println!("(weight_grad: the one kernel in groups of 16, 4, 1 and 64 samples, in the first columns)");
         let names: Vec<String> = ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
-        print!("{:<18} {:<15}", "layer", "pass");
-        names.iter().for_each(|n| print!(" {n:>9}"));
-        println!(" {:>10} {:>9} {:>9} {:>8} {:>8}", "fastest", "GF/s", "before", "gain", "of peak");
+        let mut rows = Vec::new();
+        let mut header = format!("{:<18} {:<15}", "layer", "pass");
+        names.iter().for_each(|n| header += &format!(" {n:>9}"));
+        header += &format!(" {:>10} {:>9} {:>9} {:>8} {:>8}", "fastest", "GF/s", "before", "gain", "of peak");
         for (index, g) in network.conv_geometries().enumerate() {
             let flops = 2.0 * g.macs_per_sample() as f64 * BATCH as f64;
             for pass in passes(index) {
@@ -323,16 +371,16 @@ fn main() {
                 // Jv does two products' work.
                 let flops = if pass == "jvp" { 2.0 * flops } else { flops };
                 let best = (0..times.len()).min_by(|&a, &b| times[a].total_cmp(&times[b])).unwrap();
-                print!("{:<18} {:<15}", format!("{}→{}", g.input, g.output), pass);
+                let mut row = format!("{:<18} {:<15}", format!("{}→{}", g.input, g.output), pass);
                 for k in 0..ConvKernel::ALL.len() {
                     match times.get(k) {
-                        Some(t) => print!(" {:>9.2}", t * 1e3),
-                        None => print!(" {:>9}", "-"),
+                        Some(t) => row += &format!(" {:>9.2}", t * 1e3),
+                        None => row += &format!(" {:>9}", "-"),
                     }
                 }
                 let gflops = |t: f64| flops / t / 1e9;
                 let share = peak.map_or("-".into(), |p| format!("{:.1}%", 100.0 * gflops(times[best]) / p));
-                println!(
+                row += &format!(
                     " {:>10} {:>9.2} {:>9.2} {:>8.2} {:>8}",
                     candidates[best].0,
                     gflops(times[best]),
@@ -340,6 +388,31 @@ fn main() {
                     times[old] / times[best],
                     share
                 );
+                rows.push((index, pass, times[best], row));
+            }
+        }
+        // PyTorch on the same layers, now, in this run.
+        match torch_seconds(&network, settings.runs) {
+            Ok((version, torch)) => {
+                println!("{header} {:>9} {:>10}", "torch ms", "ours/torch");
+                let (mut all_ours, mut all_theirs) = (0.0, 0.0);
+                for (index, pass, ours, row) in rows {
+                    let theirs = torch[&index.to_string()][pass];
+                    println!("{row} {:>9.2} {:>10.2}", theirs * 1e3, ours / theirs);
+                    (all_ours, all_theirs) = (all_ours + ours, all_theirs + theirs);
+                }
+                println!(
+                    "every layer and pass once: ours {:.1} ms, PyTorch {:.1} ms, ours/torch {:.2}",
+                    all_ours * 1e3,
+                    all_theirs * 1e3,
+                    all_ours / all_theirs
+                );
+                println!("(torch: {version}; ours/torch is the fastest kernel's time over PyTorch's)");
+            }
+            Err(why) => {
+                println!("{header}");
+                rows.iter().for_each(|row| println!("{}", row.3));
+                println!("(no PyTorch figures: {why})");
             }
         }
     }

@@ -3,11 +3,14 @@
 //   copy:              y[offset + i] = x[source + i]                  for i < len
 //   scale:             y[i] *= alpha                                  for i < len
 //   axpy:              y[i] += alpha * x[i]                          for i < len
-//   dot_partial:       partial[b] = sum_{i in block b} x[i] * y[i]   blocks of `block` values
+//   dot_partial:       partial[b] = sum over workgroup b's values of x[i] * y[i]: a grid of
+//                      nwg.x workgroups, invocation t of b taking i = b * WG + t, then every
+//                      (nwg.x * WG)-th i, summed over the workgroup by workgroup_sum
 //   dot_final:         scalars[slot] = sum_b partial[b], in order b = 0, 1, ...
 //   norm_final:        scalars[slot] = sqrt(sum_b partial[b]), likewise
 //   accumulate_groups: y[off + k] += sum_g partial[g * len + k], in order g = 0, 1, ...
 // Reductions run in a fixed order without atomics, so results repeat bit for bit.
+// The dot products' grids have at most MAX_DOT_GROUPS (256) workgroups, a single dimension.
 
 struct Params { len: u32, block: u32, offset: u32, alpha: f32, source: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 
@@ -60,15 +63,14 @@ fn axpy(@builtin(global_invocation_id) gid: vec3<u32>,
 @group(0) @binding(3) var<storage, read_write> dot_out: array<f32>;
 
 @compute @workgroup_size(WG)
-fn dot_partial(@builtin(global_invocation_id) gid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_index(gid, nwg);
-    let start = b * P.block;
-    if (start >= P.len) { return; }
-    let end = min(start + P.block, P.len);
+fn dot_partial(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               lanes: Lanes) {
+    let stride = nwg.x * WG;
     var acc = 0.0;
-    for (var i = start; i < end; i++) { acc += dot_x[i] * dot_y[i]; }
-    dot_out[b] = acc;
+    for (var i = wid.x * WG + lanes.index; i < P.len; i += stride) { acc += dot_x[i] * dot_y[i]; }
+    let total = workgroup_sum(acc, lanes);
+    if (lanes.index == 0u) { dot_out[wid.x] = total; }
 }
 
 @group(0) @binding(1) var<storage, read> final_partial: array<f32>;

@@ -1,38 +1,46 @@
 // The scalar updates of conjugate gradient on the device, so that a CG step needs no
 // read-back, and the test that ends CG; and the diagonal preconditioner's kernels. The slots
-// of `scalars` (RR, PGP, ALPHA, BETA, RHO, STOP, STEP, SAS, DAMPING, TOL_RR, SHIFT, PROBE_SEED)
-// and the reasons to stop (CONVERGED, BREAKDOWN, NON_FINITE) are
+// of `scalars` (RR, PGP, ALPHA, BETA, RHO, RHO_STEP, STOP, STOP_STEP, STEP, SAS, DAMPING,
+// TOL_RR, SHIFT, PROBE_SEED) and the reasons to stop (CONVERGED, BREAKDOWN, NON_FINITE) are
 // constants generated from src/kernels/cg.rs, which says what each holds.
 //
 // Preconditioned CG (z = M⁻¹r) runs on ρ = rᵀz where plain CG runs on rᵀr: α = ρ/pᵀAp,
 // β = ρ(new)/ρ, p = z + βp, and sᵀAs = Σ α ρ. Without a preconditioner z is r and ρ is rᵀr.
 // The stop test is on rᵀr either way.
 //
-// alpha and beta finish the dot products pᵀ(G + λI)p and ρ from the partial sums of
-// blas1's dot_partial (P.partials of them, summed in order as dot_final sums them), so that a
-// step needs no dispatch for them. Once STOP holds a reason, α and β are 0: s and r keep the
-// last good iterate, and beta zeroes the workgroup counts of the next step's product (the
-// P.gated counts of its indirect dispatches), which then costs nothing.
-//   update:       s += α p, r −= α (G + λI)p
+// After the product (G + λI)p and the partial sums of pᵀ(G + λI)p (blas1's dot_partial), a
+// step is two kernels over the same grid of P.partials workgroups:
+//   advance:    α from pᵀ(G + λI)p, s += α p, r −= α (G + λI)p (z = M⁻¹r), and the partial
+//               sums of rᵀr (and rᵀz) for conjugate;
+//   conjugate:  β from them, p = r + β p (z + β p), the stop test.
+// Each workgroup finishes the sums it needs itself (at most MAX_DOT_GROUPS values, summed
+// alike in every workgroup, so that all find the same α or β); the first invocation of the
+// first workgroup records the scalars. No slot is both read and written within a kernel:
+// advance reads RHO and STOP and leaves the step's in RHO_STEP and STOP_STEP, which conjugate
+// reads to write RHO and STOP. `sums` holds three parts of P.partials values: those of
+// pᵀ(G + λI)p, of rᵀr, of rᵀz.
+// Once STOP holds a reason, α and β are 0: s and r keep the last good iterate, and conjugate
+// zeroes the workgroup counts of the next step's product (the P.gated counts of its indirect
+// dispatches), which then costs nothing.
 //   axpy_scalar:  y[i] += sign * scalars[slot] * x[i]
-//   xpay_scalar:  y[i]  = x[i] + scalars[slot] * y[i]
 //   precondition:      z[i] = m_inv[i] * r[i]
 //   rademacher:        v[i] = ±1, a hash of (i, PROBE_SEED, P.seed)
 //   probe_accumulate:  d[i] = d[i] + P.sign * v[i] * (Gv)[i], d = 0 first for the first probe of
 //                      a solve (P.slot = 1)
 //   inverse_diagonal:  m_inv[i] = (max(d[i], 0) + SHIFT)^(-P.exponent)
 
-struct Params { len: u32, slot: u32, sign: f32, partials: u32, gated: u32, seed: u32, exponent: f32, _pad0: u32 }
+struct Params { len: u32, slot: u32, sign: f32, partials: u32, gated: u32, seed: u32, exponent: f32, preconditioned: u32 }
 
 @group(0) @binding(0) var<uniform> P: Params;
 
 @group(0) @binding(1) var<storage, read_write> scalars: array<f32>;
-@group(0) @binding(2) var<storage, read> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sums: array<f32>;
 
-fn sum_partials() -> f32 {
+// The sum of part `part` of `sums`, the same in every workgroup.
+fn sum_part(part: u32, lanes: Lanes) -> f32 {
     var acc = 0.0;
-    for (var b = 0u; b < P.partials; b++) { acc += partials[b]; }
-    return acc;
+    for (var b = lanes.index; b < P.partials; b += WG) { acc += sums[part * P.partials + b]; }
+    return workgroup_sum(acc, lanes);
 }
 
 fn is_finite(x: f32) -> bool {
@@ -42,95 +50,123 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-// α = ρ / pᵀ(G + λI)p, counting the step; or a stop when a value is not finite
-// (NON_FINITE) or pᵀ(G + λI)p is not positive (BREAKDOWN), decided before dividing so that
-// 0/0 never has to be recognised.
-@compute @workgroup_size(WG)
-fn alpha(@builtin(global_invocation_id) gid: vec3<u32>,
-         @builtin(num_workgroups) nwg: vec3<u32>) {
-    if (flat_index(gid, nwg) >= P.len) { return; }
-    scalars[PGP] = sum_partials();
-    if (scalars[STOP] != 0.0) {
-        scalars[ALPHA] = 0.0;
-        return;
-    }
-    let pgp = scalars[PGP];
-    var stop = 0u;
-    if (!is_finite(pgp) || !is_finite(scalars[RHO])) {
-        stop = NON_FINITE;
-    } else if (pgp <= 0.0) {
-        stop = BREAKDOWN;
-    }
-    let a = select(scalars[RHO] / pgp, 0.0, stop != 0u);
-    if (stop == 0u && !is_finite(a)) {
-        stop = NON_FINITE;
-    }
-    if (stop != 0u) {
-        scalars[STOP] = f32(stop);
-        scalars[ALPHA] = 0.0;
-        return;
-    }
-    scalars[ALPHA] = a;
-    scalars[SAS] += a * scalars[RHO];
-    scalars[STEP] += 1.0;
-}
-
-// β = ρ(new) / ρ and ρ ← ρ(new), rᵀr ← `rr`; CONVERGED once rᵀr ≤ TOL_RR (the host's test
-// ‖r‖ ≤ ξ‖g‖, turned into an f32 bound on rᵀr that gives the same answer for every f32).
-// Then the counts of the next step's product: as recorded while CG runs, 0 once it stopped.
-@group(0) @binding(3) var<storage, read> gate_template: array<u32>;
-@group(0) @binding(4) var<storage, read_write> gate_args: array<u32>;
-
-fn finish_beta(rho: f32, rr: f32) {
-    if (scalars[STOP] != 0.0) {
-        scalars[BETA] = 0.0;
-    } else {
-        scalars[BETA] = rho / scalars[RHO];
-        scalars[RHO] = rho;
-        scalars[RR] = rr;
-        if (scalars[RR] <= scalars[TOL_RR]) {
-            scalars[STOP] = f32(CONVERGED);
+// α = ρ / pᵀ(G + λI)p, or 0 with a reason to stop: NON_FINITE when a value is not finite,
+// BREAKDOWN when pᵀ(G + λI)p is not positive, decided before dividing so that 0/0 never has
+// to be recognised. `record`: this invocation writes the step's scalars (and counts it).
+fn step_length(lanes: Lanes, record: bool) -> f32 {
+    let pgp = sum_part(0u, lanes);
+    let rho = scalars[RHO];
+    var stop = u32(scalars[STOP]);
+    if (stop == 0u) {
+        if (!is_finite(pgp) || !is_finite(rho)) {
+            stop = NON_FINITE;
+        } else if (pgp <= 0.0) {
+            stop = BREAKDOWN;
         }
     }
-    let stopped = scalars[STOP] != 0.0;
-    for (var i = 0u; i < P.gated; i++) { gate_args[i] = select(gate_template[i], 0u, stopped); }
+    var a = 0.0;
+    if (stop == 0u) {
+        a = rho / pgp;
+        if (!is_finite(a)) {
+            stop = NON_FINITE;
+            a = 0.0;
+        }
+    }
+    if (record) {
+        scalars[PGP] = pgp;
+        scalars[ALPHA] = a;
+        scalars[RHO_STEP] = rho;
+        scalars[STOP_STEP] = f32(stop);
+        if (stop == 0u) {
+            scalars[SAS] += a * rho;
+            scalars[STEP] += 1.0;
+        }
+    }
+    return a;
 }
 
-// Plain CG: the partial sums are rᵀr, which is ρ too.
-@compute @workgroup_size(WG)
-fn beta(@builtin(global_invocation_id) gid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-    if (flat_index(gid, nwg) >= P.len) { return; }
-    let rr = sum_partials();
-    finish_beta(rr, rr);
-}
-
-// Preconditioned CG: the partial sums are rᵀz, and `rr_partials` those of rᵀr.
-@group(0) @binding(5) var<storage, read> rr_partials: array<f32>;
+@group(0) @binding(3) var<storage, read> step_p: array<f32>;
+@group(0) @binding(4) var<storage, read> step_ap: array<f32>;
+@group(0) @binding(5) var<storage, read_write> step_s: array<f32>;
+@group(0) @binding(6) var<storage, read_write> step_r: array<f32>;
+@group(0) @binding(7) var<storage, read> step_m_inv: array<f32>;
+@group(0) @binding(8) var<storage, read_write> step_z: array<f32>;
 
 @compute @workgroup_size(WG)
-fn beta_preconditioned(@builtin(global_invocation_id) gid: vec3<u32>,
-                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    if (flat_index(gid, nwg) >= P.len) { return; }
+fn advance(@builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           lanes: Lanes) {
+    let a = step_length(lanes, wid.x == 0u && lanes.index == 0u);
     var rr = 0.0;
-    for (var b = 0u; b < P.partials; b++) { rr += rr_partials[b]; }
-    finish_beta(sum_partials(), rr);
+    for (var i = wid.x * WG + lanes.index; i < P.len; i += nwg.x * WG) {
+        step_s[i] += a * step_p[i];
+        let r = step_r[i] - a * step_ap[i];
+        step_r[i] = r;
+        rr += r * r;
+    }
+    let rr_sum = workgroup_sum(rr, lanes);
+    if (lanes.index == 0u) { sums[P.partials + wid.x] = rr_sum; }
 }
 
-@group(0) @binding(1) var<storage, read> update_scalars: array<f32>;
-@group(0) @binding(2) var<storage, read> update_p: array<f32>;
-@group(0) @binding(3) var<storage, read> update_ap: array<f32>;
-@group(0) @binding(4) var<storage, read_write> update_s: array<f32>;
-@group(0) @binding(5) var<storage, read_write> update_r: array<f32>;
+@compute @workgroup_size(WG)
+fn advance_preconditioned(@builtin(workgroup_id) wid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>,
+                          lanes: Lanes) {
+    let a = step_length(lanes, wid.x == 0u && lanes.index == 0u);
+    var rr = 0.0;
+    var rz = 0.0;
+    for (var i = wid.x * WG + lanes.index; i < P.len; i += nwg.x * WG) {
+        step_s[i] += a * step_p[i];
+        let r = step_r[i] - a * step_ap[i];
+        let z = step_m_inv[i] * r;
+        step_r[i] = r;
+        step_z[i] = z;
+        rr += r * r;
+        rz += r * z;
+    }
+    let rr_sum = workgroup_sum(rr, lanes);
+    let rz_sum = workgroup_sum(rz, lanes);
+    if (lanes.index == 0u) {
+        sums[P.partials + wid.x] = rr_sum;
+        sums[2u * P.partials + wid.x] = rz_sum;
+    }
+}
+
+// β = ρ(new) / ρ, then p = r + β p (z + β p preconditioned). The first invocation records
+// ρ ← ρ(new) and rᵀr ← rᵀr(new), CONVERGED once rᵀr ≤ TOL_RR (the host's test ‖r‖ ≤ ξ‖g‖,
+// turned into an f32 bound on rᵀr that gives the same answer for every f32), and sets the
+// counts of the next step's product: as recorded while CG runs, 0 once it stopped.
+@group(0) @binding(3) var<storage, read> conj_source: array<f32>;
+@group(0) @binding(4) var<storage, read_write> conj_p: array<f32>;
+@group(0) @binding(5) var<storage, read> gate_template: array<u32>;
+@group(0) @binding(6) var<storage, read_write> gate_args: array<u32>;
 
 @compute @workgroup_size(WG)
-fn update(@builtin(global_invocation_id) gid: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= P.len) { return; }
-    let a = update_scalars[ALPHA];
-    update_s[i] += 1.0 * a * update_p[i];
-    update_r[i] += -1.0 * a * update_ap[i];
+fn conjugate(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>,
+             lanes: Lanes) {
+    let rr = sum_part(1u, lanes);
+    var rho = rr;
+    if (P.preconditioned != 0u) { rho = sum_part(2u, lanes); }
+    let stopped_before = scalars[STOP_STEP] != 0.0;
+    var stop = u32(scalars[STOP_STEP]);
+    var b = 0.0;
+    if (!stopped_before) {
+        b = rho / scalars[RHO_STEP];
+        if (rr <= scalars[TOL_RR]) { stop = CONVERGED; }
+    }
+    if (wid.x == 0u && lanes.index == 0u) {
+        scalars[BETA] = b;
+        if (!stopped_before) {
+            scalars[RHO] = rho;
+            scalars[RR] = rr;
+        }
+        scalars[STOP] = f32(stop);
+        for (var i = 0u; i < P.gated; i++) { gate_args[i] = select(gate_template[i], 0u, stop != 0u); }
+    }
+    for (var i = wid.x * WG + lanes.index; i < P.len; i += nwg.x * WG) {
+        conj_p[i] = conj_source[i] + b * conj_p[i];
+    }
 }
 
 @group(0) @binding(1) var<storage, read> vec_scalars: array<f32>;
@@ -143,14 +179,6 @@ fn axpy_scalar(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = flat_index(gid, nwg);
     if (i >= P.len) { return; }
     vec_y[i] += P.sign * vec_scalars[P.slot] * vec_x[i];
-}
-
-@compute @workgroup_size(WG)
-fn xpay_scalar(@builtin(global_invocation_id) gid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= P.len) { return; }
-    vec_y[i] = vec_x[i] + vec_scalars[P.slot] * vec_y[i];
 }
 
 @group(0) @binding(1) var<storage, read> pre_m_inv: array<f32>;

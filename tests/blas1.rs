@@ -64,3 +64,46 @@ fn axpy_and_fill_touch_exactly_len_values() {
     let mut rec = gpu.recorder();
     assert!(blas1::axpy(&mut rec, 1.0, &x, &y, 6).is_err(), "a length past the buffer is refused");
 }
+
+/// The dot product's workgroup sums as a tree (every adapter) and by subgroups (where the
+/// adapter has them, which the default device then uses) both equal the f64 sum, and each
+/// other within rounding. Without subgroups the default device must have fallen back to the
+/// tree: that is checked too, so the test never passes by looking at nothing.
+#[test]
+fn workgroup_sums_agree_in_every_reduction_the_adapter_has() {
+    use newton_wgpu::gpu::{Gpu, GpuOptions, Reduction};
+    let options = GpuOptions::from_env().unwrap();
+    let tree = Gpu::with_options(&GpuOptions { subgroups: false, ..options.clone() }).unwrap();
+    let default = Gpu::with_options(&options).unwrap();
+    assert_eq!(tree.reduction(), Reduction::Tree);
+    let has_subgroups = default.adapter_features().contains(wgpu::Features::SUBGROUP);
+    let want = if has_subgroups { Reduction::Subgroups } else { Reduction::Tree };
+    assert_eq!(default.reduction(), want, "adapter {}", default.adapter().name);
+    eprintln!("{}: workgroup sums by {}", default.adapter().name, default.reduction());
+    for (seed, len) in [1usize, 63, 64, 65, 257, 4097, 70_001, 1 << 20].into_iter().enumerate() {
+        let mut rng = rng(100 + seed as u64);
+        let (x, y) = (random_vec(&mut rng, len), random_vec(&mut rng, len));
+        let want: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let scale: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+        let dot_on = |gpu: &Gpu| -> f64 {
+            let (xb, yb) = (gpu.upload(&x, "x").unwrap(), gpu.upload(&y, "y").unwrap());
+            let scratch = gpu.zeros::<f32>(blas1::dot_scratch_len(len), "scratch").unwrap();
+            let scalars = gpu.zeros::<f32>(1, "scalars").unwrap();
+            let mut rec = gpu.recorder();
+            blas1::dot(&mut rec, &xb, &yb, len, &scratch, &scalars, 0).unwrap();
+            rec.submit().unwrap();
+            gpu.read(&scalars).unwrap()[0] as f64
+        };
+        let (by_tree, by_default) = (dot_on(&tree), dot_on(&default));
+        for (how, got) in [("tree", by_tree), ("default", by_default)] {
+            assert!(
+                (got - want).abs() <= 1e-5 * scale,
+                "len {len}, {how}: {got} vs {want} (Σ|xy| = {scale})"
+            );
+        }
+        assert!(
+            (by_tree - by_default).abs() <= 1e-5 * scale,
+            "len {len}: tree {by_tree}, default {by_default}"
+        );
+    }
+}

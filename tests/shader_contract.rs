@@ -3,29 +3,40 @@
 //! naga's reflection: the entry point exists; binding 0 is a uniform whose struct has the Rust
 //! `Params`' members at the same offsets and the same size; bindings 1.. are storage buffers
 //! with the declared access, in order, and nothing else is bound; the override constants
-//! named exist. Every entry point, override and shader file is accounted for.
+//! named exist. Every entry point, override and shader file is accounted for. Shaders that
+//! sum over workgroups are checked with both definitions of `workgroup_sum`: the tree with no
+//! capability at all, the subgroup one with subgroups alone.
 
 use std::collections::BTreeSet;
 
 use naga::{AddressSpace, StorageAccess, TypeInner};
-use newton_wgpu::gpu::{Access, KernelInfo, Shader, PRELUDE_FILE};
+use newton_wgpu::gpu::{Access, KernelInfo, Reduction, Shader, PRELUDE_FILE, REDUCTION_FILES};
 use newton_wgpu::kernels::{registry, SHADERS};
 
 fn parse(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let source = shader.source();
+    parse_with(shader, Reduction::Tree)
+}
+
+fn parse_with(shader: &Shader, reduction: Reduction) -> (naga::Module, naga::valid::ModuleInfo) {
+    let source = shader.source(reduction);
     let module = naga::front::wgsl::parse_str(&source)
+        .unwrap_or_else(|e| panic!("{} ({reduction}): {}", shader.name, e.emit_to_string(&source)));
+    let capabilities = match reduction {
+        Reduction::Tree => naga::valid::Capabilities::empty(),
+        Reduction::Subgroups => naga::valid::Capabilities::SUBGROUP,
+    };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(&module)
         .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(&source)));
-    let info =
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(&source)));
     (module, info)
 }
 
 #[test]
 fn every_shader_parses_and_validates() {
     for shader in SHADERS {
-        parse(shader);
+        for reduction in Reduction::ALL {
+            parse_with(shader, reduction);
+        }
     }
 }
 
@@ -116,11 +127,15 @@ fn params_mismatches(
 fn every_kernel_matches_its_wgsl() {
     let mut failures = Vec::new();
     for shader in SHADERS {
-        let (module, info) = parse(shader);
-        for kernel in registry().filter(|k| std::ptr::eq(k.shader, shader)) {
-            failures.extend(
-                mismatches(kernel, &module, &info).into_iter().map(|p| format!("{}: {p}", kernel.name())),
-            );
+        for reduction in Reduction::ALL {
+            let (module, info) = parse_with(shader, reduction);
+            for kernel in registry().filter(|k| std::ptr::eq(k.shader, shader)) {
+                failures.extend(
+                    mismatches(kernel, &module, &info)
+                        .into_iter()
+                        .map(|p| format!("{} ({reduction}): {p}", kernel.name())),
+                );
+            }
         }
     }
     assert!(failures.is_empty(), "kernels that do not match their WGSL:\n{}", failures.join("\n"));
@@ -163,7 +178,7 @@ fn every_shader_file_is_part_of_a_shader() {
     let used: BTreeSet<String> = SHADERS
         .iter()
         .flat_map(|s| s.parts.iter().map(|p| p.file.to_owned()))
-        .chain([PRELUDE_FILE.to_owned()])
+        .chain([PRELUDE_FILE].into_iter().chain(REDUCTION_FILES).map(str::to_owned))
         .collect();
     assert_eq!(on_disk, used, "every shaders/*.wgsl must be a part of a shader in kernels::SHADERS");
 }
@@ -171,14 +186,14 @@ fn every_shader_file_is_part_of_a_shader() {
 /// The check above can fail: a Params struct whose WGSL side moved a member is caught.
 #[test]
 fn a_params_layout_that_differs_from_its_wgsl_is_caught() {
-    let kernel = registry().find(|k| k.name() == "cg::alpha").expect("cg::alpha is registered");
+    let kernel = registry().find(|k| k.name() == "cg::advance").expect("cg::advance is registered");
     let shader = kernel.shader;
     let (module, info) = parse(shader);
     assert!(mismatches(kernel, &module, &info).is_empty());
     let swapped = shader
-        .source()
+        .source(Reduction::Tree)
         .replace("struct Params { len: u32, slot: u32,", "struct Params { slot: u32, len: u32,");
-    assert_ne!(swapped, shader.source(), "the test's edit must apply");
+    assert_ne!(swapped, shader.source(Reduction::Tree), "the test's edit must apply");
     let module = naga::front::wgsl::parse_str(&swapped).unwrap();
     let info =
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())

@@ -527,6 +527,50 @@ fn a_cg_step_is_one_submit_creates_nothing_and_never_drains_the_queue() {
     assert!((outcome.s_g_s - s_g_s).abs() <= 1e-3 * scale, "recurrence {} vs product {s_g_s}", outcome.s_g_s);
 }
 
+/// CG's step kernels finish their dot products by workgroup sums: by subgroups where the
+/// adapter has them (lavapipe does), else by a tree. Both reach the same solution, plain and
+/// preconditioned, step for step, to rounding.
+#[test]
+fn cg_solves_alike_with_either_workgroup_sum() {
+    use newton_wgpu::curvature::{Subsample, SubsampleOptions};
+    use newton_wgpu::gpu::{Gpu, GpuOptions, Reduction};
+    use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
+    let options = GpuOptions::from_env().unwrap();
+    let tree = Gpu::with_options(&GpuOptions { subgroups: false, ..options.clone() }).unwrap();
+    let default = Gpu::with_options(&options).unwrap();
+    assert_eq!(tree.reduction(), Reduction::Tree);
+    let (train, network) = small_problem();
+    let n = network.param_count();
+    let problem = problem(&network, Loss::CrossEntropy);
+    let (theta, grad) = (network.init_params(15), random_vec(&mut rng(16), n));
+    let grad_norm = grad.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    let solve = |gpu: &Gpu, preconditioner: Option<PreconditionerOptions>| {
+        let theta = gpu.upload(&theta, "θ").unwrap();
+        let grad = gpu.upload(&grad, "g").unwrap();
+        let options = SubsampleOptions { size: 30, seed: 3, memory_budget: None };
+        let s = Subsample::new(&Execution::new(gpu), &problem, &train, &theta, &options).unwrap();
+        let mut buffers = CgBuffers::preconditioned(gpu, n, preconditioner).unwrap();
+        // ξ tiny: every solve runs all its steps.
+        let settings = CgSettings { xi: 1e-12, max_steps: 15, check_every: 4 };
+        let outcome = cg::solve(gpu, &s, 0.5, &grad, 1.0, &settings, &mut buffers).unwrap();
+        (outcome, gpu.read(&buffers.direction).unwrap())
+    };
+    for preconditioner in [None, Some(PreconditionerOptions::default())] {
+        let (by_tree, s_tree) = solve(&tree, preconditioner);
+        let (by_default, s_default) = solve(&default, preconditioner);
+        assert_eq!((by_tree.steps, by_tree.stop), (15, None), "{by_tree:?}");
+        assert_eq!((by_default.steps, by_default.stop), (15, None), "{by_default:?}");
+        let scale: f64 = s_tree.iter().map(|v| v.abs() as f64).sum();
+        let gap: f64 = s_tree.iter().zip(&s_default).map(|(a, b)| (a - b).abs() as f64).sum();
+        assert!(scale > 0.0 && gap <= 1e-4 * scale, "{preconditioner:?}: Σ|s| {scale}, Σ|Δs| {gap}");
+        let relative = |a: f64, b: f64| (a - b).abs() / a.abs().max(b.abs());
+        assert!(relative(by_tree.gs, by_default.gs) <= 1e-4, "{by_tree:?} vs {by_default:?}");
+        // The residual is a difference of terms as large as g: rounding is relative to ‖g‖.
+        let residual_gap = (by_tree.residual_norm - by_default.residual_norm).abs();
+        assert!(residual_gap <= 1e-6 * grad_norm, "‖g‖ {grad_norm}: {by_tree:?} vs {by_default:?}");
+    }
+}
+
 /// The device ends CG itself; the host only looks now and then. Whatever it looks at, the
 /// solution and the step count are those of looking after every step.
 #[test]

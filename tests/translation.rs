@@ -1,12 +1,13 @@
 //! Every kernel, in every specialisation the host can dispatch (each set of values of its
 //! override constants), translates with naga to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12),
 //! and the SPIR-V passes `spirv-val` (Debian's spirv-tools; CI installs it). This is the only
-//! check the Metal and DX12 backends get on Linux; it needs no GPU.
+//! check the Metal and DX12 backends get on Linux; it needs no GPU. Shaders that sum over
+//! workgroups are translated with each definition of `workgroup_sum` (tree and subgroups).
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use newton_wgpu::gpu::{KernelInfo, Shader, WORKGROUP_SIZE};
+use newton_wgpu::gpu::{KernelInfo, Reduction, Shader, WORKGROUP_SIZE};
 use newton_wgpu::kernels::{registry, SHADERS};
 
 /// The values each override constant takes in some dispatch (src/kernels): CHUNK is k_w for
@@ -37,8 +38,8 @@ fn specialisations(kernel: &KernelInfo) -> Vec<Vec<(&'static str, f64)>> {
     })
 }
 
-fn parse(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let source = shader.source();
+fn parse(shader: &Shader, reduction: Reduction) -> (naga::Module, naga::valid::ModuleInfo) {
+    let source = shader.source(reduction);
     let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
     let info =
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
@@ -101,11 +102,16 @@ fn every_kernel_specialisation_translates_to_spirv_msl_and_hlsl() {
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut count = BTreeMap::new();
-    for shader in SHADERS {
-        let (module, info) = parse(shader);
+    let variants = SHADERS.iter().flat_map(|shader| {
+        let reductions: &[Reduction] =
+            if shader.workgroup_sum { &Reduction::ALL } else { &[Reduction::Tree] };
+        reductions.iter().map(move |r| (*shader, *r))
+    });
+    for (shader, reduction) in variants {
+        let (module, info) = parse(shader, reduction);
         for kernel in registry().filter(|k| std::ptr::eq(k.shader, shader)) {
             for set in specialisations(kernel) {
-                let what = format!("{} {set:?}", kernel.name());
+                let what = format!("{} ({reduction}) {set:?}", kernel.name());
                 match translate(&module, &info, kernel.entry, &set) {
                     Ok(words) => {
                         let name = format!("{}-{}", shader.name, count.len());

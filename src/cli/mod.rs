@@ -260,6 +260,12 @@ pub fn info(ranks: &ranks::Ranks) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     println!("shader checks {:?} (NEWTON_WGPU_SHADER_CHECKS=all|declared|none chooses)", gpu.shader_checks());
+    let why = if gpu.adapter_features().contains(wgpu::Features::SUBGROUP) {
+        ""
+    } else {
+        " (the adapter has no subgroups)"
+    };
+    println!("workgroup sums by {}{why}", gpu.reduction());
     println!("limits in use:");
     println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
     println!("  max_buffer_size                     {}", l.max_buffer_size);

@@ -6,7 +6,7 @@ use wgpu::util::DeviceExt;
 
 use super::pipeline::PipelineCache;
 use super::timer::Timer;
-use super::{GpuBuffer, GpuError, Program, Recorder, ShaderChecks};
+use super::{GpuBuffer, GpuError, Program, Recorder, Reduction, ShaderChecks};
 
 /// How to choose the adapter and what to ask of it. [`GpuOptions::from_env`] reads
 /// `WGPU_BACKEND` (a comma-separated list such as `vulkan,gl`) and `WGPU_ADAPTER_NAME` (a
@@ -25,6 +25,9 @@ pub struct GpuOptions {
     pub timestamps: bool,
     /// Which shaders keep wgpu's runtime checks (`NEWTON_WGPU_SHADER_CHECKS`).
     pub shader_checks: ShaderChecks,
+    /// Sum over workgroups with subgroup operations where the adapter has them
+    /// (`Features::SUBGROUP`); off, or without them, a tree in workgroup memory.
+    pub subgroups: bool,
 }
 
 impl Default for GpuOptions {
@@ -35,6 +38,7 @@ impl Default for GpuOptions {
             adapter_index: None,
             timestamps: false,
             shader_checks: ShaderChecks::default(),
+            subgroups: true,
         }
     }
 }
@@ -54,6 +58,7 @@ impl GpuOptions {
             adapter_index: adapter_index_from_env()?,
             timestamps: false,
             shader_checks,
+            subgroups: true,
         })
     }
 }
@@ -209,6 +214,9 @@ pub struct Gpu {
     limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
     shader_checks: ShaderChecks,
+    reduction: Reduction,
+    /// What the adapter offers, whether or not this device asked for it.
+    adapter_features: wgpu::Features,
     pub(crate) timer: Option<Timer>,
     pub(crate) counters: Counters,
     /// How many submits have gone to the queue: a [`Submission`]'s place among them.
@@ -310,14 +318,14 @@ impl Gpu {
         // Ask for everything the adapter has: the defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
         let timestamps = options.timestamps && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let subgroups = options.subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        let mut features = wgpu::Features::empty();
+        features.set(wgpu::Features::TIMESTAMP_QUERY, timestamps);
+        features.set(wgpu::Features::SUBGROUP, subgroups);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("newton-wgpu"),
-                required_features: if timestamps {
-                    wgpu::Features::TIMESTAMP_QUERY
-                } else {
-                    wgpu::Features::empty()
-                },
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -331,6 +339,8 @@ impl Gpu {
             limits,
             pipelines: PipelineCache::default(),
             shader_checks: options.shader_checks,
+            reduction: if subgroups { Reduction::Subgroups } else { Reduction::Tree },
+            adapter_features: adapter.features(),
             timer,
             counters: Counters::default(),
             submitted: AtomicU64::new(0),
@@ -354,6 +364,16 @@ impl Gpu {
     /// Which shaders run with wgpu's runtime checks.
     pub fn shader_checks(&self) -> ShaderChecks {
         self.shader_checks
+    }
+
+    /// How the kernels sum over a workgroup on this device.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// The features the adapter offers (the device asks only for those it uses).
+    pub fn adapter_features(&self) -> wgpu::Features {
+        self.adapter_features
     }
 
     /// Whether submits are timed by timestamp queries (asked for and supported).

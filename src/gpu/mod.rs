@@ -22,5 +22,6 @@ pub use pipeline::WORKGROUP_SIZE;
 pub use readback::{ReadRing, ReadTicket};
 pub use recorder::{IndirectArgs, Program, Recorder};
 pub use shader::{
-    Access, Kernel, KernelInfo, ParamsLayout, Shader, ShaderChecks, ShaderPart, UniformParams, PRELUDE_FILE,
+    Access, Kernel, KernelInfo, ParamsLayout, Reduction, Shader, ShaderChecks, ShaderPart, UniformParams,
+    PRELUDE_FILE, REDUCTION_FILES,
 };

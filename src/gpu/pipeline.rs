@@ -2,9 +2,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::Counters;
-use super::{Access, KernelInfo, Shader, ShaderChecks};
+use super::{Access, KernelInfo, Reduction, Shader, ShaderChecks};
 
-/// Invocations per workgroup of every kernel (the WGSL `override WG`).
+/// Invocations per workgroup of every kernel (the WGSL `override WG`); a power of two, which
+/// shaders/reduce_tree.wgsl relies on.
 pub const WORKGROUP_SIZE: u32 = 64;
 
 /// A pipeline: the shader, the entry point and the bits of its override values.
@@ -46,6 +47,7 @@ impl PipelineCache {
         device: &wgpu::Device,
         counters: &Counters,
         checks: ShaderChecks,
+        reduction: Reduction,
         kernel: &'static KernelInfo,
         overrides: &[f64],
     ) -> Compiled {
@@ -54,7 +56,7 @@ impl PipelineCache {
         if let Some(compiled) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
             return compiled.clone();
         }
-        let module = self.module(device, counters, checks, kernel.shader);
+        let module = self.module(device, counters, checks, reduction, kernel.shader);
         let layout = self.layout(device, counters, kernel);
         let named = kernel.overrides.iter().copied().zip(overrides.iter().copied());
         let constants: Vec<(&str, f64)> =
@@ -127,6 +129,7 @@ impl PipelineCache {
         device: &wgpu::Device,
         counters: &Counters,
         checks: ShaderChecks,
+        reduction: Reduction,
         shader: &'static Shader,
     ) -> Arc<wgpu::ShaderModule> {
         let mut modules = self.modules.lock().expect("shader cache poisoned");
@@ -136,7 +139,7 @@ impl PipelineCache {
                 counters.object();
                 let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source(reduction).into()),
                 };
                 let module = if checks.checked(shader) {
                     device.create_shader_module(descriptor)

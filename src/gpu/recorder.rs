@@ -152,6 +152,7 @@ impl<'g> Recorder<'g> {
             &self.gpu.device,
             &self.gpu.counters,
             self.gpu.shader_checks(),
+            self.gpu.reduction(),
             info,
             overrides,
         );

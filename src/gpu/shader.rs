@@ -15,6 +15,9 @@ const PRELUDE: &str = include_str!("../../shaders/common.wgsl");
 /// The prelude's file name, for the test that every shader file is used.
 pub const PRELUDE_FILE: &str = "common";
 
+/// The files that define `workgroup_sum`, one per [`Reduction`], for the same test.
+pub const REDUCTION_FILES: [&str; 2] = ["reduce_tree", "reduce_subgroup"];
+
 /// One file of shaders/: a part of one or more shaders.
 #[derive(Debug)]
 pub struct ShaderPart {
@@ -43,20 +46,55 @@ pub struct Shader {
     /// (each wrapper's buffer-length checks, the bounded geometry): it may run without
     /// wgpu's runtime checks ([`ShaderChecks`]).
     pub trusted: bool,
+    /// Its kernels sum across a workgroup with `workgroup_sum` (and take a `Lanes` argument):
+    /// the source gains the part that defines them for the device's [`Reduction`].
+    pub workgroup_sum: bool,
     /// `const NAME: u32` declarations generated from the Rust values they must equal.
     pub constants: &'static [(&'static str, u32)],
     pub parts: &'static [ShaderPart],
 }
 
+/// How `workgroup_sum` adds a value over a workgroup's invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// A tree in workgroup memory (shaders/reduce_tree.wgsl): every adapter.
+    Tree,
+    /// Subgroup sums, then one per subgroup (shaders/reduce_subgroup.wgsl): adapters with
+    /// `Features::SUBGROUP`.
+    Subgroups,
+}
+
+impl Reduction {
+    pub const ALL: [Self; 2] = [Self::Tree, Self::Subgroups];
+
+    fn part(self) -> ShaderPart {
+        match self {
+            Self::Tree => crate::shader_part!("reduce_tree"),
+            Self::Subgroups => crate::shader_part!("reduce_subgroup"),
+        }
+    }
+}
+
+impl std::fmt::Display for Reduction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tree => "workgroup tree",
+            Self::Subgroups => "subgroups",
+        })
+    }
+}
+
 impl Shader {
-    /// The text that is compiled: the generated constants, the prelude, then the parts.
-    pub fn source(&self) -> String {
+    /// The text that is compiled: the generated constants, the prelude, `workgroup_sum` for
+    /// `reduction` where the shader uses it, then the parts.
+    pub fn source(&self, reduction: Reduction) -> String {
         let mut source = String::from("// Constants generated from Rust (src/kernels).\n");
         for (name, value) in self.constants {
             let _ = writeln!(source, "const {name}: u32 = {value}u;");
         }
         source.push_str(PRELUDE);
-        for part in self.parts {
+        let reduce = self.workgroup_sum.then(|| reduction.part());
+        for part in reduce.iter().chain(self.parts) {
             let _ = write!(source, "\n// ---- shaders/{}.wgsl ----\n{}", part.file, part.text);
         }
         source

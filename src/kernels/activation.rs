@@ -1,8 +1,13 @@
 use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 
-pub(crate) static SHADER: Shader =
-    Shader { name: "activation", trusted: true, constants: &[], parts: &[crate::shader_part!("activation")] };
+pub(crate) static SHADER: Shader = Shader {
+    name: "activation",
+    trusted: true,
+    workgroup_sum: false,
+    constants: &[],
+    parts: &[crate::shader_part!("activation")],
+};
 
 crate::uniform_params! {
     struct Params {

@@ -1,8 +1,13 @@
 use super::{check_len, u32_of};
-use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, GpuError, Kernel, Recorder, Shader, WORKGROUP_SIZE};
 
-pub(crate) static SHADER: Shader =
-    Shader { name: "blas1", trusted: true, constants: &[], parts: &[crate::shader_part!("blas1")] };
+pub(crate) static SHADER: Shader = Shader {
+    name: "blas1",
+    trusted: true,
+    workgroup_sum: true,
+    constants: &[],
+    parts: &[crate::shader_part!("blas1")],
+};
 
 crate::kernels! { KERNELS = [
     FILL: Params = SHADER::fill(ReadWrite);
@@ -15,8 +20,13 @@ crate::kernels! { KERNELS = [
     ACCUMULATE_GROUPS: Params = SHADER::accumulate_groups(Read, ReadWrite);
 ] }
 
-/// Values summed by one invocation of the first pass of a dot product.
-pub const DOT_BLOCK: usize = 256;
+/// At most this many partial sums (one per workgroup) in the first pass of a dot product, so
+/// that a kernel that finishes the sum reads few values however long the vectors are.
+pub const MAX_DOT_GROUPS: usize = 256;
+
+/// Values each invocation of the first pass sums at least, before the grid reaches
+/// [`MAX_DOT_GROUPS`] workgroups.
+const DOT_VALUES_PER_INVOCATION: usize = 4;
 
 crate::uniform_params! {
     struct Params {
@@ -76,9 +86,14 @@ pub fn axpy(
     rec.dispatch(&AXPY, &Params { alpha, ..Params::len(len) }, &[x, y], len as u64)
 }
 
-/// Scratch values a dot product of length `len` needs.
+/// Workgroups (and partial sums) of the first pass of a dot product of length `len`.
+pub fn dot_groups(len: usize) -> usize {
+    len.div_ceil(WORKGROUP_SIZE as usize * DOT_VALUES_PER_INVOCATION).clamp(1, MAX_DOT_GROUPS)
+}
+
+/// Scratch values a dot product of length `len` needs: one per partial sum.
 pub fn dot_scratch_len(len: usize) -> usize {
-    len.div_ceil(DOT_BLOCK).max(1)
+    dot_groups(len)
 }
 
 /// scalars[slot] = xᵀy over the first `len` values, by a two-pass reduction in a fixed order.
@@ -107,9 +122,10 @@ pub fn norm(
     reduce(rec, x, x, len, scratch, scalars, slot, &NORM_FINAL)
 }
 
-/// scratch[b] = the sum of x[i]·y[i] over block b of the first `len` values (DOT_BLOCK values
-/// each): the first pass of [`dot`], for kernels that finish the sum themselves in the same
-/// order. Returns the number of blocks.
+/// scratch[b] = the sum of x[i]·y[i] over the values of workgroup b of [`dot_groups`]`(len)`
+/// (i = b·WG + t, then every groups·WG-th after it, so that neighbouring invocations load
+/// neighbouring values): the first pass of [`dot`], for kernels that finish the sum
+/// themselves. Returns the number of partial sums.
 pub fn dot_partials(
     rec: &mut Recorder,
     x: &GpuBuffer<f32>,
@@ -117,16 +133,17 @@ pub fn dot_partials(
     len: usize,
     scratch: &GpuBuffer<f32>,
 ) -> Result<usize, GpuError> {
-    let blocks = dot_scratch_len(len);
+    let groups = dot_groups(len);
     check_len(&DOT_PARTIAL, x, len)?;
     check_len(&DOT_PARTIAL, y, len)?;
-    check_len(&DOT_PARTIAL, scratch, blocks)?;
-    if len == 0 {
-        fill(rec, scratch, 1, 0.0)?;
-    }
-    let partial = Params { block: DOT_BLOCK as u32, ..Params::len(len) };
-    rec.dispatch(&DOT_PARTIAL, &partial, &[x, y, scratch], blocks as u64)?;
-    Ok(blocks)
+    check_len(&DOT_PARTIAL, scratch, groups)?;
+    rec.dispatch(
+        &DOT_PARTIAL,
+        &Params::len(len),
+        &[x, y, scratch],
+        (groups * WORKGROUP_SIZE as usize) as u64,
+    )?;
+    Ok(groups)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,10 +1,11 @@
-//! The scalar updates of a CG step (cg.wgsl), read from and written to a scalars buffer (β's
-//! also cancels the next step's product once CG has stopped), the vector updates that read
-//! their coefficient from it, and the kernels of the diagonal preconditioner (random sign
-//! probes, their running estimate of diag(G_S), and M⁻¹ applied).
+//! A CG step after its product (cg.wgsl): two kernels that finish their dot products
+//! themselves, update the vectors and keep the scalars in a buffer (the second also cancels
+//! the next step's product once CG has stopped); a vector update that reads its coefficient
+//! from that buffer; and the kernels of the diagonal preconditioner (random sign probes, their
+//! running estimate of diag(G_S), and M⁻¹ applied).
 
-use super::{check_len, u32_of};
-use crate::gpu::{Binding, GpuBuffer, GpuError, IndirectArgs, Recorder, Shader};
+use super::{blas1, check_len, u32_of};
+use crate::gpu::{Binding, GpuBuffer, GpuError, IndirectArgs, Recorder, Shader, WORKGROUP_SIZE};
 
 /// Slots of the CG scalars buffer; cg.wgsl is compiled with these values.
 pub mod slot {
@@ -35,8 +36,12 @@ pub mod slot {
     pub const SHIFT: usize = 12;
     /// A whole number below 2^24, the solve's seed for the random probes.
     pub const PROBE_SEED: usize = 13;
+    /// ρ and STOP as the step's α found them, for its β (so that no kernel reads a slot it
+    /// writes: see shaders/cg.wgsl).
+    pub const RHO_STEP: usize = 14;
+    pub const STOP_STEP: usize = 15;
     /// Slots in all.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 }
 
 /// Why CG stopped, as the STOP slot holds it.
@@ -60,13 +65,16 @@ impl Stop {
 pub(crate) static SHADER: Shader = Shader {
     name: "cg",
     trusted: true,
+    workgroup_sum: true,
     constants: &[
         ("RR", slot::RR as u32),
         ("PGP", slot::PGP as u32),
         ("ALPHA", slot::ALPHA as u32),
         ("BETA", slot::BETA as u32),
         ("RHO", slot::RHO as u32),
+        ("RHO_STEP", slot::RHO_STEP as u32),
         ("STOP", slot::STOP as u32),
+        ("STOP_STEP", slot::STOP_STEP as u32),
         ("STEP", slot::STEP as u32),
         ("SAS", slot::SAS as u32),
         ("DAMPING", slot::DAMPING as u32),
@@ -85,29 +93,29 @@ crate::uniform_params! {
         len: u32,
         slot: u32,
         sign: f32,
-        /// Partial sums of a dot product that alpha and beta finish.
+        /// Partial sums of each dot product that advance and conjugate finish (and their
+        /// workgroups).
         partials: u32,
-        /// Indirect dispatch counts that beta sets.
+        /// Indirect dispatch counts that conjugate sets.
         gated: u32,
         /// Which probe of a refresh a random vector is.
         seed: u32,
         /// M = (diag + shift)^exponent.
         exponent: f32,
-        _pad: u32,
+        /// Whether conjugate's ρ is rᵀz (the third part of its sums) rather than rᵀr.
+        preconditioned: u32,
     }
 }
 
 crate::kernels! { KERNELS = [
-    /// scalars, the partial sums of pᵀ(G + λI)p.
-    ALPHA: Params = SHADER::alpha(ReadWrite, Read);
-    /// scalars, the partial sums of rᵀr, the product's counts as recorded, its counts.
-    BETA: Params = SHADER::beta(ReadWrite, Read, Read, ReadWrite);
-    /// BETA's, with the partial sums of rᵀz, then those of rᵀr.
-    BETA_PRECONDITIONED: Params = SHADER::beta_preconditioned(ReadWrite, Read, Read, ReadWrite, Read);
-    /// scalars, p, (G + λI)p, s, r.
-    UPDATE: Params = SHADER::update(Read, Read, Read, ReadWrite, ReadWrite);
+    /// scalars, sums, p, (G + λI)p, s, r.
+    ADVANCE: Params = SHADER::advance(ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite);
+    /// ADVANCE's, then M⁻¹, z.
+    ADVANCE_PRECONDITIONED: Params =
+        SHADER::advance_preconditioned(ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read, ReadWrite);
+    /// scalars, sums, r (or z), p, the product's counts as recorded, its counts.
+    CONJUGATE: Params = SHADER::conjugate(ReadWrite, ReadWrite, Read, ReadWrite, Read, ReadWrite);
     AXPY_SCALAR: Params = SHADER::axpy_scalar(Read, Read, ReadWrite);
-    XPAY_SCALAR: Params = SHADER::xpay_scalar(Read, Read, ReadWrite);
     /// M⁻¹, r, z.
     PRECONDITION: Params = SHADER::precondition(Read, Read, ReadWrite);
     /// scalars, v.
@@ -122,54 +130,80 @@ fn params(len: usize, slot: usize, sign: f32) -> Params {
     Params { len: u32_of(len), slot: u32_of(slot), sign, ..Params::default() }
 }
 
-/// pᵀAp = the sum of `partials` (blas1::dot_partials' `count` sums, in order), then
-/// α = ρ / pᵀAp and the step counted, or a stop when pᵀAp ≤ 0 or a value is not finite;
-/// accumulates sᵀAs.
-pub fn alpha(
-    rec: &mut Recorder,
-    scalars: &GpuBuffer<f32>,
-    partials: &GpuBuffer<f32>,
-    count: usize,
-) -> Result<(), GpuError> {
-    check_len(&ALPHA, scalars, slot::COUNT)?;
-    check_len(&ALPHA, partials, count)?;
-    let params = Params { partials: u32_of(count), ..params(1, 0, 0.0) };
-    rec.dispatch(&ALPHA, &params, &[scalars, partials], 1)
+/// The vectors a CG step updates after its product.
+pub struct StepVectors<'a> {
+    pub p: &'a GpuBuffer<f32>,
+    /// (G + λI)p.
+    pub ap: &'a GpuBuffer<f32>,
+    pub s: &'a GpuBuffer<f32>,
+    pub r: &'a GpuBuffer<f32>,
+    /// M⁻¹ and z = M⁻¹r, for preconditioned CG.
+    pub preconditioner: Option<(&'a GpuBuffer<f32>, &'a GpuBuffer<f32>)>,
 }
 
-/// rᵀr(new) = the sum of `partials`, which is ρ(new) too (plain CG): β = ρ(new) / ρ,
-/// ρ ← ρ(new), rᵀr ← rᵀr(new), a stop once rᵀr ≤ scalars[TOL_RR]; then `section`'s counts for
-/// their next replay: as recorded, or 0 once scalars[STOP] is set.
-pub fn beta(
+/// Scratch values of [`advance`] and [`conjugate`] for vectors of length `len`: three parts
+/// of [`blas1::dot_groups`] partial sums (pᵀ(G + λI)p, rᵀr, rᵀz).
+pub fn step_sums_len(len: usize) -> usize {
+    3 * blas1::dot_groups(len)
+}
+
+/// α = ρ / pᵀ(G + λI)p from the partial sums [`blas1::dot_partials`] left in `sums`
+/// (the step counted and sᵀAs accumulated, or a stop when pᵀAp ≤ 0 or a value is not
+/// finite), then s += α·p, r −= α·(G + λI)p, z = M⁻¹r, and the partial sums of rᵀr (and rᵀz)
+/// for [`conjugate`].
+pub fn advance(
     rec: &mut Recorder,
     scalars: &GpuBuffer<f32>,
-    partials: &GpuBuffer<f32>,
-    count: usize,
+    sums: &GpuBuffer<f32>,
+    v: &StepVectors,
+) -> Result<(), GpuError> {
+    let len = v.s.len();
+    let groups = blas1::dot_groups(len);
+    let kernel = if v.preconditioner.is_some() { &ADVANCE_PRECONDITIONED } else { &ADVANCE };
+    check_len(kernel, scalars, slot::COUNT)?;
+    check_len(kernel, sums, step_sums_len(len))?;
+    for buffer in [v.p, v.ap, v.r] {
+        check_len(kernel, buffer, len)?;
+    }
+    let params = Params { partials: u32_of(groups), ..params(len, 0, 0.0) };
+    let invocations = (groups * WORKGROUP_SIZE as usize) as u64;
+    match v.preconditioner {
+        None => rec.dispatch(kernel, &params, &[scalars, sums, v.p, v.ap, v.s, v.r], invocations),
+        Some((m_inv, z)) => {
+            check_len(kernel, m_inv, len)?;
+            check_len(kernel, z, len)?;
+            rec.dispatch(kernel, &params, &[scalars, sums, v.p, v.ap, v.s, v.r, m_inv, z], invocations)
+        }
+    }
+}
+
+/// β = ρ(new) / ρ from [`advance`]'s partial sums (ρ = rᵀz when `preconditioned`, else rᵀr),
+/// p = source + β·p (`source` is r, or z), ρ and rᵀr recorded, a stop once rᵀr ≤
+/// scalars[TOL_RR]; then `section`'s counts for their next replay: as recorded, or 0 once
+/// scalars[STOP] is set.
+pub fn conjugate(
+    rec: &mut Recorder,
+    scalars: &GpuBuffer<f32>,
+    sums: &GpuBuffer<f32>,
+    source: &GpuBuffer<f32>,
+    p: &GpuBuffer<f32>,
+    preconditioned: bool,
     section: &IndirectArgs,
 ) -> Result<(), GpuError> {
-    let gated = section.args.len();
-    check_len(&BETA, scalars, slot::COUNT)?;
-    check_len(&BETA, partials, count)?;
-    check_len(&BETA, &section.template, gated)?;
-    let params = Params { partials: u32_of(count), gated: u32_of(gated), ..params(1, 0, 0.0) };
-    rec.dispatch(&BETA, &params, &[scalars, partials, &section.template, &section.args], 1)
-}
-
-/// s += α·p and r −= α·ap, α from scalars[ALPHA].
-pub fn update(
-    rec: &mut Recorder,
-    scalars: &GpuBuffer<f32>,
-    p: &GpuBuffer<f32>,
-    ap: &GpuBuffer<f32>,
-    s: &GpuBuffer<f32>,
-    r: &GpuBuffer<f32>,
-) -> Result<(), GpuError> {
-    let len = s.len();
-    check_len(&UPDATE, scalars, slot::COUNT)?;
-    for buffer in [p, ap, r] {
-        check_len(&UPDATE, buffer, len)?;
-    }
-    rec.dispatch(&UPDATE, &params(len, 0, 0.0), &[scalars, p, ap, s, r], len as u64)
+    let len = p.len();
+    let (groups, gated) = (blas1::dot_groups(len), section.args.len());
+    check_len(&CONJUGATE, scalars, slot::COUNT)?;
+    check_len(&CONJUGATE, sums, step_sums_len(len))?;
+    check_len(&CONJUGATE, source, len)?;
+    check_len(&CONJUGATE, &section.template, gated)?;
+    let params = Params {
+        partials: u32_of(groups),
+        gated: u32_of(gated),
+        preconditioned: u32::from(preconditioned),
+        ..params(len, 0, 0.0)
+    };
+    let buffers: [&dyn Binding; 6] = [scalars, sums, source, p, &section.template, &section.args];
+    rec.dispatch(&CONJUGATE, &params, &buffers, (groups * WORKGROUP_SIZE as usize) as u64)
 }
 
 /// y += sign · scalars[slot] · x.
@@ -185,40 +219,6 @@ pub fn axpy_scalar(
     check_len(&AXPY_SCALAR, scalars, slot + 1)?;
     check_len(&AXPY_SCALAR, x, len)?;
     rec.dispatch(&AXPY_SCALAR, &params(len, slot, sign), &[scalars, x, y], len as u64)
-}
-
-/// y = x + scalars[slot] · y.
-pub fn xpay_scalar(
-    rec: &mut Recorder,
-    scalars: &GpuBuffer<f32>,
-    slot: usize,
-    x: &GpuBuffer<f32>,
-    y: &GpuBuffer<f32>,
-) -> Result<(), GpuError> {
-    let len = y.len();
-    check_len(&XPAY_SCALAR, scalars, slot + 1)?;
-    check_len(&XPAY_SCALAR, x, len)?;
-    rec.dispatch(&XPAY_SCALAR, &params(len, slot, 0.0), &[scalars, x, y], len as u64)
-}
-
-/// [`beta`] for preconditioned CG: ρ(new) = rᵀz from `rz_partials`, rᵀr from `rr_partials`
-/// (`count` sums each).
-pub fn beta_preconditioned(
-    rec: &mut Recorder,
-    scalars: &GpuBuffer<f32>,
-    rz_partials: &GpuBuffer<f32>,
-    rr_partials: &GpuBuffer<f32>,
-    count: usize,
-    section: &IndirectArgs,
-) -> Result<(), GpuError> {
-    let gated = section.args.len();
-    check_len(&BETA_PRECONDITIONED, scalars, slot::COUNT)?;
-    check_len(&BETA_PRECONDITIONED, rz_partials, count)?;
-    check_len(&BETA_PRECONDITIONED, rr_partials, count)?;
-    check_len(&BETA_PRECONDITIONED, &section.template, gated)?;
-    let params = Params { partials: u32_of(count), gated: u32_of(gated), ..params(1, 0, 0.0) };
-    let buffers: [&dyn Binding; 5] = [scalars, rz_partials, &section.template, &section.args, rr_partials];
-    rec.dispatch(&BETA_PRECONDITIONED, &params, &buffers, 1)
 }
 
 /// z = M⁻¹ ⊙ r.

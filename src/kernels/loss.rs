@@ -4,8 +4,13 @@ use crate::loss::Loss;
 
 /// Not trusted: it reads z at each sample's label, which a caller could set out of range
 /// after the data set checked it; the checks cost nothing beside the convolutions.
-pub(crate) static SHADER: Shader =
-    Shader { name: "loss", trusted: false, constants: &[], parts: &[crate::shader_part!("loss")] };
+pub(crate) static SHADER: Shader = Shader {
+    name: "loss",
+    trusted: false,
+    workgroup_sum: false,
+    constants: &[],
+    parts: &[crate::shader_part!("loss")],
+};
 
 crate::uniform_params! {
     struct Params {

@@ -9,6 +9,7 @@ use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 pub(crate) static SHADER: Shader = Shader {
     name: "matmul",
     trusted: true,
+    workgroup_sum: false,
     constants: gemm::CONSTANTS,
     parts: &[
         crate::shader_part!("gemm_tile"),

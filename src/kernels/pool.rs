@@ -2,8 +2,13 @@ use super::{check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
 use crate::nn::PoolGeometry;
 
-pub(crate) static SHADER: Shader =
-    Shader { name: "pool", trusted: true, constants: &[], parts: &[crate::shader_part!("pool")] };
+pub(crate) static SHADER: Shader = Shader {
+    name: "pool",
+    trusted: true,
+    workgroup_sum: false,
+    constants: &[],
+    parts: &[crate::shader_part!("pool")],
+};
 
 crate::uniform_params! {
     struct Params {

@@ -74,7 +74,7 @@ impl PreconditionerOptions {
 }
 
 /// The preconditioner's vectors: the estimate of diag(G_S), M⁻¹, a probe and its product,
-/// z = M⁻¹r and the partial sums of rᵀr (rᵀz takes the CG scratch).
+/// and z = M⁻¹r.
 struct Preconditioner {
     options: PreconditionerOptions,
     diagonal: GpuBuffer<f32>,
@@ -82,7 +82,6 @@ struct Preconditioner {
     probe: GpuBuffer<f32>,
     probe_product: GpuBuffer<f32>,
     z: GpuBuffer<f32>,
-    rr_scratch: GpuBuffer<f32>,
     /// The next solve's seed for its probes' signs (see [`CgBuffers::seed_probes`]).
     seed: u32,
 }
@@ -123,7 +122,6 @@ impl CgBuffers {
                     probe: gpu.zeros(n, "probe v")?,
                     probe_product: gpu.zeros(n, "probe G_S v")?,
                     z: gpu.zeros(n, "CG z = M⁻¹r")?,
-                    rr_scratch: gpu.zeros(blas1::dot_scratch_len(n), "CG rᵀr scratch")?,
                     seed: 0,
                 })
             }
@@ -135,7 +133,7 @@ impl CgBuffers {
             conjugate: gpu.zeros(n, "CG p")?,
             product: gpu.zeros(n, "CG (G + λI)p")?,
             scalars: gpu.zeros(slot::COUNT, "CG scalars")?,
-            scratch: gpu.zeros(blas1::dot_scratch_len(n), "CG dot scratch")?,
+            scratch: gpu.zeros(kernels::step_sums_len(n), "CG partial sums")?,
             // One read per step in flight, and the final one.
             ring: gpu.read_ring(slot::COUNT, DEPTH + 1)?,
             programs: None,
@@ -270,28 +268,17 @@ impl CgBuffers {
         Ok(Programs { key, start, step, section, end, split: Some((product, rest)), refresh })
     }
 
-    /// A step after its product: α (pᵀ(G + λI)p finished from partial sums), s and r, z, β
-    /// (ρ and rᵀr likewise, with the stop test and the next product's counts in `section`), p.
+    /// A step after its product: the partial sums of pᵀ(G + λI)p, then advance (α finished
+    /// from them; s, r, z; the partial sums of rᵀr and rᵀz) and conjugate (β finished from
+    /// those, with the stop test and the next product's counts in `section`; p).
     fn record_after_product(&self, rec: &mut Recorder, section: &IndirectArgs) -> Result<(), Error> {
         let (s, r, p, ap) = (&self.direction, &self.residual, &self.conjugate, &self.product);
-        let (scalars, scratch, n) = (&self.scalars, &self.scratch, s.len());
-        let blocks = blas1::dot_partials(rec, p, ap, n, scratch)?;
-        kernels::alpha(rec, scalars, scratch, blocks)?;
-        kernels::update(rec, scalars, p, ap, s, r)?;
-        match &self.preconditioner {
-            None => {
-                blas1::dot_partials(rec, r, r, n, scratch)?;
-                kernels::beta(rec, scalars, scratch, blocks, section)?;
-                kernels::xpay_scalar(rec, scalars, slot::BETA, r, p)?;
-            }
-            Some(pc) => {
-                kernels::precondition(rec, &pc.m_inv, r, &pc.z)?;
-                blas1::dot_partials(rec, r, &pc.z, n, scratch)?;
-                blas1::dot_partials(rec, r, r, n, &pc.rr_scratch)?;
-                kernels::beta_preconditioned(rec, scalars, scratch, &pc.rr_scratch, blocks, section)?;
-                kernels::xpay_scalar(rec, scalars, slot::BETA, &pc.z, p)?;
-            }
-        }
+        let (scalars, sums, n) = (&self.scalars, &self.scratch, s.len());
+        blas1::dot_partials(rec, p, ap, n, sums)?;
+        let preconditioner = self.preconditioner.as_ref().map(|pc| (&pc.m_inv, &pc.z));
+        kernels::advance(rec, scalars, sums, &kernels::StepVectors { p, ap, s, r, preconditioner })?;
+        let source = preconditioner.map_or(r, |(_, z)| z);
+        kernels::conjugate(rec, scalars, sums, source, p, preconditioner.is_some(), section)?;
         Ok(())
     }
 }

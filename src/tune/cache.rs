@@ -41,7 +41,7 @@ pub(super) struct AdapterKey {
 impl AdapterKey {
     pub(super) fn of(gpu: &Gpu) -> Self {
         let a = gpu.adapter();
-        let sources: String = crate::kernels::SHADERS.iter().map(|s| s.source()).collect();
+        let sources: String = crate::kernels::SHADERS.iter().map(|s| s.source(gpu.reduction())).collect();
         Self {
             name: a.name.clone(),
             vendor: a.vendor,

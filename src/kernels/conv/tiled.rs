@@ -9,6 +9,7 @@ use crate::gpu::{Binding, GpuBuffer, GpuError, Recorder, Shader};
 pub(crate) static SHADER: Shader = Shader {
     name: "conv_tiled",
     trusted: true,
+    workgroup_sum: false,
     constants: gemm::CONSTANTS,
     parts: &[
         params::PART,

@@ -25,6 +25,7 @@ const MAX_SLIDING_TAPS: usize = 25;
 pub(crate) static SHADER: Shader = Shader {
     name: "conv_windowed",
     trusted: true,
+    workgroup_sum: false,
     constants: &[
         ("B", BLOCK as u32),
         ("COLS", COLS as u32),
