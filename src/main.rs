@@ -43,7 +43,16 @@ fn main() -> ExitCode {
     let runtime_dir = give_the_loader_a_runtime_dir();
     let status = match cli::ranks::Ranks::join() {
         Ok(ranks) => match run(cli, &ranks) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) if cli::out::finish() => ExitCode::SUCCESS,
+            Ok(()) => {
+                eprintln!(
+                    "{}note: standard output was closed before the end, so part of what this command \
+                     printed was not delivered; the command itself finished (exit status {})",
+                    ranks.prefix(),
+                    cli::out::CLOSED_STATUS
+                );
+                ExitCode::from(cli::out::CLOSED_STATUS)
+            }
             Err(error) => {
                 // Across ranks a failure ends the job, named by its rank; the others would
                 // wait. A wrong command line is wrong on every rank: rank 0 says so.

@@ -12,7 +12,10 @@
 //! - a failed write (a full disk) removes its temporary file and leaves the target as it was.
 //!
 //! [`check`] says, before any work is done, whether a path can be written at all, so that a
-//! run does not end with its model lost.
+//! run does not end with its model lost: [`check_writable`] also creates (and removes) the
+//! temporary file a write would create, so that a folder the user cannot write into, or a
+//! file system that refuses the name, is found then and not after training; and it returns
+//! what the path names, so that two outputs naming one file can be refused ([`same_file`]).
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata, OpenOptions};
@@ -132,6 +135,29 @@ pub fn check(path: &Path) -> Result<PathBuf, OutputError> {
     Err(OutputError::TooManyLinks { path: path.to_owned() })
 }
 
+/// [`check`], then a try of what a write does first: the temporary file is created in the
+/// target's folder and removed. Returns the file the path names, its folder resolved
+/// (symbolic links and `..` included), for [`same_file`].
+pub fn check_writable(path: &Path) -> Result<PathBuf, OutputError> {
+    let target = check(path)?;
+    let (temporary, file) = create_temporary(&target, unique_name).map_err(|e| match e {
+        OutputError::Io { source, .. } => OutputError::Io { path: path.to_owned(), source },
+        other => other,
+    })?;
+    drop(file);
+    std::fs::remove_file(&temporary).map_err(io_error(path))?;
+    let folder = std::fs::canonicalize(folder_of(&target)).map_err(io_error(path))?;
+    Ok(folder.join(target.file_name().unwrap_or_default()))
+}
+
+/// The first two of `outputs` (an option or field with a [`check_writable`] result) that
+/// name the same file.
+pub fn same_file<T>(outputs: &[(T, PathBuf)]) -> Option<(&T, &T, &Path)> {
+    outputs.iter().enumerate().find_map(|(i, (first, a))| {
+        outputs[i + 1..].iter().find(|(_, b)| a == b).map(|(second, _)| (first, second, a.as_path()))
+    })
+}
+
 /// Writes `bytes` to `path` as the module describes.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     write_with(path, |w| w.write_all(bytes))
@@ -167,16 +193,24 @@ pub fn write_with(
     result
 }
 
-/// A unique hidden name beside `target` for the `attempt`-th try.
+/// The longest file name most file systems take (NAME_MAX on Linux, macOS and Windows).
+const NAME_MAX: usize = 255;
+
+/// A unique hidden name beside `target` for the `attempt`-th try, within [`NAME_MAX`] bytes:
+/// the target's name is shortened (at a character boundary) where the suffix would not fit.
 fn unique_name(target: &Path, attempt: u32) -> OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let mut name = OsString::from(".");
-    name.push(target.file_name().unwrap_or_default());
-    name.push(format!(".{}-{count}-{nanos:08x}-{attempt}.tmp", std::process::id()));
-    name
+    let suffix = format!(".{}-{count}-{nanos:08x}-{attempt}.tmp", std::process::id());
+    let stem = target.file_name().unwrap_or_default().to_string_lossy();
+    let room = NAME_MAX - 1 - suffix.len();
+    let mut end = stem.len().min(room);
+    while !stem.is_char_boundary(end) {
+        end -= 1;
+    }
+    OsString::from(format!(".{}{suffix}", &stem[..end]))
 }
 
 /// Creates a new file beside `target`, exclusively, under the first of `name`'s names that
@@ -197,7 +231,12 @@ fn create_temporary(
                 return Ok((temporary, file));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(OutputError::Io { path: temporary, source: e }),
+            // Named by the target: the temporary name is ours, not the user's.
+            Err(e) => {
+                let source =
+                    io::Error::new(e.kind(), format!("cannot create a file in {}: {e}", folder.display()));
+                return Err(OutputError::Io { path: target.to_owned(), source });
+            }
         }
     }
     Err(OutputError::Io {

@@ -442,3 +442,79 @@ fn kernels_are_tuned_once_and_read_back_from_the_cache() {
     let garbage = run(&["eval"], "cached");
     assert!(garbage.contains("is not a cache of this program"), "{garbage}");
 }
+
+/// `newton-wgpu train … | head`: the reader goes away before the first line. Printing stops,
+/// not the training: the model is saved, stderr says what happened, and the exit status is 3.
+#[test]
+fn a_closed_standard_output_stops_the_printing_not_the_training() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.safetensors");
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let mut child = program()
+        .args(["train", "--net", net, "--limit", "64", "--iters", "2", "--save", model.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("standard output was closed"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(model.is_file(), "the model was saved");
+}
+
+/// Outputs are tried before training, not only named: a folder that refuses new files (/sys
+/// refuses them even to root) fails at once with exit 2, naming the option and the path, not
+/// a hidden temporary file; two outputs that name one file (directly, through `./`, or through
+/// a link) are refused; a name at the file system's limit is written (the temporary file's name
+/// is shortened to fit).
+#[test]
+fn outputs_are_tried_and_kept_apart_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.safetensors");
+    let link = dir.path().join("link.safetensors");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let dotted = dir.path().join(".").join("out.safetensors");
+    let (file_arg, link_arg, dotted_arg) =
+        (file.to_str().unwrap(), link.to_str().unwrap(), dotted.to_str().unwrap());
+    let cases: [(Vec<&str>, &[&str]); 4] = [
+        (
+            vec!["--save", "/sys/newton-wgpu-model.safetensors"],
+            &["--save", "/sys/newton-wgpu-model", "cannot create"],
+        ),
+        (vec!["--save", file_arg, "--checkpoint", file_arg], &["--save and --checkpoint", "out.safetensors"]),
+        (
+            vec!["--checkpoint", dotted_arg, "--save", link_arg],
+            &["--save and --checkpoint", "out.safetensors"],
+        ),
+        (
+            vec!["--log-json", file_arg, "--checkpoint", link_arg],
+            &["--log-json and --checkpoint", "out.safetensors"],
+        ),
+    ];
+    for (args, wanted) in cases {
+        let output = program().arg("train").args(&args).output().unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        for text in wanted {
+            assert!(stderr.contains(text), "{args:?}: {text:?} not in {stderr}");
+        }
+        // A temporary name is the target's with a suffix: `.out.safetensors.<pid>-…`.
+        assert!(!stderr.contains("safetensors."), "{args:?} named a temporary file: {stderr}");
+        assert!(!stdout.contains("adapter:"), "{args:?} opened the GPU before refusing: {stdout}");
+    }
+    assert!(!file.exists() && std::fs::read_dir(dir.path()).unwrap().count() == 1, "nothing was written");
+    // 250 bytes of name, and the temporary name's suffix (some 30 bytes) on top.
+    let long = dir.path().join(format!("{}.st", "m".repeat(247)));
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let output = program()
+        .args(["train", "--net", net, "--limit", "64", "--iters", "1", "--save", long.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(long.is_file());
+}

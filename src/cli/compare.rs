@@ -11,6 +11,7 @@
 //! 0.01, 0.03, 0.1}, with each run's final accuracy, the spread (max − min) for each method,
 //! and a chart.
 
+use crate::{say, sayln};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -200,7 +201,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         _ => Vec::new(),
     };
     let mut runs = if args.sweep {
-        println!("the sweep sets C, --gn-size, --sgn-batch, --sgn-cg-steps and --lr itself; the other options apply to every run");
+        sayln!("the sweep sets C, --gn-size, --sgn-batch, --sgn-cg-steps and --lr itself; the other options apply to every run");
         sweep_runs(args, split.train.len())
     } else {
         args.methods.iter().map(|&name| Run::of(name, &args.settings)).collect()
@@ -222,7 +223,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         }
         usage(std::fs::create_dir_all(&args.out), &format!("--out: creating {}", args.out.display()))?;
         for path in report_files(args, runs.iter().chain(&tuning)) {
-            usage(output::check(&path), "--out")?;
+            usage(output::check_writable(&path), "--out")?;
         }
     }
     let (train_shard, test_shard) = (shard_of(&split.train, comm), shard_of(&split.test, comm));
@@ -231,7 +232,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let tuner = args.settings.problem.tuner(&gpu, ranks)?;
     let execution = args.settings.problem.execution(&gpu, &tuner)?;
     super::announce(&execution, &problem.network, execution.bsize)?;
-    println!("{} runs; the report goes to {}", runs.len() + tuning.len(), args.out.display());
+    sayln!("{} runs; the report goes to {}", runs.len() + tuning.len(), args.out.display());
 
     let progress = Progress::new(runs.len() + tuning.len());
     let mut tuned = Vec::new();
@@ -270,7 +271,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
 
     let charts = if args.sweep {
         let table = sweep_table(&runs, &outcomes);
-        print!("{table}");
+        say!("{table}");
         output::write(&args.out.join(SUMMARY), table.as_bytes())?;
         sweep_charts(&args.out, &runs, &outcomes)?
     } else {
@@ -282,12 +283,12 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 race_table(&tuning, &tuned, &args.target)
             ));
         }
-        print!("{table}");
+        say!("{table}");
         output::write(&args.out.join(SUMMARY), table.as_bytes())?;
         pair_charts(&args.out, &runs, &outcomes, args.settings.problem.loss.to_string())?
     };
     for path in charts {
-        println!("wrote {}", path.display());
+        sayln!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -666,7 +667,7 @@ impl Progress {
     fn record(&self, name: &str, record: &Record) {
         match &self.bars {
             Some((_, _, current)) => current.inc(1),
-            None => println!(
+            None => sayln!(
                 "{name:<22} {} f {} test acc {} at {:.1} s",
                 record.label(),
                 record.f().map_or("-".to_owned(), |f| format!("{f:.6}")),
@@ -687,7 +688,7 @@ impl Progress {
             Some((multi, _, _)) => {
                 let _ = multi.println(line);
             }
-            None => println!("{line}"),
+            None => sayln!("{line}"),
         }
     }
 

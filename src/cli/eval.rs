@@ -1,5 +1,6 @@
 //! `newton-wgpu eval`: f, ‖∇f‖ and one Gauss-Newton product of a fresh network, timed.
 
+use crate::sayln;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -44,7 +45,7 @@ pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let macs = 2 * layer_macs.iter().sum::<u64>() + layer_macs.iter().skip(1).sum::<u64>();
     let chunks = execution.with_bsize(execution.bsize.min(train.len().max(1)));
     let mut objective = Objective::new(&chunks, &problem)?;
-    println!(
+    sayln!(
         "loss {}, C = {}, chunks of {} samples, {:.1} MiB on the device",
         args.problem.loss,
         args.problem.c,
@@ -57,14 +58,16 @@ pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let eval = objective.value_and_grad_across(comm, &train, total, &theta, &grad)?;
     let seconds = start.elapsed().as_secs_f64();
     let gflops = 2.0 * macs as f64 * total as f64 / seconds / 1e9;
-    println!(
+    sayln!(
         "f(θ)    = {:.6}  (mean loss {:.6} + regularisation {:.6})",
-        eval.f, eval.mean_loss, eval.regularization
+        eval.f,
+        eval.mean_loss,
+        eval.regularization
     );
-    println!("‖∇f(θ)‖ = {:.6}", eval.grad_norm);
-    println!("one f + ∇f evaluation: {seconds:.3} s (about {gflops:.2} GFLOP/s in the convolutions)");
+    sayln!("‖∇f(θ)‖ = {:.6}", eval.grad_norm);
+    sayln!("one f + ∇f evaluation: {seconds:.3} s (about {gflops:.2} GFLOP/s in the convolutions)");
     if comm.size() > 1 {
-        println!("across {} ranks: the Gauss-Newton product does not run across ranks yet", comm.size());
+        sayln!("across {} ranks: the Gauss-Newton product does not run across ranks yet", comm.size());
         return Ok(());
     }
 
@@ -81,7 +84,7 @@ pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     subsample.gauss_newton_product(&grad, 1.0, &product)?;
     gpu.wait()?;
     let product_s = start.elapsed().as_secs_f64();
-    println!("subsample: {}; its forward pass took {forward_s:.3} s", subsample.describe());
-    println!("one product (G_S + I)·∇f: {product_s:.3} s");
+    sayln!("subsample: {}; its forward pass took {forward_s:.3} s", subsample.describe());
+    sayln!("one product (G_S + I)·∇f: {product_s:.3} s");
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod eval;
+pub mod out;
 mod plot;
 pub mod predict;
 pub mod ranks;
@@ -9,6 +10,7 @@ pub mod train;
 pub mod tune;
 pub mod usage;
 
+use crate::sayln;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -102,14 +104,14 @@ impl ProblemArgs {
         let network = network_for(&self.net, train.shape, train.classes)?;
         let held_out =
             split.validation.as_ref().map_or(String::new(), |v| format!(", {} validation", v.len()));
-        println!(
+        sayln!(
             "data: {} training{held_out} and {} test samples of {} from {}",
             train.len(),
             test.len(),
             train.shape,
             dir.display()
         );
-        println!("network {}:\n{}", self.net, network.describe());
+        sayln!("network {}:\n{}", self.net, network.describe());
         Ok((split, normalizer, Problem::new(network, self.loss, self.c)?))
     }
 
@@ -138,12 +140,12 @@ impl ProblemArgs {
 /// picks the kernels of `network`'s layers for chunks of `batch` samples (timing those the
 /// cache lacks) and says so in one line.
 pub fn announce(execution: &Execution, network: &Network, batch: usize) -> Result<()> {
-    println!("adapter: {}, {} convolution kernels", execution.gpu.adapter(), execution.conv);
+    sayln!("adapter: {}, {} convolution kernels", execution.gpu.adapter(), execution.conv);
     if let Some(tuner) = execution.tuner {
         for g in network.conv_geometries() {
             execution.conv_plan(g, batch)?;
         }
-        println!("{}", tuning_summary(tuner));
+        sayln!("{}", tuning_summary(tuner));
     }
     Ok(())
 }
@@ -227,10 +229,10 @@ pub fn info(ranks: &ranks::Ranks) -> Result<()> {
         let line = format!("{}adapter {} ({:?}, {:?})\n", ranks.prefix(), a.name, a.backend, a.device_type);
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
-    println!("adapter      {}", a.name);
-    println!("backend      {:?}", a.backend);
-    println!("device type  {:?}", a.device_type);
-    println!("driver       {} {}", a.driver, a.driver_info);
+    sayln!("adapter      {}", a.name);
+    sayln!("backend      {:?}", a.backend);
+    sayln!("device type  {:?}", a.device_type);
+    sayln!("driver       {} {}", a.driver, a.driver_info);
     if gpu.is_software() && nvidia_gpu_present() {
         eprintln!(
             "warning: an NVIDIA GPU is present, but the adapter is a software one: no Vulkan or GL \
@@ -239,7 +241,7 @@ pub fn info(ranks: &ranks::Ranks) -> Result<()> {
              /usr/share/vulkan/icd.d/nvidia_icd.json, and needs the glvnd libraries)"
         );
     }
-    println!(
+    sayln!(
         "convolutions {} kernels (NEWTON_WGPU_CONV=windowed|tiled|tile4|direct8x4|... fixes one)",
         execution.conv
     );
@@ -247,32 +249,32 @@ pub fn info(ranks: &ranks::Ranks) -> Result<()> {
     match tuner.file() {
         Some(file) => {
             let state = if file.is_file() { "" } else { " (not written yet)" };
-            println!(
+            sayln!(
                 "tuning     {} (NEWTON_WGPU_TUNE=off|cached|full), cache {}{state}",
                 tuner.mode(),
                 file.display()
             );
-            println!("             {} cached choices for this adapter and build", tuner.choices().len());
+            sayln!("             {} cached choices for this adapter and build", tuner.choices().len());
         }
-        None => println!("tuning     {}, no cache folder (set NEWTON_WGPU_CACHE_DIR or HOME)", tuner.mode()),
+        None => sayln!("tuning     {}, no cache folder (set NEWTON_WGPU_CACHE_DIR or HOME)", tuner.mode()),
     }
     for warning in tuner.report().warnings {
         eprintln!("warning: {warning}");
     }
-    println!("shader checks {:?} (NEWTON_WGPU_SHADER_CHECKS=all|declared|none chooses)", gpu.shader_checks());
+    sayln!("shader checks {:?} (NEWTON_WGPU_SHADER_CHECKS=all|declared|none chooses)", gpu.shader_checks());
     let why = if gpu.adapter_features().contains(wgpu::Features::SUBGROUP) {
         ""
     } else {
         " (the adapter has no subgroups)"
     };
-    println!("workgroup sums by {}{why}", gpu.reduction());
-    println!("limits in use:");
-    println!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
-    println!("  max_buffer_size                     {}", l.max_buffer_size);
-    println!("  max_storage_buffers_per_shader_stage {}", l.max_storage_buffers_per_shader_stage);
-    println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
-    println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroup_storage_size  {}", l.max_compute_workgroup_storage_size);
-    println!("  min_uniform_buffer_offset_alignment {}", l.min_uniform_buffer_offset_alignment);
+    sayln!("workgroup sums by {}{why}", gpu.reduction());
+    sayln!("limits in use:");
+    sayln!("  max_storage_buffer_binding_size     {}", l.max_storage_buffer_binding_size);
+    sayln!("  max_buffer_size                     {}", l.max_buffer_size);
+    sayln!("  max_storage_buffers_per_shader_stage {}", l.max_storage_buffers_per_shader_stage);
+    sayln!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
+    sayln!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
+    sayln!("  max_compute_workgroup_storage_size  {}", l.max_compute_workgroup_storage_size);
+    sayln!("  min_uniform_buffer_offset_alignment {}", l.min_uniform_buffer_offset_alignment);
     Ok(())
 }

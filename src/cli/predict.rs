@@ -1,5 +1,6 @@
 //! `newton-wgpu predict`: a saved model's accuracy on a data set's test images.
 
+use crate::sayln;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -39,15 +40,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let problem = Problem::new(model.network, model.loss, 1.0)?;
     let mut objective = Objective::new(&execution, &problem)?;
     let accuracy = objective.accuracy(&test, &theta)?;
-    println!(
-        "accuracy {:.2}% on {} test samples of {}",
-        100.0 * accuracy.overall(),
-        test.len(),
-        dir.display()
-    );
-    println!("class  correct  total");
+    sayln!("accuracy {:.2}% on {} test samples of {}", 100.0 * accuracy.overall(), test.len(), dir.display());
+    sayln!("class  correct  total");
     for (class, (correct, total)) in accuracy.correct.iter().zip(&accuracy.total).enumerate() {
-        println!("{class:>5} {correct:>8} {total:>6}");
+        sayln!("{class:>5} {correct:>8} {total:>6}");
     }
     Ok(())
 }

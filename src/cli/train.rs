@@ -1,6 +1,7 @@
 //! `newton-wgpu train`: Newton-CG or SGD from the command line, with a log line per iteration
 //! or epoch, JSON lines, the best model saved, and checkpoints to resume from.
 
+use crate::sayln;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use newton_wgpu::optim::Record;
 use newton_wgpu::output::{self, LineFile};
 use newton_wgpu::rules;
 
-use super::usage::{option_error, usage};
+use super::usage::{option_error, usage, Usage};
 use super::ProblemArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -51,7 +52,7 @@ struct MainJob {
 
 /// The main job's arguments.
 pub fn main_job() -> Box<TrainArgs> {
-    println!("main job: newton-wgpu train {}", MAIN_JOB.join(" "));
+    sayln!("main job: newton-wgpu train {}", MAIN_JOB.join(" "));
     Box::new(MainJob::parse_from(std::iter::once("newton-wgpu").chain(MAIN_JOB.iter().copied())).args)
 }
 
@@ -328,7 +329,7 @@ impl Reporter {
         let val = |a: Option<f64>| a.map_or(String::new(), |a| format!(" {:>8.2}%", 100.0 * a));
         let or_dash = |v: Option<f64>, show: fn(f64) -> String| v.map_or("-".to_owned(), show);
         match record {
-            Record::Newton(r) => println!(
+            Record::Newton(r) => sayln!(
                 "{:>4} {:>12.6} {:>11} {:>9.4} {:>8.3} {:>10.4e} {:>5} {:>8.1} {:>8}{}{}",
                 r.iter,
                 r.f,
@@ -343,7 +344,7 @@ impl Reporter {
                 if r.accepted { "" } else { "  (line search failed: no step, λ raised)" }
             ),
             Record::Epoch(r) => match (r.lambda, r.cg_iters) {
-                (Some(lambda), Some(cg)) => println!(
+                (Some(lambda), Some(cg)) => sayln!(
                     "{:>5} {:>6} {:>12} {:>12} {:>10.4e} {:>5} {:>4} {:>8.1} {:>8}{}",
                     r.epoch,
                     r.step,
@@ -356,7 +357,7 @@ impl Reporter {
                     acc(r.test_acc),
                     val(r.val_acc)
                 ),
-                _ => println!(
+                _ => sayln!(
                     "{:>5} {:>6} {:>12} {:>12} {:>8.1} {:>8}{}",
                     r.epoch,
                     r.step,
@@ -502,8 +503,17 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     // Across ranks, rank 0 alone prints and writes files.
     let writes = comm.rank() == 0;
     if writes {
+        let mut files = Vec::new();
         for (option, path) in args.outputs() {
-            usage(output::check(path), option)?;
+            files.push((option, usage(output::check_writable(path), option)?));
+        }
+        if let Some((first, second, file)) = output::same_file(&files) {
+            let message = format!(
+                "{first} and {second} both name {}: each output needs a file of its own (one would \
+                 overwrite the other)",
+                file.display()
+            );
+            return Err(Usage(message).into());
         }
     }
     args.settings.problem.validate()?;
@@ -575,10 +585,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 let state = serde_json::from_str::<NewtonState>(&state)
                     .with_context(|| format!("{}: the checkpoint's Newton state", path.display()))?;
                 newton.resume(state).with_context(|| format!("resuming from {}", path.display()))?;
-                println!("resumed from {} after iteration {}", path.display(), newton.state.iteration);
+                sayln!("resumed from {} after iteration {}", path.display(), newton.state.iteration);
             }
-            println!("{}", args.settings.newton.describe(&args.settings.problem, newton.gn_size()));
-            println!(
+            sayln!("{}", args.settings.newton.describe(&args.settings.problem, newton.gn_size()));
+            sayln!(
                 "iter  f after step        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
             if fresh {
@@ -589,7 +599,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             }
             while !newton.finished() {
                 let Some(record) = newton.step(whole, &theta)? else {
-                    println!("‖∇f‖ is within --grad-tol: stopping");
+                    sayln!("‖∇f‖ is within --grad-tol: stopping");
                     break;
                 };
                 let mut record = Record::Newton(record);
@@ -615,10 +625,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                     )
                 };
                 sgd.resume(state, &velocity).with_context(|| format!("resuming from {}", path.display()))?;
-                println!("resumed from {} after epoch {}", path.display(), sgd.state.epoch);
+                sayln!("resumed from {} after epoch {}", path.display(), sgd.state.epoch);
             }
-            println!("{}", args.settings.sgd.describe(&args.settings.problem));
-            println!("epoch   step            f  running loss  seconds  test acc{validation_header}");
+            sayln!("{}", args.settings.sgd.describe(&args.settings.problem));
+            sayln!("epoch   step            f  running loss  seconds  test acc{validation_header}");
             if fresh {
                 let mut record = Record::Epoch(sgd.initial_record(train, &theta)?);
                 let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
@@ -644,10 +654,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 let state = serde_json::from_str::<SgnState>(&state)
                     .with_context(|| format!("{}: the checkpoint's SGN state", path.display()))?;
                 sgn.resume(state).with_context(|| format!("resuming from {}", path.display()))?;
-                println!("resumed from {} after step {}", path.display(), sgn.state.step);
+                sayln!("resumed from {} after step {}", path.display(), sgn.state.step);
             }
-            println!("{}", args.settings.describe_sgn());
-            println!(
+            sayln!("{}", args.settings.describe_sgn());
+            sayln!(
                 "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
             );
             if fresh {
@@ -666,21 +676,21 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     }
     if let Some(path) = args.save.as_ref().filter(|_| writes) {
         match best {
-            Some((acc, label)) => println!(
+            Some((acc, label)) => sayln!(
                 "saved the model with the best validation accuracy, {:.2}% (after {label}), to {}",
                 100.0 * acc,
                 path.display()
             ),
             None => {
                 model()?.save(path)?;
-                println!("saved the model to {}", path.display());
+                sayln!("saved the model to {}", path.display());
             }
         }
-        println!("score it again with: newton-wgpu predict --model {}", path.display());
+        sayln!("score it again with: newton-wgpu predict --model {}", path.display());
     }
     if let Some(last) = last {
         let accuracy = last.test_acc().map_or("-".to_owned(), |a| format!("{:.2}%", 100.0 * a));
-        println!(
+        sayln!(
             "done: test accuracy {accuracy} after {}, {:.1} s of training, {:.1} s in all",
             steps_done(&last, batches_per_epoch),
             last.elapsed_s(),

@@ -2,6 +2,7 @@
 //! ahead of a run (timing those the cache lacks, or all of them with --again) and prints the
 //! table: shape, candidates, winner, microseconds and GFLOP/s.
 
+use crate::{say, sayln};
 use anyhow::Result;
 use clap::Args;
 use newton_wgpu::gpu::Gpu;
@@ -35,29 +36,29 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     super::announce(&execution, &problem.network, batch)?;
     let timed = tuner.timed();
     if timed.is_empty() {
-        println!("nothing timed: every choice came from the cache (--again times them anew)");
+        sayln!("nothing timed: every choice came from the cache (--again times them anew)");
         return Ok(());
     }
     let kernels: Vec<String> = newton_wgpu::ConvKernel::ALL.iter().map(|k| k.to_string()).collect();
     let groups: Vec<String> = ConvPlan::WEIGHT_GROUPS.iter().map(|n| format!("groups of {n}")).collect();
-    print!("{:<44}", "shape (pass, kernel, stride, padding, channels, size, batch)");
-    kernels.iter().for_each(|n| print!(" {n:>10}"));
-    println!(" {:>12} {:>10} {:>9}", "winner", "µs", "GFLOP/s");
-    println!(
+    say!("{:<44}", "shape (pass, kernel, stride, padding, channels, size, batch)");
+    kernels.iter().for_each(|n| say!(" {n:>10}"));
+    sayln!(" {:>12} {:>10} {:>9}", "winner", "µs", "GFLOP/s");
+    sayln!(
         "(weight_grad rows: the one kernel in groups of {:?} samples, in the first columns)",
         ConvPlan::WEIGHT_GROUPS
     );
     for shape in timed {
-        print!("{:<44}", shape.key);
+        say!("{:<44}", shape.key);
         let names = if shape.choice.candidates.contains_key(&kernels[0]) { &kernels } else { &groups };
         for name in names.iter().chain(&kernels[names.len()..]) {
             match shape.choice.candidates.get(name) {
-                Some(Some(us)) => print!(" {us:>10.1}"),
-                Some(None) => print!(" {:>10}", "dropped"),
-                None => print!(" {:>10}", "-"),
+                Some(Some(us)) => say!(" {us:>10.1}"),
+                Some(None) => say!(" {:>10}", "dropped"),
+                None => say!(" {:>10}", "-"),
             }
         }
-        println!(" {:>12} {:>10.1} {:>9.1}", shape.choice.kernel, shape.choice.us, shape.gflops);
+        sayln!(" {:>12} {:>10.1} {:>9.1}", shape.choice.kernel, shape.choice.us, shape.gflops);
     }
     Ok(())
 }
