@@ -168,7 +168,35 @@ fn check_architecture(path: &Path, found: &Network, expected: &Network) -> Resul
 
 impl Checkpoint {
     /// Saves the checkpoint to `path`, atomically: an interrupted write leaves the previous one.
+    /// A state that could not be resumed (a value in θ or the velocity that is not finite, an
+    /// optimiser field that is, which JSON writes as null) is refused, and the previous
+    /// checkpoint stays.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let tensors = [("θ", Some(&self.model.theta)), ("optimizer.velocity", self.velocity.as_ref())];
+        for (name, values) in tensors {
+            let values = values.map_or(&[][..], |v| &v[..]);
+            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(ModelError::NotFinite {
+                    path: path.to_owned(),
+                    name: name.to_owned(),
+                    index,
+                    value,
+                });
+            }
+        }
+        let state: serde_json::Value =
+            serde_json::from_str(&self.state).map_err(|e| ModelError::Metadata {
+                path: path.to_owned(),
+                field: "optimizer",
+                problem: format!("not JSON: {e}"),
+            })?;
+        if let Some((key, _)) = state.as_object().into_iter().flatten().find(|(_, v)| v.is_null()) {
+            return Err(ModelError::Metadata {
+                path: path.to_owned(),
+                field: "optimizer",
+                problem: format!("`{key}` is not a finite number: refusing to replace the last checkpoint"),
+            });
+        }
         let extra = match &self.velocity {
             Some(v) => vec![("optimizer.velocity".to_owned(), vec![v.len()], v.clone())],
             None => Vec::new(),

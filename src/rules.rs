@@ -24,6 +24,26 @@ pub fn non_negative(field: &'static str, value: f64) -> Result<(), Error> {
     refuse(field, "a finite number ≥ 0", value)
 }
 
+/// The largest damping λ. Boosts stop there: repeated ones would otherwise reach infinity, which
+/// no checkpoint can hold (it would be written as null and the run could not be resumed). At
+/// λ = 1e20 a CG direction is −g/λ to f32's precision for any curvature met here, a step of
+/// nothing, so nothing is lost by going no further; the bound also keeps λ + 1/(C·l) and the
+/// products it scales within f32.
+pub const MAX_LAMBDA: f64 = 1e20;
+
+/// A damping λ: a number from 0 to [`MAX_LAMBDA`].
+pub fn damping(field: &'static str, value: f64) -> Result<(), Error> {
+    if (0.0..=MAX_LAMBDA).contains(&value) {
+        return Ok(());
+    }
+    refuse(field, "a number from 0 to 1e20", value)
+}
+
+/// λ·factor, at most [`MAX_LAMBDA`].
+pub fn boosted(lambda: f64, factor: f64) -> f64 {
+    (lambda * factor).min(MAX_LAMBDA)
+}
+
 /// A number in (0, 1).
 pub fn open_unit(field: &'static str, value: f64) -> Result<(), Error> {
     if value > 0.0 && value < 1.0 {

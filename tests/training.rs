@@ -227,6 +227,16 @@ fn a_line_search_that_must_fail_takes_no_step_and_raises_lambda() {
         assert_eq!((r.f, r.grad_norm), (records[0].f, records[0].grad_norm), "no step was taken");
     }
     assert_eq!(gpu().read(&theta).unwrap(), initial);
+    // Boosts stop at the largest λ instead of reaching infinity, which a checkpoint could not
+    // hold: 1e18·1e3 is bounded to 1e20, and so is every later boost.
+    let options = NewtonOptions { lambda: 1e18, boost: 1e3, ..options };
+    let records =
+        newton_records(&problem(&network, Loss::SquaredError), &train, None, &theta, &options).unwrap();
+    let lambdas: Vec<f64> = records.iter().skip(1).map(|r| r.lambda).collect();
+    assert_eq!(lambdas, [newton_wgpu::rules::MAX_LAMBDA; 2]);
+    let too_large = NewtonOptions { lambda: 1e21, ..options };
+    let error = too_large.validate(train.len()).unwrap_err();
+    assert!(error.to_string().contains("lambda") && error.to_string().contains("1e20"), "{error}");
 }
 
 #[test]
@@ -317,11 +327,28 @@ fn models_with_values_that_are_not_finite_are_refused_naming_the_tensor() {
         matches!(&error, ModelError::NotFinite { name, index: 7, .. } if name == "input_mean"),
         "{error}"
     );
+    // A checkpoint that could not be resumed is never written over a good one: a velocity or
+    // θ with a NaN, or an optimiser field that is not finite (JSON's null).
     let mut velocity = vec![0.0; network.param_count()];
-    velocity[2] = f32::NAN;
+    velocity[2] = 12345.0;
     let trained_on = TrainedOn { c: C, samples: train.len(), limit: None };
-    let checkpoint = Checkpoint { model, state: "{}".into(), velocity: Some(velocity), trained_on };
-    checkpoint.save(&path).unwrap();
+    let good = Checkpoint { model, state: r#"{"lambda":1.5}"#.into(), velocity: Some(velocity), trained_on };
+    good.save(&path).unwrap();
+    let mut bad_velocity = good.clone();
+    bad_velocity.velocity.as_mut().unwrap()[2] = f32::NAN;
+    let mut bad_theta = good.clone();
+    bad_theta.model.theta[4] = f32::INFINITY;
+    let bad_state = Checkpoint { state: r#"{"lambda":null}"#.into(), ..good.clone() };
+    for (bad, wanted) in [(bad_velocity, "optimizer.velocity"), (bad_theta, "θ"), (bad_state, "`lambda`")] {
+        let error = bad.save(&path).unwrap_err();
+        assert!(error.to_string().contains(wanted), "{error}");
+        assert_eq!(Checkpoint::load_for(&path, &network).unwrap(), good, "the good checkpoint stays");
+    }
+    // A file changed by someone else is refused on load, naming the tensor and the index.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(4).position(|w| w == 12345.0f32.to_le_bytes()).unwrap();
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
     let error = Checkpoint::load_for(&path, &network).unwrap_err();
     assert!(
         matches!(&error, ModelError::NotFinite { name, index: 2, .. } if name == "optimizer.velocity"),

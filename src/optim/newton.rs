@@ -184,10 +184,10 @@ impl<'a> Newton<'a> {
         })
     }
 
-    /// Continues a run from `state` (a checkpoint's), checked first: λ finite and ≥ 0, the
+    /// Continues a run from `state` (a checkpoint's), checked first: λ from 0 to 1e20, the
     /// iterations done at most this run's, the seconds finite and ≥ 0.
     pub fn resume(&mut self, state: NewtonState) -> Result<(), Error> {
-        rules::non_negative("lambda", state.lambda).map_err(Error::in_state)?;
+        rules::damping("lambda", state.lambda).map_err(Error::in_state)?;
         rules::non_negative("elapsed_s", state.elapsed_s).map_err(Error::in_state)?;
         if state.iteration > self.options.iter_max {
             return Err(Error::State {
@@ -331,7 +331,7 @@ impl<'a> Newton<'a> {
                 let predicted = alpha * outcome.gs + 0.5 * alpha * alpha * outcome.s_g_s;
                 let rho = (f_new - eval.f) / predicted;
                 if rho < 0.25 {
-                    self.state.lambda *= options.boost;
+                    self.state.lambda = rules::boosted(self.state.lambda, options.boost);
                 } else if rho >= 0.75 {
                     self.state.lambda *= options.drop;
                 }
@@ -340,7 +340,7 @@ impl<'a> Newton<'a> {
             None => {
                 // No step: θ stays, and so do f and ∇f (in `grad`) for the next iteration;
                 // more damping shortens its direction.
-                self.state.lambda *= options.boost;
+                self.state.lambda = rules::boosted(self.state.lambda, options.boost);
                 self.known = Some(eval);
                 (0.0, 0.0, eval.f, Some(eval.grad_norm))
             }
@@ -424,7 +424,7 @@ impl NewtonOptions {
     /// Checks every setting, for a training set of `l` samples.
     pub fn validate(&self, l: usize) -> Result<(), Error> {
         rules::count("training set", l)?;
-        rules::non_negative("lambda", self.lambda)?;
+        rules::damping("lambda", self.lambda)?;
         rules::open_unit("xi", self.xi)?;
         rules::unit_to_one("drop", self.drop)?;
         rules::at_least_one("boost", self.boost)?;

@@ -107,7 +107,7 @@ impl SgnOptions {
         }
         rules::count("sgn_cg_steps", self.cg_steps)?;
         rules::open_unit("xi", self.xi)?;
-        rules::non_negative("sgn_lambda", self.lambda)?;
+        rules::damping("sgn_lambda", self.lambda)?;
         rules::unit_to_one("drop", self.drop)?;
         rules::at_least_one("boost", self.boost)?;
         rules::count("cg_check_every", self.cg_check_every)?;
@@ -203,10 +203,10 @@ impl<'a> Sgn<'a> {
         })
     }
 
-    /// Continues a run from `state` (a checkpoint's), checked first: λ finite and ≥ 0, the
+    /// Continues a run from `state` (a checkpoint's), checked first: λ from 0 to 1e20, the
     /// epochs done at most this run's, a position inside an epoch, the seconds finite and ≥ 0.
     pub fn resume(&mut self, state: SgnState) -> Result<(), Error> {
-        rules::non_negative("lambda", state.lambda).map_err(Error::in_state)?;
+        rules::damping("lambda", state.lambda).map_err(Error::in_state)?;
         rules::non_negative("elapsed_s", state.elapsed_s).map_err(Error::in_state)?;
         let refuse = |field, expected: String, found: usize| {
             Err(Error::State { field, expected, found: found.to_string() })
@@ -354,12 +354,12 @@ impl<'a> Sgn<'a> {
                 self.trial.accept(gpu)?;
             }
             if !taken || rho < 0.25 {
-                self.state.lambda *= options.boost;
+                self.state.lambda = rules::boosted(self.state.lambda, options.boost);
             } else if rho >= 0.75 {
                 self.state.lambda *= options.drop;
             }
         } else {
-            self.state.lambda *= options.boost;
+            self.state.lambda = rules::boosted(self.state.lambda, options.boost);
         }
         Ok(Step { mean_loss: at.mean_loss, cg_iters: outcome.steps, cg_s, taken })
     }
