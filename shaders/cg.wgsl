@@ -33,6 +33,8 @@ struct Params { len: u32, slot: u32, sign: f32, partials: u32, gated: u32, seed:
 
 @group(0) @binding(0) var<uniform> P: Params;
 
+// One declaration each for advance and conjugate (so that sum_part serves both): conjugate only
+// reads `sums`, but shares advance's read_write binding.
 @group(0) @binding(1) var<storage, read_write> scalars: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sums: array<f32>;
 
@@ -92,6 +94,14 @@ fn step_length(lanes: Lanes, record: bool) -> f32 {
 @group(0) @binding(7) var<storage, read> step_m_inv: array<f32>;
 @group(0) @binding(8) var<storage, read_write> step_z: array<f32>;
 
+// s += α p and r −= α (G + λI)p at i; returns the new r[i].
+fn step_at(i: u32, a: f32) -> f32 {
+    step_s[i] += a * step_p[i];
+    let r = step_r[i] - a * step_ap[i];
+    step_r[i] = r;
+    return r;
+}
+
 @compute @workgroup_size(WG)
 fn advance(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>,
@@ -99,9 +109,7 @@ fn advance(@builtin(workgroup_id) wid: vec3<u32>,
     let a = step_length(lanes, wid.x == 0u && lanes.index == 0u);
     var rr = 0.0;
     for (var i = wid.x * WG + lanes.index; i < P.len; i += nwg.x * WG) {
-        step_s[i] += a * step_p[i];
-        let r = step_r[i] - a * step_ap[i];
-        step_r[i] = r;
+        let r = step_at(i, a);
         rr += r * r;
     }
     let rr_sum = workgroup_sum(rr, lanes);
@@ -116,10 +124,8 @@ fn advance_preconditioned(@builtin(workgroup_id) wid: vec3<u32>,
     var rr = 0.0;
     var rz = 0.0;
     for (var i = wid.x * WG + lanes.index; i < P.len; i += nwg.x * WG) {
-        step_s[i] += a * step_p[i];
-        let r = step_r[i] - a * step_ap[i];
+        let r = step_at(i, a);
         let z = step_m_inv[i] * r;
-        step_r[i] = r;
         step_z[i] = z;
         rr += r * r;
         rz += r * z;

@@ -166,6 +166,16 @@ fn check_architecture(path: &Path, found: &Network, expected: &Network) -> Resul
     Ok(())
 }
 
+/// Refuses the first value of tensor `name` that is not finite.
+fn check_finite(path: &Path, name: &str, values: &[f32]) -> Result<(), ModelError> {
+    match values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((index, &value)) => {
+            Err(ModelError::NotFinite { path: path.to_owned(), name: name.to_owned(), index, value })
+        }
+        None => Ok(()),
+    }
+}
+
 impl Checkpoint {
     /// Saves the checkpoint to `path`, atomically: an interrupted write leaves the previous one.
     /// A state that could not be resumed (a value in θ or the velocity that is not finite, an
@@ -174,15 +184,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         let tensors = [("θ", Some(&self.model.theta)), ("optimizer.velocity", self.velocity.as_ref())];
         for (name, values) in tensors {
-            let values = values.map_or(&[][..], |v| &v[..]);
-            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(ModelError::NotFinite {
-                    path: path.to_owned(),
-                    name: name.to_owned(),
-                    index,
-                    value,
-                });
-            }
+            check_finite(path, name, values.map_or(&[][..], |v| &v[..]))?;
         }
         let state: serde_json::Value =
             serde_json::from_str(&self.state).map_err(|e| ModelError::Metadata {
@@ -279,9 +281,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
         }
         let values: Vec<f32> =
             tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(ModelError::NotFinite { path: path.to_owned(), name: name.to_owned(), index, value });
-        }
+        check_finite(path, name, &values)?;
         Ok(values)
     };
     let mut theta = vec![0.0f32; network.param_count()];

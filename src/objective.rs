@@ -120,7 +120,7 @@ impl<'g> Objective<'g> {
             problem,
             workspace,
             losses: gpu.zeros(capacity, "per-sample losses")?,
-            dot_scratch: gpu.zeros(blas1::dot_scratch_len(n), "dot scratch")?,
+            dot_scratch: gpu.zeros(blas1::dot_groups(n), "dot scratch")?,
             scalars: gpu.zeros(4, "scalars")?,
             programs: HashMap::new(),
             progress: None,

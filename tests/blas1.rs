@@ -14,7 +14,7 @@ fn dot_matches_f64_sum_on_awkward_lengths() {
         let (x, y) = (random_vec(&mut rng, len), random_vec(&mut rng, len));
         let xb = gpu.upload(&x, "x").unwrap();
         let yb = gpu.upload(&y, "y").unwrap();
-        let scratch = gpu.zeros::<f32>(blas1::dot_scratch_len(len), "scratch").unwrap();
+        let scratch = gpu.zeros::<f32>(blas1::dot_groups(len), "scratch").unwrap();
         let mut rec = gpu.recorder();
         blas1::dot(&mut rec, &xb, &yb, len, &scratch, &scalars_buf, 1).unwrap();
         blas1::norm(&mut rec, &xb, len, &scratch, &scalars_buf, 0).unwrap();
@@ -71,15 +71,8 @@ fn axpy_and_fill_touch_exactly_len_values() {
 /// tree: that is checked too, so the test never passes by looking at nothing.
 #[test]
 fn workgroup_sums_agree_in_every_reduction_the_adapter_has() {
-    use newton_wgpu::gpu::{Gpu, GpuOptions, Reduction};
-    let options = GpuOptions::from_env().unwrap();
-    let tree = Gpu::with_options(&GpuOptions { subgroups: false, ..options.clone() }).unwrap();
-    let default = Gpu::with_options(&options).unwrap();
-    assert_eq!(tree.reduction(), Reduction::Tree);
-    let has_subgroups = default.adapter_features().contains(wgpu::Features::SUBGROUP);
-    let want = if has_subgroups { Reduction::Subgroups } else { Reduction::Tree };
-    assert_eq!(default.reduction(), want, "adapter {}", default.adapter().name);
-    eprintln!("{}: workgroup sums by {}", default.adapter().name, default.reduction());
+    use newton_wgpu::gpu::Gpu;
+    let (tree, default) = common::tree_and_default_gpus();
     for (seed, len) in [1usize, 63, 64, 65, 257, 4097, 70_001, 1 << 20].into_iter().enumerate() {
         let mut rng = rng(100 + seed as u64);
         let (x, y) = (random_vec(&mut rng, len), random_vec(&mut rng, len));
@@ -87,7 +80,7 @@ fn workgroup_sums_agree_in_every_reduction_the_adapter_has() {
         let scale: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
         let dot_on = |gpu: &Gpu| -> f64 {
             let (xb, yb) = (gpu.upload(&x, "x").unwrap(), gpu.upload(&y, "y").unwrap());
-            let scratch = gpu.zeros::<f32>(blas1::dot_scratch_len(len), "scratch").unwrap();
+            let scratch = gpu.zeros::<f32>(blas1::dot_groups(len), "scratch").unwrap();
             let scalars = gpu.zeros::<f32>(1, "scalars").unwrap();
             let mut rec = gpu.recorder();
             blas1::dot(&mut rec, &xb, &yb, len, &scratch, &scalars, 0).unwrap();

@@ -560,12 +560,9 @@ fn a_cg_step_is_one_submit_creates_nothing_and_never_drains_the_queue() {
 #[test]
 fn cg_solves_alike_with_either_workgroup_sum() {
     use newton_wgpu::curvature::{Subsample, SubsampleOptions};
-    use newton_wgpu::gpu::{Gpu, GpuOptions, Reduction};
+    use newton_wgpu::gpu::Gpu;
     use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
-    let options = GpuOptions::from_env().unwrap();
-    let tree = Gpu::with_options(&GpuOptions { subgroups: false, ..options.clone() }).unwrap();
-    let default = Gpu::with_options(&options).unwrap();
-    assert_eq!(tree.reduction(), Reduction::Tree);
+    let (tree, default) = common::tree_and_default_gpus();
     let (train, network) = small_problem();
     let n = network.param_count();
     let problem = problem(&network, Loss::CrossEntropy);

@@ -86,18 +86,14 @@ pub fn axpy(
     rec.dispatch(&AXPY, &Params { alpha, ..Params::len(len) }, &[x, y], len as u64)
 }
 
-/// Workgroups (and partial sums) of the first pass of a dot product of length `len`.
+/// Workgroups of the first pass of a dot product of length `len`: its partial sums, and the
+/// scratch values it needs.
 pub fn dot_groups(len: usize) -> usize {
     len.div_ceil(WORKGROUP_SIZE as usize * DOT_VALUES_PER_INVOCATION).clamp(1, MAX_DOT_GROUPS)
 }
 
-/// Scratch values a dot product of length `len` needs: one per partial sum.
-pub fn dot_scratch_len(len: usize) -> usize {
-    dot_groups(len)
-}
-
 /// scalars[slot] = xᵀy over the first `len` values, by a two-pass reduction in a fixed order.
-/// `scratch` holds at least [`dot_scratch_len`]`(len)` values.
+/// `scratch` holds at least [`dot_groups`]`(len)` values.
 pub fn dot(
     rec: &mut Recorder,
     x: &GpuBuffer<f32>,

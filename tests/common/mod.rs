@@ -14,6 +14,21 @@ pub fn gpu() -> &'static Gpu {
     GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}")))
 }
 
+/// Two devices of the test adapter, each its own: one that sums over workgroups by a tree, and
+/// one as the library opens it, by subgroups exactly when the adapter has them (both checked).
+pub fn tree_and_default_gpus() -> (Gpu, Gpu) {
+    use newton_wgpu::gpu::{GpuOptions, Reduction};
+    let options = GpuOptions::from_env().unwrap();
+    let tree = Gpu::with_options(&GpuOptions { subgroups: false, ..options.clone() }).unwrap();
+    let default = Gpu::with_options(&options).unwrap();
+    assert_eq!(tree.reduction(), Reduction::Tree);
+    let has_subgroups = default.adapter_features().contains(wgpu::Features::SUBGROUP);
+    let want = if has_subgroups { Reduction::Subgroups } else { Reduction::Tree };
+    assert_eq!(default.reduction(), want, "adapter {}", default.adapter().name);
+    eprintln!("{}: workgroup sums by {}", default.adapter().name, default.reduction());
+    (tree, default)
+}
+
 /// The device with the convolution kernels that suit it.
 pub fn execution() -> Execution<'static> {
     Execution::new(gpu())
