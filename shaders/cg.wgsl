@@ -1,7 +1,7 @@
 // The scalar updates of conjugate gradient on the device, so that a CG step needs no
 // read-back, and the test that ends CG; and the diagonal preconditioner's kernels. The slots
 // of `scalars` (RR, PGP, ALPHA, BETA, RHO, RHO_STEP, STOP, STOP_STEP, STEP, SAS, DAMPING,
-// TOL_RR, SHIFT, PROBE_SEED) and the reasons to stop (CONVERGED, BREAKDOWN, NON_FINITE) are
+// TOL_RR, SHIFT, PROBE_SEED, PROBE_INDEX) and the reasons to stop (CONVERGED, BREAKDOWN, NON_FINITE) are
 // constants generated from src/kernels/cg.rs, which says what each holds.
 //
 // Preconditioned CG (z = M⁻¹r) runs on ρ = rᵀz where plain CG runs on rᵀr: α = ρ/pᵀAp,
@@ -24,12 +24,13 @@
 // dispatches), which then costs nothing.
 //   axpy_scalar:  y[i] += sign * scalars[slot] * x[i]
 //   precondition:      z[i] = m_inv[i] * r[i]
-//   rademacher:        v[i] = ±1, a hash of (i, PROBE_SEED, P.seed)
-//   probe_accumulate:  d[i] = d[i] + P.sign * v[i] * (Gv)[i], d = 0 first for the first probe of
-//                      a solve (P.slot = 1)
+//   rademacher:        v[i] = ±1, a hash of (i, PROBE_SEED, PROBE_INDEX)
+//   probe_accumulate:  d[i] = d[i] + P.sign * v[i] * (Gv)[i] (d is zeroed before the first
+//                      probe), and PROBE_INDEX moves on to the next probe: one recorded probe
+//                      is replayed for them all
 //   inverse_diagonal:  m_inv[i] = (max(d[i], 0) + SHIFT)^(-P.exponent)
 
-struct Params { len: u32, slot: u32, sign: f32, partials: u32, gated: u32, seed: u32, exponent: f32, preconditioned: u32 }
+struct Params { len: u32, slot: u32, sign: f32, partials: u32, gated: u32, exponent: f32, preconditioned: u32 }
 
 @group(0) @binding(0) var<uniform> P: Params;
 
@@ -215,21 +216,24 @@ fn rademacher(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= P.len) { return; }
-    let seed = hash(u32(probe_scalars[PROBE_SEED]) ^ hash(P.seed));
+    let seed = hash(u32(probe_scalars[PROBE_SEED]) ^ hash(u32(probe_scalars[PROBE_INDEX])));
     probe_v[i] = select(-1.0, 1.0, (hash(i ^ seed) & 1u) == 1u);
 }
 
-@group(0) @binding(1) var<storage, read> acc_v: array<f32>;
-@group(0) @binding(2) var<storage, read> acc_gv: array<f32>;
-@group(0) @binding(3) var<storage, read_write> acc_d: array<f32>;
+@group(0) @binding(2) var<storage, read> acc_v: array<f32>;
+@group(0) @binding(3) var<storage, read> acc_gv: array<f32>;
+@group(0) @binding(4) var<storage, read_write> acc_d: array<f32>;
 
 @compute @workgroup_size(WG)
 fn probe_accumulate(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
+    if (i == 0u) {
+        // No invocation of this kernel reads the index: rademacher read it before.
+        scalars[PROBE_INDEX] = scalars[PROBE_INDEX] + 1.0;
+    }
     if (i >= P.len) { return; }
-    let before = select(acc_d[i], 0.0, P.slot != 0u);
-    acc_d[i] = before + P.sign * acc_v[i] * acc_gv[i];
+    acc_d[i] = acc_d[i] + P.sign * acc_v[i] * acc_gv[i];
 }
 
 @group(0) @binding(2) var<storage, read> inv_d: array<f32>;

@@ -116,7 +116,8 @@ impl<'a> Subsample<'a> {
             return Err(Error::Setting {
                 field: "GNsize",
                 expected:
-                    "between the number of ranks (1 for one process) and the number of training samples",
+                    "between the number of ranks (1 for one process) and the number of training samples"
+                        .into(),
                 found: options.size.to_string(),
             });
         }
@@ -194,14 +195,14 @@ impl<'a> Subsample<'a> {
         if size > data.len() || self.regularization != self.problem.regularization(data.len()) {
             return Err(Error::Setting {
                 field: "subsample data",
-                expected: "as many samples as the training set the subsample was made for",
+                expected: "as many samples as the training set the subsample was made for".into(),
                 found: data.len().to_string(),
             });
         }
         if members.len() != size || members.iter().any(|&i| i >= data.len()) {
             return Err(Error::Setting {
                 field: "subsample members",
-                expected: "as many indices of the training set as |S|",
+                expected: "as many indices of the training set as |S|".into(),
                 found: format!("{} indices", members.len()),
             });
         }
@@ -209,7 +210,7 @@ impl<'a> Subsample<'a> {
         if theta.id() != self.source {
             return Err(Error::Setting {
                 field: "θ",
-                expected: "the buffer the subsample was made with",
+                expected: "the buffer the subsample was made with".into(),
                 found: theta.label().to_owned(),
             });
         }

@@ -40,7 +40,7 @@ pub enum Error {
     )]
     ParamsTooLarge { params: usize, bytes: u64, limit: u64 },
     #[error("{field} must be {expected}, got {found}")]
-    Setting { field: &'static str, expected: &'static str, found: String },
+    Setting { field: &'static str, expected: String, found: String },
     #[error("the optimiser state to resume from: `{field}` must be {expected}, found {found}")]
     State { field: &'static str, expected: String, found: String },
     #[error("{what} holds no samples: an accuracy on it would mean nothing")]
@@ -51,9 +51,7 @@ impl Error {
     /// A setting's error as an error of a resumed optimiser state.
     pub(crate) fn in_state(self) -> Self {
         match self {
-            Error::Setting { field, expected, found } => {
-                Error::State { field, expected: expected.into(), found }
-            }
+            Error::Setting { field, expected, found } => Error::State { field, expected, found },
             other => other,
         }
     }

@@ -88,7 +88,7 @@ impl<'g> Execution<'g> {
             Ok(value) if !value.is_empty() => {
                 execution.conv = value.parse().map_err(|_| Error::Setting {
                     field: "NEWTON_WGPU_CONV",
-                    expected: "a convolution kernel: windowed, tiled, tile4 or direct{1,2,4,8}x4",
+                    expected: "a convolution kernel: windowed, tiled, tile4 or direct{1,2,4,8}x4".into(),
                     found: format!("{value:?}"),
                 })?;
             }
@@ -108,7 +108,7 @@ impl<'g> Execution<'g> {
 
     pub(crate) fn check(&self) -> Result<(), Error> {
         if self.bsize == 0 {
-            return Err(Error::Setting { field: "bsize", expected: "at least 1", found: "0".into() });
+            return Err(Error::Setting { field: "bsize", expected: "at least 1".into(), found: "0".into() });
         }
         Ok(())
     }

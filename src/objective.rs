@@ -425,7 +425,7 @@ impl<'g> Objective<'g> {
         if batch == 0 || batch > self.chunk_size() {
             return Err(Error::Setting {
                 field: "mini-batch",
-                expected: "from 1 sample to a chunk's",
+                expected: "from 1 sample to a chunk's".into(),
                 found: format!("{batch} samples, chunks of {}", self.chunk_size()),
             });
         }
@@ -453,7 +453,7 @@ impl<'g> Objective<'g> {
         let Some((batch, l)) = self.loaded_batch else {
             return Err(Error::Setting {
                 field: "mini-batch",
-                expected: "one loaded by load_batch since the last evaluation over a data set",
+                expected: "one loaded by load_batch since the last evaluation over a data set".into(),
                 found: "none".into(),
             });
         };

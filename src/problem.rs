@@ -30,7 +30,7 @@ impl Problem {
         if !(self.c.is_finite() && self.c > 0.0) {
             return Err(Error::Setting {
                 field: "C",
-                expected: "a positive number",
+                expected: "a positive number".into(),
                 found: self.c.to_string(),
             });
         }

@@ -4,8 +4,8 @@
 
 use crate::error::Error;
 
-fn refuse(field: &'static str, expected: &'static str, found: impl ToString) -> Result<(), Error> {
-    Err(Error::Setting { field, expected, found: found.to_string() })
+fn refuse(field: &'static str, expected: &str, found: impl ToString) -> Result<(), Error> {
+    Err(Error::Setting { field, expected: expected.into(), found: found.to_string() })
 }
 
 /// A finite number > 0.
@@ -84,18 +84,48 @@ pub fn count(field: &'static str, value: usize) -> Result<(), Error> {
     refuse(field, "at least 1", value)
 }
 
+/// The largest value of each count setting. Every count has one, so that no combination of
+/// settings can ask for more than the device or a checkpoint holds; the program checks them
+/// before it opens the GPU (README, "Settings and their bounds").
+pub mod most {
+    /// Newton iterations, and SGD or SGN epochs.
+    pub const ITERATIONS: usize = 1_000_000;
+    /// CG steps per solve (`cg_max`, `sgn_cg_steps`): CG counts its steps in an f32 slot,
+    /// exact below 2^24.
+    pub const CG_STEPS: usize = 1_000_000;
+    /// CG steps between two reads of the residual, which is also the most steps one submit
+    /// holds.
+    pub const CHECK_EVERY: usize = 256;
+    /// Random sign probes of diag(G_S) per solve, one product each (replayed from one
+    /// recorded probe, so the bound is on time, not memory).
+    pub const PROBES: usize = 1000;
+    /// Samples in any count of them (`bsize`, `batch`, `sgn_batch`, `gn_size`, `limit`): the
+    /// kernels index samples and their values with 32-bit integers.
+    pub const SAMPLES: usize = 1 << 30;
+    /// Records per epoch.
+    pub const EVALS_PER_EPOCH: usize = 10_000;
+}
+
+/// A count from `least` to `most`.
+pub fn count_in(field: &'static str, value: usize, least: usize, most: usize) -> Result<(), Error> {
+    if (least..=most).contains(&value) {
+        return Ok(());
+    }
+    refuse(field, &format!("from {least} to {most}"), value)
+}
+
 /// A count from 1 to `most`.
 pub fn count_up_to(field: &'static str, value: usize, most: usize, of: &'static str) -> Result<(), Error> {
     if (1..=most).contains(&value) {
         return Ok(());
     }
-    Err(Error::Setting { field, expected: of, found: format!("{value} (the most is {most})") })
+    Err(Error::Setting { field, expected: of.into(), found: format!("{value} (the most is {most})") })
 }
 
 /// Seconds that a [`std::time::Duration`] can hold, > 0.
 pub fn seconds(field: &'static str, value: f64) -> Result<std::time::Duration, Error> {
     match std::time::Duration::try_from_secs_f64(value) {
         Ok(duration) if value > 0.0 => Ok(duration),
-        _ => Err(Error::Setting { field, expected: "a number of seconds > 0", found: value.to_string() }),
+        _ => refuse(field, "a number of seconds > 0", value).map(|()| std::time::Duration::ZERO),
     }
 }

@@ -83,7 +83,7 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
         (&["train", "--optim", "sgd", "--momentum", "-0.1"], "--momentum", "[0, 1)"),
         (&["train", "--decay", "-1"], "--decay", "≥ 0"),
         (&["train", "--grad-tol", "NaN"], "--grad-tol", "≥ 0"),
-        (&["train", "--cg-check-every", "0"], "--cg-check-every", "at least 1"),
+        (&["train", "--cg-check-every", "0"], "--cg-check-every", "from 1 to 256"),
         (&["train", "--time-budget", "NaN"], "--time-budget", "seconds > 0"),
         (&["train", "--time-budget", "-3"], "--time-budget", "seconds > 0"),
         (&["train", "--time-budget", "1e300"], "--time-budget", "seconds > 0"),
@@ -91,19 +91,19 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
         (&["train", "--lr", "0"], "--lr", "> 0"),
         (&["train", "--xi", "1"], "--xi", "(0, 1)"),
         (&["train", "--c", "0"], "--c", "> 0"),
-        (&["train", "--bsize", "0"], "--bsize", "at least 1"),
-        (&["train", "--limit", "0"], "--limit", "at least 1"),
+        (&["train", "--bsize", "0"], "--bsize", "from 1 to 1073741824"),
+        (&["train", "--limit", "0"], "--limit", "from 1 to 1073741824"),
         (&["compare", "--lr", "-1"], "--lr", "> 0"),
         (&["compare", "--momentum", "1"], "--momentum", "[0, 1)"),
         (&["eval", "--gn-size", "0"], "--gn-size", "number of training samples"),
-        (&["predict", "--model", "m.safetensors", "--bsize", "0"], "--bsize", "at least 1"),
-        (&["train", "--optim", "sgn", "--sgn-batch", "0"], "--sgn-batch", "at least 1"),
-        (&["train", "--optim", "sgn", "--sgn-cg-steps", "0"], "--sgn-cg-steps", "at least 1"),
+        (&["predict", "--model", "m.safetensors", "--bsize", "0"], "--bsize", "from 1 to 1073741824"),
+        (&["train", "--optim", "sgn", "--sgn-batch", "0"], "--sgn-batch", "from 1 to 1073741824"),
+        (&["train", "--optim", "sgn", "--sgn-cg-steps", "0"], "--sgn-cg-steps", "from 1 to 1000000"),
         (&["train", "--sgn-batch", "100", "--sgn-gn-size", "101"], "--sgn-gn-size", "SGN mini-batch"),
         (&["train", "--sgn-lambda", "-1"], "--sgn-lambda", "from 0 to 1e20"),
         (&["train", "--lambda", "1e21"], "--lambda", "from 0 to 1e20"),
-        (&["train", "--evals-per-epoch", "0"], "--evals-per-epoch", "at least 1"),
-        (&["train", "--precondition", "--probes", "0"], "--probes", "at least 1"),
+        (&["train", "--evals-per-epoch", "0"], "--evals-per-epoch", "from 1 to 10000"),
+        (&["train", "--precondition", "--probes", "0"], "--probes", "from 1 to 1000"),
         (&["compare", "--tune-sgd", "0"], "--tune-sgd", "seconds > 0"),
         (&["compare", "--target", "0.95,1.5"], "--target", "(0, 1]"),
         (&["compare", "--methods", "sgn,newton,sgn"], "--methods", "named twice"),
@@ -125,6 +125,42 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no-such-model.safetensors") && !stderr.contains("Stack backtrace"), "{stderr}");
+}
+
+/// Every count option has an upper bound (README, "Settings and their bounds"), checked with
+/// the others before the GPU opens: one past it is refused with exit 2, naming the option and
+/// both bounds, alone or in the combinations that once multiplied (CG's steps per submit from
+/// --cg-check-every and the step limit; every probe recorded into one program).
+#[test]
+fn every_count_option_is_bounded_before_the_gpu_opens() {
+    const HUGE: &str = "18446744073709551615";
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["train", "--iters", "1000001"], "--iters", "from 0 to 1000000"),
+        (&["train", "--optim", "sgd", "--epochs", "1000001"], "--epochs", "from 0 to 1000000"),
+        (&["train", "--cg-max", "1000001"], "--cg-max", "from 1 to 1000000"),
+        (&["train", "--cg-check-every", "257"], "--cg-check-every", "from 1 to 256"),
+        (&["train", "--cg-check-every", HUGE, "--cg-max", HUGE], "--cg-max", "from 1 to 1000000"),
+        (&["train", "--cg-check-every", HUGE, "--cg-max", "1000"], "--cg-check-every", "from 1 to 256"),
+        (&["train", "--precondition", "--probes", "1001"], "--probes", "from 1 to 1000"),
+        (&["train", "--precondition", "--probes", HUGE], "--probes", "from 1 to 1000"),
+        (&["train", "--optim", "sgn", "--sgn-cg-steps", HUGE], "--sgn-cg-steps", "from 1 to 1000000"),
+        (&["train", "--optim", "sgn", "--sgn-batch", HUGE], "--sgn-batch", "from 1 to 1073741824"),
+        (&["train", "--optim", "sgd", "--batch", "1073741825"], "--batch", "from 1 to 1073741824"),
+        (&["train", "--bsize", HUGE], "--bsize", "from 1 to 1073741824"),
+        (&["train", "--limit", HUGE], "--limit", "from 1 to 1073741824"),
+        (&["train", "--evals-per-epoch", "10001"], "--evals-per-epoch", "from 1 to 10000"),
+        (&["compare", "--methods", "sgn", "--sgn-cg-steps", HUGE], "--sgn-cg-steps", "from 1 to 1000000"),
+        (&["predict", "--model", "m.safetensors", "--bsize", HUGE], "--bsize", "from 1 to 1073741824"),
+    ];
+    for (args, option, range) in cases {
+        let output = program().args(*args).output().unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(option) && stderr.contains(range), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stdout.contains("adapter:"), "{args:?} opened the GPU first: {stdout}");
+    }
 }
 
 #[test]

@@ -129,13 +129,16 @@ impl Run {
         Self { method, name: file.to_owned(), label: label.to_owned(), color, settings }
     }
 
-    fn describe(&self, gn_size: usize) -> String {
+    /// The run's settings in one line, as used on `l` training samples.
+    fn describe(&self, l: usize) -> Result<String> {
         let settings = &self.settings;
-        match self.method {
-            Method::Newton => settings.newton.describe(&settings.problem, gn_size),
-            Method::Sgn => settings.describe_sgn(),
-            Method::Sgd => settings.sgd.describe(&settings.problem),
-        }
+        Ok(match self.method {
+            Method::Newton => {
+                settings.newton.describe(&settings.problem, settings.newton_options()?.gn_size_for(l))
+            }
+            Method::Sgn => settings.describe_sgn(l)?,
+            Method::Sgd => settings.sgd.describe(&settings.problem, l),
+        })
     }
 }
 
@@ -404,7 +407,7 @@ fn train(
         Method::Newton => run.settings.newton.iters,
         Method::Sgn | Method::Sgd => run.settings.sgd.epochs * run.settings.evals_per_epoch,
     };
-    let settings = run.describe(newton_options.gn_size_for(train.len()));
+    let settings = run.describe(train.len())?;
     // θ0's record, then one per iteration, epoch or part of one.
     progress.start_run(&run.name, steps + 1, &settings);
     let mut records = Vec::new();

@@ -88,9 +88,9 @@ impl ProblemArgs {
     /// Checks C, --bsize and --limit, as the options name them.
     pub fn validate(&self) -> Result<()> {
         rules::positive("c", self.c).map_err(usage::option_error)?;
-        rules::count("bsize", self.bsize).map_err(usage::option_error)?;
+        rules::count_in("bsize", self.bsize, 1, rules::most::SAMPLES).map_err(usage::option_error)?;
         if let Some(limit) = self.limit {
-            rules::count("limit", limit).map_err(usage::option_error)?;
+            rules::count_in("limit", limit, 1, rules::most::SAMPLES).map_err(usage::option_error)?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    rules::count("bsize", args.bsize).map_err(super::usage::option_error)?;
+    rules::count_in("bsize", args.bsize, 1, rules::most::SAMPLES).map_err(super::usage::option_error)?;
     let model = Model::load(&args.model)?;
     let dir = super::data_dir(args.data.as_deref())?;
     let mut test = super::load_split(&dir)?.test;

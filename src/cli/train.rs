@@ -143,14 +143,16 @@ impl Settings {
         })
     }
 
-    /// SGN's settings in one line.
-    pub fn describe_sgn(&self) -> String {
-        format!(
+    /// SGN's settings in one line, as used on `l` training samples (a batch larger than the
+    /// set is all of it).
+    pub fn describe_sgn(&self, l: usize) -> Result<String> {
+        let options = self.sgn_options()?;
+        Ok(format!(
             "SGN: loss {}, C = {}, batch = {}, |S| = {}, CG steps ≤ {}, xi = {}, λ0 = {}, drop = {:.4}, boost = {}, epochs = {}{}",
             self.problem.loss,
             self.problem.c,
-            self.sgn.sgn_batch,
-            self.sgn.sgn_gn_size.unwrap_or(self.sgn.sgn_batch.div_ceil(10)),
+            options.batch_for(l),
+            options.gn_size_for(l),
             self.sgn.sgn_cg_steps,
             self.newton.xi,
             self.sgn.sgn_lambda,
@@ -158,7 +160,7 @@ impl Settings {
             self.newton.boost,
             self.sgd.epochs,
             self.newton.describe_preconditioner()
-        )
+        ))
     }
 }
 
@@ -300,10 +302,18 @@ impl SgdArgs {
         }
     }
 
-    pub fn describe(&self, problem: &ProblemArgs) -> String {
+    /// The settings in one line, as used on `l` training samples (a batch larger than the set
+    /// is all of it).
+    pub fn describe(&self, problem: &ProblemArgs, l: usize) -> String {
         format!(
             "SGD: loss {}, C = {}, lr = {}, momentum = {}, decay = {}, batch = {}, epochs = {}",
-            problem.loss, problem.c, self.lr, self.momentum, self.decay, self.batch, self.epochs
+            problem.loss,
+            problem.c,
+            self.lr,
+            self.momentum,
+            self.decay,
+            self.batch.min(l),
+            self.epochs
         )
     }
 }
@@ -627,7 +637,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 sgd.resume(state, &velocity).with_context(|| format!("resuming from {}", path.display()))?;
                 sayln!("resumed from {} after epoch {}", path.display(), sgd.state.epoch);
             }
-            sayln!("{}", args.settings.sgd.describe(&args.settings.problem));
+            sayln!("{}", args.settings.sgd.describe(&args.settings.problem, total));
             sayln!("epoch   step            f  running loss  seconds  test acc{validation_header}");
             if fresh {
                 let mut record = Record::Epoch(sgd.initial_record(train, &theta)?);
@@ -656,7 +666,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
                 sgn.resume(state).with_context(|| format!("resuming from {}", path.display()))?;
                 sayln!("resumed from {} after step {}", path.display(), sgn.state.step);
             }
-            sayln!("{}", args.settings.describe_sgn());
+            sayln!("{}", args.settings.describe_sgn(total)?);
             sayln!(
                 "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
             );

@@ -21,11 +21,20 @@ impl std::error::Error for Usage {}
 pub fn option_error(error: newton_wgpu::Error) -> anyhow::Error {
     match error {
         newton_wgpu::Error::Setting { field, expected, found } => {
-            let name =
-                if field.contains(' ') { field.to_owned() } else { format!("--{}", field.replace('_', "-")) };
+            let name = option_of(field);
             anyhow::Error::new(Usage(format!("{name}: expected {expected}, found {found}")))
         }
         other => other.into(),
+    }
+}
+
+/// The option that gives the library's setting `field`: the same name, dashed, but for the
+/// few whose field is named otherwise; a field with a space ("training set") is not an option.
+pub fn option_of(field: &str) -> String {
+    match field {
+        "iter_max" => "--iters".into(),
+        _ if field.contains(' ') => field.into(),
+        _ => format!("--{}", field.replace('_', "-")),
     }
 }
 

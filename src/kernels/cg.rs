@@ -40,8 +40,11 @@ pub mod slot {
     /// writes: see shaders/cg.wgsl).
     pub const RHO_STEP: usize = 14;
     pub const STOP_STEP: usize = 15;
+    /// Which probe of the solve's preconditioner comes next (0 at the start of a solve):
+    /// one recorded probe, replayed, draws every probe's signs.
+    pub const PROBE_INDEX: usize = 16;
     /// Slots in all.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 }
 
 /// Why CG stopped, as the STOP slot holds it.
@@ -81,6 +84,7 @@ pub(crate) static SHADER: Shader = Shader {
         ("TOL_RR", slot::TOL_RR as u32),
         ("SHIFT", slot::SHIFT as u32),
         ("PROBE_SEED", slot::PROBE_SEED as u32),
+        ("PROBE_INDEX", slot::PROBE_INDEX as u32),
         ("CONVERGED", Stop::Converged as u32),
         ("BREAKDOWN", Stop::Breakdown as u32),
         ("NON_FINITE", Stop::NonFinite as u32),
@@ -98,8 +102,6 @@ crate::uniform_params! {
         partials: u32,
         /// Indirect dispatch counts that conjugate sets.
         gated: u32,
-        /// Which probe of a refresh a random vector is.
-        seed: u32,
         /// M = (diag + shift)^exponent.
         exponent: f32,
         /// Whether conjugate's ρ is rᵀz (the third part of its sums) rather than rᵀr.
@@ -120,8 +122,8 @@ crate::kernels! { KERNELS = [
     PRECONDITION: Params = SHADER::precondition(Read, Read, ReadWrite);
     /// scalars, v.
     RADEMACHER: Params = SHADER::rademacher(Read, ReadWrite);
-    /// v, G_S v, the estimate of diag(G_S).
-    PROBE_ACCUMULATE: Params = SHADER::probe_accumulate(Read, Read, ReadWrite);
+    /// scalars, v, G_S v, the estimate of diag(G_S).
+    PROBE_ACCUMULATE: Params = SHADER::probe_accumulate(ReadWrite, Read, Read, ReadWrite);
     /// scalars, the estimate of diag(G_S), M⁻¹.
     INVERSE_DIAGONAL: Params = SHADER::inverse_diagonal(Read, Read, ReadWrite);
 ] }
@@ -234,33 +236,27 @@ pub fn precondition(
     rec.dispatch(&PRECONDITION, &params(len, 0, 0.0), &[m_inv, r, z], len as u64)
 }
 
-/// v = a vector of random signs, from scalars[PROBE_SEED] and `probe`.
-pub fn rademacher(
-    rec: &mut Recorder,
-    scalars: &GpuBuffer<f32>,
-    probe: usize,
-    v: &GpuBuffer<f32>,
-) -> Result<(), GpuError> {
+/// v = a vector of random signs, from scalars[PROBE_SEED] and scalars[PROBE_INDEX].
+pub fn rademacher(rec: &mut Recorder, scalars: &GpuBuffer<f32>, v: &GpuBuffer<f32>) -> Result<(), GpuError> {
     let len = v.len();
     check_len(&RADEMACHER, scalars, slot::COUNT)?;
-    let params = Params { seed: u32_of(probe), ..params(len, 0, 0.0) };
-    rec.dispatch(&RADEMACHER, &params, &[scalars, v], len as u64)
+    rec.dispatch(&RADEMACHER, &params(len, 0, 0.0), &[scalars, v], len as u64)
 }
 
-/// d += weight·v ⊙ gv, d set to 0 first when `first`.
+/// d += weight·v ⊙ gv, and scalars[PROBE_INDEX] moves on by one.
 pub fn probe_accumulate(
     rec: &mut Recorder,
+    scalars: &GpuBuffer<f32>,
     v: &GpuBuffer<f32>,
     gv: &GpuBuffer<f32>,
     d: &GpuBuffer<f32>,
     weight: f32,
-    first: bool,
 ) -> Result<(), GpuError> {
     let len = d.len();
+    check_len(&PROBE_ACCUMULATE, scalars, slot::COUNT)?;
     check_len(&PROBE_ACCUMULATE, v, len)?;
     check_len(&PROBE_ACCUMULATE, gv, len)?;
-    let params = params(len, usize::from(first), weight);
-    rec.dispatch(&PROBE_ACCUMULATE, &params, &[v, gv, d], len as u64)
+    rec.dispatch(&PROBE_ACCUMULATE, &params(len, 0, weight), &[scalars, v, gv, d], len as u64)
 }
 
 /// M⁻¹ = (max(d, 0) + scalars[SHIFT])^(−exponent), elementwise.

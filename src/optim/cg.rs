@@ -26,6 +26,7 @@ use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket, Re
 use crate::kernels::blas1;
 pub use crate::kernels::cg::Stop;
 use crate::kernels::cg::{self as kernels, slot};
+use crate::rules;
 
 /// Submits of CG steps in flight at most: the host takes the oldest's read before submitting
 /// another.
@@ -45,8 +46,20 @@ struct Programs {
     /// A step across ranks, in two (recorded only there): the rank's part of the product,
     /// then, after the parts are summed on the host, the rest of the step.
     split: Option<(Program, Program)>,
-    /// With a preconditioner: its probes of diag(G_S) on this subsample, and M⁻¹.
-    refresh: Option<Program>,
+    /// With a preconditioner: its estimate of diag(G_S) on this subsample, and M⁻¹.
+    refresh: Option<Refresh>,
+}
+
+/// The programs that estimate diag(G_S) and make M⁻¹: one probe is recorded and replayed for
+/// every probe (each draws its signs from the PROBE_INDEX slot and moves it on), so that what
+/// is recorded does not grow with the number of probes.
+struct Refresh {
+    /// The estimate set to 0.
+    clear: Program,
+    /// One probe: v, G_S v, the estimate += v ⊙ G_S v / probes.
+    probe: Program,
+    /// M⁻¹ from the estimate.
+    invert: Program,
 }
 
 /// How the diagonal preconditioner estimates diag(G_S).
@@ -68,8 +81,8 @@ impl Default for PreconditionerOptions {
 
 impl PreconditionerOptions {
     pub fn validate(&self) -> Result<(), Error> {
-        crate::rules::count("probes", self.probes)?;
-        crate::rules::non_negative("exponent", self.exponent)
+        rules::count_in("probes", self.probes, 1, rules::most::PROBES)?;
+        rules::non_negative("exponent", self.exponent)
     }
 }
 
@@ -230,16 +243,19 @@ impl CgBuffers {
             None => None,
             Some(pc) => {
                 let mut rec = gpu.recorder();
+                blas1::fill(&mut rec, &pc.diagonal, n, 0.0)?;
+                let clear = rec.finish()?;
+                let mut rec = gpu.recorder();
                 let weight = (1.0 / pc.options.probes as f64) as f32;
-                for probe in 0..pc.options.probes {
-                    let (v, gv, first) = (&pc.probe, &pc.probe_product, probe == 0);
-                    kernels::rademacher(&mut rec, scalars, probe, v)?;
-                    subsample.record_gauss_newton(&mut rec, v, Damping::Undamped, gv)?;
-                    kernels::probe_accumulate(&mut rec, v, gv, &pc.diagonal, weight, first)?;
-                }
+                let (v, gv) = (&pc.probe, &pc.probe_product);
+                kernels::rademacher(&mut rec, scalars, v)?;
+                subsample.record_gauss_newton(&mut rec, v, Damping::Undamped, gv)?;
+                kernels::probe_accumulate(&mut rec, scalars, v, gv, &pc.diagonal, weight)?;
+                let probe = rec.finish()?;
+                let mut rec = gpu.recorder();
                 let exponent = pc.options.exponent as f32;
                 kernels::inverse_diagonal(&mut rec, scalars, &pc.diagonal, exponent, &pc.m_inv)?;
-                Some(rec.finish()?)
+                Some(Refresh { clear, probe, invert: rec.finish()? })
             }
         };
 
@@ -342,15 +358,19 @@ pub fn solve(
     settings: &CgSettings,
     buffers: &mut CgBuffers,
 ) -> Result<CgOutcome, Error> {
-    let check_every = settings.check_every.max(1);
+    let check_every = settings.check_every.clamp(1, rules::most::CHECK_EVERY);
     let damping = subsample.damping(lambda);
     let scalars = buffers.initial_scalars(damping, damping, rr_bound(settings.xi * grad_norm));
     gpu.write(&buffers.scalars, &scalars)?;
+    let probes = buffers.probes_per_solve();
     let programs = buffers.programs(gpu, subsample, grad, false)?;
     // Every step's product runs until the device says otherwise.
     gpu.write(&programs.section.args, &programs.section.host)?;
     if let Some(refresh) = &programs.refresh {
-        gpu.submit(&[refresh])?;
+        let programs = std::iter::once(&refresh.clear)
+            .chain(std::iter::repeat_n(&refresh.probe, probes))
+            .chain(std::iter::once(&refresh.invert));
+        gpu.submit(&programs.collect::<Vec<_>>())?;
     }
     gpu.submit(&[&programs.start])?;
 
@@ -423,7 +443,7 @@ pub fn solve_across(
     if buffers.is_preconditioned() {
         return Err(Error::Setting {
             field: "precondition",
-            expected: "one process (the probes of diag(G_S) are not summed across ranks yet)",
+            expected: "one process (the probes of diag(G_S) are not summed across ranks yet)".into(),
             found: format!("{} ranks", comm.size()),
         });
     }

@@ -14,7 +14,7 @@ use crate::execution::Execution;
 use crate::gpu::GpuBuffer;
 use crate::objective::{Evaluation, Objective};
 use crate::problem::Problem;
-use crate::rules;
+use crate::rules::{self, most};
 
 use super::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
 use super::trial::TrialPoint;
@@ -153,14 +153,14 @@ impl<'a> Newton<'a> {
         if gn_size < comm.size() {
             return Err(Error::Setting {
                 field: "gn_size",
-                expected: "at least the number of ranks, each holding a part of S",
+                expected: "at least the number of ranks, each holding a part of S".into(),
                 found: gn_size.to_string(),
             });
         }
         if options.precondition.is_some() && comm.size() > 1 {
             return Err(Error::Setting {
                 field: "precondition",
-                expected: "one process (the probes of diag(G_S) are not summed across ranks yet)",
+                expected: "one process (the probes of diag(G_S) are not summed across ranks yet)".into(),
                 found: format!("{} ranks", comm.size()),
             });
         }
@@ -429,8 +429,9 @@ impl NewtonOptions {
         rules::unit_to_one("drop", self.drop)?;
         rules::at_least_one("boost", self.boost)?;
         rules::open_unit("eta", self.eta)?;
-        rules::count("cg_max", self.cg_max)?;
-        rules::count("cg_check_every", self.cg_check_every)?;
+        rules::count_in("iter_max", self.iter_max, 0, most::ITERATIONS)?;
+        rules::count_in("cg_max", self.cg_max, 1, most::CG_STEPS)?;
+        rules::count_in("cg_check_every", self.cg_check_every, 1, most::CHECK_EVERY)?;
         if let Some(size) = self.gn_size {
             rules::count_up_to("gn_size", size, l, "from 1 to the number of training samples")?;
         }

@@ -19,7 +19,7 @@ use crate::gpu::{Gpu, GpuBuffer, Program};
 use crate::kernels::{blas1, cg as cg_kernels};
 use crate::objective::{MinibatchPart, Objective};
 use crate::problem::Problem;
-use crate::rules;
+use crate::rules::{self, most};
 
 use super::{EpochRecord, Observer, Record};
 
@@ -61,11 +61,12 @@ impl SgdOptions {
     /// batch of all of them).
     pub fn validate(&self, l: usize) -> Result<(), Error> {
         rules::count("training set", l)?;
-        rules::count("batch", self.batch)?;
+        rules::count_in("epochs", self.epochs, 0, most::ITERATIONS)?;
+        rules::count_in("batch", self.batch, 1, most::SAMPLES)?;
         rules::positive("lr", self.lr)?;
         rules::unit_from_zero("momentum", self.momentum)?;
         rules::non_negative("decay", self.decay)?;
-        rules::count("evals_per_epoch", self.evals_per_epoch)
+        rules::count_in("evals_per_epoch", self.evals_per_epoch, 1, most::EVALS_PER_EPOCH)
     }
 }
 

@@ -26,7 +26,7 @@ use crate::execution::Execution;
 use crate::gpu::GpuBuffer;
 use crate::objective::Objective;
 use crate::problem::Problem;
-use crate::rules;
+use crate::rules::{self, most};
 
 use super::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
 use super::trial::TrialPoint;
@@ -101,17 +101,18 @@ impl SgnOptions {
     /// Checks every setting, for a training set of `l` samples.
     pub fn validate(&self, l: usize) -> Result<(), Error> {
         rules::count("training set", l)?;
-        rules::count("sgn_batch", self.batch)?;
+        rules::count_in("epochs", self.epochs, 0, most::ITERATIONS)?;
+        rules::count_in("sgn_batch", self.batch, 1, most::SAMPLES)?;
         if let Some(size) = self.gn_size {
             rules::count_up_to("sgn_gn_size", size, self.batch_for(l), "from 1 to the SGN mini-batch")?;
         }
-        rules::count("sgn_cg_steps", self.cg_steps)?;
+        rules::count_in("sgn_cg_steps", self.cg_steps, 1, most::CG_STEPS)?;
         rules::open_unit("xi", self.xi)?;
         rules::damping("sgn_lambda", self.lambda)?;
         rules::unit_to_one("drop", self.drop)?;
         rules::at_least_one("boost", self.boost)?;
-        rules::count("cg_check_every", self.cg_check_every)?;
-        rules::count("evals_per_epoch", self.evals_per_epoch)?;
+        rules::count_in("cg_check_every", self.cg_check_every, 1, most::CHECK_EVERY)?;
+        rules::count_in("evals_per_epoch", self.evals_per_epoch, 1, most::EVALS_PER_EPOCH)?;
         if let Some(precondition) = &self.precondition {
             precondition.validate()?;
         }
@@ -185,7 +186,7 @@ impl<'a> Sgn<'a> {
         if objective.chunk_size() < options.batch {
             return Err(Error::Setting {
                 field: "sgn_batch",
-                expected: "a mini-batch whose activations one binding of this adapter holds",
+                expected: "a mini-batch whose activations one binding of this adapter holds".into(),
                 found: format!("{} (the most here is {})", options.batch, objective.chunk_size()),
             });
         }

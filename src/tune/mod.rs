@@ -80,7 +80,7 @@ impl TuneMode {
         match std::env::var("NEWTON_WGPU_TUNE") {
             Ok(value) if !value.is_empty() => value.parse().map(Some).map_err(|_| Error::Setting {
                 field: "NEWTON_WGPU_TUNE",
-                expected: "off, cached or full",
+                expected: "off, cached or full".into(),
                 found: format!("{value:?}"),
             }),
             _ => Ok(None),
