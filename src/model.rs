@@ -4,7 +4,10 @@
 //! the loss and (for checkpoints) the optimiser state and what the run was trained on in the
 //! metadata. Files are written through [`crate::output`]: atomically, and never over anything
 //! but a regular file. Every value read must be finite: a model with a NaN scores at chance
-//! without a word, so it is refused with the tensor and the index.
+//! without a word, so it is refused with the tensor and the index. The metadata holds a CRC-32
+//! of every tensor's bytes (`checksums`), verified on load, so that a flipped weight is found
+//! rather than trained on; a file written before checksums loads with a warning
+//! ([`Loaded::warning`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,11 @@ pub enum ModelError {
     Tensor { path: PathBuf, name: String, expected: String, found: String },
     #[error("{path}: tensor `{name}`: value {index} is {value}, not a finite number")]
     NotFinite { path: PathBuf, name: String, index: usize, value: f32 },
+    #[error(
+        "{path}: tensor `{name}`: its bytes do not match the checksum the file was written with \
+         (CRC-32 {found:08x}, recorded {expected:08x}): the file was changed or damaged since"
+    )]
+    Checksum { path: PathBuf, name: String, expected: u32, found: u32 },
     #[error("{path} holds another architecture:\n{found}\nbut this run expects:\n{expected}")]
     Architecture { path: PathBuf, expected: String, found: String },
 }
@@ -56,9 +64,12 @@ pub struct Checkpoint {
     pub trained_on: TrainedOn,
 }
 
-/// What a run trained on beyond the architecture and the loss (which the model holds): a
-/// resumed run with other values would continue another problem from this one's θ.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// What a run trained on beyond the architecture and the loss (which the model holds), and
+/// what its state depends on: a resumed run with other values would continue another problem
+/// from this one's θ, or count its steps in other units. The fields after `limit` were added
+/// later; a checkpoint without them loads with them unknown (None), and they are then not
+/// checked.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainedOn {
     /// The regularisation constant C.
     pub c: f64,
@@ -66,6 +77,33 @@ pub struct TrainedOn {
     pub samples: usize,
     /// The limit on the training samples, if one was given.
     pub limit: Option<usize>,
+    /// The optimiser whose state the checkpoint holds: "newton", "sgd" or "sgn".
+    #[serde(default)]
+    pub optimizer: Option<String>,
+    /// The mini-batch size its steps and epochs are counted in, as used (SGD's or SGN's; none
+    /// for Newton-CG).
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// The best validation accuracy so far and the point that reached it, so that a resumed
+    /// run's `--save` replaces the best model only with a better one.
+    #[serde(default)]
+    pub best_validation: Option<BestValidation>,
+}
+
+/// The best validation accuracy of a run so far.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BestValidation {
+    pub accuracy: f64,
+    /// Where the run reached it: "iteration 7", "epoch 3".
+    pub after: String,
+}
+
+/// A file's contents, and a warning when its tensors could not be verified (a file written
+/// before checksums).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded<T> {
+    pub value: T,
+    pub warning: Option<String>,
 }
 
 /// (name, shape, values) of θ's tensors, in layer order.
@@ -121,8 +159,13 @@ fn serialize(
             (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match"))
         })
         .collect();
+    let checksums: std::collections::BTreeMap<&str, String> = owned
+        .iter()
+        .map(|(name, _, bytes)| (name.as_str(), format!("{:08x}", crc32fast::hash(bytes))))
+        .collect();
     let mut metadata = HashMap::new();
     metadata.insert("format".to_owned(), FORMAT.to_owned());
+    metadata.insert("checksums".to_owned(), serde_json::to_string(&checksums).expect("strings serialise"));
     metadata.insert("input".to_owned(), serde_json::to_string(&network.input()).expect("shapes serialise"));
     metadata.insert("layers".to_owned(), serde_json::to_string(network.specs()).expect("layers serialise"));
     metadata.insert("loss".to_owned(), model.loss.to_string());
@@ -143,8 +186,14 @@ impl Model {
 
     /// Loads a model, whatever its architecture.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
+        Ok(Self::read(path)?.value)
+    }
+
+    /// [`Model::load`], with the warning for a file that carries no checksums.
+    pub fn read(path: &Path) -> Result<Loaded<Self>, ModelError> {
         let bytes = std::fs::read(path).map_err(io(path))?;
-        Ok(parse(path, &bytes)?.0)
+        let parsed = parse(path, &bytes)?;
+        Ok(Loaded { value: parsed.model, warning: parsed.warning })
     }
 
     /// Loads a model that must have `expected`'s architecture.
@@ -210,13 +259,14 @@ impl Checkpoint {
     /// Loads a checkpoint that must have `expected`'s architecture.
     pub fn load_for(path: &Path, expected: &Network) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(io(path))?;
-        Self::from_bytes_for(path, &bytes, expected)
+        Ok(Self::from_bytes_for(path, &bytes, expected)?.value)
     }
 
     /// A checkpoint from the bytes of the file at `path` (read elsewhere, e.g. by another
-    /// rank), which must have `expected`'s architecture.
-    pub fn from_bytes_for(path: &Path, bytes: &[u8], expected: &Network) -> Result<Self, ModelError> {
-        let (model, metadata, velocity) = parse(path, bytes)?;
+    /// rank), which must have `expected`'s architecture, with the warning for a file that
+    /// carries no checksums.
+    pub fn from_bytes_for(path: &Path, bytes: &[u8], expected: &Network) -> Result<Loaded<Self>, ModelError> {
+        let Parsed { model, metadata, velocity, warning } = parse(path, bytes)?;
         check_architecture(path, &model.network, expected)?;
         let field = |field: &'static str| {
             metadata.get(field).ok_or_else(|| ModelError::Metadata {
@@ -231,11 +281,18 @@ impl Checkpoint {
             field: "trained_on",
             problem: e.to_string(),
         })?;
-        Ok(Self { model, state, velocity, trained_on })
+        Ok(Loaded { value: Self { model, state, velocity, trained_on }, warning })
     }
 }
 
-type Parsed = (Model, HashMap<String, String>, Option<Vec<f32>>);
+/// What a file holds: the model, the metadata, the velocity, and the warning of a file without
+/// checksums.
+struct Parsed {
+    model: Model,
+    metadata: HashMap<String, String>,
+    velocity: Option<Vec<f32>>,
+    warning: Option<String>,
+}
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
     let not_safetensors = |e: safetensors::SafeTensorError| ModelError::NotSafetensors {
@@ -263,6 +320,16 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
         parse_network(&layers_json, NetworkFormat::Json, path).map_err(|e| bad("layers", e.to_string()))?;
     let network = Network::new(input, &specs).map_err(|e| bad("layers", e.to_string()))?;
     let loss: Loss = field("loss")?.parse().map_err(|e: String| bad("loss", e))?;
+    let checksums: Option<HashMap<String, String>> = match metadata.get("checksums") {
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| bad("checksums", e.to_string()))?),
+        None => None,
+    };
+    if let Some(sums) = &checksums {
+        // Every tensor is covered: one added since would otherwise go unverified.
+        if let Some(name) = tensors.names().into_iter().find(|name| !sums.contains_key(*name)) {
+            return Err(bad("checksums", format!("no checksum for tensor `{name}`")));
+        }
+    }
 
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelError> {
         let tensor = tensors.tensor(name).map_err(|_| ModelError::Tensor {
@@ -278,6 +345,17 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
                 expected: format!("F32 {shape:?}"),
                 found: format!("{:?} {:?}", tensor.dtype(), tensor.shape()),
             });
+        }
+        if let Some(sums) = &checksums {
+            let recorded = sums.get(name).and_then(|hex| u32::from_str_radix(hex, 16).ok());
+            let Some(expected) = recorded else {
+                return Err(bad("checksums", format!("`{name}`: expected 8 hexadecimal digits")));
+            };
+            let found = crc32fast::hash(tensor.data());
+            if found != expected {
+                let name = name.to_owned();
+                return Err(ModelError::Checksum { path: path.to_owned(), name, expected, found });
+            }
         }
         let values: Vec<f32> =
             tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
@@ -298,5 +376,12 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
     } else {
         None
     };
-    Ok((Model { network, theta, normalizer, loss }, metadata, velocity))
+    let warning = checksums.is_none().then(|| {
+        format!(
+            "{}: the file carries no checksums (written before they were recorded): its values \
+             are loaded unverified; saving it again adds them",
+            path.display()
+        )
+    });
+    Ok(Parsed { model: Model { network, theta, normalizer, loss }, metadata, velocity, warning })
 }

@@ -13,8 +13,10 @@ use newton_wgpu::data::{read_cifar10_batch, read_idx_images, read_idx_labels, re
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{Checkpoint, Model, TrainedOn};
 use newton_wgpu::nn::{parse_network, LayerSpec, Network, NetworkFormat, Shape};
+use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::optim::newton::NewtonOptions;
 use newton_wgpu::optim::sgd::SgdOptions;
+use newton_wgpu::optim::sgn::SgnOptions;
 use proptest::prelude::*;
 
 /// Counts the bytes allocated, per thread, so that each case's peak can be bounded while
@@ -207,7 +209,7 @@ proptest! {
         let path = dir.path().join("model.safetensors");
         if checkpoint {
             let velocity = Some(vec![0.5; network.param_count()]);
-            let trained_on = TrainedOn { c: 0.01, samples: 60, limit: Some(60) };
+            let trained_on = TrainedOn { c: 0.01, samples: 60, limit: Some(60), ..Default::default() };
             Checkpoint { model, state: "{\"iteration\":1}".into(), velocity, trained_on }.save(&path).unwrap();
         } else {
             model.save(&path).unwrap();
@@ -229,7 +231,9 @@ proptest! {
         value in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-f64::INFINITY), Just(0.0), Just(1.0),
                              Just(-0.0), Just(1e300), Just(-1e-300), Just(1e20), Just(1.0000001e20),
                              -2.0f64..2.0],
-        count in prop_oneof![Just(0usize), 1usize..10, Just(usize::MAX)],
+        count in prop_oneof![Just(0usize), 1usize..10, Just(256), Just(257), Just(1000), Just(1001),
+                             Just(10_000), Just(10_001), Just(1_000_000), Just(1_000_001),
+                             Just(1 << 30), Just((1 << 30) + 1), Just(usize::MAX)],
     ) {
         let l = 100;
         let base = NewtonOptions::default();
@@ -241,15 +245,25 @@ proptest! {
         prop_assert_eq!(newton(NewtonOptions { drop: value, ..base.clone() }), value > 0.0 && value <= 1.0);
         prop_assert_eq!(newton(NewtonOptions { boost: value, ..base.clone() }), value.is_finite() && value >= 1.0);
         prop_assert_eq!(newton(NewtonOptions { grad_tol: Some(value), ..base.clone() }), value.is_finite() && value >= 0.0);
-        prop_assert_eq!(newton(NewtonOptions { cg_check_every: count, ..base.clone() }), count >= 1);
-        prop_assert_eq!(newton(NewtonOptions { cg_max: count, ..base.clone() }), count >= 1);
+        prop_assert_eq!(newton(NewtonOptions { cg_check_every: count, ..base.clone() }), (1..=256).contains(&count));
+        prop_assert_eq!(newton(NewtonOptions { cg_max: count, ..base.clone() }), (1..=1_000_000).contains(&count));
+        prop_assert_eq!(newton(NewtonOptions { iter_max: count, ..base.clone() }), count <= 1_000_000);
+        let probes = Some(PreconditionerOptions { probes: count, ..Default::default() });
+        prop_assert_eq!(newton(NewtonOptions { precondition: probes, ..base.clone() }), (1..=1000).contains(&count));
         prop_assert_eq!(newton(NewtonOptions { gn_size: Some(count), ..base.clone() }), (1..=l).contains(&count));
         let sgd = |o: SgdOptions| o.validate(l).is_ok();
         let base = SgdOptions::default();
         prop_assert_eq!(sgd(SgdOptions { lr: value, ..base.clone() }), value.is_finite() && value > 0.0);
         prop_assert_eq!(sgd(SgdOptions { momentum: value, ..base.clone() }), (0.0..1.0).contains(&value));
         prop_assert_eq!(sgd(SgdOptions { decay: value, ..base.clone() }), value.is_finite() && value >= 0.0);
-        prop_assert_eq!(sgd(SgdOptions { batch: count, ..base.clone() }), count >= 1);
+        prop_assert_eq!(sgd(SgdOptions { batch: count, ..base.clone() }), (1..=1 << 30).contains(&count));
+        prop_assert_eq!(sgd(SgdOptions { epochs: count, ..base.clone() }), count <= 1_000_000);
+        prop_assert_eq!(sgd(SgdOptions { evals_per_epoch: count, ..base.clone() }), (1..=10_000).contains(&count));
+        let sgn = |o: SgnOptions| o.validate(l).is_ok();
+        let base = SgnOptions::default();
+        prop_assert_eq!(sgn(SgnOptions { batch: count, gn_size: Some(1), ..base.clone() }), (1..=1 << 30).contains(&count));
+        prop_assert_eq!(sgn(SgnOptions { cg_steps: count, ..base.clone() }), (1..=1_000_000).contains(&count));
+        prop_assert_eq!(sgn(SgnOptions { cg_check_every: count, ..base.clone() }), (1..=256).contains(&count));
         let seconds = newton_wgpu::rules::seconds("time_budget", value);
         prop_assert_eq!(seconds.is_ok(), value > 0.0 && value.is_finite() && value < 1.8e19);
     }

@@ -23,7 +23,7 @@ fn model() -> Model {
 }
 
 fn trained_on() -> TrainedOn {
-    TrainedOn { c: 0.01, samples: 10, limit: None }
+    TrainedOn { c: 0.01, samples: 10, limit: None, ..Default::default() }
 }
 
 fn c_path(path: &Path) -> CString {

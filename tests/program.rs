@@ -399,6 +399,56 @@ fn resuming_another_problem_or_a_tampered_state_and_empty_test_sets_are_refused(
     }
 }
 
+/// What a checkpoint's state depends on is recorded and checked on resume: another optimiser
+/// or mini-batch is refused (exit 2, naming both values, before the GPU opens), and a state
+/// whose step count does not match its epochs and mini-batches (a checkpoint written before
+/// the batch was recorded) is refused naming `step`. The best validation accuracy travels in
+/// the checkpoint: a resumed run that does not pass it leaves the saved model alone.
+#[test]
+fn resumed_runs_keep_their_mini_batches_and_their_best_model() {
+    use newton_wgpu::model::{BestValidation, Checkpoint, Model};
+    let dir = scratch("program-resume-sgn");
+    let (checkpoint, best) = (dir.join("sgn.checkpoint"), dir.join("best.safetensors"));
+    let (ck, saved) = (checkpoint.to_str().unwrap(), best.to_str().unwrap());
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let problem = ["train", "--net", net, "--loss", "ce", "--limit", "200", "--validation", "0.25"];
+    let sgn = ["--optim", "sgn", "--sgn-batch", "50", "--save", saved];
+    run(&[&problem[..], &sgn, &["--epochs", "1", "--checkpoint", ck]].concat());
+    let resume = [&problem[..], &["--epochs", "2", "--resume", ck, "--save", saved]].concat();
+    for (change, says) in [
+        (["--optim", "sgn", "--sgn-batch", "25"], "--sgn-batch 50 (as used), this run --sgn-batch 25"),
+        (["--optim", "sgd", "--batch", "50"], "--optim sgn, this run --optim sgd"),
+    ] {
+        let (code, stdout, stderr) = run_status(&[&resume[..], &change].concat());
+        assert_eq!(code, Some(2), "{change:?}: {stderr}");
+        assert!(stderr.contains(says) && stderr.contains("sgn.checkpoint"), "{change:?}: {stderr}");
+        assert!(!stdout.contains("adapter:"), "{change:?} opened the GPU first: {stdout}");
+    }
+
+    // The checkpoint says a better model was saved than any this run will find.
+    let network = Model::load(&checkpoint).unwrap().network;
+    let mut better = Checkpoint::load_for(&checkpoint, &network).unwrap();
+    let recorded = better.trained_on.best_validation.clone().expect("the best so far is recorded");
+    assert!(recorded.after == "epoch 0" || recorded.after == "epoch 1", "{recorded:?}");
+    better.trained_on.best_validation = Some(BestValidation { accuracy: 1.0, after: "epoch 9".into() });
+    better.save(&checkpoint).unwrap();
+    let model_before = std::fs::read(&best).unwrap();
+    let stdout = run(&[&resume[..], &["--optim", "sgn", "--sgn-batch", "50"]].concat());
+    assert!(stdout.contains("best validation accuracy, 100.00% (after epoch 9)"), "{stdout}");
+    assert_eq!(std::fs::read(&best).unwrap(), model_before, "the better model was replaced");
+    let after = Checkpoint::load_for(&checkpoint, &network).unwrap();
+    assert_eq!(after.trained_on.best_validation.as_ref().unwrap().accuracy, 1.0);
+
+    // A checkpoint that does not record its batch: the counters catch the change.
+    let mut older = after;
+    older.trained_on.batch = None;
+    older.save(&checkpoint).unwrap();
+    let resume_more = [&problem[..], &["--epochs", "3", "--resume", ck, "--optim", "sgn"]].concat();
+    let (code, _, stderr) = run_status(&[&resume_more[..], &["--sgn-batch", "25"]].concat());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("`step`") && stderr.contains("sgn.checkpoint"), "{stderr}");
+}
+
 /// A binary built without MPI that a launcher starts as one of several ranks refuses to run
 /// (it would train P copies of the same job), with 2 and what to do.
 #[cfg(not(feature = "mpi"))]

@@ -129,7 +129,7 @@ fn a_resumed_sgn_run_records_what_an_uninterrupted_one_does() {
             normalizer: None,
             loss: problem.loss,
         };
-        let trained_on = TrainedOn { c: C, samples: train.len(), limit: None };
+        let trained_on = TrainedOn { c: C, samples: train.len(), limit: None, ..Default::default() };
         let state = serde_json::to_string(&first.state).unwrap();
         Checkpoint { model, state, velocity: None, trained_on }.save(&path).unwrap();
     }

@@ -331,7 +331,7 @@ fn models_with_values_that_are_not_finite_are_refused_naming_the_tensor() {
     // θ with a NaN, or an optimiser field that is not finite (JSON's null).
     let mut velocity = vec![0.0; network.param_count()];
     velocity[2] = 12345.0;
-    let trained_on = TrainedOn { c: C, samples: train.len(), limit: None };
+    let trained_on = TrainedOn { c: C, samples: train.len(), limit: None, ..Default::default() };
     let good = Checkpoint { model, state: r#"{"lambda":1.5}"#.into(), velocity: Some(velocity), trained_on };
     good.save(&path).unwrap();
     let mut bad_velocity = good.clone();
@@ -350,10 +350,52 @@ fn models_with_values_that_are_not_finite_are_refused_naming_the_tensor() {
     bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&path, bytes).unwrap();
     let error = Checkpoint::load_for(&path, &network).unwrap_err();
-    assert!(
-        matches!(&error, ModelError::NotFinite { name, index: 2, .. } if name == "optimizer.velocity"),
-        "{error}"
-    );
+    assert!(matches!(&error, ModelError::Checksum { name, .. } if name == "optimizer.velocity"), "{error}");
+}
+
+/// Every tensor's bytes carry a CRC-32 in the metadata, verified on load: one flipped bit in
+/// a weight is refused, naming the file and the tensor; a file written before checksums loads
+/// the same values, with a warning that they are unverified.
+#[test]
+fn tensors_are_checksummed_and_older_files_load_with_a_warning() {
+    let (train, network) = small_problem();
+    let mut model = Model {
+        network: network.clone(),
+        theta: network.init_params(6),
+        normalizer: Some(Normalizer::fit(&train)),
+        loss: Loss::CrossEntropy,
+    };
+    let marker = 0.123_456_79f32;
+    let bias_at = network.conv_geometries().nth(1).unwrap().bias_offset + 3;
+    model.theta[bias_at] = marker;
+    let path = scratch("checksummed.safetensors");
+    model.save(&path).unwrap();
+    let loaded = Model::read(&path).unwrap();
+    assert_eq!((loaded.value, loaded.warning), (model.clone(), None));
+
+    let bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(4).position(|w| w == marker.to_le_bytes()).unwrap();
+    for bit in [0u8, 7] {
+        let mut flipped = bytes.clone();
+        // The lowest bit of the mantissa, then the sign: both leave a finite value.
+        flipped[at + usize::from(bit / 7) * 3] ^= 1 << bit;
+        std::fs::write(&path, &flipped).unwrap();
+        let error = Model::load(&path).unwrap_err();
+        assert!(matches!(&error, ModelError::Checksum { name, .. } if name == "layers.3.bias"), "{error}");
+        assert!(error.to_string().contains("checksummed.safetensors"), "{error}");
+    }
+
+    // The same file as it was written before checksums: the tensors and the metadata less
+    // `checksums`.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    assert!(metadata.remove("checksums").is_some());
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    std::fs::write(&path, safetensors::serialize(tensors.tensors(), Some(metadata)).unwrap()).unwrap();
+    let loaded = Model::read(&path).unwrap();
+    assert_eq!(loaded.value, model);
+    let warning = loaded.warning.expect("a warning for a file without checksums");
+    assert!(warning.contains("no checksums") && warning.contains("checksummed.safetensors"), "{warning}");
 }
 
 /// A tampered optimiser state is refused by `resume`, naming the field; a valid one is taken.
@@ -440,7 +482,7 @@ fn a_resumed_newton_run_equals_an_uninterrupted_one() {
             normalizer: None,
             loss: problem.loss,
         };
-        let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: None };
+        let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: None, ..Default::default() };
         Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity: None, trained_on }
             .save(&path)
             .unwrap();
@@ -497,7 +539,7 @@ fn a_resumed_sgd_run_equals_an_uninterrupted_one() {
             loss: problem.loss,
         };
         let velocity = Some(gpu().read(&first.velocity).unwrap());
-        let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: None };
+        let trained_on = TrainedOn { c: problem.c, samples: train.len(), limit: None, ..Default::default() };
         Checkpoint { model, state: serde_json::to_string(&first.state).unwrap(), velocity, trained_on }
             .save(&path)
             .unwrap();

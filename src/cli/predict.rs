@@ -25,13 +25,22 @@ pub struct PredictArgs {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     rules::count_in("bsize", args.bsize, 1, rules::most::SAMPLES).map_err(super::usage::option_error)?;
-    let model = Model::load(&args.model)?;
+    let loaded = Model::read(&args.model)?;
+    if let Some(warning) = &loaded.warning {
+        eprintln!("warning: {warning}");
+    }
+    let model = loaded.value;
     let dir = super::data_dir(args.data.as_deref())?;
     let mut test = super::load_split(&dir)?.test;
+    model.network.check_data(test.shape, test.classes)?;
     // The model's own input normalisation, fitted on the data it was trained on.
-    if let Some(normalizer) = &model.normalizer {
-        model.network.check_data(test.shape, test.classes)?;
-        normalizer.apply(&mut test);
+    match &model.normalizer {
+        Some(normalizer) => normalizer.apply(&mut test),
+        None => eprintln!(
+            "warning: {}: the model holds no input mean (`input_mean`), so the data is scored as it \
+             is, without the normalisation it was trained with (newton-wgpu train saves one)",
+            args.model.display()
+        ),
     }
     let gpu = Gpu::new()?;
     let execution = Execution::from_env(&gpu)?.with_bsize(args.bsize);

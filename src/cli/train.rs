@@ -12,7 +12,7 @@ use newton_wgpu::comm::{shard_of, Communicator};
 use newton_wgpu::data::Normalizer;
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
-use newton_wgpu::model::{Checkpoint, Model, TrainedOn};
+use newton_wgpu::model::{BestValidation, Checkpoint, Model, TrainedOn};
 use newton_wgpu::nn::Network;
 use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
@@ -446,11 +446,24 @@ fn steps_done(record: &Record, batches_per_epoch: usize) -> String {
 }
 
 /// A checkpoint continues only the problem it was trained on: the same loss, C and training
-/// samples (the architecture was checked as it loaded).
+/// samples (the architecture was checked as it loaded), by the same optimiser counting its
+/// steps in the same mini-batches (where the checkpoint records them).
 fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &TrainedOn) -> Result<()> {
     let then = &checkpoint.trained_on;
     let limit = |l: Option<usize>| l.map_or("no --limit".to_owned(), |l| format!("--limit {l}"));
-    let differs = if checkpoint.model.loss != loss {
+    let batch_option = if now.optimizer.as_deref() == Some("sgn") { "--sgn-batch" } else { "--batch" };
+    let differs = if then.optimizer.is_some() && then.optimizer != now.optimizer {
+        let name = |o: &Option<String>| o.clone().unwrap_or_default();
+        Some(format!("--optim {}, this run --optim {}", name(&then.optimizer), name(&now.optimizer)))
+    } else if then.batch.is_some() && then.batch != now.batch {
+        let size = |b: Option<usize>| b.map_or("none".to_owned(), |b| b.to_string());
+        Some(format!(
+            "{batch_option} {} (as used), this run {batch_option} {} (its steps and epochs count \
+             mini-batches of that size)",
+            size(then.batch),
+            size(now.batch)
+        ))
+    } else if checkpoint.model.loss != loss {
         Some(format!("--loss {}, this run --loss {loss}", checkpoint.model.loss))
     } else if then.c != now.c {
         Some(format!("--c {}, this run --c {}", then.c, now.c))
@@ -488,17 +501,21 @@ fn injected_failure(rank: usize, epoch: usize) -> Result<()> {
     Ok(())
 }
 
-/// Reads a checkpoint on rank 0 and sends it to every rank (one process: just reads it).
+/// Reads a checkpoint on rank 0 and sends it to every rank (one process: just reads it); rank
+/// 0 warns of a file without checksums.
 fn read_checkpoint(path: &Path, network: &Network, comm: &dyn Communicator) -> Result<Checkpoint> {
-    if comm.size() == 1 {
-        return Ok(Checkpoint::load_for(path, network)?);
-    }
     let mut bytes = Vec::new();
     if comm.rank() == 0 {
         bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     }
-    comm.broadcast(&mut bytes)?;
-    Ok(Checkpoint::from_bytes_for(path, &bytes, network)?)
+    if comm.size() > 1 {
+        comm.broadcast(&mut bytes)?;
+    }
+    let loaded = Checkpoint::from_bytes_for(path, &bytes, network)?;
+    if let Some(warning) = loaded.warning.filter(|_| comm.rank() == 0) {
+        eprintln!("warning: {warning}");
+    }
+    Ok(loaded.value)
 }
 
 pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
@@ -539,7 +556,19 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let validation = validation.as_deref();
     let network = &problem.network;
     // A checkpoint is read, and checked against this run, before the GPU is opened.
-    let trained_on = TrainedOn { c: problem.c, samples: total, limit: args.settings.problem.limit };
+    let (optimizer, batch) = match args.optim {
+        Optim::Newton => ("newton", None),
+        Optim::Sgd => ("sgd", Some(args.settings.sgd.batch.min(total))),
+        Optim::Sgn => ("sgn", Some(args.settings.sgn_options()?.batch_for(total))),
+    };
+    let mut trained_on = TrainedOn {
+        c: problem.c,
+        samples: total,
+        limit: args.settings.problem.limit,
+        optimizer: Some(optimizer.into()),
+        batch,
+        best_validation: None,
+    };
     let mut theta_host = network.init_params(args.settings.problem.seed);
     let mut resumed = None;
     // A fresh run reports θ0 first (iteration or epoch 0); a resumed one continues its log.
@@ -547,6 +576,8 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     if let Some(path) = &args.resume {
         let checkpoint = read_checkpoint(path, network, comm)?;
         check_resumable(path, &checkpoint, problem.loss, &trained_on)?;
+        // The best model so far is kept unless this run finds a better one.
+        trained_on.best_validation = checkpoint.trained_on.best_validation;
         theta_host = checkpoint.model.theta;
         resumed = Some((checkpoint.state, checkpoint.velocity, path));
     }
@@ -557,23 +588,25 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let theta = gpu.upload(&theta_host, "θ")?;
     let mut reporter = if writes { Reporter::new(args)? } else { Reporter { json: None } };
     let model = || model_of(&gpu, network, &theta, &normalizer, problem.loss);
-    // The best validation accuracy so far, and the iteration or epoch that reached it.
-    let mut best: Option<(f64, String)> = None;
     let mut last: Option<Record> = None;
+    // The best model is saved before the checkpoint that records it, so that a resumed run
+    // never counts as saved a model that is not.
     let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
         reporter.report(record)?;
         last = Some(record.clone());
         if !writes {
             return Ok(());
         }
+        if let Some(accuracy) = record.val_acc() {
+            if trained_on.best_validation.as_ref().is_none_or(|best| accuracy > best.accuracy) {
+                trained_on.best_validation = Some(BestValidation { accuracy, after: record.label() });
+                if let Some(path) = &args.save {
+                    model()?.save(path)?;
+                }
+            }
+        }
         if let Some(path) = &args.checkpoint {
             Checkpoint { model: model()?, state, velocity, trained_on: trained_on.clone() }.save(path)?;
-        }
-        if let (Some(path), Some(acc)) = (&args.save, record.val_acc()) {
-            if best.as_ref().is_none_or(|(b, _)| acc > *b) {
-                best = Some((acc, record.label()));
-                model()?.save(path)?;
-            }
         }
         Ok(())
     };
@@ -685,10 +718,19 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         }
     }
     if let Some(path) = args.save.as_ref().filter(|_| writes) {
-        match best {
-            Some((acc, label)) => sayln!(
-                "saved the model with the best validation accuracy, {:.2}% (after {label}), to {}",
-                100.0 * acc,
+        match trained_on.best_validation.as_ref().filter(|_| validation.is_some()) {
+            // Resumed, and nothing beat the checkpoint's best, which another path holds.
+            Some(best) if !path.exists() => eprintln!(
+                "warning: no model saved to {}: no validation accuracy of this run passed the \
+                 checkpoint's best, {:.2}% (after {}), which the run that reached it saved",
+                path.display(),
+                100.0 * best.accuracy,
+                best.after
+            ),
+            Some(best) => sayln!(
+                "saved the model with the best validation accuracy, {:.2}% (after {}), to {}",
+                100.0 * best.accuracy,
+                best.after,
                 path.display()
             ),
             None => {

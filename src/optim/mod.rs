@@ -19,6 +19,18 @@ pub(crate) fn next_record_at(position: usize, batches: usize, evals_per_epoch: u
     (1..=k).map(|j| (j * batches).div_ceil(k)).find(|&at| at > position).unwrap_or(batches)
 }
 
+/// The steps an epoch-based run has taken after `epoch` epochs of `batches` mini-batches and
+/// `batch_in_epoch` more: what a resumed state's step count must be (None past usize).
+pub(crate) fn steps_at(epoch: usize, batches: usize, batch_in_epoch: usize) -> Option<usize> {
+    epoch.checked_mul(batches)?.checked_add(batch_in_epoch)
+}
+
+/// What a state's step count was expected to be, for its error.
+pub(crate) fn steps_expected(steps: &Option<usize>) -> String {
+    let count = steps.map_or("more than a count holds".to_owned(), |s| s.to_string());
+    format!("epochs × mini-batches per epoch + the place in the epoch, {count} (a checkpoint of other mini-batches?)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::next_record_at;

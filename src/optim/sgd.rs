@@ -161,7 +161,8 @@ impl<'a> Sgd<'a> {
     }
 
     /// Continues a run from `state` and `velocity` (a checkpoint's), checked first: the
-    /// epochs done at most this run's, the seconds finite and ≥ 0, the velocity θ's length and
+    /// epochs done at most this run's, the steps those epochs and the place in the epoch make
+    /// (else the mini-batches differ), the seconds finite and ≥ 0, the velocity θ's length and
     /// finite.
     pub fn resume(&mut self, state: SgdState, velocity: &[f32]) -> Result<(), Error> {
         rules::non_negative("elapsed_s", state.elapsed_s).map_err(Error::in_state)?;
@@ -173,6 +174,10 @@ impl<'a> Sgd<'a> {
         if state.batch_in_epoch >= self.batches_per_epoch() {
             let expected = format!("fewer than an epoch's {} mini-batches", self.batches_per_epoch());
             return refuse("batch_in_epoch", expected, state.batch_in_epoch.to_string());
+        }
+        let steps = super::steps_at(state.epoch, self.batches_per_epoch(), state.batch_in_epoch);
+        if steps != Some(state.step) {
+            return refuse("step", super::steps_expected(&steps), state.step.to_string());
         }
         if velocity.len() != self.velocity.len() {
             return refuse("velocity", format!("{} values", self.velocity.len()), velocity.len().to_string());

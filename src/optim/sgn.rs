@@ -205,7 +205,8 @@ impl<'a> Sgn<'a> {
     }
 
     /// Continues a run from `state` (a checkpoint's), checked first: λ from 0 to 1e20, the
-    /// epochs done at most this run's, a position inside an epoch, the seconds finite and ≥ 0.
+    /// epochs done at most this run's, a position inside an epoch, the steps those make (else
+    /// the mini-batches differ), the seconds finite and ≥ 0.
     pub fn resume(&mut self, state: SgnState) -> Result<(), Error> {
         rules::damping("lambda", state.lambda).map_err(Error::in_state)?;
         rules::non_negative("elapsed_s", state.elapsed_s).map_err(Error::in_state)?;
@@ -222,6 +223,10 @@ impl<'a> Sgn<'a> {
         if state.batch_in_epoch >= self.batches_per_epoch() {
             let expected = format!("fewer than an epoch's {} mini-batches", self.batches_per_epoch());
             return refuse("batch_in_epoch", expected, state.batch_in_epoch);
+        }
+        let steps = super::steps_at(state.epoch, self.batches_per_epoch(), state.batch_in_epoch);
+        if steps != Some(state.step) {
+            return refuse("step", super::steps_expected(&steps), state.step);
         }
         self.state = state;
         Ok(())
