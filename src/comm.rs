@@ -57,6 +57,82 @@ pub fn shard_of<'d>(data: &'d Dataset, comm: &dyn Communicator) -> Cow<'d, Datas
     Cow::Owned(data.select(&range.collect::<Vec<_>>()))
 }
 
+/// Facts that must be the same on every rank (the version, the settings, the data's sizes,
+/// the network), each a name and a value as text, in the same order on every rank.
+pub type Facts<'a> = [(&'a str, String)];
+
+/// Checks that every rank started with rank 0's `facts`: rank 0's are sent to all, each rank
+/// compares its own, and which ranks differ in which facts is summed so that every rank knows.
+/// Ranks that differ would otherwise run different loops and wait for each other forever.
+/// Returns None when all agree; else, on every rank, what differs: a rank that differs says
+/// how (its values and rank 0's), the others say which ranks differ and in what. One
+/// collective broadcast and one sum; at most 52 facts.
+pub fn disagreement(comm: &dyn Communicator, facts: &Facts) -> Result<Option<String>, CommError> {
+    const ANOTHER_LIST: usize = 52;
+    assert!(facts.len() <= ANOTHER_LIST, "the facts' mask is one f64's mantissa");
+    if comm.size() == 1 {
+        return Ok(None);
+    }
+    let mine: Vec<(String, String)> =
+        facts.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
+    let mut bytes =
+        if comm.rank() == 0 { serde_json::to_vec(&mine).expect("strings serialise") } else { Vec::new() };
+    comm.broadcast(&mut bytes)?;
+    // An unreadable list from rank 0 is a list that differs.
+    let rank0: Vec<(String, String)> = serde_json::from_slice(&bytes).unwrap_or_default();
+    let names: Vec<&str> = rank0.iter().map(|(name, _)| name.as_str()).collect();
+    let mut mask: u64 = 0;
+    let mut how = Vec::new();
+    if names != mine.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>() {
+        mask |= 1 << ANOTHER_LIST;
+        how.push("another list of facts (another version of the program?)".to_owned());
+    } else {
+        for (i, ((name, theirs), (_, ours))) in rank0.iter().zip(&mine).enumerate() {
+            if theirs != ours {
+                mask |= 1 << i;
+                how.push(format!("{name}: {} here, {} on rank 0", shortened(ours), shortened(theirs)));
+            }
+        }
+    }
+    let mut masks = vec![0.0f64; comm.size()];
+    masks[comm.rank()] = mask as f64;
+    comm.sum_f64(&mut masks)?;
+    let differing: Vec<(usize, u64)> =
+        masks.iter().enumerate().filter(|(_, &m)| m != 0.0).map(|(rank, &m)| (rank, m as u64)).collect();
+    if differing.is_empty() {
+        return Ok(None);
+    }
+    if mask != 0 {
+        return Ok(Some(format!(
+            "this rank was started differently from rank 0, so the ranks cannot run one job: {}",
+            how.join("; ")
+        )));
+    }
+    let all = differing.iter().fold(0u64, |all, (_, m)| all | m);
+    let mut what: Vec<&str> = (0..names.len()).filter(|i| all & (1 << i) != 0).map(|i| names[i]).collect();
+    if all & (1 << ANOTHER_LIST) != 0 {
+        what.push("the list of facts itself");
+    }
+    let ranks: Vec<String> = differing.iter().map(|(rank, _)| rank.to_string()).collect();
+    Ok(Some(format!(
+        "rank{} {} of {} started differently from rank 0 (in {}), so the ranks cannot run one job; \
+         each says how",
+        if ranks.len() == 1 { "" } else { "s" },
+        ranks.join(", "),
+        comm.size(),
+        what.join(", ")
+    )))
+}
+
+/// `value`, cut to 160 characters for a message.
+fn shortened(value: &str) -> String {
+    const MOST: usize = 160;
+    match value.char_indices().nth(MOST) {
+        Some((at, _)) => format!("{:?}…", &value[..at]),
+        None => format!("{value:?}"),
+    }
+}
+
 /// A job of one rank.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SingleProcess;
@@ -251,6 +327,35 @@ mod tests {
             assert_eq!(b, &vec![3.0, 3e16, -3e16]);
             assert_eq!(bytes, &vec![0u8]);
         }
+    }
+
+    #[test]
+    fn ranks_that_start_differently_are_told_apart_and_every_rank_says_so() {
+        let ranks = ThreadGroup::new(3, Duration::from_secs(10));
+        let messages: Vec<Option<String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranks
+                .iter()
+                .map(|comm| {
+                    scope.spawn(move || {
+                        let batch = if comm.rank() == 2 { "50" } else { "100" };
+                        let facts = [("version", "1.0".to_owned()), ("settings", format!("--batch {batch}"))];
+                        let agreed = disagreement(comm, &facts[..1]).unwrap();
+                        assert_eq!(agreed, None, "rank {}: the version is the same", comm.rank());
+                        disagreement(comm, &facts).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let differs = messages[2].as_deref().unwrap();
+        assert!(differs.contains(r#"settings: "--batch 50" here, "--batch 100" on rank 0"#), "{differs}");
+        for agreeing in &messages[..2] {
+            let agreeing = agreeing.as_deref().unwrap();
+            assert!(
+                agreeing.contains("rank 2 of 3 started differently") && agreeing.contains("(in settings)")
+            );
+        }
+        assert_eq!(disagreement(&SingleProcess, &[("anything", "at all".into())]).unwrap(), None);
     }
 
     #[test]

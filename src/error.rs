@@ -35,10 +35,10 @@ pub enum Error {
     Diverged { iteration: usize, f: f64, grad_norm: f64 },
     #[error(
         "the network has {params} parameters ({bytes} bytes), more than one storage binding of \
-         this adapter holds ({limit} bytes): no chunk size changes that; a smaller network, or an \
-         adapter with larger bindings, does"
+         this adapter holds ({limit} bytes); the largest layer is {largest}: no chunk size \
+         changes that; a smaller network, or an adapter with larger bindings, does"
     )]
-    ParamsTooLarge { params: usize, bytes: u64, limit: u64 },
+    ParamsTooLarge { params: usize, bytes: u64, limit: u64, largest: String },
     #[error("{field} must be {expected}, got {found}")]
     Setting { field: &'static str, expected: String, found: String },
     #[error("the optimiser state to resume from: `{field}` must be {expected}, found {found}")]

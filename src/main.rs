@@ -40,9 +40,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime_dir = give_the_loader_a_runtime_dir();
-    let status = match cli::ranks::Ranks::join() {
-        Ok(ranks) => match run(cli, &ranks) {
+    let runtime_dir = RuntimeDir::for_the_loader();
+    match cli::ranks::Ranks::join() {
+        Ok(ranks) => match ranks.agree_on_the_start().and_then(|()| run(cli, &ranks)) {
             Ok(()) if cli::out::finish() => ExitCode::SUCCESS,
             Ok(()) => {
                 eprintln!(
@@ -54,13 +54,20 @@ fn main() -> ExitCode {
                 ExitCode::from(cli::out::CLOSED_STATUS)
             }
             Err(error) => {
-                // Across ranks a failure ends the job, named by its rank; the others would
-                // wait. A wrong command line is wrong on every rank: rank 0 says so.
+                // Every rank that fails says why, named by its rank (a wrong setting may be
+                // wrong on one rank only); across ranks the failure then ends the job, which
+                // ends this process: the runtime folder goes first. An error that every rank
+                // meets (ranks that disagree, a command refused across ranks) ends each by
+                // itself, and rank 0 alone says one that reads the same everywhere.
                 let status = cli::usage::exit_status(&error);
-                if status != 2 || ranks.comm().rank() == 0 {
+                let on_every_rank = error.downcast_ref::<cli::ranks::OnEveryRank>();
+                if on_every_rank.is_none_or(|e| e.own) || ranks.comm().rank() == 0 {
                     cli::usage::report(&ranks.prefix(), &error);
                 }
-                ranks.fail(status);
+                drop(runtime_dir);
+                if on_every_rank.is_none() {
+                    ranks.fail(status);
+                }
                 ExitCode::from(status)
             }
         },
@@ -68,29 +75,41 @@ fn main() -> ExitCode {
             cli::usage::report("", &error);
             ExitCode::from(cli::usage::exit_status(&error))
         }
-    };
-    if let Some(dir) = runtime_dir {
-        let _ = std::fs::remove_dir_all(dir);
     }
-    status
 }
 
 /// The Vulkan loader and Mesa complain ("XDG_RUNTIME_DIR is invalid or not set") on every
 /// start where XDG_RUNTIME_DIR names no folder, as on most headless machines; nothing here
 /// needs one, so such a run gets a private one in the temporary folder, before any thread
-/// starts; it is removed at the end.
-fn give_the_loader_a_runtime_dir() -> Option<std::path::PathBuf> {
-    let usable = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
-    if usable {
-        return None;
+/// starts. It is removed when this is dropped: at the end, after an error, and when a panic
+/// unwinds.
+struct RuntimeDir(Option<std::path::PathBuf>);
+
+impl RuntimeDir {
+    fn for_the_loader() -> Self {
+        let usable =
+            std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+        if usable {
+            return Self(None);
+        }
+        let dir = std::env::temp_dir().join(format!("newton-wgpu-runtime-{}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        if builder.create(&dir).is_err() {
+            return Self(None);
+        }
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        Self(Some(dir))
     }
-    let dir = std::env::temp_dir().join(format!("newton-wgpu-runtime-{}", std::process::id()));
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(&dir).ok()?;
-    std::env::set_var("XDG_RUNTIME_DIR", &dir);
-    Some(dir)
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn run(cli: Cli, ranks: &cli::ranks::Ranks) -> Result<()> {

@@ -43,7 +43,12 @@ impl Problem {
         let bytes = 4 * params as u64;
         let limit = gpu.max_binding_bytes();
         if bytes > limit {
-            return Err(Error::ParamsTooLarge { params, bytes, limit });
+            let layers = self.network.layers().iter().enumerate();
+            let (index, layer) =
+                layers.max_by_key(|(_, layer)| layer.param_count()).expect("a network has layers");
+            let largest =
+                format!("layer {} ({}), {} parameters", index + 1, layer.kind(), layer.param_count());
+            return Err(Error::ParamsTooLarge { params, bytes, limit, largest });
         }
         Ok(())
     }

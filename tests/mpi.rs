@@ -171,13 +171,98 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
         stderr.contains("rank 0 of 2") && stderr.contains("predict does not run across ranks"),
         "{stderr}"
     );
-    assert!(!stderr.contains("rank 1 of 2: error"), "{stderr}");
     for refused in [&["train", "--optim", "sgn"][..], &["train", "--precondition"][..]] {
         let output = mpirun(2, refused, &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{refused:?}: {stderr}");
         assert!(stderr.contains("does not run across ranks yet"), "{refused:?}: {stderr}");
     }
+}
+
+/// Ranks started differently refuse to run before any work, every rank saying what differs
+/// (exit 2): another command line (an MPMD launch), or the same one naming files that differ
+/// (here a network file by a relative path, in two working folders). A command refused on every
+/// rank is said by every rank, which ends by itself and leaves no private runtime folder.
+#[test]
+fn ranks_that_disagree_refuse_to_run_each_saying_why() {
+    let dir = scratch("mpi-disagree");
+    let bin = env!("CARGO_BIN_EXE_newton-wgpu");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+    let launch = |contexts: &[(&Path, &[&str])]| {
+        let mut command = Command::new("mpirun");
+        command.arg("--oversubscribe");
+        for (i, (folder, args)) in contexts.iter().enumerate() {
+            if i > 0 {
+                command.arg(":");
+            }
+            command.args(["-np", "1", "--wdir", folder.to_str().unwrap(), bin]).args(*args);
+        }
+        let output = command
+            .env("NEWTON_WGPU_TUNE", "off")
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .output()
+            .expect("mpirun (Open MPI) on the PATH");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    };
+    let train = ["train", "--optim", "sgd", "--net", NET, "--data", data, "--limit", "300", "--epochs", "1"];
+    let (code, stdout, stderr) = launch(&[
+        (&dir, &[&train[..], &["--batch", "64"]].concat()),
+        (&dir, &[&train[..], &["--batch", "32"]].concat()),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("rank 1 of 2: error: this rank was started differently"), "{stderr}");
+    assert!(stderr.contains("--batch 32\" here") && stderr.contains("--batch 64\" on rank 0"), "{stderr}");
+    assert!(
+        stderr.contains("rank 0 of 2: error: rank 1 of 2 started differently from rank 0 (in command line)")
+    );
+    assert!(!stdout.contains("epoch"), "it trained: {stdout}");
+
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    for (folder, units) in [(&one, 10), (&two, 12)] {
+        std::fs::create_dir_all(folder).unwrap();
+        let text = format!("[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = {units}\n[[layers]]\ntype = \"relu\"\n[[layers]]\ntype = \"dense\"\nunits = 10\n");
+        std::fs::write(folder.join("net.toml"), text).unwrap();
+    }
+    let relative =
+        ["train", "--optim", "sgd", "--net", "net.toml", "--data", data, "--limit", "300", "--epochs", "1"];
+    let (code, _, stderr) = launch(&[(&one, &relative[..]), (&two, &relative[..])]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("rank 1 of 2: error: this rank was started differently")
+            && stderr.contains("network:")
+    );
+    assert!(stderr.contains("rank 0 of 2: error: rank 1 of 2 started differently from rank 0 (in network)"));
+
+    let runtime = dir.join("tmp");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let output = Command::new("mpirun")
+        .args(["--oversubscribe", "-np", "2", bin, "train", "--optim", "sgn", "--limit", "100"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", &runtime)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    // Every rank meets it alike: rank 0 says it once.
+    assert!(stderr.contains("rank 0 of 2: error: --optim sgn does not run across ranks"), "{stderr}");
+    assert!(!stderr.contains("rank 1 of 2: error"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&runtime)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("newton-wgpu-runtime"))
+        .collect();
+    assert!(left.is_empty(), "runtime folders left behind: {left:?}");
+
+    // Too few samples for the ranks to share S: the message says how to mend it.
+    let output = mpirun(2, &["train", "--net", NET, "--limit", "20", "--iters", "1"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("|S| = 1 of 20 training samples is fewer than the 2 ranks"), "{stderr}");
+    assert!(stderr.contains("--gn-size 2 or more") && stderr.contains("at least 21 samples"), "{stderr}");
 }
 
 /// `compare` on two ranks writes one report, rank 0's, with one process's results.

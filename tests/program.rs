@@ -605,3 +605,139 @@ fn outputs_are_tried_and_kept_apart_before_training() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(long.is_file());
 }
+
+/// What the settings line says is what runs: a batch past the training set is all of it, and
+/// the line says so (it once printed the size given, 2^64 − 1 included).
+#[test]
+fn settings_lines_print_the_sizes_used() {
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let base = ["train", "--net", net, "--limit", "300", "--epochs", "0"];
+    let sgn = run(&[&base[..], &["--optim", "sgn", "--sgn-batch", "100000"]].concat());
+    assert!(sgn.contains("batch = 300, |S| = 30,"), "{sgn}");
+    let sgd = run(&[&base[..], &["--optim", "sgd", "--batch", "100000"]].concat());
+    assert!(sgd.contains("batch = 300,"), "{sgd}");
+}
+
+/// A network file's errors name the file, and the layer where a layer is at fault, before the
+/// GPU opens: a window larger than its input, a zero field, outputs that are not the data's
+/// classes, weights past 2^31 − 1 values (once a placeholder count and no layer).
+#[test]
+fn network_file_errors_name_the_file_and_the_layer() {
+    let dir = scratch("program-network-files");
+    let dense = |units: &[usize]| -> String {
+        let layers: String =
+            units.iter().map(|u| format!("[[layers]]\ntype = \"dense\"\nunits = {u}\n")).collect();
+        format!("[[layers]]\ntype = \"flatten\"\n{layers}")
+    };
+    let cases = [
+        (
+            "window.toml",
+            "[[layers]]\ntype = \"conv\"\nkernel = 40\nchannels = 4\n".to_owned(),
+            "layer 1 (conv): a window of 40",
+        ),
+        (
+            "zero.toml",
+            "[[layers]]\ntype = \"conv\"\nkernel = 0\nchannels = 4\n".to_owned(),
+            "layer 1 (conv): `kernel` must be at least 1",
+        ),
+        ("outputs.toml", dense(&[12]), "the network has 12 outputs, but the data has 10 classes"),
+        (
+            "huge.toml",
+            dense(&[65536, 65536, 10]),
+            "layer 3 (dense): its weights would hold 4294967296 values",
+        ),
+    ];
+    for (name, text, says) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, stdout, stderr) = run_status(&["train", "--net", path.to_str().unwrap(), "--iters", "0"]);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("network file {}: ", path.display())) && stderr.contains(says),
+            "{name}: {stderr}"
+        );
+        assert!(!stdout.contains("adapter:"), "{name} opened the GPU first: {stdout}");
+    }
+}
+
+/// `predict` scores a model without an input mean as it is, and says so; a model with one is
+/// scored quietly.
+#[test]
+fn predict_warns_of_a_model_without_an_input_mean() {
+    let dir = scratch("program-predict-mean");
+    let path = dir.join("model.safetensors");
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    run(&["train", "--net", net, "--limit", "100", "--iters", "0", "--save", path.to_str().unwrap()]);
+    let (code, stdout, stderr) = run_status(&["predict", "--model", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("accuracy") && !stderr.contains("warning"), "{stderr}");
+    let mut model = newton_wgpu::model::Model::load(&path).unwrap();
+    model.normalizer = None;
+    model.save(&path).unwrap();
+    let (code, stdout, stderr) = run_status(&["predict", "--model", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("accuracy"), "{stdout}");
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("no input mean")
+            && stderr.contains("model.safetensors"),
+        "{stderr}"
+    );
+}
+
+/// The sweep runs the grids of the methods --methods names, labels each run by the sizes it
+/// uses (a batch past the training set once gave three runs of one size, named as three), and
+/// refuses --tune-sgd, which it would ignore. A report folder that is a link leading nowhere
+/// is refused saying so (it once said "File exists").
+#[test]
+fn the_sweep_runs_what_it_names_and_report_folders_are_checked() {
+    let dir = scratch("program-sweep");
+    let out = dir.join("report");
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let base = ["compare", "--sweep", "--net", net, "--limit", "300", "--epochs", "0"];
+    run(&[&base[..], &["--methods", "sgn", "--out", out.to_str().unwrap()]].concat());
+    let mut logs: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".jsonl"))
+        .collect();
+    logs.sort();
+    assert_eq!(
+        logs,
+        ["sgn-B250-cg20.jsonl", "sgn-B250-cg5.jsonl", "sgn-B300-cg20.jsonl", "sgn-B300-cg5.jsonl"]
+    );
+
+    let (code, _, stderr) = run_status(&[&base[..], &["--tune-sgd", "5"]].concat());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--tune-sgd") && stderr.contains("without --sweep"), "{stderr}");
+
+    let (dangling, looped) = (dir.join("dangling"), dir.join("loop"));
+    std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    for link in [dangling, looped] {
+        let (code, stdout, stderr) =
+            run_status(&["compare", "--limit", "100", "--out", link.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("is a symbolic link") && stderr.contains("leads to no folder"), "{stderr}");
+        assert!(!stderr.contains("File exists") && !stdout.contains("adapter:"), "{stderr}");
+    }
+}
+
+/// A run without a usable XDG_RUNTIME_DIR gets a private one in the temporary folder, removed
+/// when it ends, whether it succeeds or fails.
+#[test]
+fn the_private_runtime_folder_is_removed_after_a_failure() {
+    let dir = scratch("program-runtime-folder");
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    for (args, code) in [
+        (&["train", "--net", net, "--limit", "100", "--iters", "0"][..], 0),
+        (&["train", "--net", net, "--data", "no-such-folder"][..], 1),
+        (&["train", "--net", net, "--limit", "100", "--probes", "1001", "--precondition"][..], 2),
+    ] {
+        let output = program().args(args).env_remove("XDG_RUNTIME_DIR").env("TMPDIR", &dir).output().unwrap();
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let left: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+}

@@ -682,3 +682,21 @@ fn how_often_the_host_looks_changes_nothing_in_the_solution() {
     assert_eq!((outcome.steps, outcome.stop), (0, Some(Stop::NonFinite)), "{outcome:?}");
     assert!(outcome.broke_down);
 }
+
+/// A network whose θ no storage binding of the adapter holds is refused before anything is
+/// allocated, naming its largest layer (it once named neither the layer nor a real size).
+#[test]
+fn a_network_too_large_for_the_device_names_its_largest_layer() {
+    let limit = gpu().max_binding_bytes();
+    let width = 1 << 16;
+    // One dense layer over 2^16 inputs just past the limit (within 2^31 − 1 values while the
+    // limit is under 8 GiB).
+    let units = (limit / 4 / (width as u64 + 1) + 1) as usize;
+    let specs =
+        [LayerSpec::Flatten, LayerSpec::Dense { units }, LayerSpec::Relu, LayerSpec::Dense { units: 10 }];
+    let network = Network::new(Shape::new(1, 1, width), &specs).unwrap();
+    let problem = Problem::new(network, Loss::CrossEntropy, C).unwrap();
+    let error = problem.check_fits(gpu()).unwrap_err();
+    let largest = format!("the largest layer is layer 2 (dense), {} parameters", units * (width + 1));
+    assert!(matches!(error, Error::ParamsTooLarge { .. }) && error.to_string().contains(&largest), "{error}");
+}

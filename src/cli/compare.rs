@@ -42,9 +42,10 @@ pub struct CompareArgs {
     #[arg(long, default_value = "compare-report")]
     out: PathBuf,
     /// The methods to race, in order: newton, newton-pcg, sgn, sgn-pcg, sgd (-pcg:
-    /// preconditioned CG).
-    #[arg(long, value_delimiter = ',', default_value = "newton,sgd")]
-    methods: Vec<MethodName>,
+    /// preconditioned CG); with --sweep, the methods whose grids are swept [default:
+    /// newton,sgd; with --sweep newton,sgn,sgd].
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<MethodName>>,
     /// The summary gives each method's training seconds to reach these test accuracies.
     #[arg(long, value_delimiter = ',', default_value = "0.95")]
     target: Vec<f64>,
@@ -56,6 +57,18 @@ pub struct CompareArgs {
     /// Run the robustness sweep instead of one run of each method.
     #[arg(long)]
     sweep: bool,
+}
+
+impl CompareArgs {
+    /// The methods --methods names, or the default of a race or of the sweep.
+    fn methods(&self) -> Vec<MethodName> {
+        let default: &[MethodName] = if self.sweep {
+            &[MethodName::Newton, MethodName::Sgn, MethodName::Sgd]
+        } else {
+            &[MethodName::Newton, MethodName::Sgd]
+        };
+        self.methods.clone().unwrap_or_else(|| default.to_vec())
+    }
 }
 
 /// A method as `--methods` names it.
@@ -184,30 +197,38 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     }
     if let Some(seconds) = args.tune_sgd {
         rules::seconds("tune_sgd", seconds).map_err(option_error)?;
+        if args.sweep {
+            return Err(Usage(
+                "--tune-sgd: the sweep runs SGD over its own grid of learning rates; leave \
+                 --tune-sgd out, or race the methods without --sweep"
+                    .into(),
+            )
+            .into());
+        }
     }
-    if args.methods.is_empty() {
+    let methods = args.methods();
+    if methods.is_empty() {
         return Err(
             Usage("--methods: name at least one of newton, newton-pcg, sgn, sgn-pcg, sgd".into()).into()
         );
     }
-    if let Some(twice) =
-        args.methods.iter().enumerate().find_map(|(i, m)| args.methods[..i].contains(m).then_some(m))
-    {
+    if let Some(twice) = methods.iter().enumerate().find_map(|(i, m)| methods[..i].contains(m).then_some(m)) {
         let name =
             clap::ValueEnum::to_possible_value(twice).map_or(String::new(), |v| v.get_name().to_owned());
         return Err(Usage(format!("--methods: {name} is named twice; each method runs once")).into());
     }
     args.settings.problem.validate()?;
     let (split, _, problem) = args.settings.problem.load(None)?;
+    super::agree_on_the_problem(ranks, &split, &problem)?;
     let tuning = match args.tune_sgd {
-        Some(seconds) if !args.sweep => tuning_runs(args, seconds),
-        _ => Vec::new(),
+        Some(seconds) => tuning_runs(args, seconds),
+        None => Vec::new(),
     };
     let mut runs = if args.sweep {
         sayln!("the sweep sets C, --gn-size, --sgn-batch, --sgn-cg-steps and --lr itself; the other options apply to every run");
-        sweep_runs(args, split.train.len())
+        sweep_runs(args, &methods, split.train.len())
     } else {
-        args.methods.iter().map(|&name| Run::of(name, &args.settings)).collect()
+        methods.iter().map(|&name| Run::of(name, &args.settings)).collect()
     };
     if comm.size() > 1 && runs.iter().any(|run| run.method == Method::Sgn || run.settings.newton.precondition)
     {
@@ -219,12 +240,12 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     // Every run's settings, before the first runs.
     for run in runs.iter().chain(&tuning) {
         run.settings.validate(split.train.len()).with_context(|| format!("run {}", run.name))?;
+        if run.method == Method::Newton {
+            run.settings.check_subsample_across(split.train.len(), comm.size())?;
+        }
     }
     if writes {
-        if args.out.exists() && !args.out.is_dir() {
-            return Err(Usage(format!("--out: {} is not a folder", args.out.display())).into());
-        }
-        usage(std::fs::create_dir_all(&args.out), &format!("--out: creating {}", args.out.display()))?;
+        report_folder(&args.out)?;
         for path in report_files(args, runs.iter().chain(&tuning)) {
             usage(output::check_writable(&path), "--out")?;
         }
@@ -232,6 +253,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let (train_shard, test_shard) = (shard_of(&split.train, comm), shard_of(&split.test, comm));
     let sets = Sets { whole: &split.train, train: &train_shard, test: &test_shard };
     let gpu = Gpu::new()?;
+    problem.check_fits(&gpu)?;
     let tuner = args.settings.problem.tuner(&gpu, ranks)?;
     let execution = args.settings.problem.execution(&gpu, &tuner)?;
     super::announce(&execution, &problem.network, execution.bsize)?;
@@ -343,45 +365,74 @@ fn best_sgd(outcomes: &[Outcome], target: f64) -> Option<usize> {
     })
 }
 
-fn sweep_runs(args: &CompareArgs, train_len: usize) -> Vec<Run> {
+/// Makes the report folder `out` unless it is one already: a path that is something else, or
+/// a symbolic link that leads nowhere (dangling, or a loop), is refused saying so.
+fn report_folder(out: &Path) -> Result<()> {
+    let is_link = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink());
+    match std::fs::metadata(out) {
+        Ok(found) if found.is_dir() => return Ok(()),
+        Ok(_) => return Err(Usage(format!("--out: {} is not a folder", out.display())).into()),
+        Err(error) if is_link => {
+            let target = std::fs::read_link(out).map_or("?".into(), |t| t.display().to_string());
+            return Err(Usage(format!(
+                "--out: {} is a symbolic link to {target}, which leads to no folder ({error}): \
+                 create the folder it names, or give another --out",
+                out.display()
+            ))
+            .into());
+        }
+        Err(_) => {}
+    }
+    usage(std::fs::create_dir_all(out), &format!("--out: creating {}", out.display()))
+}
+
+/// The sweep's runs: each of `methods`' grid in turn (a -pcg name sweeps its method's grid
+/// with CG preconditioned), labelled by the settings each run uses on `train_len` samples.
+fn sweep_runs(args: &CompareArgs, methods: &[MethodName], train_len: usize) -> Vec<Run> {
     let mut runs = Vec::new();
-    for c in SWEEP_C {
-        for fraction in SWEEP_GN_FRACTION {
-            let gn_size = ((fraction * train_len as f64).ceil() as usize).max(1);
-            let settings = Settings {
-                problem: ProblemArgs { c, ..args.settings.problem.clone() },
-                newton: NewtonArgs { gn_size: Some(gn_size), ..args.settings.newton.clone() },
-                ..args.settings.clone()
-            };
-            let name = format!("newton-C{c}-S{}%", (fraction * 100.0).round());
-            runs.push(Run {
-                method: Method::Newton,
-                label: name.clone(),
-                name,
-                color: plot::NEWTON,
-                settings,
-            });
+    for &name in methods {
+        let Run { method, name: base, color, settings: method_settings, .. } = Run::of(name, &args.settings);
+        let mut push = |settings: Settings, grid_point: String| {
+            let name = format!("{base}-{grid_point}");
+            runs.push(Run { method, label: name.clone(), name, color, settings });
+        };
+        match method {
+            Method::Newton => {
+                for c in SWEEP_C {
+                    for fraction in SWEEP_GN_FRACTION {
+                        let gn_size = ((fraction * train_len as f64).ceil() as usize).max(1);
+                        let settings = Settings {
+                            problem: ProblemArgs { c, ..method_settings.problem.clone() },
+                            newton: NewtonArgs { gn_size: Some(gn_size), ..method_settings.newton.clone() },
+                            ..method_settings.clone()
+                        };
+                        push(settings, format!("C{c}-S{}%", (fraction * 100.0).round()));
+                    }
+                }
+            }
+            Method::Sgn => {
+                // A batch past the training set is all of it: each size used is run once.
+                let mut batches: Vec<usize> = SWEEP_SGN_BATCH.iter().map(|&b| b.min(train_len)).collect();
+                batches.dedup();
+                for batch in batches {
+                    for cg in SWEEP_SGN_CG {
+                        let sgn = SgnArgs {
+                            sgn_batch: batch,
+                            sgn_gn_size: None,
+                            sgn_cg_steps: cg,
+                            ..method_settings.sgn.clone()
+                        };
+                        push(Settings { sgn, ..method_settings.clone() }, format!("B{batch}-cg{cg}"));
+                    }
+                }
+            }
+            Method::Sgd => {
+                for lr in SWEEP_LR {
+                    let sgd = SgdArgs { lr, ..method_settings.sgd.clone() };
+                    push(Settings { sgd, ..method_settings.clone() }, format!("lr{lr}"));
+                }
+            }
         }
-    }
-    for batch in SWEEP_SGN_BATCH {
-        for cg in SWEEP_SGN_CG {
-            let settings = Settings {
-                sgn: SgnArgs {
-                    sgn_batch: batch.min(train_len),
-                    sgn_gn_size: None,
-                    sgn_cg_steps: cg,
-                    ..args.settings.sgn.clone()
-                },
-                ..args.settings.clone()
-            };
-            let name = format!("sgn-B{batch}-cg{cg}");
-            runs.push(Run { method: Method::Sgn, label: name.clone(), name, color: plot::SGN, settings });
-        }
-    }
-    for lr in SWEEP_LR {
-        let settings = Settings { sgd: SgdArgs { lr, ..args.settings.sgd.clone() }, ..args.settings.clone() };
-        let name = format!("sgd-lr{lr}");
-        runs.push(Run { method: Method::Sgd, label: name.clone(), name, color: plot::SGD, settings });
     }
     runs
 }
@@ -464,7 +515,7 @@ fn train(
             progress.println(format!("{}: {e}", run.name));
             true
         }
-        Err(e) => return Err(e).with_context(|| format!("run {}", run.name)),
+        Err(e) => return Err(option_error(e)).with_context(|| format!("run {}", run.name)),
     };
     Ok(Outcome { records, diverged })
 }

@@ -26,6 +26,7 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     args.problem.validate()?;
     let (split, _, problem) = args.problem.load(None)?;
+    super::agree_on_the_problem(ranks, &split, &problem)?;
     let comm = ranks.comm();
     let total = split.train.len();
     let train = shard_of(&split.train, comm);
@@ -33,6 +34,7 @@ pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     rules::count_up_to("gn_size", size, total, "from 1 to the number of training samples")
         .map_err(option_error)?;
     let gpu = Gpu::new()?;
+    problem.check_fits(&gpu)?;
     let tuner = args.problem.tuner(&gpu, ranks)?;
     let execution = args.problem.execution(&gpu, &tuner)?;
     super::announce(&execution, &problem.network, execution.bsize)?;

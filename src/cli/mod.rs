@@ -171,6 +171,37 @@ pub fn tuning_summary(tuner: &Tuner) -> String {
     )
 }
 
+/// Refuses to go on unless every rank loaded the same data (sizes, shape, classes and a CRC-32
+/// of the labels) and built the same network: the command lines agreed at the start, but the
+/// files they name may differ from machine to machine.
+pub fn agree_on_the_problem(ranks: &ranks::Ranks, split: &DataSplit, problem: &Problem) -> Result<()> {
+    let labels = |set: &data::Dataset| {
+        let mut crc = crc32fast::Hasher::new();
+        set.labels.iter().for_each(|label| crc.update(&label.to_le_bytes()));
+        crc.finalize()
+    };
+    let validation = split.validation.as_ref().map_or((0, 0), |v| (v.len(), labels(v)));
+    let (train, test) = (&split.train, &split.test);
+    ranks.agree(&[
+        (
+            "data",
+            format!(
+                "{} training (labels {:08x}), {} validation (labels {:08x}) and {} test samples \
+                 (labels {:08x}) of {}, {} classes",
+                train.len(),
+                labels(train),
+                validation.0,
+                validation.1,
+                test.len(),
+                labels(test),
+                train.shape,
+                train.classes
+            ),
+        ),
+        ("network", problem.network.describe()),
+    ])
+}
+
 /// Loads a data directory, keeps the first `limit` training samples, holds out a `validation`
 /// fraction of them (chosen by `seed`), and subtracts the training mean from every set.
 pub fn load_data(
@@ -204,12 +235,17 @@ pub fn load_split(dir: &Path) -> Result<DataSplit> {
     Ok(split)
 }
 
-/// A built-in network by name, or a network file.
+/// A built-in network by name, or a network file, checked against the data's samples and
+/// classes (a file's errors name the file).
 pub fn network_for(name: &str, input: Shape, classes: usize) -> Result<Network> {
-    Ok(match nn::builtin(name, input, classes) {
-        Some(network) => network?,
-        None => Network::new(input, &nn::load_network_file(Path::new(name))?)?,
-    })
+    if let Some(network) = nn::builtin(name, input, classes) {
+        return Ok(network?);
+    }
+    let path = Path::new(name);
+    let in_file = |e: nn::NetworkError| anyhow::anyhow!("network file {}: {e}", path.display());
+    let network = Network::new(input, &nn::load_network_file(path)?).map_err(in_file)?;
+    network.check_data(input, classes).map_err(in_file)?;
+    Ok(network)
 }
 
 /// Whether this machine has an NVIDIA GPU, as its kernel driver shows it.

@@ -42,11 +42,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             args.model.display()
         ),
     }
-    let gpu = Gpu::new()?;
-    let execution = Execution::from_env(&gpu)?.with_bsize(args.bsize);
-    let theta = gpu.upload(&model.theta, "θ")?;
     // Accuracy does not depend on C.
     let problem = Problem::new(model.network, model.loss, 1.0)?;
+    let gpu = Gpu::new()?;
+    problem.check_fits(&gpu)?;
+    let execution = Execution::from_env(&gpu)?.with_bsize(args.bsize);
+    let theta = gpu.upload(&model.theta, "θ")?;
     let mut objective = Objective::new(&execution, &problem)?;
     let accuracy = objective.accuracy(&test, &theta)?;
     sayln!("accuracy {:.2}% on {} test samples of {}", 100.0 * accuracy.overall(), test.len(), dir.display());

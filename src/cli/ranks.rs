@@ -4,7 +4,34 @@
 use anyhow::Result;
 use newton_wgpu::comm::{Communicator, SingleProcess};
 
+#[cfg(not(feature = "mpi"))]
 use super::usage::Usage;
+
+/// A usage error that every rank meets at the same point, knowing the others do (a command
+/// that does not run across ranks, ranks started differently): each ends by itself with exit
+/// 2, and none needs to end the others. Rank 0 alone prints one that reads the same on every
+/// rank; each rank prints its own view of a disagreement.
+#[derive(Debug)]
+pub struct OnEveryRank {
+    pub message: String,
+    /// The message differs from rank to rank.
+    pub own: bool,
+}
+
+impl OnEveryRank {
+    /// The same message on every rank.
+    pub fn alike(message: String) -> Self {
+        Self { message, own: false }
+    }
+}
+
+impl std::fmt::Display for OnEveryRank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OnEveryRank {}
 
 /// The ranks of this run.
 pub struct Ranks {
@@ -71,16 +98,41 @@ impl Ranks {
         }
     }
 
-    /// Refuses `what`, which does not run across ranks, saying what to do `instead`.
+    /// Refuses `what`, which does not run across ranks, saying what to do `instead` (on
+    /// every rank alike: the command lines agreed).
     pub fn single(&self, what: &str, instead: &str) -> Result<()> {
         if self.comm().size() > 1 {
-            return Err(Usage(format!(
+            return Err(OnEveryRank::alike(format!(
                 "{what} does not run across ranks yet ({} ranks were started): {instead}",
                 self.comm().size()
             ))
             .into());
         }
         Ok(())
+    }
+
+    /// Refuses to go on unless every rank holds rank 0's `facts` (exit 2 on every rank, each
+    /// saying what differs; see [`newton_wgpu::comm::disagreement`]). One process agrees.
+    pub fn agree(&self, facts: &newton_wgpu::comm::Facts) -> Result<()> {
+        match newton_wgpu::comm::disagreement(self.comm(), facts)? {
+            Some(message) => Err(OnEveryRank { message, own: true }.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// What every rank must share before a command runs: the program's version and kernels,
+    /// the command line, and the variables that choose kernels.
+    pub fn agree_on_the_start(&self) -> Result<()> {
+        let arguments: Vec<String> =
+            std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        let variable = |name: &str| std::env::var(name).unwrap_or_default();
+        self.agree(&[
+            ("version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("kernels", newton_wgpu::kernels::sources_fingerprint()),
+            ("command line", arguments.join(" ")),
+            ("NEWTON_WGPU_CONV", variable("NEWTON_WGPU_CONV")),
+            ("NEWTON_WGPU_TUNE", variable("NEWTON_WGPU_TUNE")),
+        ])
     }
 
     /// Ends the whole job after this rank failed with `status`: the other ranks would wait

@@ -22,6 +22,7 @@ use newton_wgpu::optim::Record;
 use newton_wgpu::output::{self, LineFile};
 use newton_wgpu::rules;
 
+use super::ranks::OnEveryRank;
 use super::usage::{option_error, usage, Usage};
 use super::ProblemArgs;
 
@@ -109,6 +110,27 @@ impl Settings {
         self.newton_options()?.validate(l).map_err(option_error)?;
         self.sgd_options()?.validate(l).map_err(option_error)?;
         self.sgn_options()?.validate(l).map_err(option_error)
+    }
+
+    /// Across `ranks` ranks each holds a part of Newton-CG's subsample S: refuses an |S|
+    /// smaller than the ranks on `l` training samples, saying how to mend it (on every rank
+    /// alike, before the GPU opens).
+    pub fn check_subsample_across(&self, l: usize, ranks: usize) -> Result<()> {
+        let size = self.newton_options()?.gn_size_for(l);
+        if size >= ranks {
+            return Ok(());
+        }
+        let limit = match self.newton.gn_size {
+            // The default |S| is ⌈l/20⌉, at least the ranks from l = 20·(ranks − 1) + 1.
+            None => format!(", train on at least {} samples (--limit)", 20 * (ranks - 1) + 1),
+            Some(_) => String::new(),
+        };
+        Err(OnEveryRank::alike(format!(
+            "--gn-size: |S| = {size} of {l} training samples is fewer than the {ranks} ranks, each of \
+             which holds a part of S: give --gn-size {ranks} or more{limit}, or start {size} ranks \
+             or fewer (mpirun -np {size})"
+        ))
+        .into())
     }
 
     fn time_budget(&self) -> Result<Option<Duration>> {
@@ -548,7 +570,11 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         rules::open_unit("validation", fraction).map_err(option_error)?;
     }
     let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
+    super::agree_on_the_problem(ranks, &split, &problem)?;
     args.settings.validate(split.train.len())?;
+    if args.optim == Optim::Newton {
+        args.settings.check_subsample_across(split.train.len(), comm.size())?;
+    }
     let total = split.train.len();
     // This rank's shards (the whole sets for one process).
     let (train, test) = (&*shard_of(&split.train, comm), &*shard_of(&split.test, comm));
@@ -582,6 +608,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         resumed = Some((checkpoint.state, checkpoint.velocity, path));
     }
     let gpu = Gpu::new()?;
+    problem.check_fits(&gpu)?;
     let tuner = args.settings.problem.tuner(&gpu, ranks)?;
     let execution = args.settings.problem.execution(&gpu, &tuner)?;
     super::announce(&execution, &problem.network, execution.bsize)?;
@@ -620,7 +647,8 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             // Newton-CG draws each S from the whole training set; f and ∇f are summed over
             // the ranks' shards.
             let whole = &split.train;
-            let mut newton = Newton::across(&execution, &problem, comm, whole, &options)?;
+            let mut newton =
+                Newton::across(&execution, &problem, comm, whole, &options).map_err(option_error)?;
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
             }
@@ -653,7 +681,8 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         }
         Optim::Sgd => {
             let options = args.settings.sgd_options()?;
-            let mut sgd = Sgd::across(&execution, &problem, comm, train, total, &options)?;
+            let mut sgd =
+                Sgd::across(&execution, &problem, comm, train, total, &options).map_err(option_error)?;
             batches_per_epoch = sgd.batches_per_epoch();
             if std::io::stdout().is_terminal() {
                 sgd.set_progress(Some(progress_bar("evaluating f")));
@@ -688,7 +717,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         }
         Optim::Sgn => {
             let options = args.settings.sgn_options()?;
-            let mut sgn = Sgn::new(&execution, &problem, train, &options)?;
+            let mut sgn = Sgn::new(&execution, &problem, train, &options).map_err(option_error)?;
             batches_per_epoch = sgn.batches_per_epoch();
             if std::io::stdout().is_terminal() {
                 sgn.set_progress(Some(progress_bar("evaluating f")));

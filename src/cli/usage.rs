@@ -49,6 +49,7 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
     use newton_wgpu::gpu::GpuError;
     let wrong_setting = |cause: &(dyn std::error::Error + 'static)| {
         cause.is::<Usage>()
+            || cause.is::<super::ranks::OnEveryRank>()
             || matches!(
                 cause.downcast_ref::<newton_wgpu::Error>(),
                 Some(
@@ -73,4 +74,23 @@ pub fn report(prefix: &str, error: &anyhow::Error) {
     }
     // One write, so that the lines of ranks failing together do not interleave.
     let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_named_as_the_options_that_give_them() {
+        assert_eq!(option_of("sgn_batch"), "--sgn-batch");
+        assert_eq!(option_of("iter_max"), "--iters");
+        assert_eq!(option_of("training set"), "training set");
+        let error = option_error(newton_wgpu::Error::Setting {
+            field: "sgn_batch",
+            expected: "a mini-batch whose activations one binding of this adapter holds".into(),
+            found: "8000".into(),
+        });
+        assert_eq!(exit_status(&error), 2);
+        assert!(error.to_string().starts_with("--sgn-batch: expected a mini-batch"), "{error}");
+    }
 }

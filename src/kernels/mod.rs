@@ -32,6 +32,18 @@ pub static SHADERS: [&Shader; 8] = [
     &pool::SHADER,
 ];
 
+/// A CRC-32 of every shader's source, in hexadecimal: two builds with different kernels
+/// differ here.
+pub fn sources_fingerprint() -> String {
+    let mut crc = crc32fast::Hasher::new();
+    for shader in SHADERS {
+        for reduction in crate::gpu::Reduction::ALL {
+            crc.update(shader.source(reduction).as_bytes());
+        }
+    }
+    format!("{:08x}", crc.finalize())
+}
+
 /// Every kernel of the crate.
 pub fn registry() -> impl Iterator<Item = &'static KernelInfo> {
     [

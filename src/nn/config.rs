@@ -26,8 +26,8 @@ use super::LayerSpec;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read network file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read network file {path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
     #[error("network file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("network file {path}: expected a .toml or .json file")]
@@ -138,6 +138,6 @@ pub fn load_network_file(path: &Path) -> Result<Vec<LayerSpec>, ConfigError> {
         _ => return Err(ConfigError::UnknownFormat { path: path.to_owned() }),
     };
     let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        std::fs::read_to_string(path).map_err(|reason| ConfigError::Io { path: path.to_owned(), reason })?;
     parse_network(&text, format, path)
 }

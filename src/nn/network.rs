@@ -19,8 +19,8 @@ pub enum NetworkError {
     InputShape { expected: Shape, found: Shape },
     #[error("the network has {outputs} outputs, but the data has {classes} classes")]
     Outputs { outputs: usize, classes: usize },
-    #[error("the network needs {needed} values in one layer or in θ, more than 2^31 - 1")]
-    TooLarge { needed: usize },
+    #[error("layer {layer} ({kind}): {what} would hold {needed} values, more than 2^31 - 1")]
+    TooLarge { layer: usize, kind: &'static str, what: &'static str, needed: u128 },
     #[error("layer {layer} ({kind}): `{field}` is {value}, more than {MAX_FIELD}")]
     FieldTooLarge { layer: usize, kind: &'static str, field: &'static str, value: usize },
 }
@@ -49,6 +49,27 @@ pub enum PlannedLayer {
 }
 
 impl PlannedLayer {
+    /// The layer's type as a network file names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Conv { spec: LayerSpec::Dense { .. }, .. } => "dense",
+            Self::Conv { .. } => "conv",
+            Self::Relu { .. } => "relu",
+            Self::MaxPool(_) => "maxpool",
+            Self::Flatten { .. } => "flatten",
+        }
+    }
+
+    /// Its parameters (weights and biases).
+    pub fn param_count(&self) -> usize {
+        match self {
+            Self::Conv { geometry, .. } => {
+                geometry.bias_offset - geometry.weight_offset + geometry.output.channels
+            }
+            _ => 0,
+        }
+    }
+
     pub fn input(&self) -> Shape {
         match self {
             Self::Conv { geometry, .. } => geometry.input,
@@ -143,9 +164,13 @@ impl Network {
             "input",
             &[(input.channels, "channels"), (input.height, "height"), (input.width, "width")],
         )?;
-        let too_large = |needed| NetworkError::TooLarge { needed };
-        let len = |shape: Shape| shape.checked_len().filter(|&l| l <= MAX_LEN).ok_or(too_large(usize::MAX));
-        len(input)?;
+        let wide = |values: &[usize]| values.iter().map(|&v| v as u128).product::<u128>();
+        let too_large = |layer, kind, what, needed| NetworkError::TooLarge { layer, kind, what, needed };
+        let len = |layer, kind, shape: Shape| {
+            let needed = wide(&[shape.channels, shape.height, shape.width]);
+            shape.checked_len().filter(|&l| l <= MAX_LEN).ok_or(too_large(layer, kind, "its output", needed))
+        };
+        len(0, "input", input)?;
         let mut shape = input;
         let mut offset = 0;
         let mut layers = Vec::with_capacity(specs.len());
@@ -180,7 +205,10 @@ impl Network {
                         weight_offset: offset,
                         bias_offset: weights(channels, shape.channels, kernel * kernel)
                             .and_then(|w| w.checked_add(offset))
-                            .ok_or(too_large(usize::MAX))?,
+                            .ok_or_else(|| {
+                                let needed = wide(&[channels, shape.channels, kernel, kernel]);
+                                too_large(layer, "conv", "its weights", needed)
+                            })?,
                     };
                     PlannedLayer::Conv { spec: spec.clone(), geometry }
                 }
@@ -199,7 +227,10 @@ impl Network {
                         weight_offset: offset,
                         bias_offset: weights(units, shape.channels, shape.height * shape.width)
                             .and_then(|w| w.checked_add(offset))
-                            .ok_or(too_large(usize::MAX))?,
+                            .ok_or_else(|| {
+                                let needed = wide(&[units, shape.channels, shape.height, shape.width]);
+                                too_large(layer, "dense", "its weights", needed)
+                            })?,
                     };
                     PlannedLayer::Conv { spec: spec.clone(), geometry }
                 }
@@ -227,10 +258,13 @@ impl Network {
                 }
             };
             shape = planned.output();
-            len(shape)?;
+            len(layer, planned.kind(), shape)?;
             if let PlannedLayer::Conv { geometry, .. } = &planned {
                 let end = geometry.bias_offset.checked_add(geometry.output.channels);
-                offset = end.filter(|&end| end <= MAX_LEN).ok_or(too_large(usize::MAX))?;
+                offset = end.filter(|&end| end <= MAX_LEN).ok_or_else(|| {
+                    let needed = geometry.bias_offset as u128 + geometry.output.channels as u128;
+                    too_large(layer, planned.kind(), "θ up to it", needed)
+                })?;
             }
             layers.push(planned);
         }
