@@ -114,7 +114,7 @@ impl<'a> Subsample<'a> {
         network.check_data(data.shape, data.classes)?;
         if options.size < part.1 || options.size > data.len() {
             return Err(Error::Setting {
-                field: "GNsize",
+                field: "gn_size",
                 expected:
                     "between the number of ranks (1 for one process) and the number of training samples"
                         .into(),

@@ -29,7 +29,7 @@ impl Problem {
     pub(crate) fn check(&self) -> Result<(), Error> {
         if !(self.c.is_finite() && self.c > 0.0) {
             return Err(Error::Setting {
-                field: "C",
+                field: "c",
                 expected: "a positive number".into(),
                 found: self.c.to_string(),
             });

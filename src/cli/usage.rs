@@ -29,11 +29,13 @@ pub fn option_error(error: newton_wgpu::Error) -> anyhow::Error {
 }
 
 /// The option that gives the library's setting `field`: the same name, dashed, but for the
-/// few whose field is named otherwise; a field with a space ("training set") is not an option.
+/// few whose field is named otherwise; a field that is not a lower-case name ("training set",
+/// "NEWTON_WGPU_TUNE", "θ") is not an option and keeps its name.
 pub fn option_of(field: &str) -> String {
+    let is_option = field.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     match field {
         "iter_max" => "--iters".into(),
-        _ if field.contains(' ') => field.into(),
+        _ if !is_option => field.into(),
         _ => format!("--{}", field.replace('_', "-")),
     }
 }
@@ -85,6 +87,8 @@ mod tests {
         assert_eq!(option_of("sgn_batch"), "--sgn-batch");
         assert_eq!(option_of("iter_max"), "--iters");
         assert_eq!(option_of("training set"), "training set");
+        assert_eq!(option_of("NEWTON_WGPU_TUNE"), "NEWTON_WGPU_TUNE");
+        assert_eq!(option_of("c"), "--c");
         let error = option_error(newton_wgpu::Error::Setting {
             field: "sgn_batch",
             expected: "a mini-batch whose activations one binding of this adapter holds".into(),
