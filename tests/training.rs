@@ -700,3 +700,40 @@ fn a_network_too_large_for_the_device_names_its_largest_layer() {
     let largest = format!("the largest layer is layer 2 (dense), {} parameters", units * (width + 1));
     assert!(matches!(error, Error::ParamsTooLarge { .. }) && error.to_string().contains(&largest), "{error}");
 }
+
+/// An observer that asks to stop ends every optimiser's run after the record it has just
+/// seen, with θ at that record's point, and Newton-CG says why.
+#[test]
+fn an_observer_stops_each_optimiser_after_the_record_it_asks() {
+    use newton_wgpu::optim::newton::StopReason;
+    use newton_wgpu::optim::sgn::{self, SgnOptions};
+    use newton_wgpu::optim::Observer;
+    struct StopAfter {
+        wanted: usize,
+        seen: Vec<Record>,
+    }
+    impl Observer for StopAfter {
+        fn observe(&mut self, record: &Record) {
+            self.seen.push(record.clone());
+        }
+        fn should_stop(&self) -> bool {
+            self.seen.len() >= self.wanted
+        }
+    }
+    let (train, network) = small_problem();
+    let problem = problem(&network, Loss::CrossEntropy);
+    let fresh = || gpu().upload(&network.init_params(2), "θ").unwrap();
+    let mut observer = StopAfter { wanted: 2, seen: Vec::new() };
+    let options = NewtonOptions { iter_max: 5, gn_size: Some(20), ..Default::default() };
+    let (reason, state) =
+        newton::train(&execution(), &problem, &train, None, &fresh(), &options, &mut observer).unwrap();
+    assert_eq!((reason, state.iteration, observer.seen.len()), (StopReason::Stopped, 1, 2));
+    let mut observer = StopAfter { wanted: 3, seen: Vec::new() };
+    let options = SgdOptions { epochs: 5, batch: 50, ..Default::default() };
+    let state = sgd::train(&execution(), &problem, &train, None, &fresh(), &options, &mut observer).unwrap();
+    assert_eq!((state.epoch, observer.seen.len()), (2, 3));
+    let mut observer = StopAfter { wanted: 1, seen: Vec::new() };
+    let options = SgnOptions { epochs: 5, batch: 50, ..Default::default() };
+    let state = sgn::train(&execution(), &problem, &train, None, &fresh(), &options, &mut observer).unwrap();
+    assert_eq!((state.epoch, observer.seen.len()), (0, 1));
+}

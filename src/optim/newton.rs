@@ -98,6 +98,8 @@ pub enum StopReason {
     IterMax,
     GradTol,
     TimeBudget,
+    /// The observer asked ([`super::Observer::should_stop`]).
+    Stopped,
 }
 
 /// A Newton-CG run: the buffers it reuses every iteration and its state. [`Newton::step`]
@@ -407,6 +409,9 @@ pub fn train_across(
     }
     observer.observe(&Record::Newton(initial));
     while !newton.finished() {
+        if observer.should_stop() {
+            return Ok((StopReason::Stopped, newton.state));
+        }
         let Some(mut record) = newton.step(train, theta)? else {
             return Ok((StopReason::GradTol, newton.state));
         };
@@ -415,8 +420,13 @@ pub fn train_across(
         }
         observer.observe(&Record::Newton(record));
     }
-    let reason =
-        if newton.state.iteration >= options.iter_max { StopReason::IterMax } else { StopReason::TimeBudget };
+    let reason = if observer.should_stop() {
+        StopReason::Stopped
+    } else if newton.state.iteration >= options.iter_max {
+        StopReason::IterMax
+    } else {
+        StopReason::TimeBudget
+    };
     Ok((reason, newton.state))
 }
 

@@ -157,8 +157,16 @@ impl Record {
 }
 
 /// Receives one record per Newton iteration or SGD epoch; a closure `FnMut(&Record)` is one.
+/// An observer can end the run after any record ([`Observer::should_stop`]: a callback that
+/// asks, an interrupt), as xgboost's callbacks and Keras' `stop_training` do.
 pub trait Observer {
     fn observe(&mut self, record: &Record);
+
+    /// True when the run should end after the record just observed; θ is then the one that
+    /// record describes.
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 impl<F: FnMut(&Record)> Observer for F {

@@ -350,7 +350,7 @@ pub fn train_across(
         initial.test_acc = Some(sgd.accuracy(test, theta)?);
     }
     observer.observe(&Record::Epoch(initial));
-    while !sgd.finished() {
+    while !sgd.finished() && !observer.should_stop() {
         let mut record = sgd.advance(train, theta)?;
         if let Some(test) = test {
             record.test_acc = Some(sgd.accuracy(test, theta)?);

@@ -393,7 +393,7 @@ pub fn train(
         initial.test_acc = Some(sgn.accuracy(test, theta)?);
     }
     observer.observe(&Record::Epoch(initial));
-    while !sgn.finished() {
+    while !sgn.finished() && !observer.should_stop() {
         let mut record = sgn.advance(train, theta)?;
         if let Some(test) = test {
             record.test_acc = Some(sgn.accuracy(test, theta)?);
