@@ -179,6 +179,21 @@ fn serialize(
 }
 
 impl Model {
+    /// The model's tensors as a file holds them, in layer order: each layer's `weight` and
+    /// `bias` in PyTorch's layout, then `input_mean` [c, h, w] if there is one; (name, shape,
+    /// values).
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut tensors: Vec<_> = theta_tensors(&self.network)
+            .into_iter()
+            .map(|(name, shape, range)| (name, shape, self.theta[range].to_vec()))
+            .collect();
+        if let Some(normalizer) = &self.normalizer {
+            let s = self.network.input();
+            tensors.push(("input_mean".into(), vec![s.channels, s.height, s.width], normalizer.mean.clone()));
+        }
+        tensors
+    }
+
     /// Saves the model to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         Ok(output::write(path, &serialize(path, self, Vec::new(), None)?)?)

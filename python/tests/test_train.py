@@ -1,0 +1,129 @@
+"""Training from numpy arrays: the program's records digit for digit, callbacks, stopping,
+Ctrl-C, bad inputs, and models that round-trip."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import newton_wgpu as nw
+from conftest import SMALL
+
+# Seconds and the share of them spent summing: the only fields that differ between two runs.
+TIMING = {"elapsed_s", "cg_s", "comm_s"}
+
+
+def cli_records(program, tmp_path, args):
+    log = tmp_path / "log.jsonl"
+    env = dict(os.environ, NEWTON_WGPU_TUNE="off")
+    subprocess.run([str(program), "train", "--net", str(SMALL), *args, "--log-json", str(log)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+@pytest.mark.parametrize(
+    "optimizer, options, args",
+    [
+        ("newton", {"iters": 2, "gn_size": 15}, ["--iters", "2", "--gn-size", "15"]),
+        ("sgd", {"epochs": 2, "batch": 64, "lr": 0.05}, ["--optim", "sgd", "--epochs", "2", "--batch", "64", "--lr", "0.05"]),
+        ("sgn", {"epochs": 1, "batch": 100}, ["--optim", "sgn", "--epochs", "1", "--sgn-batch", "100"]),
+    ],
+)
+def test_records_are_the_programs_digit_for_digit(digits, program, tmp_path, optimizer, options, args):
+    X, y, X_test, y_test = digits
+    result = nw.train(nw.Network.from_file(SMALL), X[:300], y[:300], optimizer=optimizer, loss="ce", c=0.01,
+                      options=options, seed=3, test=(X_test, y_test))
+    expected = cli_records(program, tmp_path, ["--loss", "ce", "--limit", "300", "--seed", "3", *args])
+    assert without_timing(result.history) == without_timing(expected)
+    assert result.stop_reason == ("iterations" if optimizer == "newton" else "epochs")
+    assert result.model.score(X_test, y_test) == pytest.approx(expected[-1]["test_acc"], abs=1e-12)
+
+
+def test_callbacks_see_every_record_and_can_stop(digits):
+    X, y, _, _ = digits
+    seen = []
+    result = nw.train("cnn4-small", X[:200], y[:200], optimizer="sgd", options={"epochs": 5, "batch": 50},
+                      callbacks=[seen.append, lambda record: record["epoch"] == 2])
+    assert [r["epoch"] for r in seen] == [0, 1, 2]
+    assert result.history == seen and result.stop_reason == "callback"
+
+
+def test_an_exception_in_a_callback_reaches_the_caller(digits):
+    X, y, _, _ = digits
+
+    def fails(record):
+        if record["iter"] == 1:
+            raise RuntimeError("the callback failed at iteration 1")
+
+    with pytest.raises(RuntimeError, match="the callback failed at iteration 1"):
+        nw.train(nw.Network.from_file(SMALL), X[:200], y[:200], options={"iters": 5, "gn_size": 10}, callbacks=[fails])
+
+
+def test_ctrl_c_ends_the_run_within_an_iteration(digits):
+    X, y, _, _ = digits
+    seen = []
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        nw.train(nw.Network.from_file(SMALL), X[:300], y[:300], options={"iters": 1000, "gn_size": 15},
+                 callbacks=[seen.append])
+    timer.join()
+    assert 1 <= len(seen) < 1000
+    # It ended at the first record after the signal: much sooner than the run.
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    "X, y, error, says",
+    [
+        (np.array([["a"]] * 4), [0] * 4, TypeError, "real numbers"),
+        (np.zeros((4, 28)), [0] * 4, ValueError, "(N, C, H, W)"),
+        (np.zeros((0, 1, 28, 28)), [], ValueError, "no samples"),
+        (np.zeros((4, 1, 28, 28)), [0, 1, 2], ValueError, "4 samples but 3 labels"),
+        (np.zeros((4, 1, 28, 28)), [0, 1, 2, 10], nw.DataError, "label 3 is 10"),
+        (np.zeros((4, 1, 28, 28)), [0, 1, 2, -1], nw.DataError, "label 3 is -1"),
+        (np.zeros((4, 1, 28, 28)), [0.5, 1, 2, 3], TypeError, "integer class labels"),
+        (np.full((4, 1, 28, 28), np.nan), [0, 1, 2, 3], nw.DataError, "sample 0 holds NaN"),
+    ],
+)
+def test_what_cannot_be_trained_on_is_refused_clearly(X, y, error, says):
+    with pytest.raises(error, match=says.replace("(", r"\(").replace(")", r"\)")):
+        nw.train(nw.Network.from_file(SMALL), X, y, options={"iters": 1})
+
+
+def test_settings_are_checked_and_named():
+    X, y = np.zeros((20, 1, 28, 28), np.float32), np.arange(20) % 10
+    with pytest.raises(nw.SettingsError, match="has no setting `iterations`"):
+        nw.train(nw.Network.from_file(SMALL), X, y, options={"iterations": 3})
+    with pytest.raises(ValueError, match="optimizer"):
+        nw.train(nw.Network.from_file(SMALL), X, y, optimizer="adam")
+    with pytest.raises(nw.SettingsError, match="xi"):
+        nw.train(nw.Network.from_file(SMALL), X, y, options={"xi": 1.5})
+    assert nw.options_defaults("newton")["iters"] == 100 and nw.options_defaults("sgd")["batch"] == 128
+
+
+def test_models_round_trip_and_load_with_safetensors_alone(digits, tmp_path):
+    X, y, X_test, y_test = digits
+    model = nw.train(nw.Network.from_file(SMALL), X[:200], y[:200], optimizer="sgd", options={"epochs": 1}).model
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    loaded = nw.Model.load(path)
+    np.testing.assert_array_equal(loaded.theta, model.theta)
+    np.testing.assert_array_equal(loaded.predict_logits(X_test[:50]), model.predict_logits(X_test[:50]))
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(path))
+    for name, values in model.state_dict().items():
+        np.testing.assert_array_equal(tensors[name], values)
+    with pytest.raises(OSError):
+        nw.Model.load(tmp_path / "missing.safetensors")
