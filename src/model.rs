@@ -196,7 +196,19 @@ impl Model {
 
     /// Saves the model to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        Ok(output::write(path, &serialize(path, self, Vec::new(), None)?)?)
+        Ok(output::write(path, &self.to_bytes()?)?)
+    }
+
+    /// The bytes [`Model::save`] writes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        serialize(Path::new("model"), self, Vec::new(), None)
+    }
+
+    /// A model from the bytes of a model file (`origin` names it in errors), with the
+    /// warning for one that carries no checksums.
+    pub fn from_bytes(origin: &Path, bytes: &[u8]) -> Result<Loaded<Self>, ModelError> {
+        let parsed = parse(origin, bytes)?;
+        Ok(Loaded { value: parsed.model, warning: parsed.warning })
     }
 
     /// Loads a model, whatever its architecture.
@@ -207,8 +219,7 @@ impl Model {
     /// [`Model::load`], with the warning for a file that carries no checksums.
     pub fn read(path: &Path) -> Result<Loaded<Self>, ModelError> {
         let bytes = std::fs::read(path).map_err(io(path))?;
-        let parsed = parse(path, &bytes)?;
-        Ok(Loaded { value: parsed.model, warning: parsed.warning })
+        Self::from_bytes(path, &bytes)
     }
 
     /// Loads a model that must have `expected`'s architecture.

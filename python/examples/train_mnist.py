@@ -7,7 +7,7 @@ import newton_wgpu as nw
 
 data = pathlib.Path(__file__).resolve().parents[2] / "data" / "mnist-sample"
 X, y, X_test, y_test = nw.load_dir(data)
-print(f"{len(X)} training and {len(X_test)} test digits; adapter: {nw.default_device().info()[0]}")
+print(f"{len(X)} training and {len(X_test)} test digits; adapter: {nw.default_device().info()['name']}")
 
 
 def report(record):

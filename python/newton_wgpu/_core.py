@@ -214,6 +214,10 @@ class Model:
     def save(self, path: Union[str, os.PathLike]) -> None:
         self._native.save(os.fspath(path))
 
+    def __reduce__(self):
+        # Pickled as the bytes of its file.
+        return (_model_from_bytes, (bytes(self._native.to_bytes()),))
+
     def predict_logits(self, X: Any, device: Optional[_native.Device] = None, batch_size: int = 1024) -> np.ndarray:
         """The network's outputs, (N, classes), for images X as they were given to `train`
         (the model subtracts its input mean)."""
@@ -259,6 +263,10 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.classes} classes, {len(self.theta)} parameters, loss {self.loss})"
+
+
+def _model_from_bytes(data: bytes) -> Model:
+    return Model(_native.Model.from_bytes(data))
 
 
 def load_dir(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

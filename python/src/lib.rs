@@ -68,16 +68,20 @@ impl Device {
         Ok(Self { gpu })
     }
 
-    /// The adapter: name, backend, device type, driver, and whether it is a software one.
-    fn info(&self) -> (String, String, String, String, bool) {
+    /// The adapter: its name, backend, device type and driver, and whether it is a software one.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
         let a = self.gpu.adapter();
-        (
-            a.name.clone(),
-            format!("{:?}", a.backend),
-            format!("{:?}", a.device_type),
-            format!("{} {}", a.driver, a.driver_info).trim().to_owned(),
-            self.gpu.is_software(),
-        )
+        let info = pyo3::types::PyDict::new(py);
+        info.set_item("name", &a.name)?;
+        info.set_item("backend", format!("{:?}", a.backend))?;
+        info.set_item("device_type", format!("{:?}", a.device_type))?;
+        info.set_item("driver", format!("{} {}", a.driver, a.driver_info).trim())?;
+        info.set_item("software", self.gpu.is_software())?;
+        Ok(info)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Device({:?})", self.gpu.adapter().name)
     }
 }
 
@@ -95,6 +99,20 @@ impl Model {
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<(Self, Option<String>)> {
         let loaded = newton_wgpu::model::Model::read(&path).map_err(|e| errors::model_error(py, e))?;
         Ok((Self { inner: loaded.value }, loaded.warning))
+    }
+
+    /// The model file's bytes (for pickling).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let bytes = self.inner.to_bytes().map_err(|e| errors::model_error(py, e))?;
+        Ok(pyo3::types::PyBytes::new(py, &bytes))
+    }
+
+    /// A model from a model file's bytes.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, bytes: &[u8]) -> PyResult<Self> {
+        let loaded = newton_wgpu::model::Model::from_bytes(std::path::Path::new("bytes"), bytes)
+            .map_err(|e| errors::model_error(py, e))?;
+        Ok(Self { inner: loaded.value })
     }
 
     /// Saves the model as safetensors (atomically).

@@ -127,3 +127,12 @@ def test_models_round_trip_and_load_with_safetensors_alone(digits, tmp_path):
         np.testing.assert_array_equal(tensors[name], values)
     with pytest.raises(OSError):
         nw.Model.load(tmp_path / "missing.safetensors")
+
+
+def test_devices_say_what_they_are_and_refuse_what_is_not_there():
+    info = nw.default_device().info()
+    assert set(info) == {"name", "backend", "device_type", "driver", "software"} and info["name"]
+    with pytest.raises(nw.SettingsError, match="backend"):
+        nw.Device(backend="cuda")
+    with pytest.raises(nw.GpuError):
+        nw.Device(adapter="no adapter has this name")

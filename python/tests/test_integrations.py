@@ -1,0 +1,40 @@
+"""The scikit-learn estimator (scikit-learn's own checks, and digits) and the PyTorch module."""
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import newton_wgpu as nw
+from newton_wgpu.sklearn import CNNClassifier
+
+
+# scikit-learn's checks, on feature rows (taken as 1×1×F images, a dense network) and their
+# own small data sets; check_array_api_input and check_classifier_data_not_an_array skip
+# themselves without SCIPY_ARRAY_API and pandas, which this package does not need.
+@parametrize_with_checks([CNNClassifier(max_iter=3)])
+def test_scikit_learn_checks(estimator, check):
+    check(estimator)
+
+
+def test_the_classifier_learns_digits_with_any_labels(digits):
+    X, y, X_test, y_test = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = CNNClassifier(network="cnn4-small", max_iter=5, options={"lambda": 0.1}).fit(X[:1000], names[y[:1000]])
+    assert set(clf.classes_) == set(names) and clf.n_iter_ == 5 and len(clf.history_) == 6
+    assert clf.score(X_test[:500], names[y_test[:500]]) > 0.6
+    proba = clf.predict_proba(X_test[:20])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert list(clf.predict(X_test[:20])) == list(clf.classes_[np.argmax(proba, axis=1)])
+
+
+def test_the_pytorch_module_gives_the_same_logits(digits):
+    torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch parity is not checked")
+    from newton_wgpu.torch import to_module
+
+    X, y, X_test, _ = digits
+    model = nw.train(nw.Network.builtin("cnn4-small"), X[:300], y[:300], options={"iters": 2}).model
+    module = to_module(model)
+    with torch.no_grad():
+        theirs = module(torch.from_numpy(X_test[:64])).numpy()
+    ours = model.predict_logits(X_test[:64])
+    np.testing.assert_allclose(theirs, ours, atol=1e-4 * np.abs(ours).max())
