@@ -16,10 +16,12 @@ mod options;
 use std::path::PathBuf;
 
 use newton_wgpu::data::{DataSplit, Dataset};
-use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions};
+use newton_wgpu::gpu::{Gpu, GpuOptions};
 use newton_wgpu::objective::Objective;
-use newton_wgpu::optim::newton::{self, StopReason};
-use newton_wgpu::optim::{sgd, sgn, Observer, Record};
+use newton_wgpu::optim::newton::Newton;
+use newton_wgpu::optim::sgd::Sgd;
+use newton_wgpu::optim::sgn::Sgn;
+use newton_wgpu::optim::{drive, Observer, Record, Sets, Stepper, StopReason};
 use newton_wgpu::{Execution, Problem};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -201,12 +203,10 @@ impl Model {
     }
 }
 
-/// Receives the records: adds the validation accuracy, keeps them as JSON, and hands each to
-/// Python with the GIL taken back, where a callback may ask to stop, raise, or Ctrl-C interrupt.
+/// Receives the records: keeps them as JSON, and hands each to Python with the GIL taken
+/// back, where a callback may ask to stop or raise, and Ctrl-C interrupts.
 struct PythonObserver<'a> {
     callback: Option<&'a Py<PyAny>>,
-    validation: Option<(&'a Dataset, Objective<'a>)>,
-    theta: &'a GpuBuffer<f32>,
     history: Vec<String>,
     stop: Option<Stopped>,
     error: Option<PyErr>,
@@ -222,18 +222,7 @@ enum Stopped {
 
 impl Observer for PythonObserver<'_> {
     fn observe(&mut self, record: &Record) {
-        let mut record = record.clone();
-        if let Some((data, objective)) = &mut self.validation {
-            match objective.accuracy(data, self.theta) {
-                Ok(accuracy) => record.set_accuracies(record.test_acc(), Some(accuracy.overall())),
-                Err(error) => {
-                    self.error = Some(Python::attach(|py| library_error(py, error)));
-                    self.stop = Some(Stopped::Failed);
-                    return;
-                }
-            }
-        }
-        let json = serde_json::to_string(&record).expect("records serialise");
+        let json = serde_json::to_string(record).expect("records serialise");
         self.history.push(json.clone());
         Python::attach(|py| {
             if let Err(interrupt) = py.check_signals() {
@@ -353,47 +342,26 @@ fn run(
     problem.check_fits(gpu)?;
     let execution = Execution::from_env(gpu)?.with_bsize(options.bsize);
     let theta = gpu.upload(&problem.network.init_params(options.seed), "θ")?;
-    let validation = match &split.validation {
-        Some(data) => Some((data, Objective::new(&execution, problem)?)),
-        None => None,
-    };
-    let mut observer =
-        PythonObserver { callback, validation, theta: &theta, history: Vec::new(), stop: None, error: None };
+    let mut observer = PythonObserver { callback, history: Vec::new(), stop: None, error: None };
     let test = (!split.test.is_empty()).then_some(&split.test);
-    let train = &split.train;
-    let finished = match &options.method {
-        Method::Newton(o) => {
-            let (reason, _) = newton::train(&execution, problem, train, test, &theta, o, &mut observer)?;
-            match reason {
-                StopReason::IterMax => "iterations",
-                StopReason::GradTol => "grad_tol",
-                StopReason::TimeBudget => "time_budget",
-                StopReason::Stopped => "stopped",
-            }
-        }
-        Method::Sgd(o) => {
-            let state = sgd::train(&execution, problem, train, test, &theta, o, &mut observer)?;
-            if state.epoch >= o.epochs {
-                "epochs"
-            } else {
-                "time_budget"
-            }
-        }
-        Method::Sgn(o) => {
-            let state = sgn::train(&execution, problem, train, test, &theta, o, &mut observer)?;
-            if state.epoch >= o.epochs {
-                "epochs"
-            } else {
-                "time_budget"
-            }
-        }
+    let (train, validation) = (&split.train, split.validation.as_ref());
+    let mut stepper: Box<dyn Stepper> = match &options.method {
+        Method::Newton(o) => Box::new(Newton::new(&execution, problem, train, o)?),
+        Method::Sgd(o) => Box::new(Sgd::new(&execution, problem, train, o)?),
+        Method::Sgn(o) => Box::new(Sgn::new(&execution, problem, train, o)?),
     };
-    let reason = match observer.stop {
-        Some(Stopped::Callback) => "callback",
-        Some(Stopped::Interrupted) => "interrupted",
-        Some(Stopped::Failed) => "failed",
-        None => finished,
+    let finished = drive(stepper.as_mut(), Sets { train, test, validation }, &theta, &mut observer)?;
+    let reason = match (observer.stop, finished) {
+        (Some(Stopped::Callback), _) => "callback",
+        (Some(Stopped::Interrupted), _) => "interrupted",
+        (Some(Stopped::Failed), _) => "failed",
+        (None, StopReason::IterMax) if matches!(options.method, Method::Newton(_)) => "iterations",
+        (None, StopReason::IterMax) => "epochs",
+        (None, StopReason::GradTol) => "grad_tol",
+        (None, StopReason::TimeBudget) => "time_budget",
+        (None, StopReason::Stopped) => "stopped",
     };
+    drop(stepper);
     let theta = gpu.read(&theta)?;
     Ok((theta, observer.history, (reason.to_owned(), observer.error)))
 }

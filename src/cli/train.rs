@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, ValueEnum};
 use newton_wgpu::comm::{shard_of, Communicator};
-use newton_wgpu::data::Normalizer;
+use newton_wgpu::data::{Dataset, Normalizer};
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{BestValidation, Checkpoint, Model, TrainedOn};
@@ -18,7 +18,7 @@ use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::optim::newton::{Newton, NewtonOptions, NewtonState};
 use newton_wgpu::optim::sgd::{Sgd, SgdOptions, SgdState};
 use newton_wgpu::optim::sgn::{Sgn, SgnOptions, SgnState};
-use newton_wgpu::optim::Record;
+use newton_wgpu::optim::{Record, Run, Sets, Stepper, StopReason};
 use newton_wgpu::output::{self, LineFile};
 use newton_wgpu::rules;
 
@@ -641,7 +641,8 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     // For the summary of a run that ends inside an epoch.
     let mut batches_per_epoch = 0;
 
-    match args.optim {
+    // Each optimiser made, resumed and described; then one loop for all (optim::Run).
+    let (mut stepper, steps_on): (Box<dyn Stepper>, &Dataset) = match args.optim {
         Optim::Newton => {
             let options = args.settings.newton_options()?;
             // Newton-CG draws each S from the whole training set; f and ∇f are summed over
@@ -662,22 +663,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             sayln!(
                 "iter  f after step        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
-            if fresh {
-                let mut record = Record::Newton(newton.initial_record(whole, &theta)?);
-                let val_acc = validation.map(|v| newton.accuracy(v, &theta)).transpose()?;
-                record.set_accuracies(Some(newton.accuracy(test, &theta)?), val_acc);
-                finish(&record, serde_json::to_string(&newton.state)?, None)?;
-            }
-            while !newton.finished() {
-                let Some(record) = newton.step(whole, &theta)? else {
-                    sayln!("‖∇f‖ is within --grad-tol: stopping");
-                    break;
-                };
-                let mut record = Record::Newton(record);
-                let val_acc = validation.map(|v| newton.accuracy(v, &theta)).transpose()?;
-                record.set_accuracies(Some(newton.accuracy(test, &theta)?), val_acc);
-                finish(&record, serde_json::to_string(&newton.state)?, None)?;
-            }
+            (Box::new(newton), whole)
         }
         Optim::Sgd => {
             let options = args.settings.sgd_options()?;
@@ -701,19 +687,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             }
             sayln!("{}", args.settings.sgd.describe(&args.settings.problem, total));
             sayln!("epoch   step            f  running loss  seconds  test acc{validation_header}");
-            if fresh {
-                let mut record = Record::Epoch(sgd.initial_record(train, &theta)?);
-                let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
-                record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
-                finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
-            }
-            while !sgd.finished() {
-                let mut record = Record::Epoch(sgd.advance(train, &theta)?);
-                injected_failure(comm.rank(), sgd.state.epoch)?;
-                let val_acc = validation.map(|v| sgd.accuracy(v, &theta)).transpose()?;
-                record.set_accuracies(Some(sgd.accuracy(test, &theta)?), val_acc);
-                finish(&record, serde_json::to_string(&sgd.state)?, Some(gpu.read(&sgd.velocity)?))?;
-            }
+            (Box::new(sgd), train)
         }
         Optim::Sgn => {
             let options = args.settings.sgn_options()?;
@@ -732,19 +706,19 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             sayln!(
                 "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
             );
-            if fresh {
-                let mut record = Record::Epoch(sgn.initial_record(train, &theta)?);
-                let val_acc = validation.map(|v| sgn.accuracy(v, &theta)).transpose()?;
-                record.set_accuracies(Some(sgn.accuracy(test, &theta)?), val_acc);
-                finish(&record, serde_json::to_string(&sgn.state)?, None)?;
-            }
-            while !sgn.finished() {
-                let mut record = Record::Epoch(sgn.advance(train, &theta)?);
-                let val_acc = validation.map(|v| sgn.accuracy(v, &theta)).transpose()?;
-                record.set_accuracies(Some(sgn.accuracy(test, &theta)?), val_acc);
-                finish(&record, serde_json::to_string(&sgn.state)?, None)?;
-            }
+            (Box::new(sgn), train)
         }
+    };
+    let sets = Sets { train: steps_on, test: Some(test), validation };
+    let mut run = Run::new(stepper.as_mut(), sets, &theta, fresh);
+    while let Some(record) = run.next_record()? {
+        if let Record::Epoch(epoch) = &record {
+            injected_failure(comm.rank(), epoch.epoch)?;
+        }
+        finish(&record, run.stepper().state_json(), run.stepper().velocity()?)?;
+    }
+    if run.ending() == Some(StopReason::GradTol) {
+        sayln!("‖∇f‖ is within --grad-tol: stopping");
     }
     if let Some(path) = args.save.as_ref().filter(|_| writes) {
         match trained_on.best_validation.as_ref().filter(|_| validation.is_some()) {

@@ -3,12 +3,14 @@
 //! baseline, reporting to an [`Observer`].
 
 pub mod cg;
+pub mod driver;
 pub mod newton;
 mod observer;
 pub mod sgd;
 pub mod sgn;
 mod trial;
 
+pub use driver::{drive, Run, Sets, Stepper, StopReason};
 pub use observer::{EpochRecord, IterationRecord, Observer, Record};
 
 /// Where the next record of an epoch-based run falls: the first of the mini-batch positions

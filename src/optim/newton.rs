@@ -18,7 +18,7 @@ use crate::rules::{self, most};
 
 use super::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
 use super::trial::TrialPoint;
-use super::{IterationRecord, Observer, Record};
+use super::{IterationRecord, Observer, Record, Sets, Stepper};
 
 /// The settings of Newton-CG; the defaults are simpleNN's.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,15 +92,7 @@ pub struct NewtonState {
     pub elapsed_s: f64,
 }
 
-/// Why a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    IterMax,
-    GradTol,
-    TimeBudget,
-    /// The observer asked ([`super::Observer::should_stop`]).
-    Stopped,
-}
+pub use super::driver::StopReason;
 
 /// A Newton-CG run: the buffers it reuses every iteration and its state. [`Newton::step`]
 /// runs one iteration; [`train`] runs them all.
@@ -403,31 +395,34 @@ pub fn train_across(
     observer: &mut dyn Observer,
 ) -> Result<(StopReason, NewtonState), Error> {
     let mut newton = Newton::across(execution, problem, comm, train, options)?;
-    let mut initial = newton.initial_record(train, theta)?;
-    if let Some(test) = test {
-        initial.test_acc = Some(newton.accuracy(test, theta)?);
-    }
-    observer.observe(&Record::Newton(initial));
-    while !newton.finished() {
-        if observer.should_stop() {
-            return Ok((StopReason::Stopped, newton.state));
-        }
-        let Some(mut record) = newton.step(train, theta)? else {
-            return Ok((StopReason::GradTol, newton.state));
-        };
-        if let Some(test) = test {
-            record.test_acc = Some(newton.accuracy(test, theta)?);
-        }
-        observer.observe(&Record::Newton(record));
-    }
-    let reason = if observer.should_stop() {
-        StopReason::Stopped
-    } else if newton.state.iteration >= options.iter_max {
-        StopReason::IterMax
-    } else {
-        StopReason::TimeBudget
-    };
+    let reason = super::drive(&mut newton, Sets { train, test, validation: None }, theta, observer)?;
     Ok((reason, newton.state))
+}
+
+impl Stepper for Newton<'_> {
+    fn initial_record(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Record, Error> {
+        Ok(Record::Newton(Newton::initial_record(self, train, theta)?))
+    }
+
+    fn advance(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Option<Record>, Error> {
+        Ok(self.step(train, theta)?.map(Record::Newton))
+    }
+
+    fn finished(&self) -> bool {
+        Newton::finished(self)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.state.iteration < self.options.iter_max
+    }
+
+    fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
+        Newton::accuracy(self, data, theta)
+    }
+
+    fn state_json(&self) -> String {
+        serde_json::to_string(&self.state).expect("the state serialises")
+    }
 }
 
 impl NewtonOptions {

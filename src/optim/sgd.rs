@@ -21,7 +21,7 @@ use crate::objective::{MinibatchPart, Objective};
 use crate::problem::Problem;
 use crate::rules::{self, most};
 
-use super::{EpochRecord, Observer, Record};
+use super::{EpochRecord, Observer, Record, Sets, Stepper};
 
 /// The settings of SGD; the defaults are simpleNN's.
 #[derive(Clone, Debug, PartialEq)]
@@ -315,6 +315,36 @@ impl<'a> Sgd<'a> {
     }
 }
 
+impl Stepper for Sgd<'_> {
+    fn initial_record(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Record, Error> {
+        Ok(Record::Epoch(Sgd::initial_record(self, train, theta)?))
+    }
+
+    fn advance(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Option<Record>, Error> {
+        Ok(Some(Record::Epoch(Sgd::advance(self, train, theta)?)))
+    }
+
+    fn finished(&self) -> bool {
+        Sgd::finished(self)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.state.epoch < self.options.epochs
+    }
+
+    fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
+        Sgd::accuracy(self, data, theta)
+    }
+
+    fn state_json(&self) -> String {
+        serde_json::to_string(&self.state).expect("the state serialises")
+    }
+
+    fn velocity(&self) -> Result<Option<Vec<f32>>, Error> {
+        Ok(Some(self.gpu.read(&self.velocity)?))
+    }
+}
+
 /// Trains θ in place by SGD with momentum for the configured epochs, reporting θ0 (epoch 0)
 /// and every epoch (or part of one, `evals_per_epoch`).
 pub fn train(
@@ -343,19 +373,7 @@ pub fn train_across(
     options: &SgdOptions,
     observer: &mut dyn Observer,
 ) -> Result<SgdState, Error> {
-    let train = shard;
     let mut sgd = Sgd::across(execution, problem, comm, shard, total, options)?;
-    let mut initial = sgd.initial_record(train, theta)?;
-    if let Some(test) = test {
-        initial.test_acc = Some(sgd.accuracy(test, theta)?);
-    }
-    observer.observe(&Record::Epoch(initial));
-    while !sgd.finished() && !observer.should_stop() {
-        let mut record = sgd.advance(train, theta)?;
-        if let Some(test) = test {
-            record.test_acc = Some(sgd.accuracy(test, theta)?);
-        }
-        observer.observe(&Record::Epoch(record));
-    }
+    super::drive(&mut sgd, Sets { train: shard, test, validation: None }, theta, observer)?;
     Ok(sgd.state)
 }

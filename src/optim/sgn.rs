@@ -30,7 +30,7 @@ use crate::rules::{self, most};
 
 use super::cg::{self, CgBuffers, CgSettings, PreconditionerOptions};
 use super::trial::TrialPoint;
-use super::{EpochRecord, Observer, Record};
+use super::{EpochRecord, Observer, Record, Sets, Stepper};
 
 /// The settings of SGN. The paper gives the method (mini-batch gradient and Gauss-Newton
 /// matrix, CG with forward and reverse mode, Levenberg-Marquardt damping, unit step); the
@@ -376,6 +376,32 @@ impl<'a> Sgn<'a> {
     }
 }
 
+impl Stepper for Sgn<'_> {
+    fn initial_record(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Record, Error> {
+        Ok(Record::Epoch(Sgn::initial_record(self, train, theta)?))
+    }
+
+    fn advance(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Option<Record>, Error> {
+        Ok(Some(Record::Epoch(Sgn::advance(self, train, theta)?)))
+    }
+
+    fn finished(&self) -> bool {
+        Sgn::finished(self)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.state.epoch < self.options.epochs
+    }
+
+    fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
+        Sgn::accuracy(self, data, theta)
+    }
+
+    fn state_json(&self) -> String {
+        serde_json::to_string(&self.state).expect("the state serialises")
+    }
+}
+
 /// Trains θ in place by SGN for the configured epochs, reporting θ0 (epoch 0) and every epoch
 /// (or part of one, `evals_per_epoch`).
 pub fn train(
@@ -388,17 +414,6 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<SgnState, Error> {
     let mut sgn = Sgn::new(execution, problem, train, options)?;
-    let mut initial = sgn.initial_record(train, theta)?;
-    if let Some(test) = test {
-        initial.test_acc = Some(sgn.accuracy(test, theta)?);
-    }
-    observer.observe(&Record::Epoch(initial));
-    while !sgn.finished() && !observer.should_stop() {
-        let mut record = sgn.advance(train, theta)?;
-        if let Some(test) = test {
-            record.test_acc = Some(sgn.accuracy(test, theta)?);
-        }
-        observer.observe(&Record::Epoch(record));
-    }
+    super::drive(&mut sgn, Sets { train, test, validation: None }, theta, observer)?;
     Ok(sgn.state)
 }
