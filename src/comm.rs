@@ -6,7 +6,7 @@
 //!
 //! [`SingleProcess`] is the one-rank job: every operation returns at once and costs nothing.
 //! [`ThreadGroup`] runs P ranks as threads of one process, for tests of the data-parallel
-//! arithmetic; it is not a way to use several machines. [`over_mpi::Mpi`] (cargo feature
+//! arithmetic; it is not a way to use several machines. `over_mpi::Mpi` (cargo feature
 //! `mpi`) is: the ranks that `mpirun` starts, on one machine or many.
 
 use std::borrow::Cow;

@@ -1,6 +1,6 @@
 //! Models and checkpoints as safetensors files: each layer's weights in PyTorch's layout
 //! (`layers.{i}.weight` [out, in, kh, kw] for convolutions, [out, in] for dense layers,
-//! `layers.{i}.bias` [out]), the input mean as `input_mean` [c, h, w], and the architecture,
+//! `layers.{i}.bias` \[out\]), the input mean as `input_mean` \[c, h, w\], and the architecture,
 //! the loss and (for checkpoints) the optimiser state and what the run was trained on in the
 //! metadata. Files are written through [`crate::output`]: atomically, and never over anything
 //! but a regular file. Every value read must be finite: a model with a NaN scores at chance

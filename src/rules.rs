@@ -86,7 +86,7 @@ pub fn count(field: &'static str, value: usize) -> Result<(), Error> {
 
 /// The largest value of each count setting. Every count has one, so that no combination of
 /// settings can ask for more than the device or a checkpoint holds; the program checks them
-/// before it opens the GPU (README, "Settings and their bounds").
+/// before it opens the GPU (docs/command-line.md, "Settings and their bounds").
 pub mod most {
     /// Newton iterations, and SGD or SGN epochs.
     pub const ITERATIONS: usize = 1_000_000;

@@ -127,7 +127,7 @@ fn settings_out_of_range_are_refused_before_anything_runs() {
     assert!(stderr.contains("no-such-model.safetensors") && !stderr.contains("Stack backtrace"), "{stderr}");
 }
 
-/// Every count option has an upper bound (README, "Settings and their bounds"), checked with
+/// Every count option has an upper bound (docs/command-line.md, "Settings and their bounds"), checked with
 /// the others before the GPU opens: one past it is refused with exit 2, naming the option and
 /// both bounds, alone or in the combinations that once multiplied (CG's steps per submit from
 /// --cg-check-every and the step limit; every probe recorded into one program).

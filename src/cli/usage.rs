@@ -1,5 +1,5 @@
 //! Mistakes in how the program was called, told apart from failures at run time: the
-//! program exits with status 2 for these, 1 for the others (README, Exit status).
+//! program exits with status 2 for these, 1 for the others (docs/command-line.md, Exit status).
 
 use std::fmt;
 

@@ -33,8 +33,8 @@ pub fn relu_forward(
     rec.dispatch(&FORWARD, &Params { len: u32_of(len), _pad: [0; 3] }, &[x, y], len as u64)
 }
 
-/// dx = dy ⊙ [y > 0], with y the stored output of the forward pass. The same mask carries a
-/// direction forward (Jv): R(out) = R(in) ⊙ [y > 0].
+/// dx = dy ⊙ 1(y > 0), with y the stored output of the forward pass. The same mask carries a
+/// direction forward (Jv): R(out) = R(in) ⊙ 1(y > 0).
 pub fn relu_backward(
     rec: &mut Recorder,
     y: &GpuBuffer<f32>,

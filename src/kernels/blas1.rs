@@ -92,7 +92,7 @@ pub fn dot_groups(len: usize) -> usize {
     len.div_ceil(WORKGROUP_SIZE as usize * DOT_VALUES_PER_INVOCATION).clamp(1, MAX_DOT_GROUPS)
 }
 
-/// scalars[slot] = xᵀy over the first `len` values, by a two-pass reduction in a fixed order.
+/// `scalars[slot]` = xᵀy over the first `len` values, by a two-pass reduction in a fixed order.
 /// `scratch` holds at least [`dot_groups`]`(len)` values.
 pub fn dot(
     rec: &mut Recorder,
@@ -106,7 +106,7 @@ pub fn dot(
     reduce(rec, x, y, len, scratch, scalars, slot, &DOT_FINAL)
 }
 
-/// scalars[slot] = ‖x‖ over the first `len` values, in the same fixed order as [`dot`].
+/// `scalars[slot]` = ‖x‖ over the first `len` values, in the same fixed order as [`dot`].
 pub fn norm(
     rec: &mut Recorder,
     x: &GpuBuffer<f32>,
@@ -118,7 +118,7 @@ pub fn norm(
     reduce(rec, x, x, len, scratch, scalars, slot, &NORM_FINAL)
 }
 
-/// scratch[b] = the sum of x[i]·y[i] over the values of workgroup b of [`dot_groups`]`(len)`
+/// `scratch[b]` = the sum of `x[i]·y[i]` over the values of workgroup b of [`dot_groups`]`(len)`
 /// (i = b·WG + t, then every groups·WG-th after it, so that neighbouring invocations load
 /// neighbouring values): the first pass of [`dot`], for kernels that finish the sum
 /// themselves. Returns the number of partial sums.

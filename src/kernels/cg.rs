@@ -181,8 +181,8 @@ pub fn advance(
 
 /// β = ρ(new) / ρ from [`advance`]'s partial sums (ρ = rᵀz when `preconditioned`, else rᵀr),
 /// p = source + β·p (`source` is r, or z), ρ and rᵀr recorded, a stop once rᵀr ≤
-/// scalars[TOL_RR]; then `section`'s counts for their next replay: as recorded, or 0 once
-/// scalars[STOP] is set.
+/// `scalars[TOL_RR]`; then `section`'s counts for their next replay: as recorded, or 0 once
+/// `scalars[STOP]` is set.
 pub fn conjugate(
     rec: &mut Recorder,
     scalars: &GpuBuffer<f32>,
@@ -236,14 +236,14 @@ pub fn precondition(
     rec.dispatch(&PRECONDITION, &params(len, 0, 0.0), &[m_inv, r, z], len as u64)
 }
 
-/// v = a vector of random signs, from scalars[PROBE_SEED] and scalars[PROBE_INDEX].
+/// v = a vector of random signs, from `scalars[PROBE_SEED]` and `scalars[PROBE_INDEX]`.
 pub fn rademacher(rec: &mut Recorder, scalars: &GpuBuffer<f32>, v: &GpuBuffer<f32>) -> Result<(), GpuError> {
     let len = v.len();
     check_len(&RADEMACHER, scalars, slot::COUNT)?;
     rec.dispatch(&RADEMACHER, &params(len, 0, 0.0), &[scalars, v], len as u64)
 }
 
-/// d += weight·v ⊙ gv, and scalars[PROBE_INDEX] moves on by one.
+/// d += weight·v ⊙ gv, and `scalars[PROBE_INDEX]` moves on by one.
 pub fn probe_accumulate(
     rec: &mut Recorder,
     scalars: &GpuBuffer<f32>,
@@ -259,7 +259,7 @@ pub fn probe_accumulate(
     rec.dispatch(&PROBE_ACCUMULATE, &params(len, 0, weight), &[scalars, v, gv, d], len as u64)
 }
 
-/// M⁻¹ = (max(d, 0) + scalars[SHIFT])^(−exponent), elementwise.
+/// M⁻¹ = (max(d, 0) + `scalars[SHIFT]`)^(−exponent), elementwise.
 pub fn inverse_diagonal(
     rec: &mut Recorder,
     scalars: &GpuBuffer<f32>,

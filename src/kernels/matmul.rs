@@ -1,4 +1,4 @@
-//! The dense matrix product C = A·B by any of the product kernels of [`super::gemm`]
+//! The dense matrix product C = A·B by any of the product kernels of `super::gemm`
 //! (shaders/matmul.wgsl): the tuner times them against each other with it, and the benchmarks
 //! rate them.
 

@@ -73,7 +73,7 @@ pub struct ConvGeometry {
     pub padding: usize,
     /// Offset of W, [out, in, kh, kw], in θ.
     pub weight_offset: usize,
-    /// Offset of the bias, [out], in θ (right after W).
+    /// Offset of the bias, \[out\], in θ (right after W).
     pub bias_offset: usize,
 }
 

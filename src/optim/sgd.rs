@@ -83,7 +83,7 @@ pub struct SgdState {
     pub elapsed_s: f64,
 }
 
-/// An SGD run: its buffers (the velocity among them) and its state. [`Sgd::epoch`] runs one
+/// An SGD run: its buffers (the velocity among them) and its state. [`Sgd::advance`] runs one
 /// epoch; [`train`] runs them all.
 pub struct Sgd<'a> {
     gpu: &'a Gpu,
@@ -121,7 +121,7 @@ impl<'a> Sgd<'a> {
 
     /// SGD as rank `comm.rank()` of a data-parallel job over a training set of `total`
     /// samples, of which this rank holds its [`comm::shard`] (`shard`, which
-    /// [`Sgd::epoch`] and [`Sgd::accuracy`] are then given). Every rank takes the steps that
+    /// [`Sgd::advance`] and [`Sgd::accuracy`] are then given). Every rank takes the steps that
     /// one process takes on the whole set.
     pub fn across(
         execution: &Execution<'a>,

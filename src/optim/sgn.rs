@@ -34,7 +34,7 @@ use super::{EpochRecord, Observer, Record, Sets, Stepper};
 
 /// The settings of SGN. The paper gives the method (mini-batch gradient and Gauss-Newton
 /// matrix, CG with forward and reverse mode, Levenberg-Marquardt damping, unit step); the
-/// numbers are ours, measured on the bundled digits (README): batch 1,000, the Gauss-Newton
+/// numbers are ours, measured on the bundled digits (docs/methods.md): batch 1,000, the Gauss-Newton
 /// matrix on its first 10% (the paper takes all of the batch; a product costs about what a
 /// gradient does per sample, and the smaller S reached 95% in 27 s against 48 s), at most 10
 /// CG steps stopped early at ‖r‖ ≤ 0.1·‖∇f_B‖ (simpleNN's ξ), λ0 = 1, drop 2/3 and boost 3/2

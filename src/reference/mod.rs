@@ -19,7 +19,7 @@ pub use layers::{
 
 /// Every layer's output of one forward pass, and the pooling arg-max (flat index in the plane).
 pub struct Trace {
-    /// values[0] is the input; values[i + 1] the output of layer i.
+    /// `values[0]` is the input; `values[i + 1]` the output of layer i.
     pub values: Vec<Array4<f64>>,
     pub argmax: Vec<Option<Array4<usize>>>,
 }

@@ -4,7 +4,7 @@
 //! in a cache file, so that a later run on the same adapter, build and shaders starts with the
 //! winners and times nothing.
 //!
-//! How a shape is timed ([`race`]): each candidate is recorded (which compiles its pipelines:
+//! How a shape is timed (`race`): each candidate is recorded (which compiles its pipelines:
 //! that time is reported apart) and run once; those more than [`DROP_BEHIND`] times slower
 //! than the leader are dropped; the others run [`TIMED_RUNS`] times, each run repeating the
 //! pass until it lasts about [`RUN_SECONDS`], and the median decides. Wall time is used (a
@@ -12,10 +12,10 @@
 //!
 //! The key of a choice ([`Tuner::conv_key`]): the pass, the exact kernel size, stride and
 //! padding, the channels and spatial sizes rounded up to powers of two, the batch rounded up
-//! to a power of two and capped ([`tuning_batch`]), and whether the input and output channels
+//! to a power of two and capped (`tuning_batch`), and whether the input and output channels
 //! and the width are multiples of 4 (`by4:` three bits); the cache file's name and contents add the adapter (name, vendor,
 //! device id, driver, driver info, backend, type), the crate's version and a hash of every
-//! shader's source ([`cache`]).
+//! shader's source (`cache`).
 
 mod cache;
 
@@ -35,7 +35,7 @@ pub use cache::{cache_dir, Choice};
 pub const DROP_BEHIND: f64 = 1.5;
 /// Timed runs of each remaining candidate (the median decides).
 pub const TIMED_RUNS: usize = 3;
-/// Each timed run repeats the pass until it lasts about this long (at most [`MAX_REPEATS`]).
+/// Each timed run repeats the pass until it lasts about this long (at most `MAX_REPEATS`).
 pub const RUN_SECONDS: f64 = 0.002;
 const MAX_REPEATS: usize = 32;
 

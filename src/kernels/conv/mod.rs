@@ -2,10 +2,10 @@
 //! weight gradient of one layer, each checking its buffers and recording the kernel that its
 //! [`ConvPlan`] names for the pass ([`ConvKernel`]):
 //!
-//! - [`windowed`]: results in registers without workgroup memory (shaders/conv_windowed.wgsl),
+//! - `windowed`: results in registers without workgroup memory (shaders/conv_windowed.wgsl),
 //!   for software GPUs, where every storage load costs a per-lane loop and a barrier more
 //!   still;
-//! - [`tiled`]: implicit matrix products (shaders/conv_tiled.wgsl) by any of the product
+//! - `tiled`: implicit matrix products (shaders/conv_tiled.wgsl) by any of the product
 //!   kernels: workgroup-memory tiles (scalar or vec4), for real GPUs, where a tile loads few
 //!   values per multiply-add from fast shared memory, or vec4 register blocks.
 //!
@@ -81,7 +81,7 @@ impl ConvKernel {
 
     /// The kernel every pass runs when nothing was timed (tuning off, or a cached-only run
     /// without a cache entry): the windowed one, fastest of the old two on every
-    /// convolution of cnn4 both on lavapipe and on an H200 (README, Kernels and the tuner).
+    /// convolution of cnn4 both on lavapipe and on an H200 (docs/benchmarks.md, Kernels and the tuner).
     pub fn fallback() -> Self {
         Self::Windowed
     }
@@ -353,7 +353,7 @@ fn loop_iterations_per_sample(g: &ConvGeometry) -> usize {
 
 /// How the parameter gradient of a batch is split into groups of about `samples_per_group`
 /// samples, never more partial sums than `max_partial` values, and never more samples in a
-/// group than one invocation may loop over ([`MAX_LOOP_ITERATIONS`]): (groups, samples per
+/// group than one invocation may loop over (`MAX_LOOP_ITERATIONS`): (groups, samples per
 /// group).
 pub fn param_groups(
     g: &ConvGeometry,
