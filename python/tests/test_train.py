@@ -136,3 +136,13 @@ def test_devices_say_what_they_are_and_refuse_what_is_not_there():
         nw.Device(backend="cuda")
     with pytest.raises(nw.GpuError):
         nw.Device(adapter="no adapter has this name")
+
+
+def test_a_progress_bar_follows_the_records_and_closes(digits, capsys):
+    pytest.importorskip("tqdm", reason="tqdm is not installed: the progress bar is not checked")
+    X, y, _, _ = digits
+    result = nw.train(nw.Network.from_file(SMALL), X[:200], y[:200], optimizer="sgd", options={"epochs": 2},
+                      progress=True)
+    assert result.stop_reason == "epochs"
+    drawn = capsys.readouterr().err
+    assert "2/2" in drawn and "epoch" in drawn, drawn
