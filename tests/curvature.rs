@@ -33,6 +33,21 @@ fn mixed_network(input: Shape, classes: usize) -> Network {
     Network::new(input, &specs).unwrap()
 }
 
+/// tanh and sigmoid between the layers with parameters (and a pool after tanh, which does not
+/// fold into it as a ReLU does).
+fn smooth_network(input: Shape, classes: usize) -> Network {
+    let specs = [
+        LayerSpec::Conv { kernel: 3, channels: 4, stride: 1, padding: 1 },
+        LayerSpec::Tanh,
+        LayerSpec::MaxPool { size: 2, stride: None },
+        LayerSpec::Conv { kernel: 3, channels: 5, stride: 2, padding: 1 },
+        LayerSpec::Sigmoid,
+        LayerSpec::Flatten,
+        LayerSpec::Dense { units: classes },
+    ];
+    Network::new(input, &specs).unwrap()
+}
+
 fn synthetic(shape: Shape, classes: usize, len: usize, seed: u64) -> Dataset {
     let mut rng = rng(seed);
     let labels = (0..len).map(|i| (i * 7 % classes) as u32).collect();
@@ -121,12 +136,14 @@ fn check_products(
     let u64_ = Array2::from_shape_vec((size, k), to_f64(&u)).unwrap();
 
     let jv = reference::jvp(network, &theta64, &trace, &v64);
-    let jv_scale = reference::jvp(network, &theta_abs, &abs_trace, &v_abs);
+    // Scales through tanh and sigmoid at their steepest (see bounding_network).
+    let bounding = common::bounding_network(network);
+    let jv_scale = reference::jvp(&bounding, &theta_abs, &abs_trace, &v_abs);
     let flat = |a: &Array2<f64>| a.iter().copied().collect::<Vec<f64>>();
     assert_close(&format!("{case}: Jv"), &read(&jv_buf), &flat(&jv), &flat(&jv_scale), 1e-5);
 
     let (jtu, _) = reference::vjp(network, &theta64, &trace, u64_.view());
-    let (jtu_scale, _) = reference::vjp(network, &theta_abs, &abs_trace, u64_.mapv(f64::abs).view());
+    let (jtu_scale, _) = reference::vjp(&bounding, &theta_abs, &abs_trace, u64_.mapv(f64::abs).view());
     assert_close(&format!("{case}: Jᵀu"), &read(&jtu_buf), &jtu, &jtu_scale, 1e-5);
 
     let bu = reference::loss_hessian_product(loss, z.view(), u64_.view());
@@ -136,7 +153,7 @@ fn check_products(
     let l = data.len();
     let gv = reference::gauss_newton_product(network, loss, C, l, LAMBDA, &theta64, &images, &v64);
     let b_scale = hessian_scale(loss, z.view(), jv_scale.view());
-    let (jtb_scale, _) = reference::vjp(network, &theta_abs, &abs_trace, b_scale.view());
+    let (jtb_scale, _) = reference::vjp(&bounding, &theta_abs, &abs_trace, b_scale.view());
     let damping = LAMBDA + 1.0 / (C * l as f64);
     let gv_scale: Vec<f64> =
         v_abs.iter().zip(&jtb_scale).map(|(v, g)| damping * v + g / size as f64).collect();
@@ -172,18 +189,27 @@ fn cnn4_products_match_reference_for_both_losses_and_batch_sizes(execution: Exec
 
 fn every_layer_kind_products_match_reference_for_both_losses(execution: Execution) {
     let data = synthetic(Shape::new(3, 7, 9), 4, 20, 5);
-    let network = mixed_network(data.shape, data.classes);
-    for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let problem = problem(&network, loss);
-        check_products(execution, &format!("mixed {loss} |S|=1"), &problem, &data, 1, 3);
-        check_products(execution, &format!("mixed {loss} |S|=7"), &problem, &data, 7, 4);
+    for (name, network) in [
+        ("mixed", mixed_network(data.shape, data.classes)),
+        ("smooth", smooth_network(data.shape, data.classes)),
+    ] {
+        for loss in [Loss::SquaredError, Loss::CrossEntropy] {
+            let problem = problem(&network, loss);
+            check_products(execution, &format!("{name} {loss} |S|=1"), &problem, &data, 1, 3);
+            check_products(execution, &format!("{name} {loss} |S|=7"), &problem, &data, 7, 4);
+        }
     }
 }
 
 #[test]
 fn reference_jvp_equals_central_finite_differences_of_the_outputs() {
     let data = synthetic(Shape::new(2, 6, 6), 3, 3, 9);
-    let network = mixed_network(data.shape, data.classes);
+    jvp_equals_finite_differences(&data, &mixed_network(data.shape, data.classes));
+    jvp_equals_finite_differences(&data, &smooth_network(data.shape, data.classes));
+}
+
+fn jvp_equals_finite_differences(data: &Dataset, network: &Network) {
+    let network = network.clone();
     let mut rng = rng(8);
     let theta = to_f64(&random_vec(&mut rng, network.param_count()));
     let v = to_f64(&random_vec(&mut rng, network.param_count()));
@@ -222,14 +248,18 @@ fn dot64(a: &[f32], b: &[f32]) -> (f64, f64) {
 
 #[test]
 fn adjoint_identity_and_symmetry_hold_on_the_gpu() {
-    let gpu = gpu();
     let data = mnist_head(8);
-    let network = cnn4(data.shape, data.classes).unwrap();
+    adjoint_and_symmetry(&data, &cnn4(data.shape, data.classes).unwrap());
+    adjoint_and_symmetry(&data, &smooth_network(data.shape, data.classes));
+}
+
+fn adjoint_and_symmetry(data: &Dataset, network: &Network) {
+    let gpu = gpu();
     let (n, k, size) = (network.param_count(), network.outputs(), 6);
     let theta = gpu.upload(&network.init_params(4), "θ").unwrap();
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let problem = problem(&network, loss);
-        let s = Subsample::new(&execution(), &problem, &data, &theta, &options(size, 6)).unwrap();
+        let problem = problem(network, loss);
+        let s = Subsample::new(&execution(), &problem, data, &theta, &options(size, 6)).unwrap();
         let mut rng = rng(31);
         let (v, w, u) = (random_vec(&mut rng, n), random_vec(&mut rng, n), random_vec(&mut rng, size * k));
         let (v_buf, w_buf, u_buf) =

@@ -30,6 +30,7 @@ conv_variants!(
     conv_matches_reference_on_odd_shapes,
     dense_matches_reference,
     relu_and_flatten_match_reference,
+    smooth_activations_match_reference,
     relu_then_maxpool_matches_reference,
     every_layer_kind_in_one_network_matches_reference,
 );
@@ -90,6 +91,21 @@ fn relu_and_flatten_match_reference(execution: Execution) {
         301,
     );
     check(execution, "flatten alone", Shape::new(2, 3, 5), &[LayerSpec::Flatten], 3, 302);
+}
+
+/// tanh and sigmoid, alone and between layers with parameters (inputs of a few units, where
+/// both bend).
+fn smooth_activations_match_reference(execution: Execution) {
+    check(execution, "tanh", Shape::new(3, 3, 5), &[LayerSpec::Tanh], 2, 310);
+    check(execution, "sigmoid", Shape::new(3, 3, 5), &[LayerSpec::Sigmoid], 2, 311);
+    let specs = [
+        conv(3, 4, 1, 1),
+        LayerSpec::Tanh,
+        conv(3, 3, 2, 1),
+        LayerSpec::Sigmoid,
+        LayerSpec::Dense { units: 3 },
+    ];
+    check(execution, "conv, tanh, conv, sigmoid, dense", Shape::new(2, 6, 5), &specs, 3, 312);
 }
 
 #[test]

@@ -121,25 +121,25 @@ fn evaluation_repeats_bit_for_bit_and_value_agrees_with_value_and_grad() {
 #[test]
 fn reference_gradient_equals_central_finite_differences() {
     let shape = Shape::new(2, 6, 5);
-    let network = Network::new(
-        shape,
-        &[
-            LayerSpec::Conv { kernel: 3, channels: 3, stride: 1, padding: 1 },
-            LayerSpec::Relu,
-            LayerSpec::MaxPool { size: 2, stride: None },
-            LayerSpec::Conv { kernel: 2, channels: 4, stride: 1, padding: 0 },
-            LayerSpec::Relu,
-            LayerSpec::Flatten,
-            LayerSpec::Dense { units: 3 },
-        ],
-    )
-    .unwrap();
+    let conv = |kernel, channels, padding| LayerSpec::Conv { kernel, channels, stride: 1, padding };
+    let relus = [conv(3, 3, 1), LayerSpec::Relu, LayerSpec::MaxPool { size: 2, stride: None }, conv(2, 4, 0)];
+    let smooth =
+        [conv(3, 3, 1), LayerSpec::Tanh, LayerSpec::MaxPool { size: 2, stride: None }, conv(2, 4, 0)];
+    for (first, last) in [(&relus, LayerSpec::Relu), (&smooth, LayerSpec::Sigmoid)] {
+        let specs: Vec<LayerSpec> =
+            first.iter().cloned().chain([last, LayerSpec::Flatten, LayerSpec::Dense { units: 3 }]).collect();
+        gradient_equals_finite_differences(&Network::new(shape, &specs).unwrap());
+    }
+}
+
+fn gradient_equals_finite_differences(network: &Network) {
+    let shape = network.input();
     let mut rng = rng(11);
     let images = common::random_vec(&mut rng, 4 * shape.len());
     let data = Dataset::new(shape, 3, images, vec![0, 2, 1, 2], "synthetic".as_ref()).unwrap();
     let theta = common::to_f64(&common::random_vec(&mut rng, network.param_count()));
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let (_, grad) = reference::objective(&network, loss, C, &theta, &data);
+        let (_, grad) = reference::objective(network, loss, C, &theta, &data);
         let largest = grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
         let h = 1e-6;
         for i in 0..theta.len() {
@@ -147,8 +147,8 @@ fn reference_gradient_equals_central_finite_differences() {
             plus[i] += h;
             let mut minus = theta.clone();
             minus[i] -= h;
-            let fd = (reference::objective(&network, loss, C, &plus, &data).0
-                - reference::objective(&network, loss, C, &minus, &data).0)
+            let fd = (reference::objective(network, loss, C, &plus, &data).0
+                - reference::objective(network, loss, C, &minus, &data).0)
                 / (2.0 * h);
             // f64 central differences: truncation O(h²) and rounding O(1e-16/h) stay below
             // 1e-6 of the entry (or of 1e-3 of the largest entry, for entries near zero).

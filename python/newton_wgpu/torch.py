@@ -18,7 +18,7 @@ from ._core import Model
 
 class NewtonWgpuNet(nn.Module):
     """The network of a newton-wgpu model: `layers.{i}` as the model file names them (conv as
-    `Conv2d`, dense as `Linear` over the flattened input, max-pool, ReLU, flatten), and the
+    `Conv2d`, dense as `Linear` over the flattened input, max-pool, ReLU, tanh, sigmoid, flatten), and the
     input mean, subtracted first, as the buffer `input_mean`."""
 
     def __init__(self, layers: List[Dict[str, Any]], input_shape):
@@ -44,6 +44,10 @@ class NewtonWgpuNet(nn.Module):
                 width = (width - size) // stride + 1
             elif kind == "relu":
                 modules.append(nn.ReLU())
+            elif kind == "tanh":
+                modules.append(nn.Tanh())
+            elif kind == "sigmoid":
+                modules.append(nn.Sigmoid())
             elif kind == "flatten":
                 modules.append(nn.Flatten())
                 channels, height, width = channels * height * width, 1, 1

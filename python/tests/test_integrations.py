@@ -27,12 +27,18 @@ def test_the_classifier_learns_digits_with_any_labels(digits):
     assert list(clf.predict(X_test[:20])) == list(clf.classes_[np.argmax(proba, axis=1)])
 
 
-def test_the_pytorch_module_gives_the_same_logits(digits):
+SMOOTH = [{"type": "conv", "kernel": 3, "channels": 4, "padding": 1}, {"type": "tanh"},
+          {"type": "maxpool", "size": 2}, {"type": "conv", "kernel": 3, "channels": 4, "stride": 2},
+          {"type": "sigmoid"}, {"type": "dense", "units": 10}]
+
+
+@pytest.mark.parametrize("network", [nw.Network.builtin("cnn4-small"), nw.Network.from_layers(SMOOTH)])
+def test_the_pytorch_module_gives_the_same_logits(digits, network):
     torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch parity is not checked")
     from newton_wgpu.torch import to_module
 
     X, y, X_test, _ = digits
-    model = nw.train(nw.Network.builtin("cnn4-small"), X[:300], y[:300], options={"iters": 2}).model
+    model = nw.train(network, X[:300], y[:300], options={"iters": 2}).model
     module = to_module(model)
     with torch.no_grad():
         theirs = module(torch.from_numpy(X_test[:64])).numpy()

@@ -75,10 +75,10 @@ impl RawLayer {
             "conv" => (&["kernel", "channels", "stride", "padding"], &["kernel", "channels"]),
             "maxpool" => (&["size", "stride"], &["size"]),
             "dense" => (&["units"], &["units"]),
-            "relu" | "flatten" => (&[], &[]),
+            "relu" | "tanh" | "sigmoid" | "flatten" => (&[], &[]),
             other => {
                 return Err(format!(
-                "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, relu, flatten, dense"
+                "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, relu, tanh, sigmoid, flatten, dense"
             ))
             }
         };
@@ -101,6 +101,8 @@ impl RawLayer {
             "maxpool" => LayerSpec::MaxPool { size: need(self.size), stride: self.stride },
             "dense" => LayerSpec::Dense { units: need(self.units) },
             "relu" => LayerSpec::Relu,
+            "tanh" => LayerSpec::Tanh,
+            "sigmoid" => LayerSpec::Sigmoid,
             _ => LayerSpec::Flatten,
         })
     }

@@ -10,7 +10,7 @@ use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
 use crate::kernels::conv::{self, ConvLayer, PARTIAL_VALUES};
 use crate::kernels::{activation, blas1, pool};
 
-use super::{Network, PlannedLayer, PoolGeometry};
+use super::{Network, PlannedLayer, PoolGeometry, Smooth};
 
 /// Which passes a workspace serves: the gradient needs the forward values and the
 /// back-propagated gradients; curvature products (Jv) need two more buffers for directions.
@@ -23,11 +23,31 @@ pub enum Passes {
 /// One operation of the plan; `input` and `output` index the workspace's value buffers.
 enum Op {
     /// A convolution or dense layer.
-    Conv { layer: ConvLayer, input: usize, output: usize },
+    Conv {
+        layer: ConvLayer,
+        input: usize,
+        output: usize,
+    },
     /// y = max(x, 0) on `len` values per sample (a ReLU that no max-pool follows).
-    Relu { input: usize, output: usize, len: usize },
+    Relu {
+        input: usize,
+        output: usize,
+        len: usize,
+    },
+    Smooth {
+        function: Smooth,
+        input: usize,
+        output: usize,
+        len: usize,
+    },
     /// Max-pool; with `relu`, of max(x, 0) (the ReLU before it, which has no operation).
-    Pool { geometry: PoolGeometry, input: usize, output: usize, argmax: usize, relu: bool },
+    Pool {
+        geometry: PoolGeometry,
+        input: usize,
+        output: usize,
+        argmax: usize,
+        relu: bool,
+    },
 }
 
 /// The plan of `network` and the device buffers for running it on batches of at most
@@ -106,6 +126,9 @@ impl Workspace {
                     Op::Conv { layer, input: current, output }
                 }
                 PlannedLayer::Relu { shape } => Op::Relu { input: current, output, len: shape.len() },
+                PlannedLayer::Smooth { function, shape } => {
+                    Op::Smooth { function: *function, input: current, output, len: shape.len() }
+                }
                 PlannedLayer::MaxPool(geometry) => {
                     argmax.push(gpu.zeros::<u32>(capacity * len, &format!("layer {} argmax", i + 1))?);
                     let relu = i > 0 && folded[i - 1];
@@ -218,6 +241,9 @@ impl Workspace {
                 Op::Relu { input, output, len } => {
                     activation::relu_forward(rec, &v[*input], &v[*output], batch * len)?
                 }
+                Op::Smooth { function, input, output, len } => {
+                    activation::smooth_forward(rec, *function, &v[*input], &v[*output], batch * len)?
+                }
                 Op::Pool { geometry, input, output, argmax, relu } => pool::forward(
                     rec,
                     geometry,
@@ -273,6 +299,9 @@ impl Workspace {
                 Op::Relu { output, len, .. } => {
                     activation::relu_backward(rec, &v[*output], dy, dx, batch * len)?
                 }
+                Op::Smooth { function, output, len, .. } => {
+                    activation::smooth_backward(rec, *function, &v[*output], dy, dx, batch * len)?
+                }
                 Op::Pool { geometry, argmax, .. } => {
                     pool::backward(rec, geometry, batch, dy, &self.argmax[*argmax], dx)?
                 }
@@ -306,6 +335,9 @@ impl Workspace {
                 }
                 (Op::Relu { output, len, .. }, Some(r_in)) => {
                     activation::relu_backward(rec, &values[*output], r_in, r_out, batch * len)?
+                }
+                (Op::Smooth { function, output, len, .. }, Some(r_in)) => {
+                    activation::smooth_backward(rec, *function, &values[*output], r_in, r_out, batch * len)?
                 }
                 (Op::Pool { geometry, argmax, .. }, Some(r_in)) => {
                     pool::jvp(rec, geometry, batch, r_in, &self.argmax[*argmax], r_out)?

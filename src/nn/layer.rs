@@ -54,12 +54,34 @@ pub enum LayerSpec {
         stride: Option<usize>,
     },
     Relu,
+    /// tanh, elementwise.
+    Tanh,
+    /// The logistic function 1/(1 + e^−x), elementwise.
+    Sigmoid,
     /// Flattens (c, h, w) into (c·h·w, 1, 1); data in memory is unchanged.
     Flatten,
     /// Fully connected, with bias, on the whole input (flattened in c, h, w order).
     Dense {
         units: usize,
     },
+}
+
+/// The smooth activations: each one's derivative is a function of its output y (tanh: 1 − y²;
+/// sigmoid: y(1 − y)), so the backward pass and forward mode read the stored output, as ReLU's do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Smooth {
+    Tanh,
+    Sigmoid,
+}
+
+impl Smooth {
+    /// The name a network file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Smooth::Tanh => "tanh",
+            Smooth::Sigmoid => "sigmoid",
+        }
+    }
 }
 
 /// Where a convolution (or dense layer) reads, writes and keeps its parameters.

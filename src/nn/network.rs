@@ -2,7 +2,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use thiserror::Error;
 
-use super::layer::{ConvGeometry, LayerSpec, PoolGeometry, Shape};
+use super::layer::{ConvGeometry, LayerSpec, PoolGeometry, Shape, Smooth};
 
 /// Errors in describing or building a network.
 #[derive(Debug, Error, PartialEq)]
@@ -41,6 +41,11 @@ pub enum PlannedLayer {
     Relu {
         shape: Shape,
     },
+    /// tanh or sigmoid.
+    Smooth {
+        function: Smooth,
+        shape: Shape,
+    },
     MaxPool(PoolGeometry),
     Flatten {
         input: Shape,
@@ -55,6 +60,7 @@ impl PlannedLayer {
             Self::Conv { spec: LayerSpec::Dense { .. }, .. } => "dense",
             Self::Conv { .. } => "conv",
             Self::Relu { .. } => "relu",
+            Self::Smooth { function, .. } => function.name(),
             Self::MaxPool(_) => "maxpool",
             Self::Flatten { .. } => "flatten",
         }
@@ -73,7 +79,7 @@ impl PlannedLayer {
     pub fn input(&self) -> Shape {
         match self {
             Self::Conv { geometry, .. } => geometry.input,
-            Self::Relu { shape } => *shape,
+            Self::Relu { shape } | Self::Smooth { shape, .. } => *shape,
             Self::MaxPool(pool) => pool.input,
             Self::Flatten { input, .. } => *input,
         }
@@ -82,7 +88,7 @@ impl PlannedLayer {
     pub fn output(&self) -> Shape {
         match self {
             Self::Conv { geometry, .. } => geometry.output,
-            Self::Relu { shape } => *shape,
+            Self::Relu { shape } | Self::Smooth { shape, .. } => *shape,
             Self::MaxPool(pool) => pool.output,
             Self::Flatten { output, .. } => *output,
         }
@@ -103,6 +109,7 @@ impl PlannedLayer {
                 format!("conv {kernel:<17} {shapes}  ({} params)", g.params())
             }
             Self::Relu { .. } => format!("relu {:16} {shapes}", ""),
+            Self::Smooth { function, .. } => format!("{:<21} {shapes}", function.name()),
             Self::MaxPool(p) => format!("maxpool {}×{} s{}{:8} {shapes}", p.size, p.size, p.stride, ""),
             Self::Flatten { .. } => format!("flatten {:13} {shapes}", ""),
         }
@@ -253,6 +260,8 @@ impl Network {
                     })
                 }
                 LayerSpec::Relu => PlannedLayer::Relu { shape },
+                LayerSpec::Tanh => PlannedLayer::Smooth { function: Smooth::Tanh, shape },
+                LayerSpec::Sigmoid => PlannedLayer::Smooth { function: Smooth::Sigmoid, shape },
                 LayerSpec::Flatten => {
                     PlannedLayer::Flatten { input: shape, output: Shape::new(shape.len(), 1, 1) }
                 }

@@ -2,7 +2,7 @@
 
 use ndarray::{s, Array2, Array4, ArrayView2};
 
-use crate::nn::{ConvGeometry, PoolGeometry};
+use crate::nn::{ConvGeometry, PoolGeometry, Smooth};
 
 /// W as a [out, in·kh·kw] matrix and b as a vector, copied out of θ.
 fn weights(g: &ConvGeometry, theta: &[f64]) -> (Array2<f64>, Vec<f64>) {
@@ -113,6 +113,26 @@ pub fn relu_backward(y: &Array4<f64>, dy: &Array4<f64>) -> Array4<f64> {
     dx.zip_mut_with(y, |d, &v| {
         if v <= 0.0 {
             *d = 0.0
+        }
+    });
+    dx
+}
+
+/// tanh or the logistic function, elementwise.
+pub fn smooth_forward(function: Smooth, x: &Array4<f64>) -> Array4<f64> {
+    match function {
+        Smooth::Tanh => x.mapv(f64::tanh),
+        Smooth::Sigmoid => x.mapv(|v| 1.0 / (1.0 + (-v).exp())),
+    }
+}
+
+/// dx = dy ⊙ f′, with f′ from the output y: 1 − y² for tanh, y(1 − y) for the sigmoid.
+pub fn smooth_backward(function: Smooth, y: &Array4<f64>, dy: &Array4<f64>) -> Array4<f64> {
+    let mut dx = dy.clone();
+    dx.zip_mut_with(y, |d, &v| {
+        *d *= match function {
+            Smooth::Tanh => 1.0 - v * v,
+            Smooth::Sigmoid => v * (1.0 - v),
         }
     });
     dx

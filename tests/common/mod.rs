@@ -112,7 +112,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], scale: &[f64], rtol: 
 
 use ndarray::{Array2, Array4};
 use newton_wgpu::nn::device::{Passes, Workspace};
-use newton_wgpu::nn::{Network, PlannedLayer};
+use newton_wgpu::nn::{LayerSpec, Network, PlannedLayer};
 use newton_wgpu::reference::{self, Trace};
 
 /// What the GPU computed for one batch: outputs, parameter gradient Jᵀdy, input gradient.
@@ -166,7 +166,7 @@ pub fn reference_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -
     let scales = forward_scales(network, &theta_abs, &trace);
     let abs_trace = Trace { values: scales, argmax: trace.argmax.clone() };
     let (grad_scale, input_grad_scale) =
-        reference::vjp(network, &theta_abs, &abs_trace, dy64.mapv(f64::abs).view());
+        reference::vjp(&bounding_network(network), &theta_abs, &abs_trace, dy64.mapv(f64::abs).view());
     ReferencePass {
         outputs: trace.outputs().into_iter().collect(),
         outputs_scale: abs_trace.values.last().unwrap().iter().copied().collect(),
@@ -178,7 +178,8 @@ pub fn reference_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -
 }
 
 /// Sums of absolute terms of every value of the forward pass: |W|·scale + |b| through each
-/// linear layer, the original ReLU masks and pooling arg-maxes elsewhere.
+/// linear layer, the original ReLU masks and pooling arg-maxes, and for tanh and sigmoid the
+/// input's scale plus the output's magnitude.
 pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Vec<Array4<f64>> {
     let mut scales = vec![trace.values[0].mapv(f64::abs)];
     for (i, layer) in network.layers().iter().enumerate() {
@@ -194,6 +195,9 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
                 });
                 s
             }
+            // |f′| ≤ 1 for tanh and sigmoid: the input's error at most passes on, plus the
+            // rounding of f's own value.
+            PlannedLayer::Smooth { .. } => scale + &trace.values[i + 1].mapv(f64::abs),
             PlannedLayer::MaxPool(g) => {
                 let index = trace.argmax[i].as_ref().unwrap();
                 let mut s = Array4::zeros(index.raw_dim());
@@ -207,6 +211,21 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
         scales.push(next);
     }
     scales
+}
+
+/// The network that propagates sums of absolute terms backward and in forward mode through a
+/// trace of them ([`forward_scales`]): `network` with tanh and sigmoid as ReLUs, whose mask on
+/// those positive scales passes every term at slope 1, a bound on |tanh′| and |sigmoid′|.
+pub fn bounding_network(network: &Network) -> Network {
+    let specs: Vec<LayerSpec> = network
+        .specs()
+        .iter()
+        .map(|spec| match spec {
+            LayerSpec::Tanh | LayerSpec::Sigmoid => LayerSpec::Relu,
+            other => other.clone(),
+        })
+        .collect();
+    Network::new(network.input(), &specs).expect("the same shapes")
 }
 
 /// A small network with every kind of layer the training tests need: a strided convolution,
