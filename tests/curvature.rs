@@ -34,7 +34,7 @@ fn mixed_network(input: Shape, classes: usize) -> Network {
 }
 
 /// tanh and sigmoid between the layers with parameters (and a pool after tanh, which does not
-/// fold into it as a ReLU does).
+/// fold into it as a ReLU does), average and global average pooling.
 fn smooth_network(input: Shape, classes: usize) -> Network {
     let specs = [
         LayerSpec::Conv { kernel: 3, channels: 4, stride: 1, padding: 1 },
@@ -42,6 +42,9 @@ fn smooth_network(input: Shape, classes: usize) -> Network {
         LayerSpec::MaxPool { size: 2, stride: None },
         LayerSpec::Conv { kernel: 3, channels: 5, stride: 2, padding: 1 },
         LayerSpec::Sigmoid,
+        LayerSpec::AvgPool { size: 2, stride: Some(1), padding: 1 },
+        LayerSpec::Conv { kernel: 1, channels: 6, stride: 1, padding: 0 },
+        LayerSpec::GlobalAvgPool,
         LayerSpec::Flatten,
         LayerSpec::Dense { units: classes },
     ];

@@ -31,6 +31,7 @@ conv_variants!(
     dense_matches_reference,
     relu_and_flatten_match_reference,
     smooth_activations_match_reference,
+    average_pooling_matches_reference,
     relu_then_maxpool_matches_reference,
     every_layer_kind_in_one_network_matches_reference,
 );
@@ -106,6 +107,25 @@ fn smooth_activations_match_reference(execution: Execution) {
         LayerSpec::Dense { units: 3 },
     ];
     check(execution, "conv, tanh, conv, sigmoid, dense", Shape::new(2, 6, 5), &specs, 3, 312);
+}
+
+/// Average pooling on odd shapes (windows that do not divide, overlapping, padded) and global
+/// pooling, alone and between layers with parameters.
+fn average_pooling_matches_reference(execution: Execution) {
+    let avg = |size, stride, padding| LayerSpec::AvgPool { size, stride, padding };
+    check(execution, "2×2 avgpool on 5×5", Shape::new(2, 5, 5), &[avg(2, None, 0)], 2, 320);
+    check(execution, "3×3 stride 1 (overlapping)", Shape::new(3, 4, 6), &[avg(3, Some(1), 0)], 2, 321);
+    check(execution, "3×3 stride 2 padded 1", Shape::new(2, 7, 6), &[avg(3, Some(2), 1)], 3, 322);
+    check(execution, "global on 5×7", Shape::new(3, 5, 7), &[LayerSpec::GlobalAvgPool], 2, 323);
+    let specs = [
+        conv(3, 4, 1, 1),
+        LayerSpec::Relu,
+        avg(2, None, 0),
+        conv(3, 5, 1, 1),
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Dense { units: 3 },
+    ];
+    check(execution, "conv, relu, avgpool, conv, global avgpool, dense", Shape::new(2, 6, 5), &specs, 3, 324);
 }
 
 #[test]

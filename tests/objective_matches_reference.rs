@@ -125,7 +125,15 @@ fn reference_gradient_equals_central_finite_differences() {
     let relus = [conv(3, 3, 1), LayerSpec::Relu, LayerSpec::MaxPool { size: 2, stride: None }, conv(2, 4, 0)];
     let smooth =
         [conv(3, 3, 1), LayerSpec::Tanh, LayerSpec::MaxPool { size: 2, stride: None }, conv(2, 4, 0)];
-    for (first, last) in [(&relus, LayerSpec::Relu), (&smooth, LayerSpec::Sigmoid)] {
+    let averaged = [
+        conv(3, 3, 1),
+        LayerSpec::Tanh,
+        LayerSpec::AvgPool { size: 3, stride: Some(2), padding: 1 },
+        conv(2, 4, 0),
+    ];
+    for (first, last) in
+        [(&relus, LayerSpec::Relu), (&smooth, LayerSpec::Sigmoid), (&averaged, LayerSpec::GlobalAvgPool)]
+    {
         let specs: Vec<LayerSpec> =
             first.iter().cloned().chain([last, LayerSpec::Flatten, LayerSpec::Dense { units: 3 }]).collect();
         gradient_equals_finite_differences(&Network::new(shape, &specs).unwrap());

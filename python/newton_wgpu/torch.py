@@ -18,7 +18,8 @@ from ._core import Model
 
 class NewtonWgpuNet(nn.Module):
     """The network of a newton-wgpu model: `layers.{i}` as the model file names them (conv as
-    `Conv2d`, dense as `Linear` over the flattened input, max-pool, ReLU, tanh, sigmoid, flatten), and the
+    `Conv2d`, dense as `Linear` over the flattened input, max-pool, average pool (padding counted, as
+    `AvgPool2d` does by default), global average pool, ReLU, tanh, sigmoid, flatten), and the
     input mean, subtracted first, as the buffer `input_mean`."""
 
     def __init__(self, layers: List[Dict[str, Any]], input_shape):
@@ -42,6 +43,15 @@ class NewtonWgpuNet(nn.Module):
                 modules.append(nn.MaxPool2d(size, stride=stride))
                 height = (height - size) // stride + 1
                 width = (width - size) // stride + 1
+            elif kind == "avgpool":
+                size, padding = spec["size"], spec.get("padding", 0)
+                stride = spec.get("stride") or size
+                modules.append(nn.AvgPool2d(size, stride=stride, padding=padding))
+                height = (height + 2 * padding - size) // stride + 1
+                width = (width + 2 * padding - size) // stride + 1
+            elif kind == "global_avgpool":
+                modules.append(nn.AdaptiveAvgPool2d(1))
+                height, width = 1, 1
             elif kind == "relu":
                 modules.append(nn.ReLU())
             elif kind == "tanh":

@@ -29,7 +29,8 @@ def test_the_classifier_learns_digits_with_any_labels(digits):
 
 SMOOTH = [{"type": "conv", "kernel": 3, "channels": 4, "padding": 1}, {"type": "tanh"},
           {"type": "maxpool", "size": 2}, {"type": "conv", "kernel": 3, "channels": 4, "stride": 2},
-          {"type": "sigmoid"}, {"type": "dense", "units": 10}]
+          {"type": "sigmoid"}, {"type": "avgpool", "size": 3, "stride": 2, "padding": 1},
+          {"type": "conv", "kernel": 1, "channels": 8}, {"type": "global_avgpool"}, {"type": "dense", "units": 10}]
 
 
 @pytest.mark.parametrize("network", [nw.Network.builtin("cnn4-small"), nw.Network.from_layers(SMOOTH)])

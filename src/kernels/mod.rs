@@ -6,6 +6,7 @@
 //! `tests/shader_contract.rs` checks every declaration against the WGSL.
 
 pub mod activation;
+pub mod avgpool;
 pub mod blas1;
 pub mod cg;
 pub mod conv;
@@ -21,8 +22,9 @@ use bytemuck::Pod;
 use crate::gpu::{GpuBuffer, GpuError, Kernel, KernelInfo, Shader};
 
 /// Every shader of the crate.
-pub static SHADERS: [&Shader; 8] = [
+pub static SHADERS: [&Shader; 9] = [
     &activation::SHADER,
+    &avgpool::SHADER,
     &blas1::SHADER,
     &cg::SHADER,
     &conv::WINDOWED_SHADER,
@@ -48,6 +50,7 @@ pub fn sources_fingerprint() -> String {
 pub fn registry() -> impl Iterator<Item = &'static KernelInfo> {
     [
         activation::KERNELS,
+        avgpool::KERNELS,
         blas1::KERNELS,
         cg::KERNELS,
         conv::WINDOWED_KERNELS,

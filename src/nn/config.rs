@@ -74,11 +74,12 @@ impl RawLayer {
         let (allowed, required): (&[&str], &[&str]) = match self.kind.as_str() {
             "conv" => (&["kernel", "channels", "stride", "padding"], &["kernel", "channels"]),
             "maxpool" => (&["size", "stride"], &["size"]),
+            "avgpool" => (&["size", "stride", "padding"], &["size"]),
             "dense" => (&["units"], &["units"]),
-            "relu" | "tanh" | "sigmoid" | "flatten" => (&[], &[]),
+            "relu" | "tanh" | "sigmoid" | "flatten" | "global_avgpool" => (&[], &[]),
             other => {
                 return Err(format!(
-                "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, relu, tanh, sigmoid, flatten, dense"
+                "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, avgpool, global_avgpool, relu, tanh, sigmoid, flatten, dense"
             ))
             }
         };
@@ -99,6 +100,12 @@ impl RawLayer {
                 padding: self.padding.unwrap_or(0),
             },
             "maxpool" => LayerSpec::MaxPool { size: need(self.size), stride: self.stride },
+            "avgpool" => LayerSpec::AvgPool {
+                size: need(self.size),
+                stride: self.stride,
+                padding: self.padding.unwrap_or(0),
+            },
+            "global_avgpool" => LayerSpec::GlobalAvgPool,
             "dense" => LayerSpec::Dense { units: need(self.units) },
             "relu" => LayerSpec::Relu,
             "tanh" => LayerSpec::Tanh,

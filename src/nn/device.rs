@@ -8,9 +8,9 @@
 use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
 use crate::kernels::conv::{self, ConvLayer, PARTIAL_VALUES};
-use crate::kernels::{activation, blas1, pool};
+use crate::kernels::{activation, avgpool, blas1, pool};
 
-use super::{Network, PlannedLayer, PoolGeometry, Smooth};
+use super::{AvgPoolGeometry, Network, PlannedLayer, PoolGeometry, Smooth};
 
 /// Which passes a workspace serves: the gradient needs the forward values and the
 /// back-propagated gradients; curvature products (Jv) need two more buffers for directions.
@@ -23,31 +23,15 @@ pub enum Passes {
 /// One operation of the plan; `input` and `output` index the workspace's value buffers.
 enum Op {
     /// A convolution or dense layer.
-    Conv {
-        layer: ConvLayer,
-        input: usize,
-        output: usize,
-    },
+    Conv { layer: ConvLayer, input: usize, output: usize },
     /// y = max(x, 0) on `len` values per sample (a ReLU that no max-pool follows).
-    Relu {
-        input: usize,
-        output: usize,
-        len: usize,
-    },
-    Smooth {
-        function: Smooth,
-        input: usize,
-        output: usize,
-        len: usize,
-    },
+    Relu { input: usize, output: usize, len: usize },
+    /// Average pooling (global pooling included), linear: forward mode is its forward pass.
+    AvgPool { geometry: AvgPoolGeometry, input: usize, output: usize },
+    /// tanh or sigmoid on `len` values per sample.
+    Smooth { function: Smooth, input: usize, output: usize, len: usize },
     /// Max-pool; with `relu`, of max(x, 0) (the ReLU before it, which has no operation).
-    Pool {
-        geometry: PoolGeometry,
-        input: usize,
-        output: usize,
-        argmax: usize,
-        relu: bool,
-    },
+    Pool { geometry: PoolGeometry, input: usize, output: usize, argmax: usize, relu: bool },
 }
 
 /// The plan of `network` and the device buffers for running it on batches of at most
@@ -128,6 +112,9 @@ impl Workspace {
                 PlannedLayer::Relu { shape } => Op::Relu { input: current, output, len: shape.len() },
                 PlannedLayer::Smooth { function, shape } => {
                     Op::Smooth { function: *function, input: current, output, len: shape.len() }
+                }
+                PlannedLayer::AvgPool(geometry) => {
+                    Op::AvgPool { geometry: *geometry, input: current, output }
                 }
                 PlannedLayer::MaxPool(geometry) => {
                     argmax.push(gpu.zeros::<u32>(capacity * len, &format!("layer {} argmax", i + 1))?);
@@ -244,6 +231,9 @@ impl Workspace {
                 Op::Smooth { function, input, output, len } => {
                     activation::smooth_forward(rec, *function, &v[*input], &v[*output], batch * len)?
                 }
+                Op::AvgPool { geometry, input, output } => {
+                    avgpool::forward(rec, geometry, batch, &v[*input], &v[*output])?
+                }
                 Op::Pool { geometry, input, output, argmax, relu } => pool::forward(
                     rec,
                     geometry,
@@ -302,6 +292,7 @@ impl Workspace {
                 Op::Smooth { function, output, len, .. } => {
                     activation::smooth_backward(rec, *function, &v[*output], dy, dx, batch * len)?
                 }
+                Op::AvgPool { geometry, .. } => avgpool::backward(rec, geometry, batch, dy, dx)?,
                 Op::Pool { geometry, argmax, .. } => {
                     pool::backward(rec, geometry, batch, dy, &self.argmax[*argmax], dx)?
                 }
@@ -338,6 +329,9 @@ impl Workspace {
                 }
                 (Op::Smooth { function, output, len, .. }, Some(r_in)) => {
                     activation::smooth_backward(rec, *function, &values[*output], r_in, r_out, batch * len)?
+                }
+                (Op::AvgPool { geometry, .. }, Some(r_in)) => {
+                    avgpool::forward(rec, geometry, batch, r_in, r_out)?
                 }
                 (Op::Pool { geometry, argmax, .. }, Some(r_in)) => {
                     pool::jvp(rec, geometry, batch, r_in, &self.argmax[*argmax], r_out)?

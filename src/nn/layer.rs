@@ -53,6 +53,17 @@ pub enum LayerSpec {
         size: usize,
         stride: Option<usize>,
     },
+    /// The mean of each square window, zero padding counted (PyTorch's AvgPool2d); the stride
+    /// defaults to the window size.
+    #[serde(rename = "avgpool")]
+    AvgPool {
+        size: usize,
+        stride: Option<usize>,
+        padding: usize,
+    },
+    /// The mean of each channel's plane: (c, h, w) → (c, 1, 1).
+    #[serde(rename = "global_avgpool")]
+    GlobalAvgPool,
     Relu,
     /// tanh, elementwise.
     Tanh,
@@ -82,6 +93,18 @@ impl Smooth {
             Smooth::Sigmoid => "sigmoid",
         }
     }
+}
+
+/// Where an average pooling reads and writes: a kernel_h × kernel_w window (the whole plane
+/// for global pooling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvgPoolGeometry {
+    pub input: Shape,
+    pub output: Shape,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride: usize,
+    pub padding: usize,
 }
 
 /// Where a convolution (or dense layer) reads, writes and keeps its parameters.

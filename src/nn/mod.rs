@@ -7,5 +7,5 @@ mod layer;
 mod network;
 
 pub use config::{load_network_file, parse_network, ConfigError, NetworkFormat};
-pub use layer::{ConvGeometry, LayerSpec, PoolGeometry, Shape, Smooth};
+pub use layer::{AvgPoolGeometry, ConvGeometry, LayerSpec, PoolGeometry, Shape, Smooth};
 pub use network::{builtin, cnn4, cnn4_small, cnn7, Network, NetworkError, PlannedLayer};

@@ -2,7 +2,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use thiserror::Error;
 
-use super::layer::{ConvGeometry, LayerSpec, PoolGeometry, Shape, Smooth};
+use super::layer::{AvgPoolGeometry, ConvGeometry, LayerSpec, PoolGeometry, Shape, Smooth};
 
 /// Errors in describing or building a network.
 #[derive(Debug, Error, PartialEq)]
@@ -47,6 +47,8 @@ pub enum PlannedLayer {
         shape: Shape,
     },
     MaxPool(PoolGeometry),
+    /// Average pooling, global pooling included.
+    AvgPool(AvgPoolGeometry),
     Flatten {
         input: Shape,
         output: Shape,
@@ -62,6 +64,7 @@ impl PlannedLayer {
             Self::Relu { .. } => "relu",
             Self::Smooth { function, .. } => function.name(),
             Self::MaxPool(_) => "maxpool",
+            Self::AvgPool(_) => "avgpool",
             Self::Flatten { .. } => "flatten",
         }
     }
@@ -81,6 +84,7 @@ impl PlannedLayer {
             Self::Conv { geometry, .. } => geometry.input,
             Self::Relu { shape } | Self::Smooth { shape, .. } => *shape,
             Self::MaxPool(pool) => pool.input,
+            Self::AvgPool(pool) => pool.input,
             Self::Flatten { input, .. } => *input,
         }
     }
@@ -90,6 +94,7 @@ impl PlannedLayer {
             Self::Conv { geometry, .. } => geometry.output,
             Self::Relu { shape } | Self::Smooth { shape, .. } => *shape,
             Self::MaxPool(pool) => pool.output,
+            Self::AvgPool(pool) => pool.output,
             Self::Flatten { output, .. } => *output,
         }
     }
@@ -111,6 +116,10 @@ impl PlannedLayer {
             Self::Relu { .. } => format!("relu {:16} {shapes}", ""),
             Self::Smooth { function, .. } => format!("{:<21} {shapes}", function.name()),
             Self::MaxPool(p) => format!("maxpool {}×{} s{}{:8} {shapes}", p.size, p.size, p.stride, ""),
+            Self::AvgPool(p) => {
+                let window = format!("{}×{} s{} p{}", p.kernel_h, p.kernel_w, p.stride, p.padding);
+                format!("avgpool {window:<13} {shapes}")
+            }
             Self::Flatten { .. } => format!("flatten {:13} {shapes}", ""),
         }
     }
@@ -259,6 +268,34 @@ impl Network {
                         stride,
                     })
                 }
+                LayerSpec::AvgPool { size, stride, padding } => {
+                    let stride = stride.unwrap_or(size);
+                    if size == 0 {
+                        return Err(zero(layer, "avgpool", "size"));
+                    }
+                    if stride == 0 {
+                        return Err(zero(layer, "avgpool", "stride"));
+                    }
+                    bounded(layer, "avgpool", &[(size, "size"), (stride, "stride"), (padding, "padding")])?;
+                    let out_h = window_output(layer, "avgpool", shape.height, size, stride, padding, shape)?;
+                    let out_w = window_output(layer, "avgpool", shape.width, size, stride, padding, shape)?;
+                    PlannedLayer::AvgPool(AvgPoolGeometry {
+                        input: shape,
+                        output: Shape::new(shape.channels, out_h, out_w),
+                        kernel_h: size,
+                        kernel_w: size,
+                        stride,
+                        padding,
+                    })
+                }
+                LayerSpec::GlobalAvgPool => PlannedLayer::AvgPool(AvgPoolGeometry {
+                    input: shape,
+                    output: Shape::new(shape.channels, 1, 1),
+                    kernel_h: shape.height,
+                    kernel_w: shape.width,
+                    stride: 1,
+                    padding: 0,
+                }),
                 LayerSpec::Relu => PlannedLayer::Relu { shape },
                 LayerSpec::Tanh => PlannedLayer::Smooth { function: Smooth::Tanh, shape },
                 LayerSpec::Sigmoid => PlannedLayer::Smooth { function: Smooth::Sigmoid, shape },

@@ -2,7 +2,7 @@
 
 use ndarray::{s, Array2, Array4, ArrayView2};
 
-use crate::nn::{ConvGeometry, PoolGeometry, Smooth};
+use crate::nn::{AvgPoolGeometry, ConvGeometry, PoolGeometry, Smooth};
 
 /// W as a [out, in·kh·kw] matrix and b as a vector, copied out of θ.
 fn weights(g: &ConvGeometry, theta: &[f64]) -> (Array2<f64>, Vec<f64>) {
@@ -115,6 +115,49 @@ pub fn relu_backward(y: &Array4<f64>, dy: &Array4<f64>) -> Array4<f64> {
             *d = 0.0
         }
     });
+    dx
+}
+
+/// The mean of each window, zero padding counted (every window divides by its area).
+pub fn avgpool_forward(g: &AvgPoolGeometry, x: &Array4<f64>) -> Array4<f64> {
+    let (batch, area) = (x.shape()[0], (g.kernel_h * g.kernel_w) as f64);
+    let (out, inp) = (g.output, g.input);
+    Array4::from_shape_fn((batch, out.channels, out.height, out.width), |(n, c, p, q)| {
+        let mut sum = 0.0;
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                let (h, w) =
+                    ((p * g.stride + i).checked_sub(g.padding), (q * g.stride + j).checked_sub(g.padding));
+                if let (Some(h), Some(w)) = (h, w) {
+                    if h < inp.height && w < inp.width {
+                        sum += x[[n, c, h, w]];
+                    }
+                }
+            }
+        }
+        sum / area
+    })
+}
+
+/// dx: each window's dy / area, spread over the inputs it covers.
+pub fn avgpool_backward(g: &AvgPoolGeometry, dy: &Array4<f64>) -> Array4<f64> {
+    let (batch, area) = (dy.shape()[0], (g.kernel_h * g.kernel_w) as f64);
+    let (out, inp) = (g.output, g.input);
+    let mut dx = Array4::zeros((batch, inp.channels, inp.height, inp.width));
+    for ((n, c, p, q), &d) in dy.indexed_iter() {
+        debug_assert!(p < out.height && q < out.width);
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                let (h, w) =
+                    ((p * g.stride + i).checked_sub(g.padding), (q * g.stride + j).checked_sub(g.padding));
+                if let (Some(h), Some(w)) = (h, w) {
+                    if h < inp.height && w < inp.width {
+                        dx[[n, c, h, w]] += d / area;
+                    }
+                }
+            }
+        }
+    }
     dx
 }
 

@@ -14,8 +14,8 @@ use crate::loss::Loss;
 use crate::nn::{Network, PlannedLayer};
 
 pub use layers::{
-    conv_backward, conv_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward,
-    smooth_backward, smooth_forward,
+    avgpool_backward, avgpool_forward, conv_backward, conv_forward, maxpool_backward, maxpool_forward,
+    relu_backward, relu_forward, smooth_backward, smooth_forward,
 };
 
 /// Every layer's output of one forward pass, and the pooling arg-max (flat index in the plane).
@@ -52,6 +52,7 @@ pub fn forward(network: &Network, theta: &[f64], x: Array4<f64>) -> Trace {
             PlannedLayer::Conv { geometry, .. } => (conv_forward(geometry, theta, input), None),
             PlannedLayer::Relu { .. } => (relu_forward(input), None),
             PlannedLayer::Smooth { function, .. } => (smooth_forward(*function, input), None),
+            PlannedLayer::AvgPool(g) => (avgpool_forward(g, input), None),
             PlannedLayer::MaxPool(g) => {
                 let (y, index) = maxpool_forward(g, input);
                 (y, Some(index))
@@ -80,6 +81,7 @@ pub fn vjp(network: &Network, theta: &[f64], trace: &Trace, dz: ArrayView2<f64>)
             PlannedLayer::Conv { geometry, .. } => conv_backward(geometry, theta, input, &delta, &mut grad),
             PlannedLayer::Relu { .. } => relu_backward(&trace.values[i + 1], &delta),
             PlannedLayer::Smooth { function, .. } => smooth_backward(*function, &trace.values[i + 1], &delta),
+            PlannedLayer::AvgPool(g) => avgpool_backward(g, &delta),
             PlannedLayer::MaxPool(g) => {
                 maxpool_backward(g, trace.argmax[i].as_ref().expect("pool arg-max"), &delta)
             }
@@ -115,6 +117,7 @@ pub fn jvp(network: &Network, theta: &[f64], trace: &Trace, v: &[f64]) -> Array2
                 out
             }
             PlannedLayer::Smooth { function, .. } => smooth_backward(*function, &trace.values[i + 1], &r),
+            PlannedLayer::AvgPool(g) => avgpool_forward(g, &r),
             PlannedLayer::MaxPool(g) => {
                 let index = trace.argmax[i].as_ref().expect("pool arg-max");
                 Array4::from_shape_fn(index.raw_dim(), |(n, c, p, q)| {

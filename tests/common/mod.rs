@@ -198,6 +198,8 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
             // |f′| ≤ 1 for tanh and sigmoid: the input's error at most passes on, plus the
             // rounding of f's own value.
             PlannedLayer::Smooth { .. } => scale + &trace.values[i + 1].mapv(f64::abs),
+            // A mean of absolute terms bounds the mean's.
+            PlannedLayer::AvgPool(g) => reference::avgpool_forward(g, scale),
             PlannedLayer::MaxPool(g) => {
                 let index = trace.argmax[i].as_ref().unwrap();
                 let mut s = Array4::zeros(index.raw_dim());
