@@ -70,7 +70,11 @@ fn toml_and_json_files_describe_the_same_network() {
 #[test]
 fn bad_network_files_name_the_file_and_the_field() {
     let path = Path::new("mine.toml");
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "[[layers]]\ntype = \"batchnorm\"\n",
+            &["mine.toml", "layer 1", "batch normalisation", "independent samples", "without it"],
+        ),
         (
             "[[layers]]\ntype = \"pool\"\nsize = 2\n",
             &["mine.toml", "layer 1", "unknown type \"pool\"", "maxpool"],

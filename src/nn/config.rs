@@ -77,6 +77,16 @@ impl RawLayer {
             "avgpool" => (&["size", "stride", "padding"], &["size"]),
             "dense" => (&["units"], &["units"]),
             "relu" | "tanh" | "sigmoid" | "flatten" | "global_avgpool" => (&[], &[]),
+            "batchnorm" | "batch_norm" | "bn" => {
+                return Err(format!(
+                    "layer {layer}: batch normalisation in training mode is not offered: it makes \
+                     each sample's output depend on the others in its batch, so the loss is no \
+                     longer a sum over independent samples and the Gauss-Newton product is not \
+                     defined (BackPACK refuses it for the same reason); train a network without \
+                     it (residual networks with Fixup's initialisation train to about the same \
+                     accuracy)"
+                ))
+            }
             other => {
                 return Err(format!(
                 "layer {layer}: unknown type {other:?}, expected one of conv, maxpool, avgpool, global_avgpool, relu, tanh, sigmoid, flatten, dense"
