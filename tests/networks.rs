@@ -201,3 +201,22 @@ fn program() -> std::process::Command {
     command.env("NEWTON_WGPU_TUNE", "off");
     command
 }
+
+/// VGG-11 without batch normalisation: the built-in and examples/networks/vgg11.toml are one
+/// network, with torchvision's 9,220,480 convolution parameters and a dense layer of 512 inputs
+/// at 32×32; smaller samples are refused by the fifth pool, naming it.
+#[test]
+fn vgg11_is_the_shipped_file_and_has_vgg11s_parameters() {
+    let input = Shape::new(3, 32, 32);
+    let built = nn::vgg11(input, 10).unwrap();
+    let file = nn::load_network_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/networks/vgg11.toml"
+    )));
+    assert_eq!(built.specs(), &file.unwrap()[..]);
+    let conv_params: usize = built.conv_geometries().filter(|g| g.kernel_h == 3).map(|g| g.params()).sum();
+    assert_eq!(conv_params, 9_220_480);
+    assert_eq!(built.param_count(), 9_220_480 + 512 * 10 + 10);
+    let error = nn::vgg11(Shape::new(1, 28, 28), 10).unwrap_err().to_string();
+    assert!(error.contains("layer 21 (maxpool)") && error.contains("does not fit"), "{error}");
+}

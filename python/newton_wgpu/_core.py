@@ -37,7 +37,8 @@ class Network:
 
     @classmethod
     def builtin(cls, name: str, input_shape: Optional[Sequence[int]] = None, classes: int = 10) -> "Network":
-        """cnn4, cnn7 or cnn4-small (the paper's networks), for `classes` classes."""
+        """cnn4, cnn7 or cnn4-small (the paper's networks), or vgg11 (samples of at least 32×32),
+        for `classes` classes."""
         return cls(("builtin", str(name), int(classes)), input_shape)
 
     @classmethod

@@ -36,7 +36,7 @@ pub fn network(py: Python<'_>, source: &NetworkSource, shape: Shape) -> PyResult
                 return Err(raise(
                     py,
                     "SettingsError",
-                    format!("network: no built-in network {value:?} (cnn4, cnn7, cnn4-small)"),
+                    format!("network: no built-in network {value:?} ({})", nn::BUILTIN.join(", ")),
                 ))
             }
         },

@@ -8,4 +8,4 @@ mod network;
 
 pub use config::{load_network_file, parse_network, ConfigError, NetworkFormat};
 pub use layer::{AvgPoolGeometry, ConvGeometry, LayerSpec, PoolGeometry, Shape, Smooth};
-pub use network::{builtin, cnn4, cnn4_small, cnn7, Network, NetworkError, PlannedLayer};
+pub use network::{builtin, cnn4, cnn4_small, cnn7, vgg11, Network, NetworkError, PlannedLayer, BUILTIN};

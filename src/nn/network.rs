@@ -440,12 +440,42 @@ pub fn cnn4_small(input: Shape, classes: usize) -> Result<Network, NetworkError>
     Network::new(input, &specs)
 }
 
-/// A built-in network by name: `cnn4`, `cnn7` or `cnn4-small`; None for other names.
+/// VGG-11 (Simonyan and Zisserman's configuration A) without batch normalisation, as
+/// simpleNN's Python code and CIFAR-10's PyTorch examples build it: 3×3 'same' convolutions of
+/// 64, 128, 256, 256, 512, 512, 512 and 512 channels with ReLU, a 2×2 max-pool after the 1st,
+/// 2nd, 4th, 6th and 8th, then one dense layer (512 inputs at 32×32). Five pools halve the
+/// input five times: it needs samples of at least 32×32.
+pub fn vgg11(input: Shape, classes: usize) -> Result<Network, NetworkError> {
+    let mut specs = Vec::new();
+    for (channels, pooled) in [
+        (64, true),
+        (128, true),
+        (256, false),
+        (256, true),
+        (512, false),
+        (512, true),
+        (512, false),
+        (512, true),
+    ] {
+        specs.extend(conv(3, channels));
+        if pooled {
+            specs.push(pool());
+        }
+    }
+    specs.push(LayerSpec::Dense { units: classes });
+    Network::new(input, &specs)
+}
+
+/// The built-in networks' names.
+pub const BUILTIN: [&str; 4] = ["cnn4", "cnn7", "cnn4-small", "vgg11"];
+
+/// A built-in network by name (see [`BUILTIN`]); None for other names.
 pub fn builtin(name: &str, input: Shape, classes: usize) -> Option<Result<Network, NetworkError>> {
     match name {
         "cnn4" => Some(cnn4(input, classes)),
         "cnn7" => Some(cnn7(input, classes)),
         "cnn4-small" => Some(cnn4_small(input, classes)),
+        "vgg11" => Some(vgg11(input, classes)),
         _ => None,
     }
 }
