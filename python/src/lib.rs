@@ -361,7 +361,6 @@ fn run(
         (None, StopReason::TimeBudget) => "time_budget",
         (None, StopReason::Stopped) => "stopped",
     };
-    drop(stepper);
     let theta = gpu.read(&theta)?;
     Ok((theta, observer.history, (reason.to_owned(), observer.error)))
 }

@@ -116,10 +116,11 @@ impl Settings {
     /// smaller than the ranks on `l` training samples, saying how to mend it (on every rank
     /// alike, before the GPU opens).
     pub fn check_subsample_across(&self, l: usize, ranks: usize) -> Result<()> {
-        let size = self.newton_options()?.gn_size_for(l);
-        if size >= ranks {
+        let options = self.newton_options()?;
+        if options.check_ranks(l, ranks).is_ok() {
             return Ok(());
         }
+        let size = options.gn_size_for(l);
         let limit = match self.newton.gn_size {
             // The default |S| is ⌈l/20⌉, at least the ranks from l = 20·(ranks − 1) + 1.
             None => format!(", train on at least {} samples (--limit)", 20 * (ranks - 1) + 1),
@@ -618,7 +619,9 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let mut last: Option<Record> = None;
     // The best model is saved before the checkpoint that records it, so that a resumed run
     // never counts as saved a model that is not.
-    let mut finish = |record: &Record, state: String, velocity: Option<Vec<f32>>| -> Result<()> {
+    // The optimiser's state (SGD's velocity read from the device) only where a checkpoint is
+    // written.
+    let mut finish = |record: &Record, stepper: &dyn Stepper| -> Result<()> {
         reporter.report(record)?;
         last = Some(record.clone());
         if !writes {
@@ -633,6 +636,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             }
         }
         if let Some(path) = &args.checkpoint {
+            let (state, velocity) = (stepper.state_json(), stepper.velocity()?);
             Checkpoint { model: model()?, state, velocity, trained_on: trained_on.clone() }.save(path)?;
         }
         Ok(())
@@ -715,7 +719,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         if let Record::Epoch(epoch) = &record {
             injected_failure(comm.rank(), epoch.epoch)?;
         }
-        finish(&record, run.stepper().state_json(), run.stepper().velocity()?)?;
+        finish(&record, run.stepper())?;
     }
     if run.ending() == Some(StopReason::GradTol) {
         sayln!("‖∇f‖ is within --grad-tol: stopping");

@@ -34,8 +34,8 @@ pub static SHADERS: [&Shader; 9] = [
     &pool::SHADER,
 ];
 
-/// A CRC-32 of every shader's source, in hexadecimal: two builds with different kernels
-/// differ here.
+/// A CRC-32 of every shader's source (both workgroup sums), in hexadecimal: two builds with
+/// different kernels differ here. The tuner's cache and the ranks' start-up agreement key on it.
 pub fn sources_fingerprint() -> String {
     let mut crc = crc32fast::Hasher::new();
     for shader in SHADERS {

@@ -143,14 +143,8 @@ impl<'a> Newton<'a> {
         options: &NewtonOptions,
     ) -> Result<Self, Error> {
         options.validate(train.len())?;
+        options.check_ranks(train.len(), comm.size())?;
         let gn_size = options.gn_size_for(train.len());
-        if gn_size < comm.size() {
-            return Err(Error::Setting {
-                field: "gn_size",
-                expected: "at least the number of ranks, each holding a part of S".into(),
-                found: gn_size.to_string(),
-            });
-        }
         if options.precondition.is_some() && comm.size() > 1 {
             return Err(Error::Setting {
                 field: "precondition",
@@ -426,6 +420,19 @@ impl Stepper for Newton<'_> {
 }
 
 impl NewtonOptions {
+    /// Checks that |S| on `l` samples is at least `ranks`: across ranks each holds a part of S.
+    pub fn check_ranks(&self, l: usize, ranks: usize) -> Result<(), Error> {
+        let gn_size = self.gn_size_for(l);
+        if gn_size < ranks {
+            return Err(Error::Setting {
+                field: "gn_size",
+                expected: format!("at least the number of ranks, {ranks}, each holding a part of S"),
+                found: gn_size.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks every setting, for a training set of `l` samples.
     pub fn validate(&self, l: usize) -> Result<(), Error> {
         rules::count("training set", l)?;

@@ -118,44 +118,35 @@ pub fn relu_backward(y: &Array4<f64>, dy: &Array4<f64>) -> Array4<f64> {
     dx
 }
 
+/// The input positions (h, w) of output (p, q)'s window that fall inside the input (the
+/// padding holds zeros).
+fn avgpool_window(g: &AvgPoolGeometry, p: usize, q: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let inside = |at: usize, padding: usize, len: usize| at.checked_sub(padding).filter(|&v| v < len);
+    (0..g.kernel_h).flat_map(move |i| {
+        (0..g.kernel_w).filter_map(move |j| {
+            Some((
+                inside(p * g.stride + i, g.padding, g.input.height)?,
+                inside(q * g.stride + j, g.padding, g.input.width)?,
+            ))
+        })
+    })
+}
+
 /// The mean of each window, zero padding counted (every window divides by its area).
 pub fn avgpool_forward(g: &AvgPoolGeometry, x: &Array4<f64>) -> Array4<f64> {
-    let (batch, area) = (x.shape()[0], (g.kernel_h * g.kernel_w) as f64);
-    let (out, inp) = (g.output, g.input);
+    let (batch, area, out) = (x.shape()[0], (g.kernel_h * g.kernel_w) as f64, g.output);
     Array4::from_shape_fn((batch, out.channels, out.height, out.width), |(n, c, p, q)| {
-        let mut sum = 0.0;
-        for i in 0..g.kernel_h {
-            for j in 0..g.kernel_w {
-                let (h, w) =
-                    ((p * g.stride + i).checked_sub(g.padding), (q * g.stride + j).checked_sub(g.padding));
-                if let (Some(h), Some(w)) = (h, w) {
-                    if h < inp.height && w < inp.width {
-                        sum += x[[n, c, h, w]];
-                    }
-                }
-            }
-        }
-        sum / area
+        avgpool_window(g, p, q).map(|(h, w)| x[[n, c, h, w]]).sum::<f64>() / area
     })
 }
 
 /// dx: each window's dy / area, spread over the inputs it covers.
 pub fn avgpool_backward(g: &AvgPoolGeometry, dy: &Array4<f64>) -> Array4<f64> {
-    let (batch, area) = (dy.shape()[0], (g.kernel_h * g.kernel_w) as f64);
-    let (out, inp) = (g.output, g.input);
+    let (batch, area, inp) = (dy.shape()[0], (g.kernel_h * g.kernel_w) as f64, g.input);
     let mut dx = Array4::zeros((batch, inp.channels, inp.height, inp.width));
     for ((n, c, p, q), &d) in dy.indexed_iter() {
-        debug_assert!(p < out.height && q < out.width);
-        for i in 0..g.kernel_h {
-            for j in 0..g.kernel_w {
-                let (h, w) =
-                    ((p * g.stride + i).checked_sub(g.padding), (q * g.stride + j).checked_sub(g.padding));
-                if let (Some(h), Some(w)) = (h, w) {
-                    if h < inp.height && w < inp.width {
-                        dx[[n, c, h, w]] += d / area;
-                    }
-                }
-            }
+        for (h, w) in avgpool_window(g, p, q) {
+            dx[[n, c, h, w]] += d / area;
         }
     }
     dx

@@ -41,7 +41,6 @@ pub(super) struct AdapterKey {
 impl AdapterKey {
     pub(super) fn of(gpu: &Gpu) -> Self {
         let a = gpu.adapter();
-        let sources: String = crate::kernels::SHADERS.iter().map(|s| s.source(gpu.reduction())).collect();
         Self {
             name: a.name.clone(),
             vendor: a.vendor,
@@ -51,7 +50,7 @@ impl AdapterKey {
             backend: format!("{:?}", a.backend),
             device_type: format!("{:?}", a.device_type),
             crate_version: env!("CARGO_PKG_VERSION").to_owned(),
-            shaders: format!("{:016x}", fnv1a(sources.as_bytes())),
+            shaders: crate::kernels::sources_fingerprint(),
         }
     }
 
