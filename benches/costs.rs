@@ -283,10 +283,10 @@ fn host_case(runs: usize) -> Map<String, Value> {
     let execution = Execution::from_env(&gpu).unwrap();
     let shape = Shape::new(1, 8, 8);
     let specs = [
-        LayerSpec::Conv { kernel: 3, channels: 4, stride: 1, padding: 1 },
+        LayerSpec::conv(3, 4, 1, 1),
         LayerSpec::Relu,
         LayerSpec::MaxPool { size: 2, stride: None },
-        LayerSpec::Dense { units: 10 },
+        LayerSpec::dense(10),
     ];
     let problem = Problem::new(Network::new(shape, &specs).unwrap(), LOSS, C).unwrap();
     let n = problem.network.param_count();

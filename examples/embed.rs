@@ -25,13 +25,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let network = Network::new(
         split.train.shape,
         &[
-            LayerSpec::Conv { kernel: 5, channels: 8, stride: 1, padding: 2 },
+            LayerSpec::conv(5, 8, 1, 2),
             LayerSpec::Relu,
             LayerSpec::MaxPool { size: 2, stride: None },
-            LayerSpec::Conv { kernel: 3, channels: 16, stride: 1, padding: 1 },
+            LayerSpec::conv(3, 16, 1, 1),
             LayerSpec::Relu,
             LayerSpec::MaxPool { size: 2, stride: None },
-            LayerSpec::Dense { units: 10 },
+            LayerSpec::dense(10),
         ],
     )?;
     let theta = gpu.upload(&network.init_params(42), "θ")?;

@@ -3,9 +3,11 @@
 //   copy:              y[offset + i] = x[source + i]                  for i < len
 //   scale:             y[i] *= alpha                                  for i < len
 //   axpy:              y[i] += alpha * x[i]                          for i < len
+//   add:               z[i] = x[i] + y[i]                            for i < len
 //   dot_partial:       partial[b] = sum over workgroup b's values of x[i] * y[i]: a grid of
 //                      nwg.x workgroups, invocation t of b taking i = b * WG + t, then every
 //                      (nwg.x * WG)-th i, summed over the workgroup by workgroup_sum
+//   sum_partial:       partial[b] = sum over workgroup b's values of x[i], as dot_partial
 //   dot_final:         scalars[slot] = sum_b partial[b], in order b = 0, 1, ...
 //   norm_final:        scalars[slot] = sqrt(sum_b partial[b]), likewise
 //   accumulate_groups: y[off + k] += sum_g partial[g * len + k], in order g = 0, 1, ...
@@ -58,6 +60,18 @@ fn axpy(@builtin(global_invocation_id) gid: vec3<u32>,
     axpy_y[i] += P.alpha * axpy_x[i];
 }
 
+@group(0) @binding(1) var<storage, read> add_x: array<f32>;
+@group(0) @binding(2) var<storage, read> add_y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> add_z: array<f32>;
+
+@compute @workgroup_size(WG)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>,
+       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= P.len) { return; }
+    add_z[i] = add_x[i] + add_y[i];
+}
+
 @group(0) @binding(1) var<storage, read> dot_x: array<f32>;
 @group(0) @binding(2) var<storage, read> dot_y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dot_out: array<f32>;
@@ -71,6 +85,20 @@ fn dot_partial(@builtin(workgroup_id) wid: vec3<u32>,
     for (var i = wid.x * WG + lanes.index; i < P.len; i += stride) { acc += dot_x[i] * dot_y[i]; }
     let total = workgroup_sum(acc, lanes);
     if (lanes.index == 0u) { dot_out[wid.x] = total; }
+}
+
+@group(0) @binding(1) var<storage, read> sum_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sum_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn sum_partial(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               lanes: Lanes) {
+    let stride = nwg.x * WG;
+    var acc = 0.0;
+    for (var i = wid.x * WG + lanes.index; i < P.len; i += stride) { acc += sum_x[i]; }
+    let total = workgroup_sum(acc, lanes);
+    if (lanes.index == 0u) { sum_out[wid.x] = total; }
 }
 
 @group(0) @binding(1) var<storage, read> final_partial: array<f32>;

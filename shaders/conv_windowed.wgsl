@@ -262,8 +262,9 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---- backward to the parameters, in groups of samples -------------------------------------
-// partial[g * (weights + out_c) + k] = the sum over the samples [g*group_size, (g+1)*group_size)
-// of parameter k's gradient; k < weights is W in its layout, the rest is the bias.
+// partial[g * params + k] = the sum over the samples [g*group_size, (g+1)*group_size) of
+// parameter k's gradient; k < weights is W in its layout, the rest the bias (params = weights
+// + out_c), if the layer has one (params = weights, and no invocation computes a bias).
 // blas1::accumulate_groups then adds the groups into the gradient in a fixed order, so the
 // result is repeatable bit for bit. An invocation computes B output channels x B consecutive
 // taps (c, i, j) of W, or one bias.
@@ -299,7 +300,7 @@ fn store_bias_partial(g: u32, o: u32) {
         for (var m = 0u; m < out_plane; m++) { acc += par_dy[base + m]; }
     }
     let weights = P.out_c * P.in_c * P.k_h * P.k_w;
-    par_partial[g * (weights + P.out_c) + weights + o] = acc;
+    par_partial[g * (weights + P.has_bias * P.out_c) + weights + o] = acc;
 }
 
 @compute @workgroup_size(WG)
@@ -310,14 +311,14 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>,
     let weights = P.out_c * taps;
     let tap_blocks = blocks(taps);
     let weight_blocks = blocks(P.out_c) * tap_blocks;
-    let per_group = weight_blocks + P.out_c;
+    let per_group = weight_blocks + P.has_bias * P.out_c;
     if (t >= per_group * P.groups) { return; }
     let r = t % per_group;
     let g = t / per_group;
     let n0 = g * P.group_size;
     let n1 = min(n0 + P.group_size, P.batch);
     let out_plane = P.out_h * P.out_w;
-    let out_g = g * (weights + P.out_c);
+    let out_g = g * (weights + P.has_bias * P.out_c);
     if (r >= weight_blocks) {
         store_bias_partial(g, r - weight_blocks);
         return;
@@ -379,7 +380,7 @@ fn backward_params_sliding(@builtin(global_invocation_id) gid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
     let weight_blocks = blocks(P.out_c) * P.in_c;
-    let per_group = weight_blocks + P.out_c;
+    let per_group = weight_blocks + P.has_bias * P.out_c;
     if (t >= per_group * P.groups) { return; }
     let r = t % per_group;
     let g = t / per_group;
@@ -423,7 +424,7 @@ fn backward_params_sliding(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     let taps = P.in_c * KH * KW;
-    let out_g = g * (P.out_c * taps + P.out_c);
+    let out_g = g * (P.out_c * taps + P.has_bias * P.out_c);
     for (var m = 0u; m < B; m++) {
         let o = o0 + m;
         if (o >= P.out_c) { break; }

@@ -1,6 +1,8 @@
 //! Models and checkpoints as safetensors files: each layer's weights in PyTorch's layout
 //! (`layers.{i}.weight` [out, in, kh, kw] for convolutions, [out, in] for dense layers,
-//! `layers.{i}.bias` \[out\]), the input mean as `input_mean` \[c, h, w\], and the architecture,
+//! `layers.{i}.bias` \[out\]; a scalar bias `layers.{i}.bias` \[1\], a scalar scale
+//! `layers.{i}.scale` \[1\]; inside a residual block `layers.{i}.body.{j}.…` and
+//! `layers.{i}.shortcut.{j}.…`), the input mean as `input_mean` \[c, h, w\], and the architecture,
 //! the loss and (for checkpoints) the optimiser state and what the run was trained on in the
 //! metadata. Files are written through [`crate::output`]: atomically, and never over anything
 //! but a regular file. Every value read must be finite: a model with a NaN scores at chance
@@ -106,21 +108,34 @@ pub struct Loaded<T> {
     pub warning: Option<String>,
 }
 
-/// (name, shape, values) of θ's tensors, in layer order.
+/// (name, shape, values) of θ's tensors, in layer order: each layer's by its place in the
+/// network ([`crate::nn::LayerPath::name`]).
 fn theta_tensors(network: &Network) -> Vec<(String, Vec<usize>, std::ops::Range<usize>)> {
     let mut tensors = Vec::new();
     for (i, layer) in network.layers().iter().enumerate() {
-        if let PlannedLayer::Conv { spec, geometry: g } = layer {
-            let shape = match spec {
-                LayerSpec::Dense { .. } => vec![g.output.channels, g.fan_in()],
-                _ => vec![g.output.channels, g.input.channels, g.kernel_h, g.kernel_w],
-            };
-            tensors.push((format!("layers.{i}.weight"), shape, g.weight_offset..g.bias_offset));
-            tensors.push((
-                format!("layers.{i}.bias"),
-                vec![g.output.channels],
-                g.bias_offset..g.bias_offset + g.output.channels,
-            ));
+        let name = network.path(i).name();
+        match layer {
+            PlannedLayer::Conv { spec, geometry: g } => {
+                let shape = match spec {
+                    LayerSpec::Dense { .. } => vec![g.output.channels, g.fan_in()],
+                    _ => vec![g.output.channels, g.input.channels, g.kernel_h, g.kernel_w],
+                };
+                tensors.push((format!("{name}.weight"), shape, g.weight_offset..g.bias_offset));
+                if g.bias {
+                    tensors.push((
+                        format!("{name}.bias"),
+                        vec![g.output.channels],
+                        g.bias_offset..g.bias_offset + g.output.channels,
+                    ));
+                }
+            }
+            PlannedLayer::Bias { offset, .. } => {
+                tensors.push((format!("{name}.bias"), vec![1], *offset..offset + 1))
+            }
+            PlannedLayer::Scale { offset, .. } => {
+                tensors.push((format!("{name}.scale"), vec![1], *offset..offset + 1))
+            }
+            _ => {}
         }
     }
     tensors

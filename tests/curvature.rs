@@ -22,13 +22,13 @@ fn mnist_head(n: usize) -> Dataset {
 
 fn mixed_network(input: Shape, classes: usize) -> Network {
     let specs = [
-        LayerSpec::Conv { kernel: 3, channels: 5, stride: 1, padding: 1 },
+        LayerSpec::conv(3, 5, 1, 1),
         LayerSpec::Relu,
         LayerSpec::MaxPool { size: 2, stride: None },
-        LayerSpec::Conv { kernel: 3, channels: 6, stride: 2, padding: 2 },
+        LayerSpec::conv(3, 6, 2, 2),
         LayerSpec::Relu,
         LayerSpec::Flatten,
-        LayerSpec::Dense { units: classes },
+        LayerSpec::dense(classes),
     ];
     Network::new(input, &specs).unwrap()
 }
@@ -37,16 +37,16 @@ fn mixed_network(input: Shape, classes: usize) -> Network {
 /// fold into it as a ReLU does), average and global average pooling.
 fn smooth_network(input: Shape, classes: usize) -> Network {
     let specs = [
-        LayerSpec::Conv { kernel: 3, channels: 4, stride: 1, padding: 1 },
+        LayerSpec::conv(3, 4, 1, 1),
         LayerSpec::Tanh,
         LayerSpec::MaxPool { size: 2, stride: None },
-        LayerSpec::Conv { kernel: 3, channels: 5, stride: 2, padding: 1 },
+        LayerSpec::conv(3, 5, 2, 1),
         LayerSpec::Sigmoid,
         LayerSpec::AvgPool { size: 2, stride: Some(1), padding: 1 },
-        LayerSpec::Conv { kernel: 1, channels: 6, stride: 1, padding: 0 },
+        LayerSpec::conv(1, 6, 1, 0),
         LayerSpec::GlobalAvgPool,
         LayerSpec::Flatten,
-        LayerSpec::Dense { units: classes },
+        LayerSpec::dense(classes),
     ];
     Network::new(input, &specs).unwrap()
 }
@@ -195,6 +195,7 @@ fn every_layer_kind_products_match_reference_for_both_losses(execution: Executio
     for (name, network) in [
         ("mixed", mixed_network(data.shape, data.classes)),
         ("smooth", smooth_network(data.shape, data.classes)),
+        ("residual", common::residual_network(data.shape, data.classes)),
     ] {
         for loss in [Loss::SquaredError, Loss::CrossEntropy] {
             let problem = problem(&network, loss);
@@ -209,6 +210,7 @@ fn reference_jvp_equals_central_finite_differences_of_the_outputs() {
     let data = synthetic(Shape::new(2, 6, 6), 3, 3, 9);
     jvp_equals_finite_differences(&data, &mixed_network(data.shape, data.classes));
     jvp_equals_finite_differences(&data, &smooth_network(data.shape, data.classes));
+    jvp_equals_finite_differences(&data, &common::residual_network(data.shape, data.classes));
 }
 
 fn jvp_equals_finite_differences(data: &Dataset, network: &Network) {
@@ -254,6 +256,7 @@ fn adjoint_identity_and_symmetry_hold_on_the_gpu() {
     let data = mnist_head(8);
     adjoint_and_symmetry(&data, &cnn4(data.shape, data.classes).unwrap());
     adjoint_and_symmetry(&data, &smooth_network(data.shape, data.classes));
+    adjoint_and_symmetry(&data, &common::residual_network(data.shape, data.classes));
 }
 
 fn adjoint_and_symmetry(data: &Dataset, network: &Network) {
@@ -305,7 +308,7 @@ fn single_dense_layer_with_squared_loss_has_the_closed_form() {
     let gpu = gpu();
     let (d, k, size) = (6, 3, 4);
     let data = synthetic(Shape::new(d, 1, 1), k, 10, 12);
-    let network = Network::new(data.shape, &[LayerSpec::Dense { units: k }]).unwrap();
+    let network = Network::new(data.shape, &[LayerSpec::dense(k)]).unwrap();
     let mut rng = rng(13);
     let theta = gpu.upload(&random_vec(&mut rng, network.param_count()), "θ").unwrap();
     let v = random_vec(&mut rng, network.param_count());

@@ -62,7 +62,7 @@ fn parameters_beyond_one_binding_are_refused_without_advising_a_smaller_batch() 
     let limit = gpu.max_binding_bytes();
     // One dense layer on 64×64 inputs with enough units that 4·n bytes pass the limit.
     let units = (limit / 4 / 4096 + 1) as usize;
-    let network = Network::new(Shape::new(1, 64, 64), &[LayerSpec::Dense { units }]).unwrap();
+    let network = Network::new(Shape::new(1, 64, 64), &[LayerSpec::dense(units)]).unwrap();
     let problem = Problem::new(network, Loss::SquaredError, 0.01).unwrap();
     let error = Objective::new(&Execution::new(gpu), &problem).err().expect("θ cannot fit");
     assert!(matches!(error, Error::ParamsTooLarge { bytes, .. } if bytes > limit), "{error}");

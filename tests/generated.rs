@@ -203,7 +203,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let network = Network::new(
             Shape::new(1, 6, 6),
-            &[LayerSpec::Conv { kernel: 3, channels: 4, stride: 1, padding: 1 }, LayerSpec::Relu, LayerSpec::Dense { units: 3 }],
+            &[LayerSpec::conv(3, 4, 1, 1), LayerSpec::Relu, LayerSpec::dense(3)],
         ).unwrap();
         let model = Model { theta: network.init_params(1), network: network.clone(), normalizer: None, loss: Loss::CrossEntropy };
         let path = dir.path().join("model.safetensors");

@@ -34,6 +34,7 @@ conv_variants!(
     average_pooling_matches_reference,
     relu_then_maxpool_matches_reference,
     every_layer_kind_in_one_network_matches_reference,
+    residual_networks_match_reference,
 );
 
 #[test]
@@ -46,7 +47,7 @@ fn every_convolution_kernel_is_tested() {
 }
 
 fn conv(kernel: usize, channels: usize, stride: usize, padding: usize) -> LayerSpec {
-    LayerSpec::Conv { kernel, channels, stride, padding }
+    LayerSpec::conv(kernel, channels, stride, padding)
 }
 
 fn conv_matches_reference_on_odd_shapes(execution: Execution) {
@@ -77,7 +78,7 @@ fn dense_matches_reference(execution: Execution) {
         ("on an 11-wide input (padded rows)", Shape::new(2, 3, 11), 5, 3),
     ];
     for (i, (case, input, units, batch)) in cases.into_iter().enumerate() {
-        check(execution, case, input, &[LayerSpec::Dense { units }], batch, 200 + i as u64);
+        check(execution, case, input, &[LayerSpec::dense(units)], batch, 200 + i as u64);
     }
 }
 
@@ -87,7 +88,7 @@ fn relu_and_flatten_match_reference(execution: Execution) {
         execution,
         "flatten then dense",
         Shape::new(2, 3, 5),
-        &[LayerSpec::Flatten, LayerSpec::Dense { units: 4 }],
+        &[LayerSpec::Flatten, LayerSpec::dense(4)],
         2,
         301,
     );
@@ -99,13 +100,8 @@ fn relu_and_flatten_match_reference(execution: Execution) {
 fn smooth_activations_match_reference(execution: Execution) {
     check(execution, "tanh", Shape::new(3, 3, 5), &[LayerSpec::Tanh], 2, 310);
     check(execution, "sigmoid", Shape::new(3, 3, 5), &[LayerSpec::Sigmoid], 2, 311);
-    let specs = [
-        conv(3, 4, 1, 1),
-        LayerSpec::Tanh,
-        conv(3, 3, 2, 1),
-        LayerSpec::Sigmoid,
-        LayerSpec::Dense { units: 3 },
-    ];
+    let specs =
+        [conv(3, 4, 1, 1), LayerSpec::Tanh, conv(3, 3, 2, 1), LayerSpec::Sigmoid, LayerSpec::dense(3)];
     check(execution, "conv, tanh, conv, sigmoid, dense", Shape::new(2, 6, 5), &specs, 3, 312);
 }
 
@@ -123,9 +119,39 @@ fn average_pooling_matches_reference(execution: Execution) {
         avg(2, None, 0),
         conv(3, 5, 1, 1),
         LayerSpec::GlobalAvgPool,
-        LayerSpec::Dense { units: 3 },
+        LayerSpec::dense(3),
     ];
     check(execution, "conv, relu, avgpool, conv, global avgpool, dense", Shape::new(2, 6, 5), &specs, 3, 324);
+}
+
+/// The operations of residual networks alone (a convolution without bias, scalar bias and
+/// scale, the subsampling shortcut) and in blocks: the test residual network, a block at the
+/// network's input (whose gradient the input then gathers from both branches), a block whose
+/// body is only a flatten (the sum of a value with itself), and the built-in ResNet-8 with
+/// random weights.
+fn residual_networks_match_reference(execution: Execution) {
+    let input = Shape::new(3, 7, 9);
+    check(execution, "conv without bias", input, &[common::conv_without_bias(3, 4, 2)], 2, 330);
+    check(execution, "scalar bias", input, &[LayerSpec::Bias], 2, 331);
+    check(execution, "scalar scale", input, &[LayerSpec::Scale], 2, 332);
+    let subsample = |stride, channels| LayerSpec::Subsample { stride, channels };
+    check(execution, "subsample 2, pad to 5", input, &[subsample(2, 5)], 2, 333);
+    check(execution, "subsample 3, no padding", input, &[subsample(3, 3)], 2, 334);
+    let network = common::residual_network(input, 4);
+    check(execution, "residual network", input, network.specs(), 3, 335);
+    let at_input = [
+        LayerSpec::Residual { body: vec![LayerSpec::conv(3, 3, 1, 1), LayerSpec::Relu], shortcut: vec![] },
+        LayerSpec::Scale,
+        LayerSpec::dense(3),
+    ];
+    check(execution, "block at the input", input, &at_input, 2, 336);
+    let doubled = [
+        LayerSpec::Residual { body: vec![LayerSpec::Flatten], shortcut: vec![LayerSpec::Flatten] },
+        LayerSpec::dense(2),
+    ];
+    check(execution, "block of flattens (x + x)", input, &doubled, 2, 337);
+    let resnet8 = newton_wgpu::nn::resnet8(Shape::new(3, 8, 8), 3).unwrap();
+    check(execution, "resnet8 on 8×8", Shape::new(3, 8, 8), resnet8.specs(), 2, 338);
 }
 
 #[test]
@@ -160,7 +186,7 @@ fn every_layer_kind_in_one_network_matches_reference(execution: Execution) {
         conv(3, 6, 2, 2),
         LayerSpec::Relu,
         LayerSpec::Flatten,
-        LayerSpec::Dense { units: 3 },
+        LayerSpec::dense(3),
     ];
     check(execution, "mixed network, batch 1", Shape::new(3, 7, 9), &specs, 1, 500);
     check(execution, "mixed network, batch 4", Shape::new(3, 7, 9), &specs, 4, 501);

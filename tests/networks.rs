@@ -7,7 +7,7 @@ use std::path::Path;
 use newton_wgpu::data::Dataset;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{
-    self, cnn4, cnn7, parse_network, LayerSpec, Network, NetworkError, NetworkFormat, Shape,
+    self, cnn4, cnn7, parse_network, LayerPath, LayerSpec, Network, NetworkError, NetworkFormat, Shape,
 };
 use newton_wgpu::objective::Objective;
 use newton_wgpu::Error;
@@ -55,7 +55,7 @@ fn toml_and_json_files_describe_the_same_network() {
     let from_toml = parse_network(TOML, NetworkFormat::Toml, Path::new("net.toml")).unwrap();
     let from_json = parse_network(JSON, NetworkFormat::Json, Path::new("net.json")).unwrap();
     assert_eq!(from_toml, from_json);
-    assert_eq!(from_toml[0], LayerSpec::Conv { kernel: 3, channels: 4, stride: 2, padding: 1 });
+    assert_eq!(from_toml[0], LayerSpec::conv(3, 4, 2, 1));
     assert_eq!(from_toml[2], LayerSpec::MaxPool { size: 2, stride: None });
     let network = Network::new(Shape::new(1, 28, 28), &from_toml).unwrap();
     assert_eq!(network.layers()[2].output(), Shape::new(4, 7, 7));
@@ -105,13 +105,16 @@ fn bad_network_files_name_the_file_and_the_field() {
 
 #[test]
 fn shapes_the_network_cannot_take_are_refused() {
-    let conv = |kernel, padding| LayerSpec::Conv { kernel, channels: 2, stride: 1, padding };
+    let conv = |kernel, padding| LayerSpec::conv(kernel, 2, 1, padding);
     let error = Network::new(Shape::new(1, 3, 5), &[conv(5, 0)]).unwrap_err();
-    assert!(matches!(error, NetworkError::WindowTooLarge { layer: 1, window: 5, .. }), "{error}");
+    assert!(
+        matches!(&error, NetworkError::WindowTooLarge { layer, window: 5, .. } if *layer == LayerPath::top(0)),
+        "{error}"
+    );
     assert!(error.to_string().contains("1×3×5"));
     let error =
         Network::new(Shape::new(1, 4, 4), &[LayerSpec::MaxPool { size: 2, stride: Some(0) }]).unwrap_err();
-    assert_eq!(error, NetworkError::ZeroField { layer: 1, kind: "maxpool", field: "stride" });
+    assert_eq!(error, NetworkError::ZeroField { layer: LayerPath::top(0), kind: "maxpool", field: "stride" });
     assert_eq!(Network::new(Shape::new(1, 4, 4), &[]).unwrap_err(), NetworkError::Empty);
 
     // Data whose samples do not fit the network is refused before anything runs.

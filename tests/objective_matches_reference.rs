@@ -77,10 +77,10 @@ fn chunked_evaluation_equals_one_chunk() {
     let network = Network::new(
         data.shape,
         &[
-            LayerSpec::Conv { kernel: 5, channels: 6, stride: 2, padding: 2 },
+            LayerSpec::conv(5, 6, 2, 2),
             LayerSpec::Relu,
             LayerSpec::MaxPool { size: 2, stride: None },
-            LayerSpec::Dense { units: 10 },
+            LayerSpec::dense(10),
         ],
     )
     .unwrap();
@@ -121,7 +121,7 @@ fn evaluation_repeats_bit_for_bit_and_value_agrees_with_value_and_grad() {
 #[test]
 fn reference_gradient_equals_central_finite_differences() {
     let shape = Shape::new(2, 6, 5);
-    let conv = |kernel, channels, padding| LayerSpec::Conv { kernel, channels, stride: 1, padding };
+    let conv = |kernel, channels, padding| LayerSpec::conv(kernel, channels, 1, padding);
     let relus = [conv(3, 3, 1), LayerSpec::Relu, LayerSpec::MaxPool { size: 2, stride: None }, conv(2, 4, 0)];
     let smooth =
         [conv(3, 3, 1), LayerSpec::Tanh, LayerSpec::MaxPool { size: 2, stride: None }, conv(2, 4, 0)];
@@ -135,19 +135,25 @@ fn reference_gradient_equals_central_finite_differences() {
         [(&relus, LayerSpec::Relu), (&smooth, LayerSpec::Sigmoid), (&averaged, LayerSpec::GlobalAvgPool)]
     {
         let specs: Vec<LayerSpec> =
-            first.iter().cloned().chain([last, LayerSpec::Flatten, LayerSpec::Dense { units: 3 }]).collect();
-        gradient_equals_finite_differences(&Network::new(shape, &specs).unwrap());
+            first.iter().cloned().chain([last, LayerSpec::Flatten, LayerSpec::dense(3)]).collect();
+        gradient_equals_finite_differences(&Network::new(shape, &specs).unwrap(), 1.0);
     }
+    // Weights uniform in [-1, 1) through five residual blocks make outputs of hundreds; a
+    // quarter as large keeps them near 1, as training does.
+    gradient_equals_finite_differences(&common::residual_network(shape, 3), 0.25);
 }
 
-fn gradient_equals_finite_differences(network: &Network) {
+/// Central differences of the reference's f against its ∇f, at weights uniform in
+/// [-theta_range, theta_range).
+fn gradient_equals_finite_differences(network: &Network, theta_range: f64) {
     let shape = network.input();
     let mut rng = rng(11);
     let images = common::random_vec(&mut rng, 4 * shape.len());
     let data = Dataset::new(shape, 3, images, vec![0, 2, 1, 2], "synthetic".as_ref()).unwrap();
-    let theta = common::to_f64(&common::random_vec(&mut rng, network.param_count()));
+    let theta: Vec<f64> =
+        common::random_vec(&mut rng, network.param_count()).iter().map(|&t| t as f64 * theta_range).collect();
     for loss in [Loss::SquaredError, Loss::CrossEntropy] {
-        let (_, grad) = reference::objective(network, loss, C, &theta, &data);
+        let (f, grad) = reference::objective(network, loss, C, &theta, &data);
         let largest = grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
         let h = 1e-6;
         for i in 0..theta.len() {
@@ -158,9 +164,10 @@ fn gradient_equals_finite_differences(network: &Network) {
             let fd = (reference::objective(network, loss, C, &plus, &data).0
                 - reference::objective(network, loss, C, &minus, &data).0)
                 / (2.0 * h);
-            // f64 central differences: truncation O(h²) and rounding O(1e-16/h) stay below
-            // 1e-6 of the entry (or of 1e-3 of the largest entry, for entries near zero).
-            let bound = 1e-6 * grad[i].abs().max(1e-3 * largest);
+            // f64 central differences: truncation O(h²) stays below 1e-6 of the entry (or of
+            // 1e-3 of the largest entry, for entries near zero); rounding adds a few ulps of
+            // f over h (f holds θᵀθ/(2Cl), hundreds for a thousand weights).
+            let bound = 1e-6 * grad[i].abs().max(1e-3 * largest) + 4.0 * f64::EPSILON * f.abs() / h;
             assert!(
                 (fd - grad[i]).abs() <= bound,
                 "{loss}: ∂f/∂θ[{i}] = {} but finite differences give {fd}",

@@ -18,7 +18,7 @@ use newton_wgpu::nn::{LayerSpec, Network, Shape};
 use newton_wgpu::output::{self, LineFile, OutputError};
 
 fn model() -> Model {
-    let network = Network::new(Shape::new(1, 4, 4), &[LayerSpec::Dense { units: 3 }]).unwrap();
+    let network = Network::new(Shape::new(1, 4, 4), &[LayerSpec::dense(3)]).unwrap();
     Model { theta: network.init_params(1), network, normalizer: None, loss: Loss::CrossEntropy }
 }
 

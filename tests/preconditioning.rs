@@ -86,7 +86,7 @@ fn solve_dense(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
 fn preconditioned_cg_solves_a_known_system_in_fewer_steps_with_the_same_answer() {
     let gpu = gpu();
     let data = badly_scaled();
-    let network = Network::new(data.shape, &[LayerSpec::Dense { units: K }]).unwrap();
+    let network = Network::new(data.shape, &[LayerSpec::dense(K)]).unwrap();
     let n = network.param_count();
     let problem = Problem::new(network.clone(), Loss::SquaredError, C).unwrap();
     let theta = gpu.upload(&random_vec(&mut rng(22), n), "θ").unwrap();

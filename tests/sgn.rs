@@ -32,7 +32,7 @@ fn sgn_minimises_a_convex_problem_to_a_small_gradient() {
     let images: Vec<f32> =
         (0..l * d).map(|i| random_vec(&mut rng, 1)[0] + (i / d % k) as f32 * 0.3).collect();
     let data = Dataset::new(Shape::new(d, 1, 1), k, images, labels, "convex".as_ref()).unwrap();
-    let network = Network::new(data.shape, &[LayerSpec::Dense { units: k }]).unwrap();
+    let network = Network::new(data.shape, &[LayerSpec::dense(k)]).unwrap();
     let problem = Problem::new(network.clone(), Loss::CrossEntropy, C).unwrap();
     let theta0 = random_vec(&mut rng, network.param_count());
     let theta = gpu().upload(&theta0, "θ").unwrap();

@@ -144,7 +144,7 @@ fn newton_solves_linear_least_squares_to_the_normal_equations() {
     let labels: Vec<u32> = (0..l).map(|i| (i * 7 % k) as u32).collect();
     let data =
         Dataset::new(Shape::new(d, 1, 1), k, images.clone(), labels.clone(), "synthetic".as_ref()).unwrap();
-    let network = Network::new(data.shape, &[LayerSpec::Dense { units: k }]).unwrap();
+    let network = Network::new(data.shape, &[LayerSpec::dense(k)]).unwrap();
     let theta = gpu().upload(&network.init_params(2), "θ").unwrap();
     // |S| = l: G is the exact Hessian and one undamped Newton step solves the problem.
     let options = NewtonOptions {
@@ -692,8 +692,7 @@ fn a_network_too_large_for_the_device_names_its_largest_layer() {
     // One dense layer over 2^16 inputs just past the limit (within 2^31 − 1 values while the
     // limit is under 8 GiB).
     let units = (limit / 4 / (width as u64 + 1) + 1) as usize;
-    let specs =
-        [LayerSpec::Flatten, LayerSpec::Dense { units }, LayerSpec::Relu, LayerSpec::Dense { units: 10 }];
+    let specs = [LayerSpec::Flatten, LayerSpec::dense(units), LayerSpec::Relu, LayerSpec::dense(10)];
     let network = Network::new(Shape::new(1, 1, width), &specs).unwrap();
     let problem = Problem::new(network, Loss::CrossEntropy, C).unwrap();
     let error = problem.check_fits(gpu()).unwrap_err();

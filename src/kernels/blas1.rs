@@ -14,6 +14,8 @@ crate::kernels! { KERNELS = [
     COPY: Params = SHADER::copy(Read, ReadWrite);
     SCALE: Params = SHADER::scale(ReadWrite);
     AXPY: Params = SHADER::axpy(Read, ReadWrite);
+    ADD: Params = SHADER::add(Read, Read, ReadWrite);
+    SUM_PARTIAL: Params = SHADER::sum_partial(Read, ReadWrite);
     DOT_PARTIAL: Params = SHADER::dot_partial(Read, Read, ReadWrite);
     DOT_FINAL: Params = SHADER::dot_final(Read, ReadWrite);
     NORM_FINAL: Params = SHADER::norm_final(Read, ReadWrite);
@@ -86,6 +88,20 @@ pub fn axpy(
     rec.dispatch(&AXPY, &Params { alpha, ..Params::len(len) }, &[x, y], len as u64)
 }
 
+/// z[..len] = x[..len] + y[..len].
+pub fn add(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+    z: &GpuBuffer<f32>,
+    len: usize,
+) -> Result<(), GpuError> {
+    for buffer in [x, y, z] {
+        check_len(&ADD, buffer, len)?;
+    }
+    rec.dispatch(&ADD, &Params::len(len), &[x, y, z], len as u64)
+}
+
 /// Workgroups of the first pass of a dot product of length `len`: its partial sums, and the
 /// scratch values it needs.
 pub fn dot_groups(len: usize) -> usize {
@@ -139,6 +155,21 @@ pub fn dot_partials(
         &[x, y, scratch],
         (groups * WORKGROUP_SIZE as usize) as u64,
     )?;
+    Ok(groups)
+}
+
+/// `scratch[b]` = the sum of `x[i]` over the values of workgroup b, as [`dot_partials`] sums
+/// products. Returns the number of partial sums.
+pub fn sum_partials(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    len: usize,
+    scratch: &GpuBuffer<f32>,
+) -> Result<usize, GpuError> {
+    let groups = dot_groups(len);
+    check_len(&SUM_PARTIAL, x, len)?;
+    check_len(&SUM_PARTIAL, scratch, groups)?;
+    rec.dispatch(&SUM_PARTIAL, &Params::len(len), &[x, scratch], (groups * WORKGROUP_SIZE as usize) as u64)?;
     Ok(groups)
 }
 

@@ -11,6 +11,7 @@ pub mod blas1;
 pub mod cg;
 pub mod conv;
 mod gemm;
+pub mod graph;
 pub mod loss;
 pub mod matmul;
 pub mod pool;
@@ -22,13 +23,14 @@ use bytemuck::Pod;
 use crate::gpu::{GpuBuffer, GpuError, Kernel, KernelInfo, Shader};
 
 /// Every shader of the crate.
-pub static SHADERS: [&Shader; 9] = [
+pub static SHADERS: [&Shader; 10] = [
     &activation::SHADER,
     &avgpool::SHADER,
     &blas1::SHADER,
     &cg::SHADER,
     &conv::WINDOWED_SHADER,
     &conv::TILED_SHADER,
+    &graph::SHADER,
     &loss::SHADER,
     &matmul::SHADER,
     &pool::SHADER,
@@ -55,6 +57,7 @@ pub fn registry() -> impl Iterator<Item = &'static KernelInfo> {
         cg::KERNELS,
         conv::WINDOWED_KERNELS,
         conv::TILED_KERNELS,
+        graph::KERNELS,
         loss::KERNELS,
         matmul::KERNELS,
         pool::KERNELS,

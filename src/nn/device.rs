@@ -1,37 +1,200 @@
-//! A network on the device, lowered once into a plan: a list of operations with their buffers
-//! resolved, the fusions decided (a ReLU followed by a max-pool runs inside the pool; a
-//! flatten is free: the data is already in (c, h, w) order) and each convolution's packed
-//! filters allocated. The workspace holds the buffers of one batch (inputs, every operation's
-//! output, the pooling arg-max, the back-propagated gradients, the forward-mode directions)
-//! and records the passes into a [`Recorder`]: forward, backward (Jᵀu), forward mode (Jv).
+//! A network on the device, lowered once into a plan: a list of operations in graph order
+//! with their buffers resolved, the fusions decided (a ReLU read only by a max-pool runs
+//! inside the pool; a flatten is free: the data is already in (c, h, w) order) and each
+//! convolution's packed filters allocated. The workspace holds the buffers of one batch
+//! (inputs, every operation's output, the pooling arg-max, the back-propagated gradients, the
+//! forward-mode directions) and records the passes into a [`Recorder`]: forward, backward
+//! (Jᵀu), forward mode (Jv).
+//!
+//! Gradients and directions do not need a buffer per operation: each is live from the
+//! operation that writes it to the last one that reads it, and buffers are shared between
+//! values whose lives do not overlap (a chain needs two of each; a residual block three).
+//! Where a value feeds several operations (a block's input feeds its body and its shortcut),
+//! the backward pass adds each operation's part into its gradient.
 
 use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
 use crate::kernels::conv::{self, ConvLayer, PARTIAL_VALUES};
-use crate::kernels::{activation, avgpool, blas1, pool};
+use crate::kernels::{activation, avgpool, blas1, graph, pool};
 
-use super::{AvgPoolGeometry, Network, PlannedLayer, PoolGeometry, Smooth};
+use super::{AvgPoolGeometry, Network, PlannedLayer, PoolGeometry, Smooth, SubsampleGeometry};
 
 /// Which passes a workspace serves: the gradient needs the forward values and the
-/// back-propagated gradients; curvature products (Jv) need two more buffers for directions.
+/// back-propagated gradients; curvature products (Jv) need more buffers for directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Passes {
     Gradient,
     Curvature,
 }
 
-/// One operation of the plan; `input` and `output` index the workspace's value buffers.
-enum Op {
+/// What one operation of the plan computes.
+enum Kind {
     /// A convolution or dense layer.
-    Conv { layer: ConvLayer, input: usize, output: usize },
-    /// y = max(x, 0) on `len` values per sample (a ReLU that no max-pool follows).
-    Relu { input: usize, output: usize, len: usize },
+    Conv(ConvLayer),
+    /// y = max(x, 0) (a ReLU that is not folded into a max-pool).
+    Relu,
     /// Average pooling (global pooling included), linear: forward mode is its forward pass.
-    AvgPool { geometry: AvgPoolGeometry, input: usize, output: usize },
-    /// tanh or sigmoid on `len` values per sample.
-    Smooth { function: Smooth, input: usize, output: usize, len: usize },
+    AvgPool(AvgPoolGeometry),
+    /// tanh or sigmoid.
+    Smooth(Smooth),
     /// Max-pool; with `relu`, of max(x, 0) (the ReLU before it, which has no operation).
-    Pool { geometry: PoolGeometry, input: usize, output: usize, argmax: usize, relu: bool },
+    Pool {
+        geometry: PoolGeometry,
+        argmax: usize,
+        relu: bool,
+    },
+    /// The sum of its two inputs.
+    Add,
+    /// x + θ[offset].
+    Bias(usize),
+    /// θ[offset] · x.
+    Scale(usize),
+    Subsample(SubsampleGeometry),
+}
+
+/// One operation: what it computes, the value buffers it reads and the one it writes, and
+/// `len`, its output's values per sample.
+struct Op {
+    kind: Kind,
+    inputs: Vec<usize>,
+    output: usize,
+    len: usize,
+}
+
+/// The network's layers as operations on value buffers, before any buffer exists: what
+/// [`Workspace::new`] allocates and [`Workspace::bytes_for`] counts.
+struct Lowering {
+    /// (layer index, inputs, fused ReLU) per operation; its output is value `index + 1`.
+    ops: Vec<(usize, Vec<usize>, bool)>,
+    /// Values per sample of each value buffer; value 0 holds the inputs.
+    lens: Vec<usize>,
+    /// The value that holds the network's outputs.
+    output: usize,
+    /// Whether a value depends on parameters: its gradient reaches θ, its direction is not zero.
+    depends: Vec<bool>,
+    /// The gradient buffer of each value (none for the inputs: the caller's, if any).
+    delta_slot: Vec<usize>,
+    delta_slots: usize,
+    /// The direction buffer of each value that depends on parameters.
+    tangent_slot: Vec<Option<usize>>,
+    tangent_slots: usize,
+    /// Whether some value feeds several operations: the backward pass then adds parts, through
+    /// one more buffer.
+    fans_out: bool,
+}
+
+/// Shares buffers between closed intervals [start, end] of time: the i-th interval's buffer,
+/// and how many buffers. Taken in order of start, each reuses the buffer freed longest ago;
+/// intervals that meet at a time never share (an operation reads one while it writes another).
+fn assign_slots(intervals: &[(i64, i64)]) -> (Vec<usize>, usize) {
+    let mut order: Vec<usize> = (0..intervals.len()).collect();
+    order.sort_by_key(|&i| (intervals[i].0, i));
+    let mut free_after: Vec<i64> = Vec::new();
+    let mut slots = vec![0; intervals.len()];
+    for i in order {
+        let (start, end) = intervals[i];
+        let reusable =
+            (0..free_after.len()).filter(|&s| free_after[s] < start).min_by_key(|&s| (free_after[s], s));
+        let slot = reusable.unwrap_or_else(|| {
+            free_after.push(i64::MIN);
+            free_after.len() - 1
+        });
+        free_after[slot] = end;
+        slots[i] = slot;
+    }
+    (slots, free_after.len())
+}
+
+impl Lowering {
+    fn new(network: &Network) -> Self {
+        let layers = network.layers();
+        let mut readers = vec![Vec::new(); layers.len() + 1];
+        for i in 0..layers.len() {
+            for &node in network.sources(i) {
+                readers[node].push(i);
+            }
+        }
+        // A ReLU folds into the max-pool that is its only reader.
+        let folded = |i: usize| {
+            matches!(layers[i], PlannedLayer::Relu { .. })
+                && matches!(readers[i + 1].as_slice(), [j] if matches!(layers[*j], PlannedLayer::MaxPool(_)))
+        };
+        let mut value_of = vec![0; layers.len() + 1];
+        let mut fused = vec![false; layers.len() + 1];
+        let mut ops = Vec::new();
+        let mut lens = vec![network.input().len()];
+        for (i, layer) in layers.iter().enumerate() {
+            let sources = network.sources(i);
+            if matches!(layer, PlannedLayer::Flatten { .. }) || folded(i) {
+                value_of[i + 1] = value_of[sources[0]];
+                fused[i + 1] = folded(i);
+                continue;
+            }
+            let inputs: Vec<usize> = sources.iter().map(|&node| value_of[node]).collect();
+            let relu = matches!(layer, PlannedLayer::MaxPool(_)) && fused[sources[0]];
+            ops.push((i, inputs, relu));
+            lens.push(layer.output().len());
+            value_of[i + 1] = ops.len();
+        }
+        let output = value_of[layers.len()];
+        let count = ops.len();
+        let mut depends = vec![false; count + 1];
+        for (k, (layer, inputs, _)) in ops.iter().enumerate() {
+            depends[k + 1] = layers[*layer].param_count() > 0 || inputs.iter().any(|&v| depends[v]);
+        }
+        let mut last_reader = vec![None; count + 1];
+        for (k, (_, inputs, _)) in ops.iter().enumerate() {
+            for &v in inputs {
+                last_reader[v] = Some(k);
+            }
+        }
+        let fans_out =
+            (0..=count).any(|v| ops.iter().filter(|(_, inputs, _)| inputs.contains(&v)).count() > 1);
+        // Backward time: operation k runs at count − 1 − k. A value's gradient lives from its
+        // last reader (the caller's write, before, for the outputs) to its producer.
+        let backward_time = |k: usize| (count - 1 - k) as i64;
+        let delta_intervals: Vec<(i64, i64)> = (1..=count)
+            .map(|v| {
+                let start = if v == output { -1 } else { last_reader[v].map_or(-1, backward_time) };
+                (start, backward_time(v - 1))
+            })
+            .collect();
+        let (slots, delta_slots) = assign_slots(&delta_intervals);
+        let mut delta_slot = vec![0; count + 1];
+        delta_slot[1..].copy_from_slice(&slots);
+        // Forward time: operation k runs at k; a direction lives to its last reader (the
+        // caller's read, after, for the outputs).
+        let live: Vec<usize> = (1..=count).filter(|&v| depends[v]).collect();
+        let tangent_intervals: Vec<(i64, i64)> = live
+            .iter()
+            .map(|&v| {
+                let end = if v == output { count as i64 } else { last_reader[v].map_or(count, |k| k) as i64 };
+                ((v - 1) as i64, end)
+            })
+            .collect();
+        let (slots, tangent_slots) = assign_slots(&tangent_intervals);
+        let mut tangent_slot = vec![None; count + 1];
+        for (&v, slot) in live.iter().zip(slots) {
+            tangent_slot[v] = Some(slot);
+        }
+        Self {
+            ops,
+            lens,
+            output,
+            depends,
+            delta_slot,
+            delta_slots,
+            tangent_slot,
+            tangent_slots: tangent_slots.max(1),
+            fans_out,
+        }
+    }
+
+    /// Gradient and direction buffers, each of the widest value.
+    fn pass_buffers(&self, passes: Passes) -> usize {
+        let tangents = if passes == Passes::Curvature { self.tangent_slots } else { 0 };
+        self.delta_slots.max(1) + usize::from(self.fans_out) + tangents
+    }
 }
 
 /// The plan of `network` and the device buffers for running it on batches of at most
@@ -40,15 +203,21 @@ pub struct Workspace {
     capacity: usize,
     input_len: usize,
     ops: Vec<Op>,
-    /// `values[0]` holds the batch's inputs, the others the operations' outputs.
+    /// `values[0]` holds the batch's inputs, `values[k + 1]` operation k's output.
     values: Vec<GpuBuffer<f32>>,
     argmax: Vec<GpuBuffer<u32>>,
     /// Which value buffer holds the network's outputs.
     output: usize,
-    /// Ping-pong buffers for the gradient with respect to each operation's output.
-    deltas: [GpuBuffer<f32>; 2],
-    /// Ping-pong buffers for R(·), the forward-mode direction through each operation.
-    tangents: Option<[GpuBuffer<f32>; 2]>,
+    /// Whether each value depends on parameters (see [`Lowering`]).
+    depends: Vec<bool>,
+    /// The gradient with respect to each value: `deltas[delta_slot[v]]`.
+    deltas: Vec<GpuBuffer<f32>>,
+    delta_slot: Vec<usize>,
+    /// Where an operation puts its part of a gradient that another part is already in.
+    gather: Option<GpuBuffer<f32>>,
+    /// R(·), the forward-mode direction of each value that depends on parameters.
+    tangents: Vec<GpuBuffer<f32>>,
+    tangent_slot: Vec<Option<usize>>,
     partial: GpuBuffer<f32>,
     labels: GpuBuffer<u32>,
 }
@@ -63,24 +232,18 @@ impl Workspace {
     /// Bytes that a workspace of `capacity` samples would hold at most.
     pub fn bytes_for(network: &Network, capacity: usize, passes: Passes) -> u64 {
         let f = 4 * capacity.max(1) as u64;
-        let mut values = network.input().len() as u64;
-        let mut argmax = 0;
-        let folded = folded_relus(network);
-        for (layer, folded) in network.layers().iter().zip(folded) {
-            match layer {
-                PlannedLayer::Flatten { .. } => {}
-                PlannedLayer::Relu { .. } if folded => {}
-                PlannedLayer::MaxPool(_) => {
-                    values += layer.output().len() as u64;
-                    argmax += layer.output().len() as u64;
-                }
-                _ => values += layer.output().len() as u64,
-            }
-        }
-        let pairs = if passes == Passes::Curvature { 4 } else { 2 };
+        let lowering = Lowering::new(network);
+        let values: u64 = lowering.lens.iter().map(|&l| l as u64).sum();
+        let argmax: u64 = lowering
+            .ops
+            .iter()
+            .filter(|(layer, ..)| matches!(network.layers()[*layer], PlannedLayer::MaxPool(_)))
+            .map(|(layer, ..)| network.layers()[*layer].output().len() as u64)
+            .sum();
+        let buffers = lowering.pass_buffers(passes) as u64;
         let packed: u64 = network.conv_geometries().map(conv::packed_bytes_bound).sum();
         let partial = 4 * PARTIAL_VALUES.max(largest_layer_params(network)) as u64;
-        f * (values + argmax + pairs * widest_activation(network) as u64 + 1) + partial + packed
+        f * (values + argmax + buffers * widest_activation(network) as u64 + 1) + partial + packed
     }
 
     /// Lowers `network` and allocates the buffers; fails when `capacity` samples do not fit
@@ -93,46 +256,44 @@ impl Workspace {
     ) -> Result<Self, GpuError> {
         let gpu = execution.gpu;
         let capacity = capacity.max(1);
+        let lowering = Lowering::new(network);
         let mut values = vec![gpu.zeros::<f32>(capacity * network.input().len(), "inputs")?];
         let mut argmax = Vec::new();
         let mut ops = Vec::new();
-        let folded = folded_relus(network);
-        let mut current = 0;
-        for (i, layer) in network.layers().iter().enumerate() {
-            let output = values.len();
+        for (k, (index, inputs, relu)) in lowering.ops.iter().enumerate() {
+            let (index, relu) = (*index, *relu);
+            let layer = &network.layers()[index];
             let len = layer.output().len();
-            let op = match layer {
-                PlannedLayer::Flatten { .. } => continue,
-                PlannedLayer::Relu { .. } if folded[i] => continue,
+            let kind = match layer {
                 PlannedLayer::Conv { geometry, .. } => {
                     let plan = execution.conv_plan(geometry, capacity)?;
-                    let layer = ConvLayer::new(gpu, plan, geometry)?;
-                    Op::Conv { layer, input: current, output }
+                    Kind::Conv(ConvLayer::new(gpu, plan, geometry)?)
                 }
-                PlannedLayer::Relu { shape } => Op::Relu { input: current, output, len: shape.len() },
-                PlannedLayer::Smooth { function, shape } => {
-                    Op::Smooth { function: *function, input: current, output, len: shape.len() }
-                }
-                PlannedLayer::AvgPool(geometry) => {
-                    Op::AvgPool { geometry: *geometry, input: current, output }
-                }
+                PlannedLayer::Relu { .. } => Kind::Relu,
+                PlannedLayer::Smooth { function, .. } => Kind::Smooth(*function),
+                PlannedLayer::AvgPool(geometry) => Kind::AvgPool(*geometry),
                 PlannedLayer::MaxPool(geometry) => {
-                    argmax.push(gpu.zeros::<u32>(capacity * len, &format!("layer {} argmax", i + 1))?);
-                    let relu = i > 0 && folded[i - 1];
-                    Op::Pool { geometry: *geometry, input: current, output, argmax: argmax.len() - 1, relu }
+                    argmax.push(gpu.zeros::<u32>(capacity * len, &format!("layer {} argmax", index + 1))?);
+                    Kind::Pool { geometry: *geometry, argmax: argmax.len() - 1, relu }
                 }
+                PlannedLayer::Add { .. } => Kind::Add,
+                PlannedLayer::Bias { offset, .. } => Kind::Bias(*offset),
+                PlannedLayer::Scale { offset, .. } => Kind::Scale(*offset),
+                PlannedLayer::Subsample(geometry) => Kind::Subsample(*geometry),
+                PlannedLayer::Flatten { .. } => unreachable!("a flatten has no operation"),
             };
-            values.push(gpu.zeros::<f32>(capacity * len, &format!("layer {} output", i + 1))?);
-            ops.push(op);
-            current = output;
+            values.push(gpu.zeros::<f32>(capacity * len, &format!("layer {} output", index + 1))?);
+            ops.push(Op { kind, inputs: inputs.clone(), output: k + 1, len });
         }
-        let delta_len = capacity * widest_activation(network);
-        let deltas = [gpu.zeros(delta_len, "delta A")?, gpu.zeros(delta_len, "delta B")?];
+        let widest = capacity * widest_activation(network);
+        let buffers = |count: usize, what: &str| -> Result<Vec<GpuBuffer<f32>>, GpuError> {
+            (0..count).map(|i| gpu.zeros(widest, &format!("{what} {i}"))).collect()
+        };
+        let deltas = buffers(lowering.delta_slots.max(1), "gradient")?;
+        let gather = lowering.fans_out.then(|| gpu.zeros(widest, "gradient part")).transpose()?;
         let tangents = match passes {
-            Passes::Curvature => {
-                Some([gpu.zeros(delta_len, "tangent A")?, gpu.zeros(delta_len, "tangent B")?])
-            }
-            Passes::Gradient => None,
+            Passes::Curvature => buffers(lowering.tangent_slots, "direction")?,
+            Passes::Gradient => Vec::new(),
         };
         let partial = gpu.zeros(PARTIAL_VALUES.max(largest_layer_params(network)), "param partial sums")?;
         Ok(Self {
@@ -141,9 +302,13 @@ impl Workspace {
             ops,
             values,
             argmax,
-            output: current,
+            output: lowering.output,
+            depends: lowering.depends,
             deltas,
+            delta_slot: lowering.delta_slot,
+            gather,
             tangents,
+            tangent_slot: lowering.tangent_slot,
             partial,
             labels: gpu.zeros(capacity, "labels")?,
         })
@@ -161,7 +326,8 @@ impl Workspace {
         sum(&self.values)
             + argmax
             + sum(&self.deltas)
-            + self.tangents.as_ref().map_or(0, |t| sum(t))
+            + self.gather.as_ref().map_or(0, |b| b.bytes())
+            + sum(&self.tangents)
             + self.partial.bytes()
             + self.labels.bytes()
             + packed
@@ -184,18 +350,18 @@ impl Workspace {
 
     /// Where the caller puts ∂(loss)/∂z before [`Workspace::record_backward`]: [capacity, K].
     pub fn output_grad(&self) -> &GpuBuffer<f32> {
-        &self.deltas[0]
+        &self.deltas[self.delta_slot[self.output]]
     }
 
-    /// A buffer of at least [capacity, K] values that is free between passes (a tangent
+    /// A buffer of at least [capacity, K] values that is free between passes (a direction
     /// buffer): callers may stage per-sample vectors there.
     pub fn tangent_scratch(&self) -> &GpuBuffer<f32> {
-        &self.tangents.as_ref().expect("a workspace made for Passes::Curvature")[1]
+        self.tangents.first().expect("a workspace made for Passes::Curvature")
     }
 
     fn convs(&self) -> impl Iterator<Item = &ConvLayer> {
-        self.ops.iter().filter_map(|op| match op {
-            Op::Conv { layer, .. } => Some(layer),
+        self.ops.iter().filter_map(|op| match &op.kind {
+            Kind::Conv(layer) => Some(layer),
             _ => None,
         })
     }
@@ -221,28 +387,19 @@ impl Workspace {
         self.check_batch(batch);
         let v = &self.values;
         for op in &self.ops {
-            match op {
-                Op::Conv { layer, input, output } => {
-                    layer.forward(rec, batch, &v[*input], theta, &v[*output])?
+            let (x, y, len) = (&v[op.inputs[0]], &v[op.output], batch * op.len);
+            match &op.kind {
+                Kind::Conv(layer) => layer.forward(rec, batch, x, theta, y)?,
+                Kind::Relu => activation::relu_forward(rec, x, y, len)?,
+                Kind::Smooth(function) => activation::smooth_forward(rec, *function, x, y, len)?,
+                Kind::AvgPool(geometry) => avgpool::forward(rec, geometry, batch, x, y)?,
+                Kind::Pool { geometry, argmax, relu } => {
+                    pool::forward(rec, geometry, batch, x, y, &self.argmax[*argmax], *relu)?
                 }
-                Op::Relu { input, output, len } => {
-                    activation::relu_forward(rec, &v[*input], &v[*output], batch * len)?
-                }
-                Op::Smooth { function, input, output, len } => {
-                    activation::smooth_forward(rec, *function, &v[*input], &v[*output], batch * len)?
-                }
-                Op::AvgPool { geometry, input, output } => {
-                    avgpool::forward(rec, geometry, batch, &v[*input], &v[*output])?
-                }
-                Op::Pool { geometry, input, output, argmax, relu } => pool::forward(
-                    rec,
-                    geometry,
-                    batch,
-                    &v[*input],
-                    &v[*output],
-                    &self.argmax[*argmax],
-                    *relu,
-                )?,
+                Kind::Add => blas1::add(rec, x, &v[op.inputs[1]], y, len)?,
+                Kind::Bias(offset) => graph::shift(rec, theta, *offset, x, y, len)?,
+                Kind::Scale(offset) => graph::multiply(rec, theta, *offset, x, y, len)?,
+                Kind::Subsample(geometry) => graph::subsample_forward(rec, geometry, batch, x, y)?,
             }
         }
         Ok(())
@@ -267,37 +424,71 @@ impl Workspace {
                 None => Ok(()),
             };
         }
-        // Below the first operation with parameters, gradients are needed only for input_grad.
-        let first_with_params =
-            self.ops.iter().position(|op| matches!(op, Op::Conv { .. })).unwrap_or(self.ops.len());
-        let lowest = if input_grad.is_some() { 0 } else { first_with_params };
-        let v = &self.values;
-        let mut current = 0;
-        for index in (lowest..self.ops.len()).rev() {
-            let dy = &self.deltas[current];
-            let dx = match (index, input_grad) {
-                (0, Some(buffer)) => buffer,
-                _ => &self.deltas[1 - current],
-            };
-            match &self.ops[index] {
-                Op::Conv { layer, input, .. } => {
-                    layer.backward_params(rec, batch, &v[*input], dy, &self.partial, grad)?;
-                    if index > lowest || input_grad.is_some() {
-                        layer.backward_input(rec, batch, dy, theta, dx)?;
-                    }
-                }
-                Op::Relu { output, len, .. } => {
-                    activation::relu_backward(rec, &v[*output], dy, dx, batch * len)?
-                }
-                Op::Smooth { function, output, len, .. } => {
-                    activation::smooth_backward(rec, *function, &v[*output], dy, dx, batch * len)?
-                }
-                Op::AvgPool { geometry, .. } => avgpool::backward(rec, geometry, batch, dy, dx)?,
-                Op::Pool { geometry, argmax, .. } => {
-                    pool::backward(rec, geometry, batch, dy, &self.argmax[*argmax], dx)?
-                }
+        // A value's gradient is needed where it reaches θ, or everywhere for input_grad.
+        let wanted = |value: usize| match value {
+            0 => input_grad.is_some(),
+            _ => self.depends[value] || input_grad.is_some(),
+        };
+        let delta = |value: usize| match (value, input_grad) {
+            (0, Some(buffer)) => buffer,
+            _ => &self.deltas[self.delta_slot[value]],
+        };
+        let values = &self.values;
+        // Whether a value's gradient holds a part already: later parts are added to it.
+        let mut started = vec![false; values.len()];
+        for op in self.ops.iter().rev() {
+            if !wanted(op.output) {
+                continue;
             }
-            current = 1 - current;
+            let dy = delta(op.output);
+            let (x, len) = (&values[op.inputs[0]], batch * op.len);
+            match &op.kind {
+                Kind::Conv(layer) => layer.backward_params(rec, batch, x, dy, &self.partial, grad)?,
+                Kind::Bias(offset) => graph::scalar_grad(rec, dy, None, len, &self.partial, grad, *offset)?,
+                Kind::Scale(offset) => {
+                    graph::scalar_grad(rec, dy, Some(x), len, &self.partial, grad, *offset)?
+                }
+                _ => {}
+            }
+            for (position, &input) in op.inputs.iter().enumerate() {
+                if !wanted(input) {
+                    continue;
+                }
+                let target = delta(input);
+                let input_len = values[input].len() / self.capacity * batch;
+                if matches!(op.kind, Kind::Add | Kind::Bias(_)) {
+                    // The gradient passes unchanged.
+                    match started[input] {
+                        true => blas1::axpy(rec, 1.0, dy, target, input_len)?,
+                        false => blas1::copy(rec, dy, 0, target, 0, input_len)?,
+                    }
+                    started[input] = true;
+                    continue;
+                }
+                debug_assert_eq!(position, 0, "only an add reads two values");
+                let dx = match started[input] {
+                    true => self.gather.as_ref().expect("a value read twice has a part buffer"),
+                    false => target,
+                };
+                match &op.kind {
+                    Kind::Conv(layer) => layer.backward_input(rec, batch, dy, theta, dx)?,
+                    Kind::Relu => activation::relu_backward(rec, &values[op.output], dy, dx, len)?,
+                    Kind::Smooth(function) => {
+                        activation::smooth_backward(rec, *function, &values[op.output], dy, dx, len)?
+                    }
+                    Kind::AvgPool(geometry) => avgpool::backward(rec, geometry, batch, dy, dx)?,
+                    Kind::Pool { geometry, argmax, .. } => {
+                        pool::backward(rec, geometry, batch, dy, &self.argmax[*argmax], dx)?
+                    }
+                    Kind::Scale(offset) => graph::multiply(rec, theta, *offset, dy, dx, len)?,
+                    Kind::Subsample(geometry) => graph::subsample_backward(rec, geometry, batch, dy, dx)?,
+                    Kind::Add | Kind::Bias(_) => unreachable!("handled above"),
+                }
+                if started[input] {
+                    blas1::axpy(rec, 1.0, dx, target, input_len)?;
+                }
+                started[input] = true;
+            }
         }
         Ok(())
     }
@@ -312,42 +503,51 @@ impl Workspace {
         batch: usize,
     ) -> Result<&GpuBuffer<f32>, GpuError> {
         self.check_batch(batch);
-        let tangents = self.tangents.as_ref().expect("Jv needs a workspace made for Passes::Curvature");
+        assert!(!self.tangents.is_empty(), "Jv needs a workspace made for Passes::Curvature");
         let values = &self.values;
-        // Which tangent buffer holds R(input of the current operation); None while it is zero,
-        // which it is from the data up to the first operation with parameters.
-        let mut current: Option<usize> = None;
+        // R(value): None while it is zero, which it is up to the first operation with parameters.
+        let tangent = |value: usize| self.tangent_slot[value].map(|slot| &self.tangents[slot]);
         for op in &self.ops {
-            let next = current.map_or(0, |c| 1 - c);
-            let (r_in, r_out) = (current.map(|c| &tangents[c]), &tangents[next]);
-            match (op, r_in) {
-                (Op::Conv { layer, input, .. }, r_in) => {
-                    layer.jvp(rec, batch, &values[*input], r_in, theta, v, r_out)?
+            let Some(r_out) = tangent(op.output) else { continue };
+            let (x, len) = (&values[op.inputs[0]], batch * op.len);
+            match (&op.kind, tangent(op.inputs[0])) {
+                (Kind::Conv(layer), r_in) => layer.jvp(rec, batch, x, r_in, theta, v, r_out)?,
+                (Kind::Bias(offset), Some(r_in)) => graph::shift(rec, v, *offset, r_in, r_out, len)?,
+                (Kind::Bias(offset), None) => graph::broadcast(rec, v, *offset, r_out, len)?,
+                (Kind::Scale(offset), Some(r_in)) => {
+                    graph::scale_jvp(rec, theta, v, *offset, r_in, x, r_out, len)?
                 }
-                (Op::Relu { output, len, .. }, Some(r_in)) => {
-                    activation::relu_backward(rec, &values[*output], r_in, r_out, batch * len)?
+                (Kind::Scale(offset), None) => graph::multiply(rec, v, *offset, x, r_out, len)?,
+                (Kind::Add, r_body) => match (r_body, tangent(op.inputs[1])) {
+                    (Some(a), Some(b)) => blas1::add(rec, a, b, r_out, len)?,
+                    (Some(only), None) | (None, Some(only)) => blas1::copy(rec, only, 0, r_out, 0, len)?,
+                    (None, None) => {
+                        unreachable!("a direction that depends on parameters has a source that does")
+                    }
+                },
+                (Kind::Relu, Some(r_in)) => {
+                    activation::relu_backward(rec, &values[op.output], r_in, r_out, len)?
                 }
-                (Op::Smooth { function, output, len, .. }, Some(r_in)) => {
-                    activation::smooth_backward(rec, *function, &values[*output], r_in, r_out, batch * len)?
+                (Kind::Smooth(function), Some(r_in)) => {
+                    activation::smooth_backward(rec, *function, &values[op.output], r_in, r_out, len)?
                 }
-                (Op::AvgPool { geometry, .. }, Some(r_in)) => {
-                    avgpool::forward(rec, geometry, batch, r_in, r_out)?
-                }
-                (Op::Pool { geometry, argmax, .. }, Some(r_in)) => {
+                (Kind::AvgPool(geometry), Some(r_in)) => avgpool::forward(rec, geometry, batch, r_in, r_out)?,
+                (Kind::Pool { geometry, argmax, .. }, Some(r_in)) => {
                     pool::jvp(rec, geometry, batch, r_in, &self.argmax[*argmax], r_out)?
                 }
-                // A zero direction stays zero.
-                (_, None) => continue,
+                (Kind::Subsample(geometry), Some(r_in)) => {
+                    graph::subsample_forward(rec, geometry, batch, r_in, r_out)?
+                }
+                (_, None) => unreachable!("a parameter-free operation on a zero direction has no direction"),
             }
-            current = Some(next);
         }
-        match current {
-            Some(c) => Ok(&tangents[c]),
+        match tangent(self.output) {
+            Some(result) => Ok(result),
             None => {
                 // A network without parameters: J is empty and Jv is zero.
                 let k = self.network_outputs().len() / self.capacity;
-                blas1::fill(rec, &tangents[0], batch * k, 0.0)?;
-                Ok(&tangents[0])
+                blas1::fill(rec, &self.tangents[0], batch * k, 0.0)?;
+                Ok(&self.tangents[0])
             }
         }
     }
@@ -356,17 +556,6 @@ impl Workspace {
 fn widest_activation(network: &Network) -> usize {
     let layers = network.layers().iter().map(|l| l.output().len());
     layers.chain([network.input().len()]).max().unwrap_or(1)
-}
-
-/// Which layers are ReLUs directly followed by a max-pool, which then applies them.
-fn folded_relus(network: &Network) -> Vec<bool> {
-    let layers = network.layers();
-    (0..layers.len())
-        .map(|i| {
-            matches!(layers[i], PlannedLayer::Relu { .. })
-                && matches!(layers.get(i + 1), Some(PlannedLayer::MaxPool(_)))
-        })
-        .collect()
 }
 
 fn largest_layer_params(network: &Network) -> usize {

@@ -36,16 +36,21 @@ impl std::fmt::Display for Shape {
 }
 
 /// One layer as a user describes it (in code or in a network file, see [`super::parse_network`];
-/// serialised in the same form).
+/// serialised in the same form). A residual block nests two lists of layers; the planner
+/// unfolds it into the network's graph.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum LayerSpec {
-    /// Square kernel, same stride and zero padding in both directions, with bias.
+    /// Square kernel, same stride and zero padding in both directions; with a bias per output
+    /// channel unless `bias` is false. Weights start N(0, gain² · 2 / fan-in) (He's, scaled by
+    /// `gain`; 0 starts them at zero).
     Conv {
         kernel: usize,
         channels: usize,
         stride: usize,
         padding: usize,
+        bias: bool,
+        gain: f64,
     },
     /// Square window; the stride defaults to the window size.
     #[serde(rename = "maxpool")]
@@ -71,10 +76,40 @@ pub enum LayerSpec {
     Sigmoid,
     /// Flattens (c, h, w) into (c·h·w, 1, 1); data in memory is unchanged.
     Flatten,
-    /// Fully connected, with bias, on the whole input (flattened in c, h, w order).
+    /// Fully connected, with bias, on the whole input (flattened in c, h, w order); weights
+    /// start as a convolution's, with `gain`.
     Dense {
         units: usize,
+        gain: f64,
     },
+    /// body(x) + shortcut(x); an empty shortcut is the identity. Both must give the same shape.
+    Residual {
+        body: Vec<LayerSpec>,
+        shortcut: Vec<LayerSpec>,
+    },
+    /// One learnt scalar added to every value (Fixup's biases); starts at 0.
+    Bias,
+    /// One learnt scalar that multiplies every value (Fixup's multiplier, SkipInit); starts at 1.
+    Scale,
+    /// Every `stride`-th row and column, then zero channels appended up to `channels`: the
+    /// parameter-free shortcut of a block that halves the plane and widens the channels
+    /// (He et al.'s option A, as Fixup's CIFAR ResNets build it).
+    Subsample {
+        stride: usize,
+        channels: usize,
+    },
+}
+
+impl LayerSpec {
+    /// A convolution with bias and He's initialisation.
+    pub fn conv(kernel: usize, channels: usize, stride: usize, padding: usize) -> Self {
+        Self::Conv { kernel, channels, stride, padding, bias: true, gain: 1.0 }
+    }
+
+    /// A dense layer with He's initialisation.
+    pub fn dense(units: usize) -> Self {
+        Self::Dense { units, gain: 1.0 }
+    }
 }
 
 /// The smooth activations: each one's derivative is a function of its output y (tanh: 1 − y²;
@@ -107,6 +142,15 @@ pub struct AvgPoolGeometry {
     pub padding: usize,
 }
 
+/// Where a parameter-free shortcut reads and writes: input channels past the output's are
+/// impossible (the planner checks), output channels past the input's are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubsampleGeometry {
+    pub input: Shape,
+    pub output: Shape,
+    pub stride: usize,
+}
+
 /// Where a convolution (or dense layer) reads, writes and keeps its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -118,8 +162,10 @@ pub struct ConvGeometry {
     pub padding: usize,
     /// Offset of W, [out, in, kh, kw], in θ.
     pub weight_offset: usize,
-    /// Offset of the bias, \[out\], in θ (right after W).
+    /// Offset of the bias, \[out\], in θ (right after W); with no bias, where W ends.
     pub bias_offset: usize,
+    /// Whether the layer has a bias.
+    pub bias: bool,
 }
 
 impl ConvGeometry {
@@ -127,9 +173,18 @@ impl ConvGeometry {
         self.output.channels * self.input.channels * self.kernel_h * self.kernel_w
     }
 
+    /// Biases: one per output channel, or none.
+    pub fn biases(&self) -> usize {
+        if self.bias {
+            self.output.channels
+        } else {
+            0
+        }
+    }
+
     /// Weights and biases.
     pub fn params(&self) -> usize {
-        self.weights() + self.output.channels
+        self.weights() + self.biases()
     }
 
     /// Fan-in of one output, for He initialisation.

@@ -2,14 +2,18 @@
 
 use ndarray::{s, Array2, Array4, ArrayView2};
 
-use crate::nn::{AvgPoolGeometry, ConvGeometry, PoolGeometry, Smooth};
+use crate::nn::{AvgPoolGeometry, ConvGeometry, PoolGeometry, Smooth, SubsampleGeometry};
 
-/// W as a [out, in·kh·kw] matrix and b as a vector, copied out of θ.
+/// W as a [out, in·kh·kw] matrix and b as a vector (zeros for a layer without), copied out of θ.
 fn weights(g: &ConvGeometry, theta: &[f64]) -> (Array2<f64>, Vec<f64>) {
     let w = ArrayView2::from_shape((g.output.channels, g.fan_in()), &theta[g.weight_offset..g.bias_offset])
         .expect("θ holds the layer")
         .to_owned();
-    (w, theta[g.bias_offset..g.bias_offset + g.output.channels].to_vec())
+    let b = match g.bias {
+        true => theta[g.bias_offset..g.bias_offset + g.output.channels].to_vec(),
+        false => vec![0.0; g.output.channels],
+    };
+    (w, b)
 }
 
 /// im2col of one sample: [in·kh·kw, out_h·out_w], zero where the window hits padding.
@@ -94,7 +98,7 @@ pub fn conv_backward(
         for (k, v) in dw.iter().enumerate() {
             grad[g.weight_offset + k] += v;
         }
-        for o in 0..oc {
+        for o in 0..g.biases() {
             grad[g.bias_offset + o] += dy_n.row(o).sum();
         }
         let dcols = w.t().dot(&dy_n);
@@ -202,6 +206,28 @@ pub fn maxpool_backward(g: &PoolGeometry, index: &Array4<usize>, dy: &Array4<f64
     for ((n, c, p, q), &d) in dy.indexed_iter() {
         let at = index[[n, c, p, q]];
         dx[[n, c, at / g.input.width, at % g.input.width]] += d;
+    }
+    dx
+}
+
+/// Every `stride`-th row and column of x, then zero channels up to the output's.
+pub fn subsample_forward(g: &SubsampleGeometry, x: &Array4<f64>) -> Array4<f64> {
+    let batch = x.shape()[0];
+    let (oc, oh, ow) = (g.output.channels, g.output.height, g.output.width);
+    Array4::from_shape_fn((batch, oc, oh, ow), |(n, c, p, q)| match c < g.input.channels {
+        true => x[[n, c, p * g.stride, q * g.stride]],
+        false => 0.0,
+    })
+}
+
+/// dx: dy at the rows and columns the forward pass kept, zero elsewhere.
+pub fn subsample_backward(g: &SubsampleGeometry, dy: &Array4<f64>) -> Array4<f64> {
+    let batch = dy.shape()[0];
+    let mut dx = Array4::zeros((batch, g.input.channels, g.input.height, g.input.width));
+    for ((n, c, p, q), &d) in dy.indexed_iter() {
+        if c < g.input.channels {
+            dx[[n, c, p * g.stride, q * g.stride]] = d;
+        }
     }
     dx
 }

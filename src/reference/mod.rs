@@ -15,7 +15,7 @@ use crate::nn::{Network, PlannedLayer};
 
 pub use layers::{
     avgpool_backward, avgpool_forward, conv_backward, conv_forward, maxpool_backward, maxpool_forward,
-    relu_backward, relu_forward, smooth_backward, smooth_forward,
+    relu_backward, relu_forward, smooth_backward, smooth_forward, subsample_backward, subsample_forward,
 };
 
 /// Every layer's output of one forward pass, and the pooling arg-max (flat index in the plane).
@@ -42,12 +42,18 @@ pub fn batch_of(network: &Network, images: &[f32]) -> Array4<f64> {
         .expect("images hold whole samples")
 }
 
+fn reshaped(x: &Array4<f64>, shape: crate::nn::Shape) -> Array4<f64> {
+    let batch = x.shape()[0];
+    x.to_shape((batch, shape.channels, shape.height, shape.width)).expect("contiguous").to_owned()
+}
+
 /// The forward pass of `network` with parameters `theta` on `x`.
 pub fn forward(network: &Network, theta: &[f64], x: Array4<f64>) -> Trace {
     let mut values = vec![x];
     let mut argmax = Vec::new();
-    for layer in network.layers() {
-        let input = values.last().expect("input present");
+    for (i, layer) in network.layers().iter().enumerate() {
+        let sources = network.sources(i);
+        let input = &values[sources[0]];
         let (output, index) = match layer {
             PlannedLayer::Conv { geometry, .. } => (conv_forward(geometry, theta, input), None),
             PlannedLayer::Relu { .. } => (relu_forward(input), None),
@@ -57,11 +63,11 @@ pub fn forward(network: &Network, theta: &[f64], x: Array4<f64>) -> Trace {
                 let (y, index) = maxpool_forward(g, input);
                 (y, Some(index))
             }
-            PlannedLayer::Flatten { output, .. } => {
-                let batch = input.shape()[0];
-                let shape = (batch, output.channels, output.height, output.width);
-                (input.to_shape(shape).expect("contiguous").to_owned(), None)
-            }
+            PlannedLayer::Flatten { output, .. } => (reshaped(input, *output), None),
+            PlannedLayer::Add { .. } => (input + &values[sources[1]], None),
+            PlannedLayer::Bias { offset, .. } => (input + theta[*offset], None),
+            PlannedLayer::Scale { offset, .. } => (input * theta[*offset], None),
+            PlannedLayer::Subsample(g) => (subsample_forward(g, input), None),
         };
         values.push(output);
         argmax.push(index);
@@ -69,55 +75,78 @@ pub fn forward(network: &Network, theta: &[f64], x: Array4<f64>) -> Trace {
     Trace { values, argmax }
 }
 
+/// Adds `delta` to what `node` has gathered so far.
+fn gather(deltas: &mut [Option<Array4<f64>>], node: usize, delta: Array4<f64>) {
+    deltas[node] = Some(match deltas[node].take() {
+        Some(sum) => sum + delta,
+        None => delta,
+    });
+}
+
 /// Back-propagates `dz` ([batch, K]) through the trace: returns (Jᵀ·dz summed over the batch,
-/// the gradient with respect to the input).
+/// the gradient with respect to the input). A node that several layers read gathers the sum
+/// of their gradients.
 pub fn vjp(network: &Network, theta: &[f64], trace: &Trace, dz: ArrayView2<f64>) -> (Vec<f64>, Array4<f64>) {
     let mut grad = vec![0.0; network.param_count()];
     let top = trace.values.last().expect("outputs present");
-    let mut delta = dz.to_shape(top.raw_dim()).expect("dz matches the outputs").to_owned();
+    let mut deltas: Vec<Option<Array4<f64>>> = vec![None; trace.values.len()];
+    deltas[trace.values.len() - 1] =
+        Some(dz.to_shape(top.raw_dim()).expect("dz matches the outputs").to_owned());
     for (i, layer) in network.layers().iter().enumerate().rev() {
-        let input = &trace.values[i];
-        delta = match layer {
+        let sources = network.sources(i);
+        let input = &trace.values[sources[0]];
+        let output = &trace.values[i + 1];
+        let delta = deltas[i + 1].take().unwrap_or_else(|| Array4::zeros(output.raw_dim()));
+        let to_input = match layer {
             PlannedLayer::Conv { geometry, .. } => conv_backward(geometry, theta, input, &delta, &mut grad),
-            PlannedLayer::Relu { .. } => relu_backward(&trace.values[i + 1], &delta),
-            PlannedLayer::Smooth { function, .. } => smooth_backward(*function, &trace.values[i + 1], &delta),
+            PlannedLayer::Relu { .. } => relu_backward(output, &delta),
+            PlannedLayer::Smooth { function, .. } => smooth_backward(*function, output, &delta),
             PlannedLayer::AvgPool(g) => avgpool_backward(g, &delta),
             PlannedLayer::MaxPool(g) => {
                 maxpool_backward(g, trace.argmax[i].as_ref().expect("pool arg-max"), &delta)
             }
-            PlannedLayer::Flatten { .. } => delta.to_shape(input.raw_dim()).expect("contiguous").to_owned(),
+            PlannedLayer::Flatten { .. } => reshaped(&delta, layer.input()),
+            PlannedLayer::Add { .. } => {
+                gather(&mut deltas, sources[1], delta.clone());
+                delta
+            }
+            PlannedLayer::Bias { offset, .. } => {
+                grad[*offset] += delta.sum();
+                delta
+            }
+            PlannedLayer::Scale { offset, .. } => {
+                grad[*offset] += (&delta * input).sum();
+                delta * theta[*offset]
+            }
+            PlannedLayer::Subsample(g) => subsample_backward(g, &delta),
         };
+        gather(&mut deltas, sources[0], to_input);
     }
-    (grad, delta)
+    let input_grad = deltas[0].take().unwrap_or_else(|| Array4::zeros(trace.values[0].raw_dim()));
+    (grad, input_grad)
 }
 
 /// Forward mode through the trace: J·v for every sample, [batch, K], with v in θ's layout.
 /// Through a linear layer R(y) = W·R(x) + V_W·x + V_b; through ReLU and max-pool the
-/// direction follows the stored mask and arg-max.
+/// direction follows the stored mask and arg-max; through a scale R(y) = s·R(x) + v_s·x.
 pub fn jvp(network: &Network, theta: &[f64], trace: &Trace, v: &[f64]) -> Array2<f64> {
     // W·R(x) without the bias: the same layer with θ's biases zeroed.
     let mut weights_only = theta.to_vec();
     for g in network.conv_geometries() {
-        weights_only[g.bias_offset..g.bias_offset + g.output.channels].fill(0.0);
+        weights_only[g.bias_offset..g.bias_offset + g.biases()].fill(0.0);
     }
-    let mut r = Array4::zeros(trace.values[0].raw_dim());
+    let mut tangents = vec![Array4::zeros(trace.values[0].raw_dim())];
     for (i, layer) in network.layers().iter().enumerate() {
-        let input = &trace.values[i];
-        r = match layer {
+        let sources = network.sources(i);
+        let (input, r) = (&trace.values[sources[0]], &tangents[sources[0]]);
+        let output = &trace.values[i + 1];
+        let r_out = match layer {
             PlannedLayer::Conv { geometry, .. } => {
-                conv_forward(geometry, &weights_only, &r) + conv_forward(geometry, v, input)
+                conv_forward(geometry, &weights_only, r) + conv_forward(geometry, v, input)
             }
-            PlannedLayer::Relu { .. } => {
-                let mut out = r.clone();
-                out.zip_mut_with(&trace.values[i + 1], |d, &y| {
-                    if y <= 0.0 {
-                        *d = 0.0
-                    }
-                });
-                out
-            }
-            PlannedLayer::Smooth { function, .. } => smooth_backward(*function, &trace.values[i + 1], &r),
-            PlannedLayer::AvgPool(g) => avgpool_forward(g, &r),
+            PlannedLayer::Relu { .. } => relu_backward(output, r),
+            PlannedLayer::Smooth { function, .. } => smooth_backward(*function, output, r),
+            PlannedLayer::AvgPool(g) => avgpool_forward(g, r),
             PlannedLayer::MaxPool(g) => {
                 let index = trace.argmax[i].as_ref().expect("pool arg-max");
                 Array4::from_shape_fn(index.raw_dim(), |(n, c, p, q)| {
@@ -125,11 +154,15 @@ pub fn jvp(network: &Network, theta: &[f64], trace: &Trace, v: &[f64]) -> Array2
                     r[[n, c, at / g.input.width, at % g.input.width]]
                 })
             }
-            PlannedLayer::Flatten { .. } => {
-                r.to_shape(trace.values[i + 1].raw_dim()).expect("contiguous").to_owned()
-            }
+            PlannedLayer::Flatten { output, .. } => reshaped(r, *output),
+            PlannedLayer::Add { .. } => r + &tangents[sources[1]],
+            PlannedLayer::Bias { offset, .. } => r + v[*offset],
+            PlannedLayer::Scale { offset, .. } => r * theta[*offset] + input * v[*offset],
+            PlannedLayer::Subsample(g) => subsample_forward(g, r),
         };
+        tangents.push(r_out);
     }
+    let r = tangents.pop().expect("the network has layers");
     let batch = r.shape()[0];
     r.to_shape((batch, network.outputs())).expect("contiguous").to_owned()
 }

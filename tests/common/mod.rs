@@ -178,12 +178,13 @@ pub fn reference_pass(network: &Network, theta: &[f32], x: &[f32], dy: &[f32]) -
 }
 
 /// Sums of absolute terms of every value of the forward pass: |W|·scale + |b| through each
-/// linear layer, the original ReLU masks and pooling arg-maxes, and for tanh and sigmoid the
-/// input's scale plus the output's magnitude.
+/// linear layer, the original ReLU masks and pooling arg-maxes, for tanh and sigmoid the
+/// input's scale plus the output's magnitude, and a residual block's sum of its branches'.
 pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Vec<Array4<f64>> {
     let mut scales = vec![trace.values[0].mapv(f64::abs)];
     for (i, layer) in network.layers().iter().enumerate() {
-        let scale = scales.last().unwrap();
+        let sources = network.sources(i);
+        let scale = &scales[sources[0]];
         let next = match layer {
             PlannedLayer::Conv { geometry, .. } => reference::conv_forward(geometry, theta_abs, scale),
             PlannedLayer::Relu { .. } => {
@@ -209,6 +210,10 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
                 s
             }
             PlannedLayer::Flatten { .. } => scale.to_shape(trace.values[i + 1].raw_dim()).unwrap().to_owned(),
+            PlannedLayer::Add { .. } => scale + &scales[sources[1]],
+            PlannedLayer::Bias { offset, .. } => scale + theta_abs[*offset],
+            PlannedLayer::Scale { offset, .. } => scale * theta_abs[*offset],
+            PlannedLayer::Subsample(g) => reference::subsample_forward(g, scale),
         };
         scales.push(next);
     }
@@ -219,15 +224,19 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
 /// trace of them ([`forward_scales`]): `network` with tanh and sigmoid as ReLUs, whose mask on
 /// those positive scales passes every term at slope 1, a bound on |tanh′| and |sigmoid′|.
 pub fn bounding_network(network: &Network) -> Network {
-    let specs: Vec<LayerSpec> = network
-        .specs()
-        .iter()
-        .map(|spec| match spec {
-            LayerSpec::Tanh | LayerSpec::Sigmoid => LayerSpec::Relu,
-            other => other.clone(),
-        })
-        .collect();
-    Network::new(network.input(), &specs).expect("the same shapes")
+    fn bounding(specs: &[LayerSpec]) -> Vec<LayerSpec> {
+        specs
+            .iter()
+            .map(|spec| match spec {
+                LayerSpec::Tanh | LayerSpec::Sigmoid => LayerSpec::Relu,
+                LayerSpec::Residual { body, shortcut } => {
+                    LayerSpec::Residual { body: bounding(body), shortcut: bounding(shortcut) }
+                }
+                other => other.clone(),
+            })
+            .collect()
+    }
+    Network::new(network.input(), &bounding(network.specs())).expect("the same shapes")
 }
 
 /// A small network with every kind of layer the training tests need: a strided convolution,
@@ -236,11 +245,74 @@ pub fn small_network(shape: newton_wgpu::nn::Shape) -> Network {
     Network::new(
         shape,
         &[
-            newton_wgpu::nn::LayerSpec::Conv { kernel: 5, channels: 4, stride: 2, padding: 2 },
+            newton_wgpu::nn::LayerSpec::conv(5, 4, 2, 2),
             newton_wgpu::nn::LayerSpec::Relu,
             newton_wgpu::nn::LayerSpec::MaxPool { size: 2, stride: None },
-            newton_wgpu::nn::LayerSpec::Dense { units: 10 },
+            newton_wgpu::nn::LayerSpec::dense(10),
         ],
     )
     .unwrap()
+}
+
+/// A convolution without bias, 'same' padding for odd kernels.
+pub fn conv_without_bias(kernel: usize, channels: usize, stride: usize) -> LayerSpec {
+    LayerSpec::Conv { kernel, channels, stride, padding: kernel / 2, bias: false, gain: 1.0 }
+}
+
+/// A small residual network with every operation residual networks add, in the ways they
+/// combine: a Fixup block on the identity, a downsampling block whose shortcut subsamples and
+/// pads channels (reading the scalar bias before the block, as its body does), a block whose
+/// shortcut is a 1×1 convolution, a block nested in another's body, a ReLU folded into a
+/// max-pool after a block, and global pooling. Weights start as He's (no zero gains), so that
+/// every product moves every parameter.
+pub fn residual_network(input: newton_wgpu::nn::Shape, classes: usize) -> Network {
+    let fixup_body = vec![
+        LayerSpec::Bias,
+        conv_without_bias(3, 4, 1),
+        LayerSpec::Bias,
+        LayerSpec::Relu,
+        LayerSpec::Bias,
+        conv_without_bias(3, 4, 1),
+        LayerSpec::Scale,
+        LayerSpec::Bias,
+    ];
+    let specs = [
+        conv_without_bias(3, 4, 1),
+        LayerSpec::Bias,
+        LayerSpec::Relu,
+        LayerSpec::Residual { body: fixup_body, shortcut: vec![] },
+        LayerSpec::Relu,
+        LayerSpec::Bias,
+        LayerSpec::Residual {
+            body: vec![
+                conv_without_bias(3, 6, 2),
+                LayerSpec::Bias,
+                LayerSpec::Tanh,
+                conv_without_bias(3, 6, 1),
+                LayerSpec::Scale,
+            ],
+            shortcut: vec![LayerSpec::Subsample { stride: 2, channels: 6 }],
+        },
+        LayerSpec::Relu,
+        LayerSpec::Residual {
+            body: vec![LayerSpec::conv(3, 5, 1, 1)],
+            shortcut: vec![conv_without_bias(1, 5, 1)],
+        },
+        LayerSpec::Residual {
+            body: vec![
+                LayerSpec::Residual {
+                    body: vec![LayerSpec::conv(3, 5, 1, 1), LayerSpec::Sigmoid],
+                    shortcut: vec![],
+                },
+                LayerSpec::Scale,
+            ],
+            shortcut: vec![],
+        },
+        LayerSpec::Relu,
+        LayerSpec::MaxPool { size: 2, stride: None },
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Bias,
+        LayerSpec::dense(classes),
+    ];
+    Network::new(input, &specs).unwrap()
 }

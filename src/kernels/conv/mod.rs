@@ -40,7 +40,7 @@ fn check(pass: &str, buffer: &GpuBuffer<f32>, needed: usize) -> Result<(), GpuEr
 }
 
 fn check_theta(pass: &str, g: &ConvGeometry, theta: &GpuBuffer<f32>) -> Result<(), GpuError> {
-    check(pass, theta, g.bias_offset + g.output.channels)
+    check(pass, theta, g.weight_offset + g.params())
 }
 
 /// Which kernel runs one pass of a convolution. Every one computes the same thing (up to the

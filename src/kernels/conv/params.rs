@@ -37,7 +37,7 @@ crate::uniform_params! {
 }
 
 impl Params {
-    /// The forward pass of layer `g` over `batch` samples, with its bias.
+    /// The forward pass of layer `g` over `batch` samples, with its bias if it has one.
     pub(super) fn new(g: &ConvGeometry, batch: usize) -> Self {
         let pad = i32::try_from(g.padding).expect("padding fits in i32");
         Self {
@@ -55,7 +55,7 @@ impl Params {
             pad_w: pad,
             w_off: u32_of(g.weight_offset),
             b_off: u32_of(g.bias_offset),
-            has_bias: 1,
+            has_bias: u32::from(g.bias),
             ..Self::default()
         }
     }

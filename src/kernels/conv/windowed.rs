@@ -262,7 +262,7 @@ pub(super) fn weight_grad_partials(
     let params = Params { group_size: u32_of(group_size), groups: u32_of(groups), ..Params::new(g, batch) };
     let oc_blocks = g.output.channels.div_ceil(BLOCK);
     if g.stride == 1 && g.kernel_h * g.kernel_w <= MAX_SLIDING_TAPS {
-        let invocations = groups * (oc_blocks * g.input.channels + g.output.channels);
+        let invocations = groups * (oc_blocks * g.input.channels + g.biases());
         let overrides = [g.kernel_h as f64, g.kernel_w as f64];
         rec.dispatch_specialized(
             &BACKWARD_PARAMS_SLIDING,
@@ -272,7 +272,7 @@ pub(super) fn weight_grad_partials(
             invocations as u64,
         )
     } else {
-        let invocations = groups * (oc_blocks * g.fan_in().div_ceil(BLOCK) + g.output.channels);
+        let invocations = groups * (oc_blocks * g.fan_in().div_ceil(BLOCK) + g.biases());
         rec.dispatch(&BACKWARD_PARAMS, &params, &[x, dy, partial], invocations as u64)
     }
 }
