@@ -2,7 +2,8 @@
 //! costs`. For software GPUs, `-- --quick` takes fewer runs and a Newton iteration and an SGD
 //! epoch over 2,000 samples instead of 8,000. First, the host's share of a CG step on a tiny
 //! problem (CPU µs, GPU objects created and blocking waits per step); `-- --one-case` measures
-//! only that, in seconds. Then for cnn4 on synthetic 28×28×1 and 32×32×3 inputs with batch (= |S| = SGD mini-batch) 256 and 1024:
+//! only that, in seconds. Then for cnn4 on synthetic 28×28×1 and 32×32×3 inputs with batch (= |S| = SGD mini-batch) 256 and 1024
+//! (and, with `-- --networks cnn4,resnet8,resnet20`, the Fixup ResNets on 32×32×3 at 256):
 //! forward, gradient, one Gauss-Newton product over S, one CG step, one Newton iteration
 //! (CG_STEPS steps), one SGD epoch; the GFLOP/s of the convolution kernels and of the project's
 //! tiled matrix product on square matrices; submits, dispatches and read-backs per CG step as
@@ -22,7 +23,7 @@ use newton_wgpu::kernels::conv::ConvLayer;
 use newton_wgpu::kernels::matmul::matmul;
 use newton_wgpu::kernels::GemmKernel;
 use newton_wgpu::loss::Loss;
-use newton_wgpu::nn::{cnn4, LayerSpec, Network, Shape};
+use newton_wgpu::nn::{LayerSpec, Network, Shape};
 use newton_wgpu::objective::Objective;
 use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
 use newton_wgpu::optim::newton::{Newton, NewtonOptions};
@@ -40,7 +41,8 @@ const GEMM_SIZE: usize = 1024;
 struct Plan {
     /// Only the host-overhead case.
     one_case: bool,
-    cases: Vec<(Shape, usize)>,
+    /// (built-in network, input, batch).
+    cases: Vec<(String, Shape, usize)>,
     /// Runs of the parts of an iteration (after one that compiles pipelines).
     runs: usize,
     /// Runs of a whole Newton iteration and SGD epoch.
@@ -52,12 +54,23 @@ struct Plan {
 impl Plan {
     fn from_args() -> Self {
         let flag = |name: &str| std::env::args().any(|a| a == name);
-        let mut cases = vec![
-            (Shape::new(1, 28, 28), 256),
-            (Shape::new(1, 28, 28), 1024),
-            (Shape::new(3, 32, 32), 256),
-            (Shape::new(3, 32, 32), 1024),
-        ];
+        let args: Vec<String> = std::env::args().collect();
+        let networks = args.iter().position(|a| a == "--networks").and_then(|i| args.get(i + 1));
+        let networks: Vec<&str> = networks.map_or(vec!["cnn4"], |list| list.split(',').collect());
+        let mut cases = Vec::new();
+        for name in networks {
+            let shapes: &[(Shape, usize)] = match name {
+                "cnn4" => &[
+                    (Shape::new(1, 28, 28), 256),
+                    (Shape::new(1, 28, 28), 1024),
+                    (Shape::new(3, 32, 32), 256),
+                    (Shape::new(3, 32, 32), 1024),
+                ],
+                "resnet8" | "resnet20" => &[(Shape::new(3, 32, 32), 256)],
+                other => panic!("--networks: {other:?} is not one of cnn4, resnet8, resnet20"),
+            };
+            cases.extend(shapes.iter().map(|&(shape, batch)| (name.to_owned(), shape, batch)));
+        }
         let one_case = flag("--one-case");
         if one_case {
             cases.clear();
@@ -128,9 +141,16 @@ fn per_step(after: GpuStats, between: GpuStats, before: GpuStats) -> [f64; 3] {
 }
 
 /// Every measurement of one (input, batch) case, as JSON keys.
-fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) -> Map<String, Value> {
+fn bench_case(
+    execution: &Execution,
+    plan: &Plan,
+    name: &str,
+    shape: Shape,
+    batch: usize,
+) -> Map<String, Value> {
     let gpu = execution.gpu;
-    let problem = Problem::new(cnn4(shape, 10).unwrap(), LOSS, C).unwrap();
+    let network = newton_wgpu::nn::builtin(name, shape, 10).expect("a built-in network").unwrap();
+    let problem = Problem::new(network, LOSS, C).unwrap();
     let network = &problem.network;
     // The tuner picks this case's kernels before anything is timed (from its cache, or timing
     // them now: that time is reported apart, not in any figure below).
@@ -230,7 +250,7 @@ fn bench_case(execution: &Execution, plan: &Plan, shape: Shape, batch: usize) ->
     let mut put = |key: &str, value: Value| {
         case.insert(key.into(), value);
     };
-    put("network", json!("cnn4"));
+    put("network", json!(name));
     put("input", json!(shape.to_string()));
     put("batch", json!(batch));
     put("gn_size", json!(batch));
@@ -381,7 +401,7 @@ fn main() {
         "{timing}; median of {} runs ({} for a Newton iteration and an SGD epoch over {} samples)",
         plan.runs, plan.long_runs, plan.samples
     );
-    println!("cnn4, {LOSS} loss, |S| = SGD mini-batch = batch, {CG_STEPS} CG steps per Newton iteration\n");
+    println!("{LOSS} loss, |S| = SGD mini-batch = batch, {CG_STEPS} CG steps per Newton iteration\n");
 
     let host = host_case(5 * plan.runs);
     let figure = |key: &str| host[key].as_f64().unwrap();
@@ -402,7 +422,8 @@ fn main() {
     if let Some(gemm) = gemm {
         println!("tiled matrix product {GEMM_SIZE}×{GEMM_SIZE}: {gemm:.2} GFLOP/s\n");
         println!(
-            "{:<9} {:>5} {:>9} {:>9} {:>9} {:>7} {:>9} {:>11} {:>10} {:>8} {:>9} {:>17}",
+            "{:<9} {:<9} {:>5} {:>9} {:>9} {:>9} {:>7} {:>9} {:>11} {:>10} {:>8} {:>9} {:>17}",
+            "network",
             "input",
             "batch",
             "fwd ms",
@@ -418,13 +439,15 @@ fn main() {
         );
     }
     let mut cases = Map::new();
-    for &(shape, batch) in &plan.cases {
+    for (name, shape, batch) in &plan.cases {
+        let (shape, batch) = (*shape, *batch);
         let gemm = gemm.expect("measured when there are cases");
-        let mut case = bench_case(&execution, &plan, shape, batch);
+        let mut case = bench_case(&execution, &plan, name, shape, batch);
         let number = |key: &str| case[key].as_f64().unwrap();
         let conv = number("conv_gflops");
         println!(
-            "{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>7.2} {:>9.1} {:>11.0} {:>10.0} {:>8.2} {:>9.2} {:>7}/{}/{}",
+            "{:<9} {:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>7.2} {:>9.1} {:>11.0} {:>10.0} {:>8.2} {:>9.2} {:>7}/{}/{}",
+            name,
             shape.to_string(),
             batch,
             number("forward_ms"),
@@ -441,7 +464,10 @@ fn main() {
             number("readbacks_per_cg_step"),
         );
         case.insert("conv_gemm_ratio".into(), json!(conv / gemm));
-        let key = format!("{}x{}x{}_batch{batch}", shape.channels, shape.height, shape.width);
+        let key = match name.as_str() {
+            "cnn4" => format!("{}x{}x{}_batch{batch}", shape.channels, shape.height, shape.width),
+            _ => format!("{name}_{}x{}x{}_batch{batch}", shape.channels, shape.height, shape.width),
+        };
         cases.insert(key, Value::Object(case));
     }
 

@@ -6,6 +6,9 @@
 //   subsample_forward:  y[n, c, p, q] = x[n, c, p * s, q * s] for c < in_c, 0 beyond: every
 //                       s-th row and column, zero channels appended (linear: also forward mode)
 //   subsample_backward: dx[n, c, h, w] = dy[n, c, h / s, w / s] where s divides h and w, else 0
+//   affine:        y[n, c, ·] = a[c] * x[n, c, ·] + b[c], a and b constants (a frozen layer):
+//                  coefficients = a (in_c values) then b (in_c values)
+//   affine_linear: y[n, c, ·] = a[c] * x[n, c, ·]: its backward pass and forward mode
 // The gradients of the scalars are sums over every value (blas1's sum_partial and
 // dot_partial, then accumulate_groups into θ's slot), so they repeat bit for bit.
 
@@ -99,4 +102,29 @@ fn subsample_backward(@builtin(global_invocation_id) gid: vec3<u32>,
         value = sub_in[((n * P.out_c + c) * P.out_h + h / P.stride) * P.out_w + w / P.stride];
     }
     sub_out[t] = value;
+}
+
+@group(0) @binding(1) var<storage, read> affine_ab: array<f32>;
+@group(0) @binding(2) var<storage, read> affine_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> affine_y: array<f32>;
+
+fn affine_channel(i: u32) -> u32 {
+    return (i / (P.in_h * P.in_w)) % P.in_c;
+}
+
+@compute @workgroup_size(WG)
+fn affine(@builtin(global_invocation_id) gid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= P.len) { return; }
+    let c = affine_channel(i);
+    affine_y[i] = affine_ab[c] * affine_x[i] + affine_ab[P.in_c + c];
+}
+
+@compute @workgroup_size(WG)
+fn affine_linear(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= P.len) { return; }
+    affine_y[i] = affine_ab[affine_channel(i)] * affine_x[i];
 }

@@ -177,17 +177,19 @@ impl<'a> Subsample<'a> {
 
     fn redraw_with(&mut self, data: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
         let drawn = pick_subsample(data.len(), self.total.min(data.len()), seed);
-        self.draw_members(data, theta, &drawn)
+        self.draw_members(data, theta, &drawn, None)
     }
 
     /// Makes `members` (indices of `data`, as many as |S|, distinct) the subsample at
     /// `theta` and runs its forward pass, as [`Subsample::redraw`] does with a random draw:
-    /// SGN's mini-batch is its subsample. Across ranks this rank takes its part by position.
+    /// SGN's mini-batch is its subsample; its members' images as `augmentation` makes them, if
+    /// given. Across ranks this rank takes its part by position.
     pub fn draw_members(
         &mut self,
         data: &Dataset,
         theta: &GpuBuffer<f32>,
         members: &[usize],
+        augmentation: Option<crate::data::AugmentDraw>,
     ) -> Result<(), Error> {
         let size = self.total;
         let network = &self.problem.network;
@@ -215,11 +217,7 @@ impl<'a> Subsample<'a> {
             });
         }
         self.indices = members[crate::comm::shard(size, self.part.0, self.part.1)].to_vec();
-        let d = network.input().len();
-        let mut images = Vec::with_capacity(self.indices.len() * d);
-        for &i in &self.indices {
-            images.extend_from_slice(data.images_of(i..i + 1));
-        }
+        let images = crate::data::gather_images(data, &self.indices, augmentation);
         let gpu = self.execution.gpu;
         gpu.write(self.chunk_source.as_ref().unwrap_or(self.workspace.inputs()), &images)?;
         gpu.submit(&[&self.draw])?;

@@ -90,6 +90,9 @@ pub struct TrainedOn {
     /// run's `--save` replaces the best model only with a better one.
     #[serde(default)]
     pub best_validation: Option<BestValidation>,
+    /// The augmentation the run draws (`crop,flip`, …, `none`): a resumed run must draw the same.
+    #[serde(default)]
+    pub augment: Option<String>,
 }
 
 /// The best validation accuracy of a run so far.

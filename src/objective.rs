@@ -95,6 +95,9 @@ pub struct Objective<'g> {
     /// The mini-batch [`Objective::load_batch`] left in the workspace, as (its size, l):
     /// None once anything else has written the workspace's inputs.
     loaded_batch: Option<(usize, usize)>,
+    /// The augmentation draw that mini-batches are uploaded with, if any
+    /// ([`Objective::set_augmentation`]).
+    augmentation: Option<crate::data::AugmentDraw>,
 }
 
 /// Called with (chunks done, chunks in all) while a data set is evaluated.
@@ -125,6 +128,7 @@ impl<'g> Objective<'g> {
             programs: HashMap::new(),
             progress: None,
             loaded_batch: None,
+            augmentation: None,
         })
     }
 
@@ -417,6 +421,13 @@ impl<'g> Objective<'g> {
         Ok(())
     }
 
+    /// Mini-batches ([`Objective::minibatch_grad`], [`Objective::load_batch`]) are uploaded as
+    /// `draw` makes their members (as they are with None) until this is called again; whole
+    /// sets (f, ∇f, accuracies) always as they are.
+    pub fn set_augmentation(&mut self, draw: Option<crate::data::AugmentDraw>) {
+        self.augmentation = draw;
+    }
+
     /// Uploads the mini-batch `indices` (distinct samples of `data`, at most a chunk) into the
     /// workspace, where [`Objective::batch_value`] evaluates it at any number of θ.
     pub fn load_batch(&mut self, data: &Dataset, indices: &[usize]) -> Result<(), Error> {
@@ -479,11 +490,7 @@ impl<'g> Objective<'g> {
 
     /// Writes the images and labels of `indices` into the workspace, in that order.
     fn upload_members(&mut self, data: &Dataset, indices: &[usize]) -> Result<(), Error> {
-        let d = self.network().input().len();
-        let mut images = Vec::with_capacity(indices.len() * d);
-        for &i in indices {
-            images.extend_from_slice(data.images_of(i..i + 1));
-        }
+        let images = crate::data::gather_images(data, indices, self.augmentation);
         let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
         self.gpu.write(self.workspace.inputs(), &images)?;
         self.gpu.write(self.workspace.labels(), &labels)?;

@@ -121,6 +121,7 @@ fn cifar10_batch_round_trips() {
     assert_eq!(read_pixels, image_bytes.iter().map(|&p| p as f32 / 255.0).collect::<Vec<_>>());
     let split = data::load_dir(&dir).unwrap();
     assert_eq!(split.train.shape, Shape::new(3, 32, 32));
+    assert!(split.train.mirror_invariant, "CIFAR-10's classes survive a flip");
     assert_eq!(split.train.len(), 15);
     assert_eq!(split.test.len(), 1);
 }

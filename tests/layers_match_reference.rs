@@ -125,7 +125,7 @@ fn average_pooling_matches_reference(execution: Execution) {
 }
 
 /// The operations of residual networks alone (a convolution without bias, scalar bias and
-/// scale, the subsampling shortcut) and in blocks: the test residual network, a block at the
+/// scale, the subsampling shortcut, the frozen affine map) and in blocks: the test residual network, a block at the
 /// network's input (whose gradient the input then gathers from both branches), a block whose
 /// body is only a flatten (the sum of a value with itself), and the built-in ResNet-8 with
 /// random weights.
@@ -137,6 +137,8 @@ fn residual_networks_match_reference(execution: Execution) {
     let subsample = |stride, channels| LayerSpec::Subsample { stride, channels };
     check(execution, "subsample 2, pad to 5", input, &[subsample(2, 5)], 2, 333);
     check(execution, "subsample 3, no padding", input, &[subsample(3, 3)], 2, 334);
+    let affine = LayerSpec::Affine { scale: vec![2.0, -0.5, 0.25], shift: vec![-1.0, 0.5, 3.0] };
+    check(execution, "affine", input, &[affine], 2, 339);
     let network = common::residual_network(input, 4);
     check(execution, "residual network", input, network.specs(), 3, 335);
     let at_input = [

@@ -176,3 +176,27 @@ fn gradient_equals_finite_differences(network: &Network, theta_range: f64) {
         }
     }
 }
+
+/// Fixup's ResNet-8 as it starts (zero last convolutions and dense layer) and after weights
+/// have moved, on digits in chunks: f and ∇f as the reference computes them.
+#[test]
+fn resnet8_value_and_gradient_match_reference() {
+    let data = mnist_head(12);
+    let network = newton_wgpu::nn::resnet8(data.shape, data.classes).unwrap();
+    let fixup = network.init_params(3);
+    let mut moved = fixup.clone();
+    let mut rng = rng(5);
+    for (t, r) in moved.iter_mut().zip(common::random_vec(&mut rng, network.param_count())) {
+        *t += 0.05 * r;
+    }
+    for theta in [fixup, moved] {
+        let theta64 = common::to_f64(&theta);
+        for loss in [Loss::SquaredError, Loss::CrossEntropy] {
+            let (f, grad) = gpu_value_and_grad(execution(), &network, loss, &theta, &data, 5);
+            let (want_f, want_grad) = reference::objective(&network, loss, C, &theta64, &data);
+            assert!((f - want_f).abs() <= 1e-5 * want_f, "{loss}: f = {f}, reference {want_f}");
+            let scale = gradient_scale(&network, loss, &theta, &data);
+            assert_close(&format!("resnet8 {loss}: ∇f"), &grad, &want_grad, &scale, 1e-5);
+        }
+    }
+}

@@ -37,8 +37,8 @@ class Network:
 
     @classmethod
     def builtin(cls, name: str, input_shape: Optional[Sequence[int]] = None, classes: int = 10) -> "Network":
-        """cnn4, cnn7 or cnn4-small (the paper's networks), or vgg11 (samples of at least 32×32),
-        for `classes` classes."""
+        """cnn4, cnn7 or cnn4-small (the paper's networks), vgg11 (samples of at least 32×32),
+        or resnet8 / resnet20 (Fixup ResNets), for `classes` classes."""
         return cls(("builtin", str(name), int(classes)), input_shape)
 
     @classmethod
@@ -238,7 +238,8 @@ class Model:
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Every tensor by name, shaped as PyTorch's layers hold them (`layers.{i}.weight`,
-        `layers.{i}.bias`) and `input_mean`."""
+        `layers.{i}.bias`, `layers.{i}.scale`; `layers.{i}.body.{j}.weight` inside a residual
+        block) and `input_mean`."""
         return {name: values.reshape(shape) for name, shape, values in self._native.tensors()}
 
     @property

@@ -119,6 +119,7 @@ impl Options {
                 time_budget: budget,
                 seed,
                 evals_per_epoch: get.count("evals_per_epoch")?,
+                ..Default::default()
             }),
             _ => Method::Sgn(SgnOptions {
                 epochs: get.count("epochs")?,
@@ -134,6 +135,7 @@ impl Options {
                 seed,
                 evals_per_epoch: get.count("evals_per_epoch")?,
                 precondition,
+                ..Default::default()
             }),
         };
         Ok(Self { method, bsize: get.count("bsize")?, seed })

@@ -33,7 +33,20 @@ SMOOTH = [{"type": "conv", "kernel": 3, "channels": 4, "padding": 1}, {"type": "
           {"type": "conv", "kernel": 1, "channels": 8}, {"type": "global_avgpool"}, {"type": "dense", "units": 10}]
 
 
-@pytest.mark.parametrize("network", [nw.Network.builtin("cnn4-small"), nw.Network.from_layers(SMOOTH)])
+# Every operation residual networks add, with weights that start nonzero (no Fixup gains).
+RESIDUAL = [{"type": "conv", "kernel": 3, "channels": 4, "padding": 1, "bias": False},
+            {"type": "affine", "scale": [0.5, -1.0, 2.0, 1.0], "shift": [0.1, 0.0, -0.2, 0.3]}, {"type": "bias"},
+            {"type": "residual", "body": [{"type": "conv", "kernel": 3, "channels": 4, "padding": 1}, {"type": "relu"},
+                                          {"type": "scale"}]},
+            {"type": "residual", "body": [{"type": "conv", "kernel": 3, "channels": 8, "stride": 2, "padding": 1}],
+             "shortcut": [{"type": "subsample", "stride": 2, "channels": 8}]},
+            {"type": "residual", "body": [{"type": "conv", "kernel": 3, "channels": 6, "padding": 1}],
+             "shortcut": [{"type": "conv", "kernel": 1, "channels": 6, "bias": False}]},
+            {"type": "relu"}, {"type": "global_avgpool"}, {"type": "dense", "units": 10}]
+
+
+@pytest.mark.parametrize("network", [nw.Network.builtin("cnn4-small"), nw.Network.from_layers(SMOOTH),
+                                     nw.Network.builtin("resnet8"), nw.Network.from_layers(RESIDUAL)])
 def test_the_pytorch_module_gives_the_same_logits(digits, network):
     torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch parity is not checked")
     from newton_wgpu.torch import to_module

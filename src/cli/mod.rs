@@ -59,8 +59,8 @@ pub struct ProblemArgs {
     /// data/mnist-sample, found beside the working directory or the program].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// cnn4, cnn7, cnn4-small, vgg11 (samples of at least 32×32), or a network file (.toml or
-    /// .json).
+    /// cnn4, cnn7, cnn4-small, vgg11 (samples of at least 32×32), resnet8, resnet20 (Fixup
+    /// ResNets), or a network file (.toml or .json).
     #[arg(long, default_value = "cnn4")]
     pub net: String,
     /// mse (squared error) or ce (softmax cross-entropy).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, ValueEnum};
 use newton_wgpu::comm::{shard_of, Communicator};
-use newton_wgpu::data::{Dataset, Normalizer};
+use newton_wgpu::data::{Augment, Dataset, Normalizer};
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{BestValidation, Checkpoint, Model, TrainedOn};
@@ -101,6 +101,12 @@ pub struct Settings {
     /// training set is evaluated at the end of each epoch.
     #[arg(long, default_value_t = 1)]
     pub evals_per_epoch: usize,
+    /// crop (random, after zero padding of 4), flip (horizontal, at random; refused for data
+    /// a mirror image changes, digits included), crop,flip, or none. Seeded by --seed:
+    /// Newton-CG draws one augmented copy of the training set per iteration, SGD and SGN one
+    /// per mini-batch.
+    #[arg(long, default_value = "none")]
+    pub augment: Augment,
 }
 
 impl Settings {
@@ -140,12 +146,13 @@ impl Settings {
     }
 
     pub fn newton_options(&self) -> Result<NewtonOptions> {
-        Ok(self.newton.options(self.problem.seed, self.time_budget()?))
+        let options = self.newton.options(self.problem.seed, self.time_budget()?);
+        Ok(NewtonOptions { augment: self.augment, ..options })
     }
 
     pub fn sgd_options(&self) -> Result<SgdOptions> {
         let options = self.sgd.options(self.problem.seed, self.time_budget()?);
-        Ok(SgdOptions { evals_per_epoch: self.evals_per_epoch, ..options })
+        Ok(SgdOptions { evals_per_epoch: self.evals_per_epoch, augment: self.augment, ..options })
     }
 
     pub fn sgn_options(&self) -> Result<SgnOptions> {
@@ -163,6 +170,7 @@ impl Settings {
             seed: self.problem.seed,
             evals_per_epoch: self.evals_per_epoch,
             precondition: self.newton.preconditioner(),
+            augment: self.augment,
         })
     }
 
@@ -290,6 +298,7 @@ impl NewtonArgs {
             time_budget,
             seed,
             precondition: self.preconditioner(),
+            augment: Augment::NONE,
         }
     }
 
@@ -322,6 +331,7 @@ impl SgdArgs {
             time_budget,
             seed,
             evals_per_epoch: 1,
+            augment: Augment::NONE,
         }
     }
 
@@ -486,6 +496,9 @@ fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &Train
             size(then.batch),
             size(now.batch)
         ))
+    } else if then.augment.is_some() && then.augment != now.augment {
+        let name = |a: &Option<String>| a.clone().unwrap_or_default();
+        Some(format!("--augment {}, this run --augment {}", name(&then.augment), name(&now.augment)))
     } else if checkpoint.model.loss != loss {
         Some(format!("--loss {}, this run --loss {loss}", checkpoint.model.loss))
     } else if then.c != now.c {
@@ -595,6 +608,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         optimizer: Some(optimizer.into()),
         batch,
         best_validation: None,
+        augment: Some(args.settings.augment.to_string()),
     };
     let mut theta_host = network.init_params(args.settings.problem.seed);
     let mut resumed = None;

@@ -77,7 +77,9 @@ fn load_batches(dir: &Path, names: &[String]) -> Result<Dataset, DataError> {
         labels.extend(l);
         pixels.extend(p);
     }
-    Dataset::new(CIFAR10_SHAPE, CLASSES, pixels, labels, &dir.join(&names[0]))
+    let data = Dataset::new(CIFAR10_SHAPE, CLASSES, pixels, labels, &dir.join(&names[0]))?;
+    // Its classes are objects, which a mirror image keeps.
+    Ok(Dataset { mirror_invariant: true, ..data })
 }
 
 /// Loads the five training batches and the test batch from `dir`.

@@ -1,6 +1,7 @@
 //! Data sets: MNIST IDX files (raw or gzipped), CIFAR-10 binary batches and LIBSVM files with
 //! dense features; pixels scaled to [0, 1], then the per-pixel training mean subtracted.
 
+mod augment;
 mod cifar;
 mod error;
 mod idx;
@@ -10,6 +11,7 @@ mod stream;
 
 use std::path::Path;
 
+pub use augment::{gather_images, Augment, AugmentDraw, CROP_PADDING};
 pub use cifar::{load_cifar10_dir, read_cifar10_batch, write_cifar10_batch, CIFAR10_SHAPE};
 pub use error::DataError;
 pub use idx::{
@@ -28,6 +30,9 @@ pub struct Dataset {
     pub classes: usize,
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
+    /// Whether a mirror image shows the same class (CIFAR-10's objects; not digits), so that
+    /// a horizontal flip may augment the data ([`Augment`]). False unless a loader knows.
+    pub mirror_invariant: bool,
 }
 
 impl Dataset {
@@ -65,7 +70,7 @@ impl Dataset {
         if let Some(index) = images.iter().position(|v| !v.is_finite()) {
             return Err(DataError::NotFinite { path: origin.to_owned(), index: index / shape.len() });
         }
-        Ok(Self { shape, classes, images, labels })
+        Ok(Self { shape, classes, images, labels, mirror_invariant: false })
     }
 
     /// Number of samples.
@@ -99,6 +104,7 @@ impl Dataset {
             classes: self.classes,
             images,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            mirror_invariant: self.mirror_invariant,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! What residual networks add to a chain of layers (shaders/graph.wgsl): learnt scalar biases
-//! and scales and the parameter-free subsampling shortcut. The sum of a block's branches is
+//! and scales, the parameter-free subsampling shortcut, and the frozen per-channel affine map
+//! of imported models. The sum of a block's branches is
 //! blas1's [`add`](super::blas1::add); the scalars' gradients are sums over every value
 //! ([`scalar_grad`]).
 
 use super::{blas1, check_len, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, Recorder, Shader};
-use crate::nn::SubsampleGeometry;
+use crate::nn::{Shape, SubsampleGeometry};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "graph",
@@ -38,6 +39,8 @@ crate::kernels! { KERNELS = [
     SCALE_JVP: Params = SHADER::scale_jvp(Read, Read, Read, Read, ReadWrite);
     SUBSAMPLE_FORWARD: Params = SHADER::subsample_forward(Read, ReadWrite);
     SUBSAMPLE_BACKWARD: Params = SHADER::subsample_backward(Read, ReadWrite);
+    AFFINE: Params = SHADER::affine(Read, Read, ReadWrite);
+    AFFINE_LINEAR: Params = SHADER::affine_linear(Read, Read, ReadWrite);
 ] }
 
 impl Params {
@@ -168,4 +171,30 @@ pub fn subsample_backward(
     check_len(&SUBSAMPLE_BACKWARD, dy, len_out)?;
     check_len(&SUBSAMPLE_BACKWARD, dx, len_in)?;
     rec.dispatch(&SUBSAMPLE_BACKWARD, &Params::subsample(g, batch), &[dy, dx], len_in as u64)
+}
+
+/// y = a[c]·x + b[c] over `batch` samples of `shape` (`coefficients` = a then b, per channel),
+/// or with `shift` false y = a[c]·x: the backward pass and forward mode.
+pub fn affine(
+    rec: &mut Recorder,
+    shape: Shape,
+    batch: usize,
+    coefficients: &GpuBuffer<f32>,
+    shift: bool,
+    x: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+) -> Result<(), GpuError> {
+    let len = batch * shape.len();
+    let kernel = if shift { &AFFINE } else { &AFFINE_LINEAR };
+    check_len(kernel, coefficients, 2 * shape.channels)?;
+    check_len(kernel, x, len)?;
+    check_len(kernel, y, len)?;
+    let params = Params {
+        len: u32_of(len),
+        in_c: u32_of(shape.channels),
+        in_h: u32_of(shape.height),
+        in_w: u32_of(shape.width),
+        ..Params::default()
+    };
+    rec.dispatch(kernel, &params, &[coefficients, x, y], len as u64)
 }

@@ -67,10 +67,12 @@ struct RawLayer {
     gain: Option<f64>,
     body: Option<Vec<RawLayer>>,
     shortcut: Option<Vec<RawLayer>>,
+    scale: Option<Vec<f32>>,
+    shift: Option<Vec<f32>>,
 }
 
-const TYPES: &str =
-    "conv, maxpool, avgpool, global_avgpool, relu, tanh, sigmoid, flatten, dense, residual, bias, scale, subsample";
+const TYPES: &str = "conv, maxpool, avgpool, global_avgpool, relu, tanh, sigmoid, flatten, dense, residual, \
+                     bias, scale, subsample, affine";
 
 impl RawLayer {
     fn into_spec(self, path: &LayerPath) -> Result<LayerSpec, String> {
@@ -85,6 +87,8 @@ impl RawLayer {
             ("gain", self.gain.is_some()),
             ("body", self.body.is_some()),
             ("shortcut", self.shortcut.is_some()),
+            ("scale", self.scale.is_some()),
+            ("shift", self.shift.is_some()),
         ];
         let (allowed, required): (&[&str], &[&str]) = match self.kind.as_str() {
             "conv" => (&["kernel", "channels", "stride", "padding", "bias", "gain"], &["kernel", "channels"]),
@@ -93,6 +97,7 @@ impl RawLayer {
             "dense" => (&["units", "gain"], &["units"]),
             "residual" => (&["body", "shortcut"], &["body"]),
             "subsample" => (&["stride", "channels"], &["stride", "channels"]),
+            "affine" => (&["scale", "shift"], &["scale", "shift"]),
             "relu" | "tanh" | "sigmoid" | "flatten" | "global_avgpool" | "bias" | "scale" => (&[], &[]),
             "batchnorm" | "batch_norm" | "bn" => {
                 return Err(format!(
@@ -101,7 +106,8 @@ impl RawLayer {
                      sum over independent samples and the Gauss-Newton product is not defined \
                      (BackPACK refuses it for the same reason); train a network without it \
                      (residual networks with Fixup's initialisation, `scale` and `bias` layers, \
-                     train to about the same accuracy: see the built-in resnet8 and resnet20)"
+                     train to about the same accuracy: see the built-in resnet8 and resnet20); a \
+                     trained network's batch normalisation in evaluation mode is an `affine` layer"
                 ))
             }
             other => return Err(format!("{path}: unknown type {other:?}, expected one of {TYPES}")),
@@ -147,6 +153,10 @@ impl RawLayer {
                 }
             }
             "subsample" => LayerSpec::Subsample { stride: need(self.stride), channels: need(self.channels) },
+            "affine" => LayerSpec::Affine {
+                scale: self.scale.expect("required fields are checked above"),
+                shift: self.shift.expect("required fields are checked above"),
+            },
             "relu" => LayerSpec::Relu,
             "tanh" => LayerSpec::Tanh,
             "sigmoid" => LayerSpec::Sigmoid,
@@ -155,6 +165,17 @@ impl RawLayer {
             _ => LayerSpec::Flatten,
         })
     }
+}
+
+/// A parser's message with each line cut to 200 characters: the TOML parser quotes the line
+/// it stopped on, which may be the whole file.
+fn clipped(message: &str) -> String {
+    const MOST: usize = 200;
+    let lines = message.lines().map(|line| match line.char_indices().nth(MOST) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line.to_owned(),
+    });
+    lines.collect::<Vec<_>>().join("\n")
 }
 
 /// Parses the text of a network file; `origin` names it in errors.
@@ -168,7 +189,7 @@ pub fn parse_network(
     let file: NetworkFile = match format {
         NetworkFormat::Toml => {
             let deserializer =
-                toml::Deserializer::parse(text).map_err(|e| fail(e.to_string().trim().to_owned()))?;
+                toml::Deserializer::parse(text).map_err(|e| fail(clipped(e.to_string().trim())))?;
             serde_path_to_error::deserialize(deserializer)
                 .map_err(|e| fail(format!("{}: {}", e.path(), e.inner().message())))?
         }

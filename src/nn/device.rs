@@ -17,7 +17,7 @@ use crate::gpu::{Gpu, GpuBuffer, GpuError, Recorder};
 use crate::kernels::conv::{self, ConvLayer, PARTIAL_VALUES};
 use crate::kernels::{activation, avgpool, blas1, graph, pool};
 
-use super::{AvgPoolGeometry, Network, PlannedLayer, PoolGeometry, Smooth, SubsampleGeometry};
+use super::{AvgPoolGeometry, Network, PlannedLayer, PoolGeometry, Shape, Smooth, SubsampleGeometry};
 
 /// Which passes a workspace serves: the gradient needs the forward values and the
 /// back-propagated gradients; curvature products (Jv) need more buffers for directions.
@@ -50,6 +50,11 @@ enum Kind {
     /// θ[offset] · x.
     Scale(usize),
     Subsample(SubsampleGeometry),
+    /// y = a[c]·x + b[c] with the constants on the device (a, then b).
+    Affine {
+        shape: Shape,
+        coefficients: GpuBuffer<f32>,
+    },
 }
 
 /// One operation: what it computes, the value buffers it reads and the one it writes, and
@@ -280,6 +285,11 @@ impl Workspace {
                 PlannedLayer::Bias { offset, .. } => Kind::Bias(*offset),
                 PlannedLayer::Scale { offset, .. } => Kind::Scale(*offset),
                 PlannedLayer::Subsample(geometry) => Kind::Subsample(*geometry),
+                PlannedLayer::Affine { shape, scale, shift } => {
+                    let values: Vec<f32> = scale.iter().chain(shift).copied().collect();
+                    let coefficients = gpu.upload(&values, &format!("layer {} affine", index + 1))?;
+                    Kind::Affine { shape: *shape, coefficients }
+                }
                 PlannedLayer::Flatten { .. } => unreachable!("a flatten has no operation"),
             };
             values.push(gpu.zeros::<f32>(capacity * len, &format!("layer {} output", index + 1))?);
@@ -400,6 +410,9 @@ impl Workspace {
                 Kind::Bias(offset) => graph::shift(rec, theta, *offset, x, y, len)?,
                 Kind::Scale(offset) => graph::multiply(rec, theta, *offset, x, y, len)?,
                 Kind::Subsample(geometry) => graph::subsample_forward(rec, geometry, batch, x, y)?,
+                Kind::Affine { shape, coefficients } => {
+                    graph::affine(rec, *shape, batch, coefficients, true, x, y)?
+                }
             }
         }
         Ok(())
@@ -482,6 +495,9 @@ impl Workspace {
                     }
                     Kind::Scale(offset) => graph::multiply(rec, theta, *offset, dy, dx, len)?,
                     Kind::Subsample(geometry) => graph::subsample_backward(rec, geometry, batch, dy, dx)?,
+                    Kind::Affine { shape, coefficients } => {
+                        graph::affine(rec, *shape, batch, coefficients, false, dy, dx)?
+                    }
                     Kind::Add | Kind::Bias(_) => unreachable!("handled above"),
                 }
                 if started[input] {
@@ -537,6 +553,9 @@ impl Workspace {
                 }
                 (Kind::Subsample(geometry), Some(r_in)) => {
                     graph::subsample_forward(rec, geometry, batch, r_in, r_out)?
+                }
+                (Kind::Affine { shape, coefficients }, Some(r_in)) => {
+                    graph::affine(rec, *shape, batch, coefficients, false, r_in, r_out)?
                 }
                 (_, None) => unreachable!("a parameter-free operation on a zero direction has no direction"),
             }

@@ -98,6 +98,13 @@ pub enum LayerSpec {
         stride: usize,
         channels: usize,
     },
+    /// y = scale[c] · x + shift[c] per channel c, frozen (not trained, not in θ): batch
+    /// normalisation as it runs in evaluation mode, for models trained elsewhere
+    /// (scale = γ/√(var + ε), shift = β − mean · scale).
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
 }
 
 impl LayerSpec {

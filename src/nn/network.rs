@@ -98,6 +98,10 @@ pub enum NetworkError {
     ResidualShapes { layer: LayerPath, body: Shape, shortcut: Shape },
     #[error("{layer} (subsample): `channels` is {channels}, fewer than the input's {input}")]
     SubsampleChannels { layer: LayerPath, input: usize, channels: usize },
+    #[error("{layer} (affine): `{field}` holds {found} values, expected one per channel: {channels}")]
+    AffineChannels { layer: LayerPath, field: &'static str, found: usize, channels: usize },
+    #[error("{layer} (affine): `{field}` value {index} is {value}, not a finite number")]
+    AffineValue { layer: LayerPath, field: &'static str, index: usize, value: f32 },
     #[error("{layer} (residual): blocks nest {depth} deep, more than {MAX_DEPTH}")]
     TooDeep { layer: LayerPath, depth: usize },
 }
@@ -148,6 +152,12 @@ pub enum PlannedLayer {
         offset: usize,
     },
     Subsample(SubsampleGeometry),
+    /// y = scale[c] · x + shift[c], constants of the network.
+    Affine {
+        shape: Shape,
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
 }
 
 impl PlannedLayer {
@@ -165,6 +175,7 @@ impl PlannedLayer {
             Self::Bias { .. } => "bias",
             Self::Scale { .. } => "scale",
             Self::Subsample(_) => "subsample",
+            Self::Affine { .. } => "affine",
         }
     }
 
@@ -189,7 +200,8 @@ impl PlannedLayer {
             | Self::Smooth { shape, .. }
             | Self::Add { shape }
             | Self::Bias { shape, .. }
-            | Self::Scale { shape, .. } => *shape,
+            | Self::Scale { shape, .. }
+            | Self::Affine { shape, .. } => *shape,
             Self::MaxPool(pool) => pool.input,
             Self::AvgPool(pool) => pool.input,
             Self::Flatten { input, .. } => *input,
@@ -204,7 +216,8 @@ impl PlannedLayer {
             | Self::Smooth { shape, .. }
             | Self::Add { shape }
             | Self::Bias { shape, .. }
-            | Self::Scale { shape, .. } => *shape,
+            | Self::Scale { shape, .. }
+            | Self::Affine { shape, .. } => *shape,
             Self::MaxPool(pool) => pool.output,
             Self::AvgPool(pool) => pool.output,
             Self::Flatten { output, .. } => *output,
@@ -221,15 +234,11 @@ impl PlannedLayer {
             }
             Self::Conv { geometry: g, .. } => {
                 let kernel = format!(
-                    "{}×{}·{} s{} p{}{}",
-                    g.kernel_h,
-                    g.kernel_w,
-                    g.output.channels,
-                    g.stride,
-                    g.padding,
-                    if g.bias { "" } else { " nb" }
+                    "{}×{}·{} s{} p{}",
+                    g.kernel_h, g.kernel_w, g.output.channels, g.stride, g.padding
                 );
-                format!("conv {kernel:<17} {shapes}  ({} params)", g.params())
+                let bias = if g.bias { "" } else { ", no bias" };
+                format!("conv {kernel:<17} {shapes}  ({} params{bias})", g.params())
             }
             Self::Relu { .. } => format!("relu {:16} {shapes}", ""),
             Self::Smooth { function, .. } => format!("{:<21} {shapes}", function.name()),
@@ -243,6 +252,7 @@ impl PlannedLayer {
             Self::Bias { .. } => format!("bias {:16} {shapes}  (1 param)", ""),
             Self::Scale { .. } => format!("scale {:15} {shapes}  (1 param)", ""),
             Self::Subsample(g) => format!("subsample s{:<11} {shapes}", g.stride),
+            Self::Affine { .. } => format!("affine (frozen) {:5} {shapes}", ""),
         }
     }
 }
@@ -528,6 +538,22 @@ impl Planner {
                 let output =
                     Shape::new(channels, (shape.height - 1) / stride + 1, (shape.width - 1) / stride + 1);
                 PlannedLayer::Subsample(SubsampleGeometry { input: shape, output, stride })
+            }
+            LayerSpec::Affine { scale, shift } => {
+                for (field, values) in [("scale", scale), ("shift", shift)] {
+                    if values.len() != shape.channels {
+                        return Err(NetworkError::AffineChannels {
+                            layer: path,
+                            field,
+                            found: values.len(),
+                            channels: shape.channels,
+                        });
+                    }
+                    if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                        return Err(NetworkError::AffineValue { layer: path, field, index, value });
+                    }
+                }
+                PlannedLayer::Affine { shape, scale: scale.clone(), shift: shift.clone() }
             }
             LayerSpec::Relu => PlannedLayer::Relu { shape },
             LayerSpec::Tanh => PlannedLayer::Smooth { function: Smooth::Tanh, shape },

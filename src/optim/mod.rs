@@ -13,6 +13,24 @@ mod trial;
 pub use driver::{drive, Run, Sets, Stepper, StopReason};
 pub use observer::{EpochRecord, IterationRecord, Observer, Record};
 
+/// Fails unless `data` may be augmented as `augment` says, by an optimiser whose mini-batches
+/// are augmented on one process (`ranks` = 1).
+pub(crate) fn check_augment(
+    augment: crate::data::Augment,
+    data: &crate::data::Dataset,
+    ranks: usize,
+) -> Result<(), crate::Error> {
+    let refused =
+        |expected: String| crate::Error::Setting { field: "augment", expected, found: augment.to_string() };
+    if let Some(refusal) = augment.refusal(data) {
+        return Err(refused(refusal));
+    }
+    if augment.is_on() && ranks > 1 {
+        return Err(refused(format!("one process for SGD's augmented mini-batches (not {ranks} ranks yet)")));
+    }
+    Ok(())
+}
+
 /// Where the next record of an epoch-based run falls: the first of the mini-batch positions
 /// ⌈j·batches/k⌉, j = 1..=k, past `position` (k = `evals_per_epoch`, at most one record per
 /// mini-batch), so that an epoch of `batches` mini-batches is recorded k times, evenly.

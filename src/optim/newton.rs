@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::comm::{self, Communicator, SingleProcess};
 use crate::curvature::{Subsample, SubsampleOptions};
-use crate::data::Dataset;
+use crate::data::{Augment, Dataset};
 use crate::error::Error;
 use crate::execution::Execution;
 use crate::gpu::GpuBuffer;
@@ -51,6 +51,10 @@ pub struct NewtonOptions {
     pub seed: u64,
     /// Precondition CG with the estimated diagonal of G_S (None: plain CG, simpleNN's).
     pub precondition: Option<PreconditionerOptions>,
+    /// Augment the training set: iteration k draws one augmented copy (draw k) and takes f,
+    /// ∇f, the subsample's products and the line search all on it, so that they compare one
+    /// objective.
+    pub augment: Augment,
 }
 
 impl NewtonOptions {
@@ -78,6 +82,7 @@ impl Default for NewtonOptions {
             time_budget: None,
             seed: 0,
             precondition: None,
+            augment: Augment::NONE,
         }
     }
 }
@@ -152,6 +157,7 @@ impl<'a> Newton<'a> {
                 found: format!("{} ranks", comm.size()),
             });
         }
+        super::check_augment(options.augment, train, 1)?;
         let shard = (comm.size() > 1).then(|| comm::shard_of(train, comm).into_owned());
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         Ok(Self {
@@ -245,11 +251,20 @@ impl<'a> Newton<'a> {
         train: &Dataset,
         theta: &GpuBuffer<f32>,
     ) -> Result<Option<IterationRecord>, Error> {
-        let (gpu, options) = (self.execution.gpu, &self.options);
         let started = Instant::now();
         let k = self.state.iteration + 1;
+        // With augmentation, this iteration's copy of the training set (and this rank's part
+        // of it): f and ∇f at θ are evaluated afresh on it.
+        let augment = self.options.augment;
+        let copy = augment.is_on().then(|| augment.apply(train, self.options.seed, k as u64));
+        if copy.is_some() {
+            self.known = None;
+        }
+        let train = copy.as_ref().unwrap_or(train);
         let (comm, total) = (self.comm, train.len());
-        let shard = self.shard.as_ref().unwrap_or(train);
+        let copy_shard = copy.as_ref().filter(|_| comm.size() > 1).map(|copy| comm::shard_of(copy, comm));
+        let shard = copy_shard.as_deref().or(self.shard.as_ref()).unwrap_or(train);
+        let (gpu, options) = (self.execution.gpu, &self.options);
         let eval = match self.known.take() {
             Some(eval) => eval,
             None => self.objective.value_and_grad_across(comm, shard, total, theta, &self.grad)?,

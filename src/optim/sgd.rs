@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::comm::{self, Communicator, SingleProcess};
-use crate::data::Dataset;
+use crate::data::{Augment, AugmentDraw, Dataset};
 use crate::error::Error;
 use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, Program};
@@ -39,6 +39,8 @@ pub struct SgdOptions {
     /// Records (and test evaluations) per epoch, evenly through it; f on the training set is
     /// evaluated at the end of each epoch.
     pub evals_per_epoch: usize,
+    /// Augment each mini-batch: step t draws its members' copies with draw t (one process).
+    pub augment: Augment,
 }
 
 impl Default for SgdOptions {
@@ -52,6 +54,7 @@ impl Default for SgdOptions {
             time_budget: None,
             seed: 0,
             evals_per_epoch: 1,
+            augment: Augment::NONE,
         }
     }
 }
@@ -132,6 +135,7 @@ impl<'a> Sgd<'a> {
         options: &SgdOptions,
     ) -> Result<Self, Error> {
         options.validate(total)?;
+        super::check_augment(options.augment, shard, comm.size())?;
         let range = comm::shard(total, comm.rank(), comm.size());
         if shard.len() != range.len() {
             return Err(Error::VectorLength {
@@ -263,7 +267,16 @@ impl<'a> Sgd<'a> {
             gpu.write(&self.rate, &[lr as f32])?;
             if self.comm.size() == 1 {
                 // The gradient and the update in one submit, nothing read back.
+                // With augmentation, the members as step t draws them.
+                let augment = self.options.augment;
+                let draw = augment.is_on().then_some(AugmentDraw {
+                    augment,
+                    seed: self.options.seed,
+                    draw: self.state.step as u64 + 1,
+                });
+                self.stepper.set_augmentation(draw);
                 self.stepper.minibatch_grad(train, indices, seen, theta, &self.grad, update)?;
+                self.stepper.set_augmentation(None);
                 seen += indices.len();
             } else {
                 // This rank's members of the mini-batch, as indices of its shard.

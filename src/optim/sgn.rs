@@ -20,7 +20,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::curvature::{Subsample, SubsampleOptions};
-use crate::data::Dataset;
+use crate::data::{Augment, AugmentDraw, Dataset};
 use crate::error::Error;
 use crate::execution::Execution;
 use crate::gpu::GpuBuffer;
@@ -65,6 +65,9 @@ pub struct SgnOptions {
     pub evals_per_epoch: usize,
     /// Precondition CG with the estimated diagonal of G_B.
     pub precondition: Option<PreconditionerOptions>,
+    /// Augment each mini-batch: step t draws its members' copies with draw t, for its
+    /// gradient, its products and its trial point alike.
+    pub augment: Augment,
 }
 
 impl Default for SgnOptions {
@@ -83,6 +86,7 @@ impl Default for SgnOptions {
             seed: 0,
             evals_per_epoch: 1,
             precondition: None,
+            augment: Augment::NONE,
         }
     }
 }
@@ -178,6 +182,7 @@ impl<'a> Sgn<'a> {
         options: &SgnOptions,
     ) -> Result<Self, Error> {
         options.validate(train.len())?;
+        super::check_augment(options.augment, train, 1)?;
         let options = &SgnOptions { batch: options.batch_for(train.len()), ..options.clone() };
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         // One chunk holds a mini-batch; f and the accuracies run in chunks of that size or
@@ -324,7 +329,16 @@ impl<'a> Sgn<'a> {
         let gpu = self.execution.gpu;
         let options = &self.options;
         self.state.step += 1;
+        // With augmentation, the mini-batch's members as this step draws them, for its
+        // gradient, its products and its trial point alike.
+        let draw = options.augment.is_on().then_some(AugmentDraw {
+            augment: options.augment,
+            seed: options.seed,
+            draw: self.state.step as u64,
+        });
+        self.objective.set_augmentation(draw);
         self.objective.load_batch(train, members)?;
+        self.objective.set_augmentation(None);
         let at = self.objective.batch_value(theta, Some(&self.grad))?;
         if !at.f.is_finite() || !at.grad_norm.is_finite() {
             return Err(Error::Diverged { iteration: self.state.step, f: at.f, grad_norm: at.grad_norm });
@@ -338,7 +352,7 @@ impl<'a> Sgn<'a> {
                 Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?
             }
         };
-        subsample.draw_members(train, theta, &members[..subsample.total_len()])?;
+        subsample.draw_members(train, theta, &members[..subsample.total_len()], draw)?;
         let settings =
             CgSettings { xi: options.xi, max_steps: options.cg_steps, check_every: options.cg_check_every };
         self.cg_buffers.seed_probes(seed);

@@ -14,8 +14,9 @@ use crate::loss::Loss;
 use crate::nn::{Network, PlannedLayer};
 
 pub use layers::{
-    avgpool_backward, avgpool_forward, conv_backward, conv_forward, maxpool_backward, maxpool_forward,
-    relu_backward, relu_forward, smooth_backward, smooth_forward, subsample_backward, subsample_forward,
+    affine, avgpool_backward, avgpool_forward, conv_backward, conv_forward, maxpool_backward,
+    maxpool_forward, relu_backward, relu_forward, smooth_backward, smooth_forward, subsample_backward,
+    subsample_forward,
 };
 
 /// Every layer's output of one forward pass, and the pooling arg-max (flat index in the plane).
@@ -68,6 +69,7 @@ pub fn forward(network: &Network, theta: &[f64], x: Array4<f64>) -> Trace {
             PlannedLayer::Bias { offset, .. } => (input + theta[*offset], None),
             PlannedLayer::Scale { offset, .. } => (input * theta[*offset], None),
             PlannedLayer::Subsample(g) => (subsample_forward(g, input), None),
+            PlannedLayer::Affine { scale, shift, .. } => (affine(input, scale, Some(shift)), None),
         };
         values.push(output);
         argmax.push(index);
@@ -119,6 +121,7 @@ pub fn vjp(network: &Network, theta: &[f64], trace: &Trace, dz: ArrayView2<f64>)
                 delta * theta[*offset]
             }
             PlannedLayer::Subsample(g) => subsample_backward(g, &delta),
+            PlannedLayer::Affine { scale, .. } => affine(&delta, scale, None),
         };
         gather(&mut deltas, sources[0], to_input);
     }
@@ -159,6 +162,7 @@ pub fn jvp(network: &Network, theta: &[f64], trace: &Trace, v: &[f64]) -> Array2
             PlannedLayer::Bias { offset, .. } => r + v[*offset],
             PlannedLayer::Scale { offset, .. } => r * theta[*offset] + input * v[*offset],
             PlannedLayer::Subsample(g) => subsample_forward(g, r),
+            PlannedLayer::Affine { scale, .. } => affine(r, scale, None),
         };
         tangents.push(r_out);
     }

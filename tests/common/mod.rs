@@ -214,6 +214,10 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
             PlannedLayer::Bias { offset, .. } => scale + theta_abs[*offset],
             PlannedLayer::Scale { offset, .. } => scale * theta_abs[*offset],
             PlannedLayer::Subsample(g) => reference::subsample_forward(g, scale),
+            PlannedLayer::Affine { scale: a, shift: b, .. } => {
+                let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+                reference::affine(scale, &abs(a), Some(&abs(b)))
+            }
         };
         scales.push(next);
     }
@@ -260,7 +264,7 @@ pub fn conv_without_bias(kernel: usize, channels: usize, stride: usize) -> Layer
 }
 
 /// A small residual network with every operation residual networks add, in the ways they
-/// combine: a Fixup block on the identity, a downsampling block whose shortcut subsamples and
+/// combine: a frozen affine map (an imported batch normalisation), a Fixup block on the identity, a downsampling block whose shortcut subsamples and
 /// pads channels (reading the scalar bias before the block, as its body does), a block whose
 /// shortcut is a 1×1 convolution, a block nested in another's body, a ReLU folded into a
 /// max-pool after a block, and global pooling. Weights start as He's (no zero gains), so that
@@ -278,6 +282,7 @@ pub fn residual_network(input: newton_wgpu::nn::Shape, classes: usize) -> Networ
     ];
     let specs = [
         conv_without_bias(3, 4, 1),
+        LayerSpec::Affine { scale: vec![0.5, -1.5, 2.0, 1.0], shift: vec![0.1, -0.2, 0.0, 0.3] },
         LayerSpec::Bias,
         LayerSpec::Relu,
         LayerSpec::Residual { body: fixup_body, shortcut: vec![] },
