@@ -76,14 +76,15 @@ fn sgn_lowers_resnet8s_objective() {
     assert!(f.windows(2).all(|pair| pair[1] <= pair[0]) && f[3] < f[0], "f by epoch: {f:?}");
 }
 
-/// SGD takes ResNet-8's steps: f falls every epoch. It does not learn the digits at this size
-/// (measured: 12.7% after 6 epochs of 16-digit batches at lr 0.1, momentum 0.9, chance after 4
-/// epochs of PyTorch's reference FixupResNet on 600 digits), so that is all this checks.
+/// SGD takes ResNet-8's steps: f falls every epoch (at lr 0.01; at 0.1 with momentum 0.9 it
+/// rose in the second). It does not learn the digits at this size (measured: 12.7% after 6
+/// epochs of 16-digit batches at lr 0.1, momentum 0.9; PyTorch's reference FixupResNet stays
+/// at chance for 4 epochs of 600 digits), so that is all this checks.
 #[test]
 fn sgd_lowers_resnet8s_objective() {
     let (train, test, problem) = digits();
     let theta = gpu().upload(&problem.network.init_params(3), "θ").unwrap();
-    let options = SgdOptions { epochs: 3, batch: 16, lr: 0.1, momentum: 0.9, ..Default::default() };
+    let options = SgdOptions { epochs: 3, batch: 16, lr: 0.01, momentum: 0.9, ..Default::default() };
     let mut records = Vec::new();
     sgd::train(&execution(), &problem, &train, Some(&test), &theta, &options, &mut |r: &Record| {
         records.push(r.clone())

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use newton_wgpu::data::Augment;
 use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::optim::newton::NewtonOptions;
 use newton_wgpu::optim::sgd::SgdOptions;
@@ -44,13 +45,13 @@ impl Options {
                        "lambda": o.lambda, "drop": o.drop, "boost": o.boost, "eta": o.eta,
                        "cg_check_every": o.cg_check_every, "grad_tol": o.grad_tol,
                        "time_budget": seconds(o.time_budget), "precondition": precondition(&o.precondition),
-                       "probes": probes, "bsize": BSIZE})
+                       "probes": probes, "bsize": BSIZE, "augment": o.augment.to_string()})
             }
             "sgd" => {
                 let o = SgdOptions::default();
                 json!({"epochs": o.epochs, "batch": o.batch, "lr": o.lr, "momentum": o.momentum,
                        "decay": o.decay, "time_budget": seconds(o.time_budget),
-                       "evals_per_epoch": o.evals_per_epoch, "bsize": BSIZE})
+                       "evals_per_epoch": o.evals_per_epoch, "bsize": BSIZE, "augment": o.augment.to_string()})
             }
             "sgn" => {
                 let o = SgnOptions::default();
@@ -58,7 +59,7 @@ impl Options {
                        "xi": o.xi, "lambda": o.lambda, "drop": o.drop, "boost": o.boost,
                        "cg_check_every": o.cg_check_every, "time_budget": seconds(o.time_budget),
                        "evals_per_epoch": o.evals_per_epoch, "precondition": precondition(&o.precondition),
-                       "probes": probes, "bsize": BSIZE})
+                       "probes": probes, "bsize": BSIZE, "augment": o.augment.to_string()})
             }
             _ => return Err(unknown_optimizer(py, optimizer)),
         };
@@ -88,6 +89,7 @@ impl Options {
         }
         let get = Getter { py, table: &table };
         let budget = get.seconds("time_budget")?;
+        let augment = get.augment("augment")?;
         let precondition = if optimizer != "sgd" && get.boolean("precondition")? {
             Some(PreconditionerOptions { probes: get.count("probes")?, ..Default::default() })
         } else {
@@ -108,6 +110,7 @@ impl Options {
                 time_budget: budget,
                 seed,
                 precondition,
+                augment,
                 ..Default::default()
             }),
             "sgd" => Method::Sgd(SgdOptions {
@@ -119,7 +122,7 @@ impl Options {
                 time_budget: budget,
                 seed,
                 evals_per_epoch: get.count("evals_per_epoch")?,
-                ..Default::default()
+                augment,
             }),
             _ => Method::Sgn(SgnOptions {
                 epochs: get.count("epochs")?,
@@ -135,7 +138,7 @@ impl Options {
                 seed,
                 evals_per_epoch: get.count("evals_per_epoch")?,
                 precondition,
-                ..Default::default()
+                augment,
             }),
         };
         Ok(Self { method, bsize: get.count("bsize")?, seed })
@@ -192,6 +195,13 @@ impl Getter<'_, '_> {
 
     fn boolean(&self, key: &str) -> PyResult<bool> {
         self.table[key].as_bool().ok_or_else(|| self.wrong(key, "True or False"))
+    }
+
+    fn augment(&self, key: &str) -> PyResult<Augment> {
+        let text = self.table[key]
+            .as_str()
+            .ok_or_else(|| self.wrong(key, "\"crop,flip\", \"crop\", \"flip\" or \"none\""))?;
+        text.parse().map_err(|e: String| raise(self.py, "SettingsError", format!("options[{key:?}]: {e}")))
     }
 
     fn seconds(&self, key: &str) -> PyResult<Option<Duration>> {

@@ -58,3 +58,20 @@ def test_the_pytorch_module_gives_the_same_logits(digits, network):
         theirs = module(torch.from_numpy(X_test[:64])).numpy()
     ours = model.predict_logits(X_test[:64])
     np.testing.assert_allclose(theirs, ours, atol=1e-4 * np.abs(ours).max())
+
+
+def test_a_resnet_model_loads_into_fixups_own_module(digits, tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed: the Fixup module is not checked")
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    X, y, _, _ = digits
+    model = nw.train(nw.Network.builtin("resnet8"), X[:100], y[:100], options={"iters": 2, "lambda": 0.01}).model
+    path = tmp_path / "resnet8.safetensors"
+    model.save(path)
+    script = ROOT / "python" / "examples" / "fixup_resnet_torch.py"
+    done = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "26 tensors loaded into Fixup's ResNet-8 (strict)" in done.stdout, done.stdout

@@ -226,13 +226,19 @@ pub fn forward_scales(network: &Network, theta_abs: &[f64], trace: &Trace) -> Ve
 
 /// The network that propagates sums of absolute terms backward and in forward mode through a
 /// trace of them ([`forward_scales`]): `network` with tanh and sigmoid as ReLUs, whose mask on
-/// those positive scales passes every term at slope 1, a bound on |tanh′| and |sigmoid′|.
+/// those positive scales passes every term at slope 1, a bound on |tanh′| and |sigmoid′|, and
+/// affine maps by the magnitudes of their constants.
 pub fn bounding_network(network: &Network) -> Network {
     fn bounding(specs: &[LayerSpec]) -> Vec<LayerSpec> {
         specs
             .iter()
             .map(|spec| match spec {
                 LayerSpec::Tanh | LayerSpec::Sigmoid => LayerSpec::Relu,
+                // Its constants are the network's, not θ's: their magnitudes bound the terms.
+                LayerSpec::Affine { scale, shift } => LayerSpec::Affine {
+                    scale: scale.iter().map(|v| v.abs()).collect(),
+                    shift: shift.iter().map(|v| v.abs()).collect(),
+                },
                 LayerSpec::Residual { body, shortcut } => {
                     LayerSpec::Residual { body: bounding(body), shortcut: bounding(shortcut) }
                 }
