@@ -110,6 +110,16 @@ def test_settings_are_checked_and_named():
     with pytest.raises(nw.SettingsError, match="xi"):
         nw.train(nw.Network.from_file(SMALL), X, y, options={"xi": 1.5})
     assert nw.options_defaults("newton")["iters"] == 100 and nw.options_defaults("sgd")["batch"] == 128
+    # Augmentation: a name, and no flips of arrays not known to be mirror-invariant.
+    assert nw.options_defaults("sgn")["augment"] == "none"
+    with pytest.raises(nw.SettingsError, match="rotate"):
+        nw.train(nw.Network.from_file(SMALL), X, y, options={"iters": 1, "augment": "crop,rotate"})
+    with pytest.raises(nw.SettingsError, match="flip changes"):
+        nw.train(nw.Network.from_file(SMALL), X, y, options={"iters": 1, "augment": "flip"})
+    for optimizer in ("newton", "sgn", "sgd"):
+        steps = {"iters": 1} if optimizer == "newton" else {"epochs": 1, "batch": 10}
+        result = nw.train(nw.Network.from_file(SMALL), X, y, optimizer=optimizer, options={**steps, "augment": "crop"})
+        assert len(result.history) == 2
 
 
 def test_models_round_trip_and_load_with_safetensors_alone(digits, tmp_path):
