@@ -580,3 +580,29 @@ fn widest_activation(network: &Network) -> usize {
 fn largest_layer_params(network: &Network) -> usize {
     network.conv_geometries().map(|g| g.params()).max().unwrap_or(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{cnn4, LayerSpec, Shape};
+
+    #[test]
+    fn buffers_are_shared_between_values_whose_lives_do_not_overlap() {
+        // Three intervals in a row share two buffers: neighbours meet at a time.
+        assert_eq!(assign_slots(&[(0, 1), (1, 2), (2, 3)]), (vec![0, 1, 0], 2));
+        assert_eq!(assign_slots(&[(0, 5), (1, 2), (3, 4)]), (vec![0, 1, 1], 2));
+        // A chain: two gradient and two direction buffers, as before graphs.
+        let chain = Lowering::new(&cnn4(Shape::new(1, 28, 28), 10).unwrap());
+        assert_eq!((chain.delta_slots, chain.tangent_slots, chain.fans_out), (2, 2, false));
+        // A block: its input lives across the body, so one more of each, and a part buffer.
+        let block = LayerSpec::Residual {
+            body: vec![LayerSpec::conv(3, 2, 1, 1), LayerSpec::Relu, LayerSpec::conv(3, 2, 1, 1)],
+            shortcut: vec![],
+        };
+        let specs = [LayerSpec::conv(3, 2, 1, 1), block, LayerSpec::dense(3)];
+        let residual = Lowering::new(&Network::new(Shape::new(1, 6, 6), &specs).unwrap());
+        assert_eq!((residual.delta_slots, residual.tangent_slots, residual.fans_out), (3, 3, true));
+        // The outputs' gradient is the first buffer: the caller writes it before anything runs.
+        assert_eq!(residual.delta_slot[residual.output], 0);
+    }
+}
