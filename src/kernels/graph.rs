@@ -63,7 +63,7 @@ impl Params {
     }
 }
 
-/// y = x + c[offset] on `len` values: a scalar bias (c = θ), or its forward mode (c = v).
+/// y = x + c\[offset\] on `len` values: a scalar bias (c = θ), or its forward mode (c = v).
 pub fn shift(
     rec: &mut Recorder,
     c: &GpuBuffer<f32>,
@@ -78,7 +78,7 @@ pub fn shift(
     rec.dispatch(&SHIFT, &Params::scalar(len, offset), &[c, x, y], len as u64)
 }
 
-/// y = c[offset] on `len` values: forward mode of a scalar bias where the direction is zero.
+/// y = c\[offset\] on `len` values: forward mode of a scalar bias where the direction is zero.
 pub fn broadcast(
     rec: &mut Recorder,
     c: &GpuBuffer<f32>,
@@ -91,7 +91,7 @@ pub fn broadcast(
     rec.dispatch(&BROADCAST, &Params::scalar(len, offset), &[c, y], len as u64)
 }
 
-/// y = c[offset] · x on `len` values: a scalar scale, its backward pass (dx = s·dy), or
+/// y = c\[offset\] · x on `len` values: a scalar scale, its backward pass (dx = s·dy), or
 /// forward mode where the direction below is zero (c = v).
 pub fn multiply(
     rec: &mut Recorder,
@@ -107,7 +107,7 @@ pub fn multiply(
     rec.dispatch(&MULTIPLY, &Params::scalar(len, offset), &[c, x, y], len as u64)
 }
 
-/// ry = θ[offset] · rx + v[offset] · x on `len` values: forward mode of a scalar scale.
+/// ry = θ\[offset\] · rx + v\[offset\] · x on `len` values: forward mode of a scalar scale.
 #[allow(clippy::too_many_arguments)]
 pub fn scale_jvp(
     rec: &mut Recorder,
@@ -127,7 +127,7 @@ pub fn scale_jvp(
     rec.dispatch(&SCALE_JVP, &Params::scalar(len, offset), &[theta, v, rx, x, ry], len as u64)
 }
 
-/// grad[offset] += Σ dy (a scalar bias's gradient) or, with `x`, Σ dy·x (a scale's), over `len`
+/// grad\[offset\] += Σ dy (a scalar bias's gradient) or, with `x`, Σ dy·x (a scale's), over `len`
 /// values, summed in a fixed order through `scratch` (at least [`blas1::dot_groups`]`(len)`).
 pub fn scalar_grad(
     rec: &mut Recorder,
@@ -173,8 +173,8 @@ pub fn subsample_backward(
     rec.dispatch(&SUBSAMPLE_BACKWARD, &Params::subsample(g, batch), &[dy, dx], len_in as u64)
 }
 
-/// y = a[c]·x + b[c] over `batch` samples of `shape` (`coefficients` = a then b, per channel),
-/// or with `shift` false y = a[c]·x: the backward pass and forward mode.
+/// y = a\[c\]·x + b\[c\] over `batch` samples of `shape` (`coefficients` = a then b, per channel),
+/// or with `shift` false y = a\[c\]·x: the backward pass and forward mode.
 pub fn affine(
     rec: &mut Recorder,
     shape: Shape,

@@ -98,7 +98,7 @@ pub enum LayerSpec {
         stride: usize,
         channels: usize,
     },
-    /// y = scale[c] · x + shift[c] per channel c, frozen (not trained, not in θ): batch
+    /// y = scale\[c\] · x + shift\[c\] per channel c, frozen (not trained, not in θ): batch
     /// normalisation as it runs in evaluation mode, for models trained elsewhere
     /// (scale = γ/√(var + ε), shift = β − mean · scale).
     Affine {

@@ -141,18 +141,18 @@ pub enum PlannedLayer {
     Add {
         shape: Shape,
     },
-    /// x + θ[offset].
+    /// x + θ\[offset\].
     Bias {
         shape: Shape,
         offset: usize,
     },
-    /// θ[offset] · x.
+    /// θ\[offset\] · x.
     Scale {
         shape: Shape,
         offset: usize,
     },
     Subsample(SubsampleGeometry),
-    /// y = scale[c] · x + shift[c], constants of the network.
+    /// y = scale\[c\] · x + shift\[c\], constants of the network.
     Affine {
         shape: Shape,
         scale: Vec<f32>,

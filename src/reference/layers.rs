@@ -232,7 +232,7 @@ pub fn subsample_backward(g: &SubsampleGeometry, dy: &Array4<f64>) -> Array4<f64
     dx
 }
 
-/// scale[c] · x (+ shift[c]) per channel c.
+/// scale\[c\] · x (+ shift\[c\]) per channel c.
 pub fn affine(x: &Array4<f64>, scale: &[f32], shift: Option<&[f32]>) -> Array4<f64> {
     let mut y = x.clone();
     for ((_, c, _, _), v) in y.indexed_iter_mut() {
