@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::comm::{Communicator, SingleProcess};
-use crate::data::Dataset;
+use crate::data::{AugmentDraw, Dataset};
 use crate::error::Error;
 use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, Program, Recorder};
@@ -95,9 +95,6 @@ pub struct Objective<'g> {
     /// The mini-batch [`Objective::load_batch`] left in the workspace, as (its size, l):
     /// None once anything else has written the workspace's inputs.
     loaded_batch: Option<(usize, usize)>,
-    /// The augmentation draw that mini-batches are uploaded with, if any
-    /// ([`Objective::set_augmentation`]).
-    augmentation: Option<crate::data::AugmentDraw>,
 }
 
 /// Called with (chunks done, chunks in all) while a data set is evaluated.
@@ -128,7 +125,6 @@ impl<'g> Objective<'g> {
             programs: HashMap::new(),
             progress: None,
             loaded_batch: None,
-            augmentation: None,
         })
     }
 
@@ -360,30 +356,35 @@ impl<'g> Objective<'g> {
     }
 
     /// Submits the gradient of one mini-batch into `grad`: the batch mean of the loss gradient
-    /// plus θ/(C·l), with l = data.len(); θ's filters are packed first. The per-sample losses
-    /// go to `losses[epoch_offset..]`; read their sum with [`Objective::epoch_loss_sum`]. `then`
-    /// runs in the same submit, after the gradient (SGD's update).
+    /// plus θ/(C·l), with l = data.len(); θ's filters are packed first. The members' images are
+    /// as `draw` augments them (as they are with None). The per-sample losses go to
+    /// `losses[epoch_offset..]`; read their sum with [`Objective::epoch_loss_sum`]. `then` runs
+    /// in the same submit, after the gradient (SGD's update).
+    #[allow(clippy::too_many_arguments)]
     pub fn minibatch_grad(
         &mut self,
         data: &Dataset,
         indices: &[usize],
+        draw: Option<AugmentDraw>,
         epoch_offset: usize,
         theta: &GpuBuffer<f32>,
         grad: &GpuBuffer<f32>,
         then: &Program,
     ) -> Result<(), Error> {
         let part = MinibatchPart { of: indices.len(), regularize_over: Some(data.len()) };
-        self.minibatch_part(data, indices, epoch_offset, part, theta, grad, Some(then))
+        self.minibatch_part(data, indices, draw, epoch_offset, part, theta, grad, Some(then))
     }
 
     /// Submits one rank's part of a mini-batch gradient into `grad`: the loss gradients of
-    /// `indices` summed and divided by the whole mini-batch's size, and the regulariser when
-    /// `part` says over how many samples (see [`Objective::minibatch_grad`]).
+    /// `indices` (as `draw` augments them) summed and divided by the whole mini-batch's size,
+    /// and the regulariser when `part` says over how many samples (see
+    /// [`Objective::minibatch_grad`]).
     #[allow(clippy::too_many_arguments)]
     pub fn minibatch_part(
         &mut self,
         data: &Dataset,
         indices: &[usize],
+        draw: Option<AugmentDraw>,
         epoch_offset: usize,
         part: MinibatchPart,
         theta: &GpuBuffer<f32>,
@@ -397,7 +398,7 @@ impl<'g> Objective<'g> {
             "a mini-batch of {batch} exceeds the workspace's {}",
             self.chunk_size()
         );
-        self.upload_members(data, indices)?;
+        self.upload_members(data, indices, draw)?;
         let work = Work::Minibatch {
             theta: theta.id(),
             grad: grad.id(),
@@ -421,16 +422,15 @@ impl<'g> Objective<'g> {
         Ok(())
     }
 
-    /// Mini-batches ([`Objective::minibatch_grad`], [`Objective::load_batch`]) are uploaded as
-    /// `draw` makes their members (as they are with None) until this is called again; whole
-    /// sets (f, ∇f, accuracies) always as they are.
-    pub fn set_augmentation(&mut self, draw: Option<crate::data::AugmentDraw>) {
-        self.augmentation = draw;
-    }
-
-    /// Uploads the mini-batch `indices` (distinct samples of `data`, at most a chunk) into the
-    /// workspace, where [`Objective::batch_value`] evaluates it at any number of θ.
-    pub fn load_batch(&mut self, data: &Dataset, indices: &[usize]) -> Result<(), Error> {
+    /// Uploads the mini-batch `indices` (distinct samples of `data`, at most a chunk, their
+    /// images as `draw` augments them) into the workspace, where [`Objective::batch_value`]
+    /// evaluates it at any number of θ.
+    pub fn load_batch(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        draw: Option<AugmentDraw>,
+    ) -> Result<(), Error> {
         self.network().check_data(data.shape, data.classes)?;
         let batch = indices.len();
         if batch == 0 || batch > self.chunk_size() {
@@ -444,7 +444,7 @@ impl<'g> Objective<'g> {
             self.losses = self.gpu.zeros(batch, "per-sample losses")?;
             self.programs.clear();
         }
-        self.upload_members(data, indices)?;
+        self.upload_members(data, indices, draw)?;
         self.loaded_batch = Some((batch, data.len()));
         Ok(())
     }
@@ -489,8 +489,13 @@ impl<'g> Objective<'g> {
     }
 
     /// Writes the images and labels of `indices` into the workspace, in that order.
-    fn upload_members(&mut self, data: &Dataset, indices: &[usize]) -> Result<(), Error> {
-        let images = crate::data::gather_images(data, indices, self.augmentation);
+    fn upload_members(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        draw: Option<AugmentDraw>,
+    ) -> Result<(), Error> {
+        let images = crate::data::gather_images(data, indices, draw);
         let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
         self.gpu.write(self.workspace.inputs(), &images)?;
         self.gpu.write(self.workspace.labels(), &labels)?;

@@ -62,7 +62,6 @@ fn residual_blocks_read_the_same_from_toml_and_json_and_unfold_into_a_graph() {
     assert_eq!(network.sources(6), &[6]);
     assert_eq!(network.sources(7), &[6]);
     assert_eq!(network.sources(8), &[7, 8]);
-    assert!(!network.is_chain());
     assert_eq!(network.layers()[8].output(), Shape::new(8, 3, 3));
     // θ: conv 72 (no bias), bias 1, conv 144 + 4, scale 1, conv 288 (no bias), dense 24 + 3.
     assert_eq!(network.param_count(), 72 + 1 + 148 + 1 + 288 + 27);

@@ -108,11 +108,8 @@ impl Augment {
     /// The samples at `indices` of `data` (in that order), each as draw `draw` of the run
     /// seeded `seed` makes it.
     pub fn select(&self, data: &Dataset, indices: &[usize], seed: u64, draw: u64) -> Dataset {
-        let len = data.shape.len();
-        let mut images = vec![0.0; indices.len() * len];
-        for (&index, out) in indices.iter().zip(images.chunks_exact_mut(len)) {
-            self.sample_into(data, index, seed, draw, out);
-        }
+        let mut images = Vec::with_capacity(indices.len() * data.shape.len());
+        self.extend_images(data, indices, seed, draw, &mut images);
         Dataset { images, labels: indices.iter().map(|&i| data.labels[i]).collect(), ..data.select(&[]) }
     }
 

@@ -95,14 +95,10 @@ impl Dataset {
 
     /// The samples at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(indices.len() * self.shape.len());
-        for &i in indices {
-            images.extend_from_slice(self.images_of(i..i + 1));
-        }
         Dataset {
             shape: self.shape,
             classes: self.classes,
-            images,
+            images: gather_images(self, indices, None),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             mirror_invariant: self.mirror_invariant,
         }

@@ -147,14 +147,14 @@ impl Lowering {
         for (k, (layer, inputs, _)) in ops.iter().enumerate() {
             depends[k + 1] = layers[*layer].param_count() > 0 || inputs.iter().any(|&v| depends[v]);
         }
-        let mut last_reader = vec![None; count + 1];
+        let (mut last_reader, mut reads) = (vec![None; count + 1], vec![0; count + 1]);
         for (k, (_, inputs, _)) in ops.iter().enumerate() {
             for &v in inputs {
                 last_reader[v] = Some(k);
+                reads[v] += 1;
             }
         }
-        let fans_out =
-            (0..=count).any(|v| ops.iter().filter(|(_, inputs, _)| inputs.contains(&v)).count() > 1);
+        let fans_out = reads.iter().any(|&r| r > 1);
         // Backward time: operation k runs at count − 1 − k. A value's gradient lives from its
         // last reader (the caller's write, before, for the outputs) to its producer.
         let backward_time = |k: usize| (count - 1 - k) as i64;

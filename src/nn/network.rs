@@ -623,11 +623,6 @@ impl Network {
         &self.paths[index]
     }
 
-    /// Whether the network is a plain chain: every layer reads the one before.
-    pub fn is_chain(&self) -> bool {
-        self.sources.iter().enumerate().all(|(i, s)| s == &[i])
-    }
-
     /// n, the length of θ.
     pub fn param_count(&self) -> usize {
         self.param_count

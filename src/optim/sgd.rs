@@ -274,9 +274,7 @@ impl<'a> Sgd<'a> {
                     seed: self.options.seed,
                     draw: self.state.step as u64 + 1,
                 });
-                self.stepper.set_augmentation(draw);
-                self.stepper.minibatch_grad(train, indices, seen, theta, &self.grad, update)?;
-                self.stepper.set_augmentation(None);
+                self.stepper.minibatch_grad(train, indices, draw, seen, theta, &self.grad, update)?;
                 seen += indices.len();
             } else {
                 // This rank's members of the mini-batch, as indices of its shard.
@@ -286,7 +284,7 @@ impl<'a> Sgd<'a> {
                     vec![0.0; theta.len()]
                 } else {
                     let part = MinibatchPart { of: indices.len(), regularize_over: None };
-                    self.stepper.minibatch_part(train, &mine, seen, part, theta, &self.grad, None)?;
+                    self.stepper.minibatch_part(train, &mine, None, seen, part, theta, &self.grad, None)?;
                     gpu.read(&self.grad)?
                 };
                 seen += mine.len();

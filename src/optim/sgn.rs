@@ -336,9 +336,7 @@ impl<'a> Sgn<'a> {
             seed: options.seed,
             draw: self.state.step as u64,
         });
-        self.objective.set_augmentation(draw);
-        self.objective.load_batch(train, members)?;
-        self.objective.set_augmentation(None);
+        self.objective.load_batch(train, members, draw)?;
         let at = self.objective.batch_value(theta, Some(&self.grad))?;
         if !at.f.is_finite() || !at.grad_norm.is_finite() {
             return Err(Error::Diverged { iteration: self.state.step, f: at.f, grad_norm: at.grad_norm });
