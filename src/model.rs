@@ -2,7 +2,8 @@
 //! (`layers.{i}.weight` [out, in, kh, kw] for convolutions, [out, in] for dense layers,
 //! `layers.{i}.bias` \[out\]; a scalar bias `layers.{i}.bias` \[1\], a scalar scale
 //! `layers.{i}.scale` \[1\]; inside a residual block `layers.{i}.body.{j}.…` and
-//! `layers.{i}.shortcut.{j}.…`), the input mean as `input_mean` \[c, h, w\], and the architecture,
+//! `layers.{i}.shortcut.{j}.…`), the input mean as `input_mean` \[c, h, w\] (and, when the inputs
+//! were standardised, each channel's deviation as `input_std` \[c\]), and the architecture,
 //! the loss and (for checkpoints) the optimiser state and what the run was trained on in the
 //! metadata. Files are written through [`crate::output`]: atomically, and never over anything
 //! but a regular file. Every value read must be finite: a model with a NaN scores at chance
@@ -166,10 +167,9 @@ fn serialize(
         .into_iter()
         .map(|(name, shape, range)| (name, shape, bytes_of(&model.theta[range])))
         .collect();
-    if let Some(normalizer) = &model.normalizer {
-        let s = network.input();
-        owned.push(("input_mean".into(), vec![s.channels, s.height, s.width], bytes_of(&normalizer.mean)));
-    }
+    owned.extend(
+        model.input_tensors().into_iter().map(|(name, shape, values)| (name, shape, bytes_of(&values))),
+    );
     owned.extend(extra.into_iter().map(|(name, shape, values)| (name, shape, bytes_of(&values))));
     let views: Vec<(String, TensorView)> = owned
         .iter()
@@ -198,16 +198,25 @@ fn serialize(
 
 impl Model {
     /// The model's tensors as a file holds them, in layer order: each layer's `weight` and
-    /// `bias` in PyTorch's layout, then `input_mean` [c, h, w] if there is one; (name, shape,
-    /// values).
+    /// `bias` in PyTorch's layout, then `input_mean` \[c, h, w\] and `input_std` \[c\] if the
+    /// model has them; (name, shape, values).
     pub fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let mut tensors: Vec<_> = theta_tensors(&self.network)
             .into_iter()
             .map(|(name, shape, range)| (name, shape, self.theta[range].to_vec()))
             .collect();
-        if let Some(normalizer) = &self.normalizer {
-            let s = self.network.input();
-            tensors.push(("input_mean".into(), vec![s.channels, s.height, s.width], normalizer.mean.clone()));
+        tensors.extend(self.input_tensors());
+        tensors
+    }
+
+    /// The normaliser's tensors: `input_mean` \[c, h, w\] and, when standardised, `input_std` \[c\].
+    fn input_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let Some(normalizer) = &self.normalizer else { return Vec::new() };
+        let s = self.network.input();
+        let mut tensors =
+            vec![("input_mean".into(), vec![s.channels, s.height, s.width], normalizer.mean.clone())];
+        if let Some(std) = &normalizer.std {
+            tensors.push(("input_std".into(), vec![s.channels], std.clone()));
         }
         tensors
     }
@@ -257,6 +266,19 @@ fn check_architecture(path: &Path, found: &Network, expected: &Network) -> Resul
         });
     }
     Ok(())
+}
+
+/// A standardised model's deviations, each a positive number (the inputs are divided by them).
+fn read_std(path: &Path, std: Vec<f32>) -> Result<Vec<f32>, ModelError> {
+    match std.iter().position(|&s| s <= 0.0) {
+        Some(index) => Err(ModelError::Tensor {
+            path: path.to_owned(),
+            name: "input_std".into(),
+            expected: "positive deviations".into(),
+            found: format!("{} at channel {index}", std[index]),
+        }),
+        None => Ok(std),
+    }
 }
 
 /// Refuses the first value of tensor `name` that is not finite.
@@ -410,8 +432,22 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, ModelError> {
     for (name, shape, range) in theta_tensors(&network) {
         theta[range].copy_from_slice(&read(&name, &shape)?);
     }
-    let normalizer = if tensors.names().contains(&"input_mean") {
-        Some(Normalizer { mean: read("input_mean", &[input.channels, input.height, input.width])? })
+    let names = tensors.names();
+    let normalizer = if names.contains(&"input_mean") {
+        let mean = read("input_mean", &[input.channels, input.height, input.width])?;
+        let std = if names.contains(&"input_std") {
+            Some(read_std(path, read("input_std", &[input.channels])?)?)
+        } else {
+            None
+        };
+        Some(Normalizer { mean, std })
+    } else if names.contains(&"input_std") {
+        return Err(ModelError::Tensor {
+            path: path.to_owned(),
+            name: "input_std".into(),
+            expected: "it only beside `input_mean`".into(),
+            found: "no `input_mean`".into(),
+        });
     } else {
         None
     };

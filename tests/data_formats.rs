@@ -66,6 +66,53 @@ fn normalization_subtracts_the_training_mean_from_both_sets() {
     }
 }
 
+/// Standardised: each channel of the training set centred per pixel and of unit deviation
+/// over its samples and positions; the test set shifted and scaled by the training set's
+/// values; a constant channel left unscaled rather than divided by zero.
+#[test]
+fn standardization_divides_each_channel_by_its_training_deviation() {
+    let shape = Shape::new(3, 2, 2);
+    let (samples, plane) = (5, 4);
+    // Channel 0 small values, channel 1 large ones, channel 2 constant.
+    let image = |n: usize| -> Vec<f32> {
+        (0..12)
+            .map(|i| match i / plane {
+                0 => 0.01 * ((n * 7 + i * 3) % 5) as f32,
+                1 => 40.0 + 10.0 * ((n * 5 + i) % 4) as f32,
+                _ => 0.5,
+            })
+            .collect()
+    };
+    let set = |range: std::ops::Range<usize>| {
+        let images = range.clone().flat_map(image).collect();
+        data::Dataset::new(shape, 2, images, range.map(|n| (n % 2) as u32).collect(), Path::new("made"))
+            .unwrap()
+    };
+    let mut split =
+        data::DataSplit { train: set(0..samples), test: set(samples..samples + 2), validation: None };
+    let raw_test = split.test.clone();
+    let normalizer = split.standardize();
+    let std = normalizer.std.clone().expect("standardised");
+    assert_eq!(normalizer.mean, data::Normalizer::fit(&set(0..samples)).mean);
+    assert_eq!(std[2], 1.0, "a constant channel keeps its scale");
+    assert!(std[1] > 100.0 * std[0], "the channels' deviations differ: {std:?}");
+    for c in 0..2 {
+        let values = |n: usize| split.train.images[n * 12 + c * plane..n * 12 + (c + 1) * plane].to_vec();
+        let all: Vec<f64> = (0..samples).flat_map(values).map(f64::from).collect();
+        let square = all.iter().map(|v| v * v).sum::<f64>() / all.len() as f64;
+        assert!((square - 1.0).abs() < 1e-5, "channel {c}: mean square {square}");
+        for pixel in 0..plane {
+            let centred: f64 = (0..samples).map(|n| values(n)[pixel] as f64).sum();
+            assert!(centred.abs() < 1e-5, "channel {c} pixel {pixel}: {centred}");
+        }
+    }
+    for i in 0..12 {
+        let want = (raw_test.images[i] - normalizer.mean[i]) / std[i / plane];
+        assert_eq!(split.test.images[i], want, "test value {i}");
+    }
+    assert_eq!(split.train.images[8..12], [0.0; 4], "the constant channel is centred");
+}
+
 #[test]
 fn a_validation_set_is_held_out_at_random_and_normalized_with_the_training_mean() {
     let dir = scratch_dir("hold-out");

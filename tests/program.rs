@@ -353,13 +353,15 @@ fn resuming_another_problem_or_a_tampered_state_and_empty_test_sets_are_refused(
     let trained = ["--loss", "ce", "--limit", "100", "--c", "0.01"];
     run(&[&base[..], &trained, &["--iters", "1", "--checkpoint", ck]].concat());
     let resume = [&base[..], &["--iters", "2", "--resume", ck]].concat();
+    let standardized: Vec<&str> = [&trained[..], &["--standardize"]].concat();
     for (problem, says) in [
-        (["--loss", "mse", "--limit", "100", "--c", "0.01"], "--loss ce, this run --loss mse"),
-        (["--loss", "ce", "--limit", "100", "--c", "0.02"], "--c 0.01, this run --c 0.02"),
-        (["--loss", "ce", "--limit", "120", "--c", "0.01"], "--limit 100, this run --limit 120"),
-        (["--loss", "ce", "--limit", "100", "--validation", "0.2"], "100 training samples, this run 80"),
+        (&["--loss", "mse", "--limit", "100", "--c", "0.01"][..], "--loss ce, this run --loss mse"),
+        (&["--loss", "ce", "--limit", "100", "--c", "0.02"], "--c 0.01, this run --c 0.02"),
+        (&["--loss", "ce", "--limit", "120", "--c", "0.01"], "--limit 100, this run --limit 120"),
+        (&["--loss", "ce", "--limit", "100", "--validation", "0.2"], "100 training samples, this run 80"),
+        (&standardized, "no --standardize, this run --standardize"),
     ] {
-        let (code, stdout, stderr) = run_status(&[&resume[..], &problem].concat());
+        let (code, stdout, stderr) = run_status(&[&resume[..], problem].concat());
         assert_eq!(code, Some(2), "{problem:?}: {stderr}");
         assert!(stderr.contains(says) && stderr.contains("run.checkpoint"), "{problem:?}: {stderr}");
         assert!(!stdout.contains("adapter:"), "{problem:?} opened the GPU first: {stdout}");
@@ -682,6 +684,34 @@ fn predict_warns_of_a_model_without_an_input_mean() {
             && stderr.contains("no input mean")
             && stderr.contains("model.safetensors"),
         "{stderr}"
+    );
+}
+
+/// A model trained on standardised inputs keeps the channels' deviations, and `predict`
+/// divides by them: it scores the test set as the run's last record did.
+#[test]
+fn predict_standardizes_as_training_did() {
+    let dir = scratch("program-predict-standard");
+    let (model, log) = (dir.join("model.safetensors"), dir.join("log.jsonl"));
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
+    let (model_arg, log_arg) = (model.to_str().unwrap(), log.to_str().unwrap());
+    let common = ["--net", net, "--loss", "ce", "--limit", "200", "--iters", "3", "--standardize"];
+    run(&[&["train"][..], &common, &["--save", model_arg, "--log-json", log_arg]].concat());
+    let std = newton_wgpu::model::Model::load(&model).unwrap().normalizer.unwrap().std;
+    assert!(std.is_some_and(|s| s.len() == 1 && s[0] > 0.0 && s[0] != 1.0), "input_std missing or trivial");
+    let last: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+    let trained = 100.0 * last["test_acc"].as_f64().unwrap();
+    let stdout = run(&["predict", "--model", model_arg]);
+    assert!(stdout.contains(&format!("accuracy {trained:.2}%")), "training ended at {trained:.2}%: {stdout}");
+    // The same model scored without its deviations is another classifier.
+    let mut unscaled = newton_wgpu::model::Model::load(&model).unwrap();
+    unscaled.normalizer.as_mut().unwrap().std = None;
+    unscaled.save(&model).unwrap();
+    let stdout = run(&["predict", "--model", model_arg]);
+    assert!(
+        !stdout.contains(&format!("accuracy {trained:.2}%")),
+        "the deviations made no difference: {stdout}"
     );
 }
 

@@ -283,12 +283,40 @@ fn models_round_trip_and_refuse_another_architecture() {
     let path = scratch("model.safetensors");
     model.save(&path).unwrap();
     assert_eq!(Model::load_for(&path, &network).unwrap(), model);
+    // Standardised inputs: the deviations travel too.
+    let standard = Model { normalizer: Some(Normalizer::fit_standard(&train)), ..model.clone() };
+    assert!(standard.normalizer.as_ref().unwrap().std.is_some());
+    let standard_path = scratch("model-standard.safetensors");
+    standard.save(&standard_path).unwrap();
+    assert_eq!(Model::load_for(&standard_path, &network).unwrap(), standard);
     let other = cnn4_small(train.shape, 10).unwrap();
     let error = Model::load_for(&path, &other).unwrap_err();
     assert!(matches!(error, ModelError::Architecture { .. }), "{error}");
     assert!(error.to_string().contains("model.safetensors"), "{error}");
     std::fs::write(&path, b"not a model").unwrap();
     assert!(matches!(Model::load(&path).unwrap_err(), ModelError::NotSafetensors { .. }));
+}
+
+/// Inputs are divided by `input_std`: a deviation that is not positive is refused by name.
+#[test]
+fn models_with_deviations_that_are_not_positive_are_refused() {
+    let (train, network) = small_problem();
+    let mut normalizer = Normalizer::fit_standard(&train);
+    normalizer.std = Some(vec![0.0]);
+    let model = Model {
+        network: network.clone(),
+        theta: network.init_params(6),
+        normalizer: Some(normalizer),
+        loss: Loss::CrossEntropy,
+    };
+    let path = scratch("zero-deviation.safetensors");
+    model.save(&path).unwrap();
+    let error = Model::load(&path).unwrap_err();
+    assert!(matches!(&error, ModelError::Tensor { name, .. } if name == "input_std"), "{error}");
+    assert!(
+        error.to_string().contains("zero-deviation.safetensors") && error.to_string().contains("positive"),
+        "{error}"
+    );
 }
 
 /// A model or checkpoint holding a value that is not finite is refused, naming the tensor and

@@ -129,16 +129,18 @@ def main():
     model = nw.Model.load(args.model)
     names, blocks = fixup_names(model.layers)
     state = {names[name]: torch.from_numpy(np.ascontiguousarray(values))
-             for name, values in model.state_dict().items() if name != "input_mean"}
+             for name, values in model.state_dict().items() if name not in ("input_mean", "input_std")}
     module = FixupResNet(blocks, in_channels=model.input_shape[0], num_classes=model.classes)
     module.load_state_dict(state, strict=True)
     module.eval()
 
     _, _, X_test, y_test = nw.load_dir(args.data)
     X = X_test[:256]
-    mean = model.state_dict().get("input_mean", np.zeros(model.input_shape, np.float32))
+    inputs = model.state_dict()
+    mean = inputs.get("input_mean", np.zeros(model.input_shape, np.float32))
+    std = inputs.get("input_std", np.ones(model.input_shape[0], np.float32))
     with torch.no_grad():
-        theirs = module(torch.from_numpy(X - mean)).numpy()
+        theirs = module(torch.from_numpy((X - mean) / std[:, None, None])).numpy()
     ours = model.predict_logits(X)
     gap = float(np.abs(theirs - ours).max())
     print(f"{len(state)} tensors loaded into Fixup's ResNet-{6 * blocks + 2} (strict); "

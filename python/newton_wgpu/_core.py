@@ -129,10 +129,12 @@ def train(
     device: Optional[_native.Device] = None,
     callbacks: Iterable[Callable[[Dict[str, Any]], Any]] = (),
     progress: bool = False,
+    standardize: bool = False,
 ) -> TrainResult:
     """Trains `network` on images X and integer labels y by Newton-CG ("newton"), SGN ("sgn")
     or SGD ("sgd"), as `newton-wgpu train` does with the same settings: the training set's mean
-    is subtracted from every set and kept in the model; `validation` is a fraction of X held out
+    is subtracted from every set and kept in the model (with `standardize`, each channel's
+    standard deviation is divided out too, as `--standardize` does); `validation` is a fraction of X held out
     (chosen by the seed) or its own pair (X, y); `test` a pair scored after every record.
 
     Each record is given to every callback; one that returns True ends the run after it. The
@@ -190,6 +192,7 @@ def train(
             test=test_pair,
             validation=validation_pair,
             validation_fraction=fraction,
+            standardize=bool(standardize),
             callback=observe,
         )
     finally:
@@ -221,7 +224,7 @@ class Model:
 
     def predict_logits(self, X: Any, device: Optional[_native.Device] = None, batch_size: int = 1024) -> np.ndarray:
         """The network's outputs, (N, classes), for images X as they were given to `train`
-        (the model subtracts its input mean)."""
+        (the model subtracts its input mean, and divides by its input deviations if it has them)."""
         if not self._native.has_input_mean:
             warnings.warn("the model holds no input mean: X is scored as it is", stacklevel=2)
         return self._native.predict_logits(device or default_device(), _images(X, "X"), int(batch_size))
@@ -239,7 +242,7 @@ class Model:
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Every tensor by name, shaped as PyTorch's layers hold them (`layers.{i}.weight`,
         `layers.{i}.bias`, `layers.{i}.scale`; `layers.{i}.body.{j}.weight` inside a residual
-        block) and `input_mean`."""
+        block), `input_mean` and, for standardised inputs, `input_std`."""
         return {name: values.reshape(shape) for name, shape, values in self._native.tensors()}
 
     @property

@@ -47,6 +47,7 @@ def train(
     test: Optional[Tuple[np.ndarray, np.ndarray]] = None,
     validation: Optional[Tuple[np.ndarray, np.ndarray]] = None,
     validation_fraction: Optional[float] = None,
+    standardize: bool = False,
     callback: Optional[Callable[[str], bool]] = None,
 ) -> Tuple[Model, List[str], str]: ...
 def options_defaults(optimizer: str) -> str: ...

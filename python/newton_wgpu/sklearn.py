@@ -24,7 +24,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     network: a built-in name (sized for the classes found), a `Network`, or None: cnn4-small
     for images of at least 8×8, else a dense network with one hidden layer of `hidden` units.
-    max_iter: Newton iterations, or SGD and SGN epochs (the `options` may set the rest)."""
+    max_iter: Newton iterations, or SGD and SGN epochs (the `options` may set the rest).
+    standardize: divide the inputs by each channel's standard deviation as well (`train`'s)."""
 
     def __init__(
         self,
@@ -37,6 +38,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         hidden: int = 32,
         seed: int = 0,
         device: Any = None,
+        standardize: bool = False,
     ):
         self.network = network
         self.optimizer = optimizer
@@ -47,6 +49,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.hidden = hidden
         self.seed = seed
         self.device = device
+        self.standardize = standardize
 
     def _images(self, X: Any, fitting: bool) -> np.ndarray:
         X = check_array(X, allow_nd=True, dtype=np.float32, order="C")
@@ -85,7 +88,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         steps = "iters" if self.optimizer == "newton" else "epochs"
         options = {steps: int(self.max_iter), **(self.options or {})}
         result = train(self._network(images, len(self.classes_)), images, encoded, optimizer=self.optimizer,
-                       loss=self.loss, c=self.c, options=options, seed=self.seed, device=self.device)
+                       loss=self.loss, c=self.c, options=options, seed=self.seed, device=self.device,
+                       standardize=self.standardize)
         self.model_ = result.model
         self.history_ = result.history
         self.n_iter_ = len(result.history) - 1

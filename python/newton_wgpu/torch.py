@@ -148,26 +148,27 @@ class NewtonWgpuNet(nn.Module):
     tensors: `layers.{i}` (conv as `Conv2d`, dense as `Linear` over the flattened input,
     max-pool, average pool (padding counted, as `AvgPool2d` does by default), global average
     pool, ReLU, tanh, sigmoid, flatten, scalar `Bias` and `Scale`, `Subsample`, the frozen
-    `Affine`), a residual
-    block as `Residual` with `body.{j}` and `shortcut.{j}`, and the input mean, subtracted
-    first, as the buffer `input_mean`."""
+    `Affine`), a residual block as `Residual` with `body.{j}` and `shortcut.{j}`, and the
+    input mean and each channel's deviation (ones unless the inputs were standardised), applied
+    first, as the buffers `input_mean` and `input_std`."""
 
     def __init__(self, layers: List[Dict[str, Any]], input_shape):
         super().__init__()
         self.layers, _ = _chain(layers, tuple(input_shape))
         self.register_buffer("input_mean", torch.zeros(input_shape))
+        self.register_buffer("input_std", torch.ones(input_shape[0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        return self.layers(x - self.input_mean).flatten(1)
+        return self.layers((x - self.input_mean) / self.input_std[:, None, None]).flatten(1)
 
 
 def to_module(model: Model) -> NewtonWgpuNet:
     """The equivalent module, its state loaded from the model with `strict=True`."""
     module = NewtonWgpuNet(model.layers, model.input_shape)
     state = {name: torch.from_numpy(np.ascontiguousarray(values)) for name, values in model.state_dict().items()}
-    if "input_mean" not in state:
-        state["input_mean"] = torch.zeros(model.input_shape)
+    state.setdefault("input_mean", torch.zeros(model.input_shape))
+    state.setdefault("input_std", torch.ones(model.input_shape[0]))
     module.load_state_dict(state, strict=True)
     return module.eval()

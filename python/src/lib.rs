@@ -253,10 +253,11 @@ type Trained = (Model, Vec<String>, String);
 
 /// Trains `network` on (x, y) by `optimizer` ("newton", "sgn" or "sgd") with `options` (a
 /// JSON object of the optimiser's settings; see [`options_defaults`]). The training set's mean
-/// is subtracted from every set (and kept in the model); `validation` is a held-out fraction of
+/// is subtracted from every set (and, if `standardize`, each channel's deviation divided out;
+/// the model keeps them); `validation` is a held-out fraction of
 /// the training set (chosen by the seed, as `--validation` does) or its own arrays.
 #[pyfunction]
-#[pyo3(signature = (device, network_source, x, y, optimizer, loss, c, options, seed, test = None, validation = None, validation_fraction = None, callback = None))]
+#[pyo3(signature = (device, network_source, x, y, optimizer, loss, c, options, seed, test = None, validation = None, validation_fraction = None, standardize = false, callback = None))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
     py: Python<'py>,
@@ -272,6 +273,7 @@ fn train<'py>(
     test: Option<Arrays<'py>>,
     validation: Option<Arrays<'py>>,
     validation_fraction: Option<f64>,
+    standardize: bool,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Trained> {
     let loss = loss.parse().map_err(|e: String| raise(py, "SettingsError", format!("loss: {e}")))?;
@@ -309,7 +311,7 @@ fn train<'py>(
             }
         }
     }
-    let normalizer = split.normalize();
+    let normalizer = if standardize { split.standardize() } else { split.normalize() };
     let problem = Problem::new(network, loss, c).map_err(|e| library_error(py, e))?;
     let gpu = &device.gpu;
     let callback = callback.as_ref();

@@ -45,14 +45,18 @@ RESIDUAL = [{"type": "conv", "kernel": 3, "channels": 4, "padding": 1, "bias": F
             {"type": "relu"}, {"type": "global_avgpool"}, {"type": "dense", "units": 10}]
 
 
-@pytest.mark.parametrize("network", [nw.Network.builtin("cnn4-small"), nw.Network.from_layers(SMOOTH),
-                                     nw.Network.builtin("resnet8"), nw.Network.from_layers(RESIDUAL)])
-def test_the_pytorch_module_gives_the_same_logits(digits, network):
+# The residual networks on standardised inputs: the module divides by `input_std` too.
+@pytest.mark.parametrize("network, standardize", [(nw.Network.builtin("cnn4-small"), False),
+                                                  (nw.Network.from_layers(SMOOTH), False),
+                                                  (nw.Network.builtin("resnet8"), True),
+                                                  (nw.Network.from_layers(RESIDUAL), True)])
+def test_the_pytorch_module_gives_the_same_logits(digits, network, standardize):
     torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch parity is not checked")
     from newton_wgpu.torch import to_module
 
     X, y, X_test, _ = digits
-    model = nw.train(network, X[:300], y[:300], options={"iters": 2}).model
+    model = nw.train(network, X[:300], y[:300], options={"iters": 2}, standardize=standardize).model
+    assert ("input_std" in model.state_dict()) == standardize
     module = to_module(model)
     with torch.no_grad():
         theirs = module(torch.from_numpy(X_test[:64])).numpy()
@@ -68,7 +72,8 @@ def test_a_resnet_model_loads_into_fixups_own_module(digits, tmp_path):
     from conftest import ROOT
 
     X, y, _, _ = digits
-    model = nw.train(nw.Network.builtin("resnet8"), X[:100], y[:100], options={"iters": 2, "lambda": 0.01}).model
+    model = nw.train(nw.Network.builtin("resnet8"), X[:100], y[:100], options={"iters": 2, "lambda": 0.01},
+                     standardize=True).model
     path = tmp_path / "resnet8.safetensors"
     model.save(path)
     script = ROOT / "python" / "examples" / "fixup_resnet_torch.py"

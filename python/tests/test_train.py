@@ -48,6 +48,21 @@ def test_records_are_the_programs_digit_for_digit(digits, program, tmp_path, opt
     assert result.model.score(X_test, y_test) == pytest.approx(expected[-1]["test_acc"], abs=1e-12)
 
 
+def test_standardized_runs_are_the_programs_and_keep_the_deviation(digits, program, tmp_path):
+    X, y, X_test, y_test = digits
+    options = {"epochs": 1, "batch": 64, "lr": 0.05}
+    result = nw.train(nw.Network.from_file(SMALL), X[:300], y[:300], optimizer="sgd", loss="ce", options=options,
+                      seed=3, test=(X_test, y_test), standardize=True)
+    args = ["--optim", "sgd", "--epochs", "1", "--batch", "64", "--lr", "0.05", "--standardize"]
+    expected = cli_records(program, tmp_path, ["--loss", "ce", "--limit", "300", "--seed", "3", *args])
+    assert without_timing(result.history) == without_timing(expected)
+    state = result.model.state_dict()
+    centred = X[:300].astype(np.float64) - X[:300].mean(axis=0)
+    assert state["input_std"].shape == (1,)
+    assert state["input_std"][0] == pytest.approx(np.sqrt(np.mean(centred ** 2)), rel=1e-5)
+    assert result.model.score(X_test, y_test) == pytest.approx(expected[-1]["test_acc"], abs=1e-12)
+
+
 def test_callbacks_see_every_record_and_can_stop(digits):
     X, y, _, _ = digits
     seen = []

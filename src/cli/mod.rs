@@ -78,6 +78,10 @@ pub struct ProblemArgs {
     /// Use only the first N training samples.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Also divide the inputs by each channel's standard deviation over the training set
+    /// (after subtracting the mean, as ResNets are trained); the model keeps both.
+    #[arg(long)]
+    pub standardize: bool,
     /// When the convolution kernels are timed on this adapter: full (shapes missing from the
     /// cache are timed once and cached), cached (the cache alone), off (windowed kernels)
     /// [default: NEWTON_WGPU_TUNE, else full; off across ranks].
@@ -100,7 +104,7 @@ impl ProblemArgs {
     /// set, chosen by the seed), builds the network and the problem, and says what they are.
     pub fn load(&self, validation: Option<f64>) -> Result<(DataSplit, Normalizer, Problem)> {
         let dir = data_dir(self.data.as_deref())?;
-        let (split, normalizer) = load_data(&dir, self.limit, validation, self.seed)?;
+        let (split, normalizer) = load_data(&dir, self.limit, validation, self.seed, self.standardize)?;
         let (train, test) = (&split.train, &split.test);
         let network = network_for(&self.net, train.shape, train.classes)?;
         let held_out =
@@ -204,12 +208,14 @@ pub fn agree_on_the_problem(ranks: &ranks::Ranks, split: &DataSplit, problem: &P
 }
 
 /// Loads a data directory, keeps the first `limit` training samples, holds out a `validation`
-/// fraction of them (chosen by `seed`), and subtracts the training mean from every set.
+/// fraction of them (chosen by `seed`), and subtracts the training mean from every set (and
+/// divides by the training deviations, if `standardize`).
 pub fn load_data(
     dir: &Path,
     limit: Option<usize>,
     validation: Option<f64>,
     seed: u64,
+    standardize: bool,
 ) -> Result<(DataSplit, Normalizer)> {
     let mut split = load_split(dir)?;
     if let Some(n) = limit {
@@ -220,7 +226,7 @@ pub fn load_data(
         let count = (fraction * split.train.len() as f64).round() as usize;
         split.hold_out(count, seed)?;
     }
-    let normalizer = split.normalize();
+    let normalizer = if standardize { split.standardize() } else { split.normalize() };
     Ok((split, normalizer))
 }
 

@@ -479,9 +479,16 @@ fn steps_done(record: &Record, batches_per_epoch: usize) -> String {
 }
 
 /// A checkpoint continues only the problem it was trained on: the same loss, C and training
-/// samples (the architecture was checked as it loaded), by the same optimiser counting its
-/// steps in the same mini-batches (where the checkpoint records them).
-fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &TrainedOn) -> Result<()> {
+/// samples, normalised alike (the architecture was checked as it loaded), by the same
+/// optimiser counting its steps in the same mini-batches (where the checkpoint records them).
+fn check_resumable(
+    path: &Path,
+    checkpoint: &Checkpoint,
+    loss: Loss,
+    now: &TrainedOn,
+    now_standardized: bool,
+) -> Result<()> {
+    let standardized = |model: &Model| model.normalizer.as_ref().is_some_and(Normalizer::is_standard);
     let then = &checkpoint.trained_on;
     let limit = |l: Option<usize>| l.map_or("no --limit".to_owned(), |l| format!("--limit {l}"));
     let batch_option = if now.optimizer.as_deref() == Some("sgn") { "--sgn-batch" } else { "--batch" };
@@ -499,6 +506,9 @@ fn check_resumable(path: &Path, checkpoint: &Checkpoint, loss: Loss, now: &Train
     } else if then.augment.is_some() && then.augment != now.augment {
         let name = |a: &Option<String>| a.clone().unwrap_or_default();
         Some(format!("--augment {}, this run --augment {}", name(&then.augment), name(&now.augment)))
+    } else if standardized(&checkpoint.model) != now_standardized {
+        let name = |on: bool| if on { "--standardize" } else { "no --standardize" };
+        Some(format!("{}, this run {}", name(standardized(&checkpoint.model)), name(now_standardized)))
     } else if checkpoint.model.loss != loss {
         Some(format!("--loss {}, this run --loss {loss}", checkpoint.model.loss))
     } else if then.c != now.c {
@@ -616,7 +626,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let fresh = args.resume.is_none();
     if let Some(path) = &args.resume {
         let checkpoint = read_checkpoint(path, network, comm)?;
-        check_resumable(path, &checkpoint, problem.loss, &trained_on)?;
+        check_resumable(path, &checkpoint, problem.loss, &trained_on, normalizer.is_standard())?;
         // The best model so far is kept unless this run finds a better one.
         trained_on.best_validation = checkpoint.trained_on.best_validation;
         theta_host = checkpoint.model.theta;

@@ -136,7 +136,16 @@ impl DataSplit {
 
     /// Subtracts the per-pixel training mean from every set, as simpleNN does; returns it.
     pub fn normalize(&mut self) -> Normalizer {
-        let normalizer = Normalizer::fit(&self.train);
+        self.normalize_by(Normalizer::fit(&self.train))
+    }
+
+    /// Subtracts the per-pixel training mean and divides by each channel's training standard
+    /// deviation, in every set (what ResNets are trained on); returns them.
+    pub fn standardize(&mut self) -> Normalizer {
+        self.normalize_by(Normalizer::fit_standard(&self.train))
+    }
+
+    fn normalize_by(&mut self, normalizer: Normalizer) -> Normalizer {
         normalizer.apply(&mut self.train);
         normalizer.apply(&mut self.test);
         if let Some(validation) = &mut self.validation {

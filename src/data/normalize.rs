@@ -1,9 +1,15 @@
 use super::Dataset;
 
-/// The per-pixel mean of a training set, subtracted from every set that meets the network.
+/// What every set that meets the network has subtracted and divided out: the training set's
+/// per-pixel mean (simpleNN's normalisation) and, when standardised, each channel's standard
+/// deviation about that mean (torchvision's `Normalize`, as ResNets are trained).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Normalizer {
+    /// Subtracted from each pixel position ([c, h, w]).
     pub mean: Vec<f32>,
+    /// Each channel's standard deviation after the mean is subtracted ([c]), divided out;
+    /// None leaves the scale as the data has it.
+    pub std: Option<Vec<f32>>,
 }
 
 impl Normalizer {
@@ -17,16 +23,54 @@ impl Normalizer {
             }
         }
         let n = data.len().max(1) as f64;
-        Self { mean: sum.into_iter().map(|s| (s / n) as f32).collect() }
+        Self { mean: sum.into_iter().map(|s| (s / n) as f32).collect(), std: None }
     }
 
-    /// Subtracts the mean from every sample of `data`.
-    pub fn apply(&self, data: &mut Dataset) {
-        assert_eq!(self.mean.len(), data.shape.len(), "normalizer fitted to another shape");
-        for sample in data.images.chunks_exact_mut(self.mean.len()) {
-            for (v, m) in sample.iter_mut().zip(&self.mean) {
-                *v -= m;
+    /// The per-pixel mean and each channel's standard deviation about it, over every sample
+    /// and position of the channel (summed in f64). A channel that is constant over the
+    /// training set has nothing to scale: its deviation is taken as 1.
+    pub fn fit_standard(data: &Dataset) -> Self {
+        let Self { mean, .. } = Self::fit(data);
+        let plane = data.shape.height * data.shape.width;
+        let mut squares = vec![0.0f64; data.shape.channels];
+        for sample in data.images.chunks_exact(mean.len()) {
+            for ((square, values), means) in
+                squares.iter_mut().zip(sample.chunks_exact(plane)).zip(mean.chunks_exact(plane))
+            {
+                *square +=
+                    values.iter().zip(means).map(|(&v, &m)| (v as f64 - m as f64).powi(2)).sum::<f64>();
             }
         }
+        let count = (data.len() * plane).max(1) as f64;
+        let std = squares
+            .into_iter()
+            .map(|square| match (square / count).sqrt() as f32 {
+                std if std > 0.0 && std.is_finite() => std,
+                _ => 1.0,
+            })
+            .collect();
+        Self { mean, std: Some(std) }
+    }
+
+    /// Subtracts the mean from every sample of `data`, and divides by each channel's
+    /// deviation when standardised.
+    pub fn apply(&self, data: &mut Dataset) {
+        assert_eq!(self.mean.len(), data.shape.len(), "normalizer fitted to another shape");
+        let plane = data.shape.height * data.shape.width;
+        for sample in data.images.chunks_exact_mut(self.mean.len()) {
+            for (c, (values, means)) in
+                sample.chunks_exact_mut(plane).zip(self.mean.chunks_exact(plane)).enumerate()
+            {
+                let std = self.std.as_ref().map_or(1.0, |std| std[c]);
+                for (v, m) in values.iter_mut().zip(means) {
+                    *v = (*v - m) / std;
+                }
+            }
+        }
+    }
+
+    /// Whether it divides by the channels' deviations.
+    pub fn is_standard(&self) -> bool {
+        self.std.is_some()
     }
 }
