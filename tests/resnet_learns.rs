@@ -1,17 +1,20 @@
-//! Fixup's ResNet-8 learns the bundled digits (as they are, 28×28) under Newton-CG, from
-//! Fixup's start: the last convolution of every block and the dense layer at zero; SGN and SGD
-//! lower its objective.
+//! Fixup's ResNet-8 learns the bundled digits (as they are, 28×28, standardised) from Fixup's
+//! start under Newton-CG, SGN and SGD: each run leaves chance (10%; 8% at the start, where
+//! every output is 0) for a stated accuracy on 300 test digits, and lowers its objective.
 //!
-//! From that start the network's output is 0 and only the dense layer moves at first; the
-//! blocks open up once it has. Newton-CG gets there within a few iterations; the first-order
-//! and mini-batch runs that fit a test on the software GPU do not (nor does PyTorch's
-//! reference FixupResNet under SGD: near chance after 4 epochs of 600 digits). The runs are
-//! sized for the software GPU, on 300 digits.
+//! From that start (the last convolution of every block and the dense layer at zero) the
+//! network's output is 0 and only the dense layer moves at first; the blocks open up once it
+//! has. On inputs that are only centred (simpleNN's normalisation; the digits' deviation is
+//! about 0.3) the features the dense layer sees are small and SGD sits at that start for ten
+//! epochs and more; standardised (`--standardize`), every optimiser leaves it in its first
+//! epoch or iteration. The runs are sized for the software GPU: 300 training digits, C = 1
+//! (on 300 samples simpleNN's C = 0.01 would weigh θᵀθ/2 against the loss a hundred times as
+//! much as on MNIST's 60,000), about a minute each. Longer runs are in docs/networks.md.
 
 mod common;
 
 use common::{execution, gpu};
-use newton_wgpu::data::Dataset;
+use newton_wgpu::data::{load_dir, Dataset};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::resnet8;
 use newton_wgpu::optim::newton::{self, NewtonOptions};
@@ -20,12 +23,13 @@ use newton_wgpu::optim::sgn::{self, SgnOptions};
 use newton_wgpu::optim::Record;
 use newton_wgpu::Problem;
 
-/// On 300 digits simpleNN's C = 0.01 weighs θᵀθ/2 against the loss a hundred times as much
-/// as on MNIST's 60,000; C = 1 keeps the balance of the paper's runs.
 const C: f64 = 1.0;
 
+/// 300 standardised training digits, the first 300 test digits, ResNet-8 with cross-entropy.
 fn digits() -> (Dataset, Dataset, Problem) {
-    let (split, _) = common::bundled_mnist(300);
+    let mut split = load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample").as_ref()).unwrap();
+    split.train = split.train.head(300);
+    split.standardize();
     let network = resnet8(split.train.shape, split.train.classes).unwrap();
     (split.train, split.test.head(300), Problem::new(network, Loss::CrossEntropy, C).unwrap())
 }
@@ -44,53 +48,75 @@ fn accuracies(records: &[Record]) -> Vec<f64> {
     records.iter().map(|r| r.test_acc().unwrap()).collect()
 }
 
+/// Starts at Fixup's zero output (below chance) and ends at `at_least`.
+fn assert_learnt(records: &[Record], at_least: f64) {
+    let accuracy = accuracies(records);
+    assert!(
+        accuracy[0] < 0.1 && *accuracy.last().unwrap() >= at_least,
+        "test accuracy by record: {accuracy:?}"
+    );
+}
+
+/// Measured here: 23.0, 23.7, 24.0, 25.0, 27.7% after iterations 1–5 (f 2.43 → …).
 #[test]
 fn resnet8_learns_digits_by_newton_cg() {
     let (train, test, problem) = digits();
     let theta = gpu().upload(&problem.network.init_params(1), "θ").unwrap();
-    let options = NewtonOptions { iter_max: 8, lambda: 0.01, ..Default::default() };
+    let options = NewtonOptions { iter_max: 5, lambda: 0.01, ..Default::default() };
     let mut records = Vec::new();
     newton::train(&execution(), &problem, &train, Some(&test), &theta, &options, &mut |r: &Record| {
         records.push(r.clone())
     })
     .unwrap();
-    let accuracy = accuracies(&records);
-    assert!(accuracy[0] < 0.15 && *accuracy.last().unwrap() >= 0.18, "{accuracy:?}");
+    let f: Vec<f64> = records
+        .iter()
+        .map(|r| match r {
+            Record::Newton(iteration) => iteration.f,
+            Record::Epoch(_) => panic!("Newton-CG records iterations"),
+        })
+        .collect();
+    assert!(f.windows(2).all(|pair| pair[1] < pair[0]), "f by iteration: {f:?}");
+    assert_learnt(&records, 0.24);
 }
 
-/// SGN takes ResNet-8's steps: f falls (a rejected step leaves it). It does not learn the
-/// digits at this size (measured: 13.3%, one class, after 8 full-batch steps of ≤ 10 CG steps
-/// from λ = 0.01), so that is all this checks.
+/// SGN with mini-batches of 64 (|S| = 16, ≤ 10 CG steps, λ0 = 0.1). Measured here: 17.7%
+/// after one epoch, 23.0% after two (f 2.43 → 2.32 → 2.15).
 #[test]
-fn sgn_lowers_resnet8s_objective() {
+fn resnet8_learns_digits_by_sgn() {
     let (train, test, problem) = digits();
-    let theta = gpu().upload(&problem.network.init_params(2), "θ").unwrap();
-    let options = SgnOptions { epochs: 3, batch: 100, lambda: 0.01, ..Default::default() };
+    let theta = gpu().upload(&problem.network.init_params(0), "θ").unwrap();
+    let options = SgnOptions {
+        epochs: 3,
+        batch: 64,
+        gn_size: Some(16),
+        cg_steps: 10,
+        lambda: 0.1,
+        ..Default::default()
+    };
     let mut records = Vec::new();
     sgn::train(&execution(), &problem, &train, Some(&test), &theta, &options, &mut |r: &Record| {
         records.push(r.clone())
     })
     .unwrap();
     let f = epoch_objectives(&records);
-    assert_eq!(f.len(), 4);
-    assert!(f.windows(2).all(|pair| pair[1] <= pair[0]) && f[3] < f[0], "f by epoch: {f:?}");
+    assert!(f.windows(2).all(|pair| pair[1] < pair[0]), "f by epoch: {f:?}");
+    assert_learnt(&records, 0.2);
 }
 
-/// SGD takes ResNet-8's steps: f falls every epoch (at lr 0.01; at 0.1 with momentum 0.9 it
-/// rose in the second). It does not learn the digits at this size (measured: 12.7% after 6
-/// epochs of 16-digit batches at lr 0.1, momentum 0.9; PyTorch's reference FixupResNet stays
-/// at chance for 4 epochs of 600 digits), so that is all this checks.
+/// SGD with mini-batches of 8, lr 0.02, momentum 0.9 (steady; at lr 0.05 and batches of 16
+/// one seed in three diverged). Measured here: 23.0% and 25.3% after 5 epochs with seeds 0
+/// and 1, f falling every epoch.
 #[test]
-fn sgd_lowers_resnet8s_objective() {
+fn resnet8_learns_digits_by_sgd() {
     let (train, test, problem) = digits();
-    let theta = gpu().upload(&problem.network.init_params(3), "θ").unwrap();
-    let options = SgdOptions { epochs: 3, batch: 16, lr: 0.01, momentum: 0.9, ..Default::default() };
+    let theta = gpu().upload(&problem.network.init_params(0), "θ").unwrap();
+    let options = SgdOptions { epochs: 5, batch: 8, lr: 0.02, momentum: 0.9, ..Default::default() };
     let mut records = Vec::new();
     sgd::train(&execution(), &problem, &train, Some(&test), &theta, &options, &mut |r: &Record| {
         records.push(r.clone())
     })
     .unwrap();
     let f = epoch_objectives(&records);
-    assert_eq!(f.len(), 4);
     assert!(f.windows(2).all(|pair| pair[1] < pair[0]), "f by epoch: {f:?}");
+    assert_learnt(&records, 0.2);
 }
