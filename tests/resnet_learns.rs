@@ -57,7 +57,7 @@ fn assert_learnt(records: &[Record], at_least: f64) {
     );
 }
 
-/// Measured here: 23.0, 23.7, 24.0, 25.0, 27.7% after iterations 1–5 (f 2.43 → …).
+/// Measured here: 23.0, 23.3, 24.3, 32.0, 38.7% after iterations 1–5.
 #[test]
 fn resnet8_learns_digits_by_newton_cg() {
     let (train, test, problem) = digits();
@@ -76,17 +76,18 @@ fn resnet8_learns_digits_by_newton_cg() {
         })
         .collect();
     assert!(f.windows(2).all(|pair| pair[1] < pair[0]), "f by iteration: {f:?}");
-    assert_learnt(&records, 0.24);
+    assert_learnt(&records, 0.3);
 }
 
-/// SGN with mini-batches of 64 (|S| = 16, ≤ 10 CG steps, λ0 = 0.1). Measured here: 17.7%
-/// after one epoch, 23.0% after two (f 2.43 → 2.32 → 2.15).
+/// SGN with mini-batches of 64 (|S| = 16, ≤ 10 CG steps, λ0 = 0.1): f never rises (a step
+/// that would raise f_B is not taken; the third epoch here takes none) and falls in all.
+/// Measured here: 17.7, 18.3, 18.3, 25.0% after epochs 1–4.
 #[test]
 fn resnet8_learns_digits_by_sgn() {
     let (train, test, problem) = digits();
     let theta = gpu().upload(&problem.network.init_params(0), "θ").unwrap();
     let options = SgnOptions {
-        epochs: 3,
+        epochs: 4,
         batch: 64,
         gn_size: Some(16),
         cg_steps: 10,
@@ -99,13 +100,13 @@ fn resnet8_learns_digits_by_sgn() {
     })
     .unwrap();
     let f = epoch_objectives(&records);
-    assert!(f.windows(2).all(|pair| pair[1] < pair[0]), "f by epoch: {f:?}");
+    assert!(f.windows(2).all(|pair| pair[1] <= pair[0]) && f[4] < f[0], "f by epoch: {f:?}");
     assert_learnt(&records, 0.2);
 }
 
 /// SGD with mini-batches of 8, lr 0.02, momentum 0.9 (steady; at lr 0.05 and batches of 16
-/// one seed in three diverged). Measured here: 23.0% and 25.3% after 5 epochs with seeds 0
-/// and 1, f falling every epoch.
+/// one seed in three diverged). Measured here: 18.3, 16.7, 20.0, 19.3, 23.0% after epochs
+/// 1–5 (25.3% after 5 with seed 1), f falling every epoch.
 #[test]
 fn resnet8_learns_digits_by_sgd() {
     let (train, test, problem) = digits();
