@@ -488,6 +488,54 @@ impl<'g> Objective<'g> {
         })
     }
 
+    /// [`Objective::batch_value`] as one rank of a data-parallel job: the loaded batch is this
+    /// rank's part of a mini-batch of `of` samples (every rank the same θ). The parts' loss
+    /// sums and gradients (each scaled by 1/`of`) are summed over the ranks, the regulariser
+    /// joins once after, and every rank gets the same f_B, ‖∇f_B‖ and ∇f_B. With one rank it
+    /// is `batch_value`.
+    pub fn batch_value_across(
+        &mut self,
+        comm: &dyn Communicator,
+        of: usize,
+        theta: &GpuBuffer<f32>,
+        grad: Option<&GpuBuffer<f32>>,
+    ) -> Result<Evaluation, Error> {
+        if comm.size() == 1 {
+            return self.batch_value(theta, grad);
+        }
+        let Some((batch, l)) = self.loaded_batch else {
+            return Err(Error::Setting {
+                field: "mini-batch",
+                expected: "one loaded by load_batch since the last evaluation over a data set".into(),
+                found: "none".into(),
+            });
+        };
+        let n = self.network().param_count();
+        for buffer in std::iter::once(theta).chain(grad) {
+            if buffer.len() != n {
+                return Err(Error::ParamCount { expected: n, found: buffer.len() });
+            }
+        }
+        let t = theta.id();
+        match grad {
+            Some(grad) => {
+                let g = grad.id();
+                self.run(
+                    Work::Minibatch { theta: t, grad: g, l: 0, offset: 0, batch, of },
+                    theta,
+                    Some(grad),
+                )?;
+                // The one exchange of the gradient, as over a whole set.
+                let mut partial = self.gpu.read(grad)?;
+                comm.sum_f32(&mut partial)?;
+                self.gpu.write(grad, &partial)?;
+                self.run(Work::End { theta: t, grad: g, l }, theta, Some(grad))?;
+            }
+            None => self.run(Work::Batch { theta: t, grad: 0, l, batch }, theta, None)?,
+        }
+        self.sum_up(comm, batch, of, l, grad.is_some())
+    }
+
     /// Writes the images and labels of `indices` into the workspace, in that order.
     fn upload_members(
         &mut self,
@@ -575,8 +623,21 @@ impl<'g> Objective<'g> {
         total: usize,
         with_grad: bool,
     ) -> Result<Evaluation, Error> {
-        let losses =
-            if data.is_empty() { Vec::new() } else { self.gpu.read_range(&self.losses, 0, data.len())? };
+        self.sum_up(comm, data.len(), total.max(1), total.max(1), with_grad)
+    }
+
+    /// The evaluation from this rank's first `count` per-sample losses and the squared norms
+    /// (see [`Objective::finish`]): the mean loss over `mean_over` samples in all, the
+    /// regulariser over the training set's `l`.
+    fn sum_up(
+        &self,
+        comm: &dyn Communicator,
+        count: usize,
+        mean_over: usize,
+        l: usize,
+        with_grad: bool,
+    ) -> Result<Evaluation, Error> {
+        let losses = if count == 0 { Vec::new() } else { self.gpu.read_range(&self.losses, 0, count)? };
         let scalars = self.gpu.read(&self.scalars)?;
         let mut sums = [losses.iter().map(|&v| v as f64).sum::<f64>(), 0.0, 0.0];
         if comm.rank() == 0 {
@@ -585,9 +646,8 @@ impl<'g> Objective<'g> {
         }
         comm.sum_f64(&mut sums)?;
         let [loss_sum, theta_sq, grad_sq] = sums;
-        let l = total.max(1) as f64;
-        let mean_loss = loss_sum / l;
-        let regularization = theta_sq / (2.0 * self.problem.c * l);
+        let mean_loss = loss_sum / mean_over as f64;
+        let regularization = theta_sq / (2.0 * self.problem.c * l as f64);
         Ok(Evaluation {
             f: mean_loss + regularization,
             mean_loss,

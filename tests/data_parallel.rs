@@ -11,6 +11,7 @@ use newton_wgpu::comm::{shard_of, Communicator, ThreadGroup};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::cnn4_small;
 use newton_wgpu::objective::{Evaluation, Objective};
+use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::Problem;
 
 /// `body(comm)` on each of `size` ranks, each a thread; the results by rank.
@@ -130,6 +131,17 @@ fn sgd_across_ranks_takes_the_steps_of_one_process() {
 /// and CG step counts, f within summation order.
 #[test]
 fn newton_across_ranks_takes_the_iterations_of_one_process() {
+    newton_across_ranks(None);
+}
+
+/// So does preconditioned Newton-CG: each probe's product is summed like a CG product, so M
+/// is one process's.
+#[test]
+fn preconditioned_newton_across_ranks_takes_the_iterations_of_one_process() {
+    newton_across_ranks(Some(PreconditionerOptions::default()));
+}
+
+fn newton_across_ranks(precondition: Option<PreconditionerOptions>) {
     use newton_wgpu::optim::newton::{Newton, NewtonOptions};
     use newton_wgpu::optim::IterationRecord;
     let (split, _) = common::bundled_mnist(240);
@@ -137,7 +149,8 @@ fn newton_across_ranks_takes_the_iterations_of_one_process() {
     let network = common::small_network(train.shape);
     let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
     let init = problem.network.init_params(6);
-    let options = NewtonOptions { iter_max: 3, gn_size: Some(31), lambda: 0.1, ..Default::default() };
+    let options =
+        NewtonOptions { iter_max: 3, gn_size: Some(31), lambda: 0.1, precondition, ..Default::default() };
     let execution = execution();
     let run = |comm: &dyn Communicator, test: &newton_wgpu::data::Dataset| {
         let theta = gpu().upload(&init, "θ").unwrap();
@@ -172,5 +185,89 @@ fn newton_across_ranks_takes_the_iterations_of_one_process() {
         }
         let error: f32 = theta.iter().zip(&want_theta).map(|(a, b)| (a - b).abs()).sum();
         assert!(error <= 1e-3 * scale, "{size} ranks: θ differs by {error} of {scale}");
+    }
+}
+
+/// SGN across ranks takes the steps one process takes: each mini-batch and its S drawn as one
+/// process draws them, each rank computing over its part by position (here 50 over 3 ranks:
+/// 17, 17, 16; S = 20: 7, 7, 6), f_B, ∇f_B, the products and f_B(θ + s) summed. The network
+/// is smooth (tanh, average pooling), so that rounding in the sums cannot move a unit across a
+/// kink and make a step jump (see tests/mpi.rs).
+#[test]
+fn sgn_across_ranks_takes_the_steps_of_one_process() {
+    sgn_across_ranks(None);
+}
+
+/// So does preconditioned SGN.
+#[test]
+fn preconditioned_sgn_across_ranks_takes_the_steps_of_one_process() {
+    sgn_across_ranks(Some(PreconditionerOptions::default()));
+}
+
+fn sgn_across_ranks(precondition: Option<PreconditionerOptions>) {
+    use newton_wgpu::nn::{LayerSpec, Network};
+    use newton_wgpu::optim::sgn::{Sgn, SgnOptions};
+    use newton_wgpu::optim::EpochRecord;
+    let (split, _) = common::bundled_mnist(200);
+    let (train, test) = (split.train, split.test.head(100));
+    let layers = [
+        LayerSpec::conv(5, 4, 2, 2),
+        LayerSpec::Tanh,
+        LayerSpec::AvgPool { size: 2, stride: None, padding: 0 },
+        LayerSpec::dense(10),
+    ];
+    let network = Network::new(train.shape, &layers).unwrap();
+    let problem = Problem::new(network, Loss::CrossEntropy, 1.0).unwrap();
+    let init = problem.network.init_params(7);
+    let options = SgnOptions {
+        epochs: 2,
+        batch: 50,
+        gn_size: Some(20),
+        evals_per_epoch: 2,
+        precondition,
+        ..Default::default()
+    };
+    let execution = execution();
+    let run = |comm: &dyn Communicator, test: &newton_wgpu::data::Dataset| {
+        let theta = gpu().upload(&init, "θ").unwrap();
+        let mut sgn = Sgn::across(&execution, &problem, comm, &train, &options).unwrap();
+        let mut records: Vec<EpochRecord> = vec![sgn.initial_record(&train, &theta).unwrap()];
+        while !sgn.finished() {
+            let mut record = sgn.advance(&train, &theta).unwrap();
+            (record.elapsed_s, record.cg_s) = (0.0, Some(0.0));
+            record.test_acc = Some(sgn.accuracy(test, &theta).unwrap());
+            records.push(record);
+        }
+        (records, gpu().read(&theta).unwrap())
+    };
+    let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &test);
+    assert!(want.iter().any(|r| r.cg_iters.unwrap() > 0), "{want:?}");
+    let scale: f32 = want_theta.iter().map(|v| v.abs()).sum();
+    for size in [2, 3] {
+        let results: Vec<(Vec<EpochRecord>, Vec<f32>)> =
+            on_ranks(size, |comm| run(comm, &shard_of(&test, comm)));
+        for (rank, (records, theta)) in results.iter().enumerate() {
+            assert_eq!((records, theta), (&results[0].0, &results[0].1), "rank {rank} of {size}");
+        }
+        let (records, theta) = &results[0];
+        assert_eq!(records.len(), want.len());
+        for (got, want) in records.iter().zip(&want) {
+            let same = (got.epoch, got.step, got.cg_iters, got.rejected, got.lambda);
+            assert_eq!(
+                same,
+                (want.epoch, want.step, want.cg_iters, want.rejected, want.lambda),
+                "{size} ranks"
+            );
+            if let (Some(a), Some(b)) = (got.f, want.f) {
+                assert!((a - b).abs() <= 1e-4 * b, "{size} ranks: {got:?} vs {want:?}");
+            }
+            if let (Some(a), Some(b)) = (got.running_loss, want.running_loss) {
+                assert!((a - b).abs() <= 1e-4 * b, "{size} ranks: {got:?} vs {want:?}");
+            }
+            let (a, b) = (got.test_acc.unwrap_or(0.0), want.test_acc.unwrap_or(0.0));
+            assert!((a - b).abs() <= 0.02, "{size} ranks: accuracy {a} vs {b}");
+        }
+        let error: f32 = theta.iter().zip(&want_theta).map(|(a, b)| (a - b).abs()).sum();
+        assert!(error <= 1e-4 * scale, "{size} ranks: θ differs by {error} of {scale}");
     }
 }

@@ -230,18 +230,15 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     } else {
         methods.iter().map(|&name| Run::of(name, &args.settings)).collect()
     };
-    if comm.size() > 1 && runs.iter().any(|run| run.method == Method::Sgn || run.settings.newton.precondition)
-    {
-        return Err(Usage(
-            "compare across ranks: SGN and the preconditioner run on one process; race newton and sgd, or run on one process".into(),
-        )
-        .into());
-    }
     // Every run's settings, before the first runs.
     for run in runs.iter().chain(&tuning) {
         run.settings.validate(split.train.len()).with_context(|| format!("run {}", run.name))?;
-        if run.method == Method::Newton {
-            run.settings.check_subsample_across(split.train.len(), comm.size())?;
+        match run.method {
+            Method::Newton => run.settings.check_subsample_across(split.train.len(), comm.size())?,
+            Method::Sgn if comm.size() > 1 => {
+                run.settings.check_sgn_across(split.train.len(), comm.size())?
+            }
+            _ => {}
         }
     }
     if writes {
@@ -485,7 +482,8 @@ fn train(
         .map(|_| ()),
         Method::Sgn => {
             let options = run.settings.sgn_options()?;
-            sgn::train(execution, &problem, train, Some(test), &theta, &options, &mut observe).map(|_| ())
+            sgn::train_across(execution, &problem, comm, train, Some(test), &theta, &options, &mut observe)
+                .map(|_| ())
         }
         Method::Sgd => {
             let options = run.settings.sgd_options()?;

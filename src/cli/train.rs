@@ -118,6 +118,22 @@ impl Settings {
         self.sgn_options()?.validate(l).map_err(option_error)
     }
 
+    /// Across ranks every rank holds a part of each SGN mini-batch and of its S: both must
+    /// have at least one member per rank (exit 2 on every rank alike, before the GPU opens).
+    pub fn check_sgn_across(&self, l: usize, ranks: usize) -> Result<()> {
+        let options = self.sgn_options()?;
+        let (batch, gn_size) = (options.batch_for(l), options.gn_size_for(l));
+        if options.check_ranks(l, ranks).is_ok() {
+            return Ok(());
+        }
+        let (option, size) = if batch < ranks { ("--sgn-batch", batch) } else { ("--sgn-gn-size", gn_size) };
+        Err(OnEveryRank::alike(format!(
+            "{option}: {size} is fewer than the {ranks} ranks, each of which holds a part of every \
+             SGN mini-batch and of its S: give {option} {ranks} or more, or start {size} ranks or fewer"
+        ))
+        .into())
+    }
+
     /// Across `ranks` ranks each holds a part of Newton-CG's subsample S: refuses an |S|
     /// smaller than the ranks on `l` training samples, saying how to mend it (on every rank
     /// alike, before the GPU opens).
@@ -566,12 +582,6 @@ fn read_checkpoint(path: &Path, network: &Network, comm: &dyn Communicator) -> R
 
 pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let started = std::time::Instant::now();
-    if args.optim == Optim::Sgn {
-        ranks.single("--optim sgn", "run SGN on one process, or --optim newton or sgd across ranks")?;
-    }
-    if args.settings.newton.precondition {
-        ranks.single("--precondition", "precondition on one process, or leave it out across ranks")?;
-    }
     let comm = ranks.comm();
     // Across ranks, rank 0 alone prints and writes files.
     let writes = comm.rank() == 0;
@@ -596,8 +606,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
     super::agree_on_the_problem(ranks, &split, &problem)?;
     args.settings.validate(split.train.len())?;
-    if args.optim == Optim::Newton {
-        args.settings.check_subsample_across(split.train.len(), comm.size())?;
+    match args.optim {
+        Optim::Newton => args.settings.check_subsample_across(split.train.len(), comm.size())?,
+        Optim::Sgn if comm.size() > 1 => args.settings.check_sgn_across(split.train.len(), comm.size())?,
+        _ => {}
     }
     let total = split.train.len();
     // This rank's shards (the whole sets for one process).
@@ -719,7 +731,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         }
         Optim::Sgn => {
             let options = args.settings.sgn_options()?;
-            let mut sgn = Sgn::new(&execution, &problem, train, &options).map_err(option_error)?;
+            // SGN draws each mini-batch from the whole training set, every rank computing over
+            // its part; f is summed over the ranks' shards.
+            let whole = &split.train;
+            let mut sgn = Sgn::across(&execution, &problem, comm, whole, &options).map_err(option_error)?;
             batches_per_epoch = sgn.batches_per_epoch();
             if std::io::stdout().is_terminal() {
                 sgn.set_progress(Some(progress_bar("evaluating f")));
@@ -734,7 +749,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             sayln!(
                 "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
             );
-            (Box::new(sgn), train)
+            (Box::new(sgn), whole)
         }
     };
     let sets = Sets { train: steps_on, test: Some(test), validation };

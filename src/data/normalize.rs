@@ -5,9 +5,9 @@ use super::Dataset;
 /// deviation about that mean (torchvision's `Normalize`, as ResNets are trained).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Normalizer {
-    /// Subtracted from each pixel position ([c, h, w]).
+    /// Subtracted from each pixel position (\[c, h, w\]).
     pub mean: Vec<f32>,
-    /// Each channel's standard deviation after the mean is subtracted ([c]), divided out;
+    /// Each channel's standard deviation after the mean is subtracted (\[c\]), divided out;
     /// None leaves the scale as the data has it.
     pub std: Option<Vec<f32>>,
 }

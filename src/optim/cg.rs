@@ -58,6 +58,9 @@ struct Refresh {
     clear: Program,
     /// One probe: v, G_S v, the estimate += v ⊙ G_S v / probes.
     probe: Program,
+    /// A probe across ranks, in two (recorded only there): v and the rank's part of G_S v,
+    /// then, after the parts are summed on the host, the estimate += v ⊙ G_S v / probes.
+    split_probe: Option<(Program, Program)>,
     /// M⁻¹ from the estimate.
     invert: Program,
 }
@@ -252,10 +255,21 @@ impl CgBuffers {
                 subsample.record_gauss_newton(&mut rec, v, Damping::Undamped, gv)?;
                 kernels::probe_accumulate(&mut rec, scalars, v, gv, &pc.diagonal, weight)?;
                 let probe = rec.finish()?;
+                let split_probe = if split {
+                    let mut rec = gpu.recorder();
+                    kernels::rademacher(&mut rec, scalars, v)?;
+                    subsample.record_gauss_newton(&mut rec, v, Damping::Undamped, gv)?;
+                    let product = rec.finish()?;
+                    let mut rec = gpu.recorder();
+                    kernels::probe_accumulate(&mut rec, scalars, v, gv, &pc.diagonal, weight)?;
+                    Some((product, rec.finish()?))
+                } else {
+                    None
+                };
                 let mut rec = gpu.recorder();
                 let exponent = pc.options.exponent as f32;
                 kernels::inverse_diagonal(&mut rec, scalars, &pc.diagonal, exponent, &pc.m_inv)?;
-                Some(Refresh { clear, probe, invert: rec.finish()? })
+                Some(Refresh { clear, probe, split_probe, invert: rec.finish()? })
             }
         };
 
@@ -424,7 +438,9 @@ impl CgOutcome {
 /// ([`Subsample::part_of`]): every step sums the ranks' parts of the product (n values read
 /// back, summed, written back: the price of the sum), rank 0 alone adds the damping, and
 /// whether CG goes on is rank 0's answer, sent to every rank, so that no rank waits for a step
-/// the others do not take. The outcome is rank 0's on every rank. With one rank this is
+/// the others do not take. Preconditioned, each probe's product G_S v is summed the same way
+/// before it joins the estimate, so that M is the same on every rank (and one process's, up to
+/// the order of the additions). The outcome is rank 0's on every rank. With one rank this is
 /// [`solve`].
 #[allow(clippy::too_many_arguments)]
 pub fn solve_across(
@@ -440,21 +456,30 @@ pub fn solve_across(
     if comm.size() == 1 {
         return solve(gpu, subsample, lambda, grad, grad_norm, settings, buffers);
     }
-    if buffers.is_preconditioned() {
-        return Err(Error::Setting {
-            field: "precondition",
-            expected: "one process (the probes of diag(G_S) are not summed across ranks yet)".into(),
-            found: format!("{} ranks", comm.size()),
-        });
-    }
     let rank0 = comm.rank() == 0;
     let damping = subsample.damping(lambda);
     let rank_damping = if rank0 { damping } else { 0.0 };
     let scalars = buffers.initial_scalars(rank_damping, damping, rr_bound(settings.xi * grad_norm));
     gpu.write(&buffers.scalars, &scalars)?;
+    let probes = buffers.probes_per_solve();
     buffers.programs(gpu, subsample, grad, true)?;
     let programs = buffers.programs.as_ref().expect("recorded above");
     let (product, rest) = programs.split.as_ref().expect("recorded split");
+    let mut comm_s = 0.0;
+    if let (Some(refresh), Some(pc)) = (&programs.refresh, &buffers.preconditioner) {
+        let (probe, accumulate) = refresh.split_probe.as_ref().expect("recorded split");
+        gpu.submit(&[&refresh.clear])?;
+        for _ in 0..probes {
+            gpu.submit(&[probe])?;
+            let mut part = gpu.read(&pc.probe_product)?;
+            let exchange = std::time::Instant::now();
+            comm.sum_f32(&mut part)?;
+            gpu.write(&pc.probe_product, &part)?;
+            comm_s += exchange.elapsed().as_secs_f64();
+            gpu.submit(&[accumulate])?;
+        }
+        gpu.submit(&[&refresh.invert])?;
+    }
     gpu.submit(&[&programs.start])?;
     // rank 0's value of each figure, on every rank.
     let from_rank0 = |values: &[f32]| -> Result<Vec<f64>, Error> {
@@ -462,7 +487,6 @@ pub fn solve_across(
         comm.sum_f64(&mut sums)?;
         Ok(sums)
     };
-    let mut comm_s = 0.0;
     for _ in 0..settings.max_steps {
         gpu.submit(&[product])?;
         // The read waits for the product; the exchange is timed from when it is here.

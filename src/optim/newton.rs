@@ -150,13 +150,6 @@ impl<'a> Newton<'a> {
         options.validate(train.len())?;
         options.check_ranks(train.len(), comm.size())?;
         let gn_size = options.gn_size_for(train.len());
-        if options.precondition.is_some() && comm.size() > 1 {
-            return Err(Error::Setting {
-                field: "precondition",
-                expected: "one process (the probes of diag(G_S) are not summed across ranks yet)".into(),
-                found: format!("{} ranks", comm.size()),
-            });
-        }
         super::check_augment(options.augment, train, 1)?;
         let shard = (comm.size() > 1).then(|| comm::shard_of(train, comm).into_owned());
         let (gpu, n) = (execution.gpu, problem.network.param_count());

@@ -13,12 +13,18 @@
 //! Epochs shuffle as SGD does (epoch e with seed + e) into ⌊l/|B|⌋ mini-batches of exactly
 //! |B| samples (the subsample's buffers keep their size; the few samples beyond the last whole
 //! batch wait for the next shuffle).
+//!
+//! Across ranks ([`Sgn::across`]) every rank draws the same mini-batches and holds its part of
+//! each by position (B's and S's members alike); the parts of f_B, ∇f_B, of every product of
+//! CG and of f_B(θ + s) are summed, so that every rank takes the decisions one process takes
+//! (step taken, λ) from the same numbers.
 
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use crate::comm::{self, Communicator, SingleProcess};
 use crate::curvature::{Subsample, SubsampleOptions};
 use crate::data::{Augment, AugmentDraw, Dataset};
 use crate::error::Error;
@@ -102,6 +108,21 @@ impl SgnOptions {
         self.gn_size.unwrap_or(self.batch_for(l).div_ceil(10))
     }
 
+    /// Across `ranks` ranks every rank must hold a member of each mini-batch and of S.
+    pub fn check_ranks(&self, l: usize, ranks: usize) -> Result<(), Error> {
+        let batch = self.batch_for(l);
+        let gn_size = self.gn_size_for(l);
+        if batch.min(gn_size) < ranks {
+            let (field, size) = if batch < ranks { ("sgn_batch", batch) } else { ("sgn_gn_size", gn_size) };
+            return Err(Error::Setting {
+                field,
+                expected: format!("at least one sample per rank ({ranks} ranks)"),
+                found: size.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks every setting, for a training set of `l` samples.
     pub fn validate(&self, l: usize) -> Result<(), Error> {
         rules::count("training set", l)?;
@@ -154,10 +175,14 @@ struct Step {
     taken: bool,
 }
 
-/// An SGN run on one process: its buffers and its state. [`Sgn::advance`] runs the steps up
-/// to the next record; [`train`] runs them all.
+/// An SGN run: its buffers and its state. [`Sgn::advance`] runs the steps up to the next
+/// record; [`train`] runs them all.
 pub struct Sgn<'a> {
     execution: Execution<'a>,
+    comm: &'a dyn Communicator,
+    /// Across ranks, the training samples this rank holds, for f (the mini-batches are drawn
+    /// from the whole set, which [`Sgn::advance`] is given); None for one process.
+    shard: Option<Dataset>,
     problem: &'a Problem,
     options: SgnOptions,
     /// l, the training set's size.
@@ -181,9 +206,26 @@ impl<'a> Sgn<'a> {
         train: &Dataset,
         options: &SgnOptions,
     ) -> Result<Self, Error> {
+        Self::across(execution, problem, &SingleProcess, train, options)
+    }
+
+    /// SGN as rank `comm.rank()` of a data-parallel job on the whole training set `train`
+    /// (which [`Sgn::advance`] is then given too): each mini-batch drawn as one process draws
+    /// it, the rank computing over its part by position; f over this rank's
+    /// [`comm::shard`], summed. The mini-batch and |S| must have a member on every rank.
+    pub fn across(
+        execution: &Execution<'a>,
+        problem: &'a Problem,
+        comm: &'a dyn Communicator,
+        train: &Dataset,
+        options: &SgnOptions,
+    ) -> Result<Self, Error> {
         options.validate(train.len())?;
         super::check_augment(options.augment, train, 1)?;
         let options = &SgnOptions { batch: options.batch_for(train.len()), ..options.clone() };
+        if comm.size() > 1 {
+            options.check_ranks(train.len(), comm.size())?;
+        }
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         // One chunk holds a mini-batch; f and the accuracies run in chunks of that size or
         // the execution's, whichever is larger.
@@ -197,6 +239,8 @@ impl<'a> Sgn<'a> {
         }
         Ok(Self {
             execution: *execution,
+            comm,
+            shard: (comm.size() > 1).then(|| comm::shard_of(train, comm).into_owned()),
             problem,
             total: train.len(),
             objective,
@@ -256,7 +300,7 @@ impl<'a> Sgn<'a> {
     /// The record of θ as it stands before the next step (θ0's, epoch 0, in a fresh run): f on
     /// the training set, evaluated outside the training time.
     pub fn initial_record(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<EpochRecord, Error> {
-        let f = self.objective.value(train, theta)?.f;
+        let f = self.value(train, theta)?;
         Ok(EpochRecord {
             lambda: Some(self.state.lambda),
             cg_iters: Some(0),
@@ -273,8 +317,7 @@ impl<'a> Sgn<'a> {
         let started = Instant::now();
         let steps = self.steps(train, theta)?;
         self.state.elapsed_s += started.elapsed().as_secs_f64();
-        let f =
-            if self.state.batch_in_epoch == 0 { Some(self.objective.value(train, theta)?.f) } else { None };
+        let f = if self.state.batch_in_epoch == 0 { Some(self.value(train, theta)?) } else { None };
         if f.is_some_and(|f| !f.is_finite()) {
             return Err(Error::Diverged {
                 iteration: self.state.step,
@@ -291,6 +334,12 @@ impl<'a> Sgn<'a> {
             cg_s: Some(steps.cg_s),
             ..EpochRecord::initial(self.state.epoch, self.state.step, 0.0, self.state.elapsed_s)
         })
+    }
+
+    /// f(θ) on the training set (across ranks, summed over the shards).
+    fn value(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
+        let shard = self.shard.as_ref().unwrap_or(train);
+        Ok(self.objective.value_across(self.comm, shard, self.total, theta)?.f)
     }
 
     fn steps(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Steps, Error> {
@@ -336,8 +385,12 @@ impl<'a> Sgn<'a> {
             seed: options.seed,
             draw: self.state.step as u64,
         });
-        self.objective.load_batch(train, members, draw)?;
-        let at = self.objective.batch_value(theta, Some(&self.grad))?;
+        // This rank's part of the mini-batch, by position (all of it for one process).
+        let comm = self.comm;
+        let of = members.len();
+        let mine = &members[comm::shard(of, comm.rank(), comm.size())];
+        self.objective.load_batch(train, mine, draw)?;
+        let at = self.objective.batch_value_across(comm, of, theta, Some(&self.grad))?;
         if !at.f.is_finite() || !at.grad_norm.is_finite() {
             return Err(Error::Diverged { iteration: self.state.step, f: at.f, grad_norm: at.grad_norm });
         }
@@ -347,7 +400,8 @@ impl<'a> Sgn<'a> {
             _ => {
                 let size = options.gn_size_for(self.total);
                 let sub_options = SubsampleOptions { size, seed, memory_budget: None };
-                Subsample::new(&self.execution, self.problem, train, theta, &sub_options)?
+                let part = (comm.rank(), comm.size());
+                Subsample::part_of(&self.execution, self.problem, train, theta, &sub_options, part)?
             }
         };
         subsample.draw_members(train, theta, &members[..subsample.total_len()], draw)?;
@@ -356,15 +410,16 @@ impl<'a> Sgn<'a> {
         self.cg_buffers.seed_probes(seed);
         let lambda = self.state.lambda;
         let cg_started = Instant::now();
+        let (grad, buffers) = (&self.grad, &mut self.cg_buffers);
         let outcome =
-            cg::solve(gpu, &subsample, lambda, &self.grad, at.grad_norm, &settings, &mut self.cg_buffers)?;
+            cg::solve_across(gpu, comm, &subsample, lambda, grad, at.grad_norm, &settings, buffers)?;
         let cg_s = cg_started.elapsed().as_secs_f64();
         self.subsample = Some(subsample);
         let mut taken = false;
         if outcome.gs < 0.0 {
             self.trial.set(gpu, theta, &self.cg_buffers.direction, 1.0)?;
             // The mini-batch is still in the workspace: only the forward pass runs again.
-            let f_trial = self.objective.batch_value(self.trial.point(), None)?.f;
+            let f_trial = self.objective.batch_value_across(comm, of, self.trial.point(), None)?.f;
             let predicted = outcome.gs + 0.5 * outcome.s_g_s;
             let rho = (f_trial - at.f) / predicted;
             taken = f_trial.is_finite() && f_trial < at.f;
@@ -382,9 +437,10 @@ impl<'a> Sgn<'a> {
         Ok(Step { mean_loss: at.mean_loss, cg_iters: outcome.steps, cg_s, taken })
     }
 
-    /// Accuracy of θ on `data`, computed on the device in chunks.
+    /// Accuracy of θ on `data` (across ranks, this rank's shard of the scored set), computed
+    /// on the device in chunks.
     pub fn accuracy(&mut self, data: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
-        Ok(self.objective.accuracy(data, theta)?.overall())
+        Ok(self.objective.accuracy_across(self.comm, data, theta)?.overall())
     }
 }
 
@@ -425,7 +481,23 @@ pub fn train(
     options: &SgnOptions,
     observer: &mut dyn Observer,
 ) -> Result<SgnState, Error> {
-    let mut sgn = Sgn::new(execution, problem, train, options)?;
+    train_across(execution, problem, &SingleProcess, train, test, theta, options, observer)
+}
+
+/// [`train`] as one rank of a data-parallel job (see [`Sgn::across`]): `train` is the whole
+/// training set, `test` this rank's shard of the test set.
+#[allow(clippy::too_many_arguments)]
+pub fn train_across(
+    execution: &Execution,
+    problem: &Problem,
+    comm: &dyn Communicator,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    theta: &GpuBuffer<f32>,
+    options: &SgnOptions,
+    observer: &mut dyn Observer,
+) -> Result<SgnState, Error> {
+    let mut sgn = Sgn::across(execution, problem, comm, train, options)?;
     super::drive(&mut sgn, Sets { train, test, validation: None }, theta, observer)?;
     Ok(sgn.state)
 }
