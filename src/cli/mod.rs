@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod eval;
+mod launch;
 pub mod out;
 mod plot;
 pub mod predict;

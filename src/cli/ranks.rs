@@ -39,19 +39,16 @@ pub struct Ranks {
     mpi: Option<newton_wgpu::comm::over_mpi::Mpi>,
 }
 
-/// The number of ranks a launcher says this process belongs to (Open MPI's, MPICH's and
-/// Slurm's variables), if any says.
-fn launched_size() -> Option<usize> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok()?.parse().ok())
+/// A variable of this process's environment.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl Ranks {
     /// The ranks this process is one of. A binary built without MPI that a launcher started as
     /// one of several ranks refuses to run (P copies of the same job would each train alone).
     pub fn join() -> Result<Self> {
-        let several = launched_size().filter(|&p| p > 1);
+        let several = super::launch::job_size(env_var).filter(|&p| p > 1);
         #[cfg(feature = "mpi")]
         {
             let mpi = match several {
@@ -147,13 +144,16 @@ impl Ranks {
     }
 }
 
-/// Ranks on one machine take its GPUs in turn, by their local rank, unless an adapter is named.
+/// Ranks on one machine take its GPUs in turn, by their local rank (whichever launcher says
+/// it, [`super::launch::placement`]), unless an adapter is named. The index counts modulo the
+/// adapters a rank sees: where the launcher gives each rank one GPU alone (Slurm with
+/// `ConstrainDevices`), every rank takes the one it sees.
 #[cfg(feature = "mpi")]
 fn one_gpu_per_local_rank() {
     let named =
         ["WGPU_ADAPTER_NAME", "NEWTON_WGPU_ADAPTER_INDEX"].iter().any(|v| std::env::var_os(v).is_some());
-    if let (false, Ok(local)) = (named, std::env::var("OMPI_COMM_WORLD_LOCAL_RANK")) {
-        std::env::set_var("NEWTON_WGPU_ADAPTER_INDEX", local);
+    if let (false, Some(place)) = (named, super::launch::placement(env_var)) {
+        std::env::set_var("NEWTON_WGPU_ADAPTER_INDEX", place.local_rank.to_string());
     }
 }
 
@@ -161,7 +161,7 @@ fn one_gpu_per_local_rank() {
 /// oversubscribe it. Each gets its share unless LP_NUM_THREADS says otherwise.
 #[cfg(feature = "mpi")]
 fn share_the_cores() {
-    let local = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE").ok().and_then(|v| v.parse::<usize>().ok());
+    let local = super::launch::placement(env_var).and_then(|place| place.local_size);
     if std::env::var_os("LP_NUM_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::env::set_var("LP_NUM_THREADS", (cores / local.unwrap_or(1).max(1)).max(1).to_string());
