@@ -259,6 +259,19 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
     let stdout = String::from_utf8_lossy(&resumed.stdout);
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert!(stdout.contains("resumed from") && stdout.contains("after 3 epochs"), "{stdout}");
+    // So for SGN: a rank dying as its second epoch ends, after the first epoch's checkpoint.
+    let sgn =
+        ["train", "--optim", "sgn", "--net", NET, "--limit", "300", "--epochs", "3", "--sgn-batch", "100"];
+    let started = Instant::now();
+    let crash =
+        mpirun(2, &[&sgn[..], &["--checkpoint", ck]].concat(), &[("NEWTON_WGPU_FAIL_AT", "1:2:crash")]);
+    let stderr = String::from_utf8_lossy(&crash.stderr);
+    assert!(!crash.status.success() && stderr.contains("rank 1"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(120), "the SGN job took {:?} to end", started.elapsed());
+    let checkpoint = newton_wgpu::model::Checkpoint::load_for(&checkpoint, &model.network).unwrap();
+    assert_eq!(checkpoint.trained_on.optimizer.as_deref(), Some("sgn"));
+    let state: newton_wgpu::optim::sgn::SgnState = serde_json::from_str(&checkpoint.state).unwrap();
+    assert!((1..=2).contains(&state.epoch), "{state:?}");
     // What does not run across ranks yet is refused with 2, by rank 0 alone.
     let info = mpirun(2, &["info"], &[]);
     let stderr = String::from_utf8_lossy(&info.stderr);
