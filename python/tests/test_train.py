@@ -85,14 +85,20 @@ def test_an_exception_in_a_callback_reaches_the_caller(digits):
 
 def test_ctrl_c_ends_the_run_within_an_iteration(digits):
     X, y, _, _ = digits
+    # Python's own Ctrl-C handler, even where the suite was started with SIGINT ignored (a
+    # shell's background job): then Python installs none, and the signal would go unseen.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     seen = []
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     started = time.monotonic()
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        nw.train(nw.Network.from_file(SMALL), X[:300], y[:300], options={"iters": 1000, "gn_size": 15},
-                 callbacks=[seen.append])
-    timer.join()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            nw.train(nw.Network.from_file(SMALL), X[:300], y[:300], options={"iters": 1000, "gn_size": 15},
+                     callbacks=[seen.append])
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
     assert 1 <= len(seen) < 1000
     # It ended at the first record after the signal: much sooner than the run.
     assert time.monotonic() - started < 60
