@@ -47,6 +47,21 @@ pub fn shard(len: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
     start..start + base + usize::from(rank < extra)
 }
 
+/// Sums a device vector over the ranks in place: read back (waiting for the work that writes
+/// it), summed, written back (the write lands before the next submit). Returns the seconds of
+/// the exchange itself, from when the values are on the host.
+pub fn sum_on_device(
+    gpu: &crate::gpu::Gpu,
+    comm: &dyn Communicator,
+    buffer: &crate::gpu::GpuBuffer<f32>,
+) -> Result<f64, crate::error::Error> {
+    let mut values = gpu.read(buffer)?;
+    let exchange = std::time::Instant::now();
+    comm.sum_f32(&mut values)?;
+    gpu.write(buffer, &values)?;
+    Ok(exchange.elapsed().as_secs_f64())
+}
+
 /// The samples of `data` that rank `comm.rank()` holds: its [`shard`], copied; all of them,
 /// borrowed, for one rank.
 pub fn shard_of<'d>(data: &'d Dataset, comm: &dyn Communicator) -> Cow<'d, Dataset> {

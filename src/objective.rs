@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::comm::{Communicator, SingleProcess};
+use crate::comm::{self, Communicator, SingleProcess};
 use crate::data::{AugmentDraw, Dataset};
 use crate::error::Error;
 use crate::execution::Execution;
@@ -461,7 +461,15 @@ impl<'g> Objective<'g> {
         theta: &GpuBuffer<f32>,
         grad: Option<&GpuBuffer<f32>>,
     ) -> Result<Evaluation, Error> {
-        let Some((batch, l)) = self.loaded_batch else {
+        let (batch, l) = self.loaded(theta, grad)?;
+        self.run(Work::Batch { theta: theta.id(), grad: id(grad), l, batch }, theta, grad)?;
+        self.sum_up(&SingleProcess, batch, batch, l, grad.is_some())
+    }
+
+    /// The loaded mini-batch's size and l, after checking that one is loaded and that θ and
+    /// the gradient have the network's length.
+    fn loaded(&self, theta: &GpuBuffer<f32>, grad: Option<&GpuBuffer<f32>>) -> Result<(usize, usize), Error> {
+        let Some(loaded) = self.loaded_batch else {
             return Err(Error::Setting {
                 field: "mini-batch",
                 expected: "one loaded by load_batch since the last evaluation over a data set".into(),
@@ -474,18 +482,7 @@ impl<'g> Objective<'g> {
                 return Err(Error::ParamCount { expected: n, found: buffer.len() });
             }
         }
-        let work = Work::Batch { theta: theta.id(), grad: id(grad), l, batch };
-        self.run(work, theta, grad)?;
-        let losses = self.gpu.read_range(&self.losses, 0, batch)?;
-        let scalars = self.gpu.read(&self.scalars)?;
-        let mean_loss = losses.iter().map(|&v| v as f64).sum::<f64>() / batch as f64;
-        let regularization = scalars[THETA_SQ] as f64 / (2.0 * self.problem.c * l as f64);
-        Ok(Evaluation {
-            f: mean_loss + regularization,
-            mean_loss,
-            regularization,
-            grad_norm: if grad.is_some() { (scalars[GRAD_SQ] as f64).sqrt() } else { 0.0 },
-        })
+        Ok(loaded)
     }
 
     /// [`Objective::batch_value`] as one rank of a data-parallel job: the loaded batch is this
@@ -503,19 +500,7 @@ impl<'g> Objective<'g> {
         if comm.size() == 1 {
             return self.batch_value(theta, grad);
         }
-        let Some((batch, l)) = self.loaded_batch else {
-            return Err(Error::Setting {
-                field: "mini-batch",
-                expected: "one loaded by load_batch since the last evaluation over a data set".into(),
-                found: "none".into(),
-            });
-        };
-        let n = self.network().param_count();
-        for buffer in std::iter::once(theta).chain(grad) {
-            if buffer.len() != n {
-                return Err(Error::ParamCount { expected: n, found: buffer.len() });
-            }
-        }
+        let (batch, l) = self.loaded(theta, grad)?;
         let t = theta.id();
         match grad {
             Some(grad) => {
@@ -526,9 +511,7 @@ impl<'g> Objective<'g> {
                     Some(grad),
                 )?;
                 // The one exchange of the gradient, as over a whole set.
-                let mut partial = self.gpu.read(grad)?;
-                comm.sum_f32(&mut partial)?;
-                self.gpu.write(grad, &partial)?;
+                comm::sum_on_device(self.gpu, comm, grad)?;
                 self.run(Work::End { theta: t, grad: g, l }, theta, Some(grad))?;
             }
             None => self.run(Work::Batch { theta: t, grad: 0, l, batch }, theta, None)?,
@@ -606,9 +589,7 @@ impl<'g> Objective<'g> {
         if let (Some(grad), true) = (grad, comm.size() > 1) {
             // The one exchange of the gradient: read back, summed, written back; the
             // regulariser and the norms below then see ∇f itself.
-            let mut partial = self.gpu.read(grad)?;
-            comm.sum_f32(&mut partial)?;
-            self.gpu.write(grad, &partial)?;
+            comm::sum_on_device(self.gpu, comm, grad)?;
         }
         self.run(Work::End { theta: t, grad: g, l: total }, theta, grad)
     }

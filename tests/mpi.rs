@@ -32,28 +32,49 @@ fn records(path: &Path) -> Vec<serde_json::Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// `args` run by one process and by `mpirun -np P` for each P of `ranks`, each logging to
+/// `dir` (one.jsonl, npP.jsonl): the one process's records and each P's, checked to have run,
+/// to be printed by rank 0 alone, and to hold as many records as the one process's.
+fn one_process_and_ranks(
+    dir: &Path,
+    args: &[String],
+    ranks: &[usize],
+) -> (Vec<serde_json::Value>, Vec<(usize, Vec<serde_json::Value>)>) {
+    let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let single = program().args(args).args(["--log-json", &log("one.jsonl")]).output().unwrap();
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    let want = records(&dir.join("one.jsonl"));
+    let runs = ranks
+        .iter()
+        .map(|&p| {
+            let name = format!("np{p}.jsonl");
+            let output = mpirun(p, &[args, &["--log-json".into(), log(&name)]].concat(), &[]);
+            assert!(output.status.success(), "{p} ranks: {}", String::from_utf8_lossy(&output.stderr));
+            // Rank 0 alone prints the log.
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert_eq!(stdout.matches("done: test accuracy").count(), 1, "{stdout}");
+            let got = records(&dir.join(&name));
+            assert_eq!(got.len(), want.len(), "{p} ranks");
+            (p, got)
+        })
+        .collect();
+    (want, runs)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 const NET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
 
 #[test]
 fn sgd_on_one_two_and_three_ranks_logs_what_one_process_does() {
     let dir = scratch("mpi-sgd");
     let args = ["train", "--optim", "sgd", "--net", NET, "--loss", "ce", "--limit", "300", "--epochs", "2"];
-    let args = [&args[..], &["--batch", "64", "--lr", "0.05", "--momentum", "0.9"]].concat();
-    let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let single = program().args(&args).args(["--log-json", &log("one.jsonl")]).output().unwrap();
-    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
-    let want = records(&dir.join("one.jsonl"));
+    let args = strings(&[&args[..], &["--batch", "64", "--lr", "0.05", "--momentum", "0.9"]].concat());
+    let (want, runs) = one_process_and_ranks(&dir, &args, &[1, 2, 3]);
     assert_eq!(want.len(), 3);
-    for ranks in [1, 2, 3] {
-        let name = format!("np{ranks}.jsonl");
-        let output = mpirun(ranks, &[&args[..], &["--log-json", &log(&name)]].concat(), &[]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{ranks} ranks: {stderr}");
-        // Rank 0 alone prints the log.
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(stdout.matches("done: test accuracy").count(), 1, "{stdout}");
-        let got = records(&dir.join(&name));
-        assert_eq!(got.len(), want.len(), "{ranks} ranks");
+    for (ranks, got) in runs {
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g["epoch"], w["epoch"]);
             let (gf, wf) = (g["f"].as_f64().unwrap(), w["f"].as_f64().unwrap());
@@ -73,9 +94,7 @@ fn newton_on_one_two_and_three_ranks_logs_what_one_process_does() {
     let args = ["train", "--net", NET, "--loss", "ce", "--limit", "1000", "--gn-size", "100"];
     let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let with = |more: &[&str]| -> Vec<String> { args.iter().chain(more).map(|a| a.to_string()).collect() };
-    let single = program().args(with(&["--iters", "3", "--log-json", &log("one.jsonl")])).output().unwrap();
-    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
-    let want = records(&dir.join("one.jsonl"));
+    let (want, runs) = one_process_and_ranks(&dir, &with(&["--iters", "3"]), &[1, 2, 3]);
     assert_eq!(want.len(), 4);
     let same = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
         for key in ["iter", "accepted", "cg_iters", "alpha"] {
@@ -84,12 +103,7 @@ fn newton_on_one_two_and_three_ranks_logs_what_one_process_does() {
         let (af, bf) = (a["f"].as_f64().unwrap(), b["f"].as_f64().unwrap());
         assert!((af - bf).abs() <= 1e-4 * bf, "{what}: f {af} vs {bf}");
     };
-    for ranks in [1, 2, 3] {
-        let name = format!("np{ranks}.jsonl");
-        let output = mpirun(ranks, &with(&["--iters", "3", "--log-json", &log(&name)]), &[]);
-        assert!(output.status.success(), "{ranks} ranks: {}", String::from_utf8_lossy(&output.stderr));
-        let got = records(&dir.join(&name));
-        assert_eq!(got.len(), want.len(), "{ranks} ranks");
+    for (ranks, got) in runs {
         for (g, w) in got.iter().zip(&want) {
             same(g, w, &format!("{ranks} ranks"));
         }
@@ -141,9 +155,8 @@ fn sgn_on_two_and_three_ranks_logs_what_one_process_does() {
     let args = [&args[..], &["--sgn-batch", "80", "--sgn-gn-size", "40", "--evals-per-epoch", "2"]].concat();
     let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let with = |more: &[&str]| -> Vec<String> { args.iter().chain(more).map(|a| a.to_string()).collect() };
-    let single = program().args(with(&["--epochs", "2", "--log-json", &log("one.jsonl")])).output().unwrap();
-    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
-    let want = records(&dir.join("one.jsonl"));
+    // One rank is the single-process path, as the Newton-CG and SGD tests show.
+    let (want, runs) = one_process_and_ranks(&dir, &with(&["--epochs", "2"]), &[2, 3]);
     assert_eq!(want.len(), 5);
     let same = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
         for key in ["epoch", "step", "cg_iters", "rejected", "lambda"] {
@@ -157,13 +170,7 @@ fn sgn_on_two_and_three_ranks_logs_what_one_process_does() {
         let (al, bl) = (a["running_loss"].as_f64().unwrap_or(0.0), b["running_loss"].as_f64().unwrap_or(0.0));
         assert!((al - bl).abs() <= 1e-4 * bl, "{what}: running loss {al} vs {bl}");
     };
-    // One rank is the single-process path, as the Newton-CG and SGD tests show.
-    for ranks in [2, 3] {
-        let name = format!("np{ranks}.jsonl");
-        let output = mpirun(ranks, &with(&["--epochs", "2", "--log-json", &log(&name)]), &[]);
-        assert!(output.status.success(), "{ranks} ranks: {}", String::from_utf8_lossy(&output.stderr));
-        let got = records(&dir.join(&name));
-        assert_eq!(got.len(), want.len(), "{ranks} ranks");
+    for (ranks, got) in runs {
         for (g, w) in got.iter().zip(&want) {
             same(g, w, &format!("{ranks} ranks"));
         }
@@ -195,18 +202,10 @@ fn sgn_on_two_and_three_ranks_logs_what_one_process_does() {
 fn preconditioned_newton_on_two_and_three_ranks_logs_what_one_process_does() {
     let dir = scratch("mpi-pcg");
     let args = ["train", "--net", NET, "--loss", "ce", "--limit", "600", "--gn-size", "60", "--precondition"];
-    let log = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let with = |more: &[&str]| -> Vec<String> { args.iter().chain(more).map(|a| a.to_string()).collect() };
-    let single = program().args(with(&["--iters", "2", "--log-json", &log("one.jsonl")])).output().unwrap();
-    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
-    let want = records(&dir.join("one.jsonl"));
+    let (want, runs) =
+        one_process_and_ranks(&dir, &strings(&[&args[..], &["--iters", "2"]].concat()), &[2, 3]);
     assert_eq!(want.len(), 3);
-    for ranks in [2, 3] {
-        let name = format!("np{ranks}.jsonl");
-        let output = mpirun(ranks, &with(&["--iters", "2", "--log-json", &log(&name)]), &[]);
-        assert!(output.status.success(), "{ranks} ranks: {}", String::from_utf8_lossy(&output.stderr));
-        let got = records(&dir.join(&name));
-        assert_eq!(got.len(), want.len(), "{ranks} ranks");
+    for (ranks, got) in runs {
         for (g, w) in got.iter().zip(&want) {
             for key in ["iter", "accepted", "cg_iters", "alpha", "lambda"] {
                 assert_eq!(g[key], w[key], "{ranks} ranks: {key}");

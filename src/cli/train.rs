@@ -121,15 +121,14 @@ impl Settings {
     /// Across ranks every rank holds a part of each SGN mini-batch and of its S: both must
     /// have at least one member per rank (exit 2 on every rank alike, before the GPU opens).
     pub fn check_sgn_across(&self, l: usize, ranks: usize) -> Result<()> {
-        let options = self.sgn_options()?;
-        let (batch, gn_size) = (options.batch_for(l), options.gn_size_for(l));
-        if options.check_ranks(l, ranks).is_ok() {
+        let Err(newton_wgpu::Error::Setting { field, found, .. }) = self.sgn_options()?.check_ranks(l, ranks)
+        else {
             return Ok(());
-        }
-        let (option, size) = if batch < ranks { ("--sgn-batch", batch) } else { ("--sgn-gn-size", gn_size) };
+        };
+        let option = format!("--{}", field.replace('_', "-"));
         Err(OnEveryRank::alike(format!(
-            "{option}: {size} is fewer than the {ranks} ranks, each of which holds a part of every \
-             SGN mini-batch and of its S: give {option} {ranks} or more, or start {size} ranks or fewer"
+            "{option}: {found} is fewer than the {ranks} ranks, each of which holds a part of every \
+             SGN mini-batch and of its S: give {option} {ranks} or more, or start {found} ranks or fewer"
         ))
         .into())
     }

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 
-use crate::comm::Communicator;
+use crate::comm::{self, Communicator};
 use crate::curvature::{Damping, Subsample};
 use crate::error::Error;
 use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket, Recorder};
@@ -56,11 +56,10 @@ struct Programs {
 struct Refresh {
     /// The estimate set to 0.
     clear: Program,
-    /// One probe: v, G_S v, the estimate += v ⊙ G_S v / probes.
+    /// One probe in two, so that across ranks the product's parts are summed between them:
+    /// v and (this rank's part of) G_S v; then the estimate += v ⊙ G_S v / probes.
     probe: Program,
-    /// A probe across ranks, in two (recorded only there): v and the rank's part of G_S v,
-    /// then, after the parts are summed on the host, the estimate += v ⊙ G_S v / probes.
-    split_probe: Option<(Program, Program)>,
+    accumulate: Program,
     /// M⁻¹ from the estimate.
     invert: Program,
 }
@@ -253,23 +252,14 @@ impl CgBuffers {
                 let (v, gv) = (&pc.probe, &pc.probe_product);
                 kernels::rademacher(&mut rec, scalars, v)?;
                 subsample.record_gauss_newton(&mut rec, v, Damping::Undamped, gv)?;
-                kernels::probe_accumulate(&mut rec, scalars, v, gv, &pc.diagonal, weight)?;
                 let probe = rec.finish()?;
-                let split_probe = if split {
-                    let mut rec = gpu.recorder();
-                    kernels::rademacher(&mut rec, scalars, v)?;
-                    subsample.record_gauss_newton(&mut rec, v, Damping::Undamped, gv)?;
-                    let product = rec.finish()?;
-                    let mut rec = gpu.recorder();
-                    kernels::probe_accumulate(&mut rec, scalars, v, gv, &pc.diagonal, weight)?;
-                    Some((product, rec.finish()?))
-                } else {
-                    None
-                };
+                let mut rec = gpu.recorder();
+                kernels::probe_accumulate(&mut rec, scalars, v, gv, &pc.diagonal, weight)?;
+                let accumulate = rec.finish()?;
                 let mut rec = gpu.recorder();
                 let exponent = pc.options.exponent as f32;
                 kernels::inverse_diagonal(&mut rec, scalars, &pc.diagonal, exponent, &pc.m_inv)?;
-                Some(Refresh { clear, probe, split_probe, invert: rec.finish()? })
+                Some(Refresh { clear, probe, accumulate, invert: rec.finish()? })
             }
         };
 
@@ -382,7 +372,7 @@ pub fn solve(
     gpu.write(&programs.section.args, &programs.section.host)?;
     if let Some(refresh) = &programs.refresh {
         let programs = std::iter::once(&refresh.clear)
-            .chain(std::iter::repeat_n(&refresh.probe, probes))
+            .chain(std::iter::repeat_n([&refresh.probe, &refresh.accumulate], probes).flatten())
             .chain(std::iter::once(&refresh.invert));
         gpu.submit(&programs.collect::<Vec<_>>())?;
     }
@@ -467,16 +457,11 @@ pub fn solve_across(
     let (product, rest) = programs.split.as_ref().expect("recorded split");
     let mut comm_s = 0.0;
     if let (Some(refresh), Some(pc)) = (&programs.refresh, &buffers.preconditioner) {
-        let (probe, accumulate) = refresh.split_probe.as_ref().expect("recorded split");
         gpu.submit(&[&refresh.clear])?;
         for _ in 0..probes {
-            gpu.submit(&[probe])?;
-            let mut part = gpu.read(&pc.probe_product)?;
-            let exchange = std::time::Instant::now();
-            comm.sum_f32(&mut part)?;
-            gpu.write(&pc.probe_product, &part)?;
-            comm_s += exchange.elapsed().as_secs_f64();
-            gpu.submit(&[accumulate])?;
+            gpu.submit(&[&refresh.probe])?;
+            comm_s += comm::sum_on_device(gpu, comm, &pc.probe_product)?;
+            gpu.submit(&[&refresh.accumulate])?;
         }
         gpu.submit(&[&refresh.invert])?;
     }
@@ -490,11 +475,7 @@ pub fn solve_across(
     for _ in 0..settings.max_steps {
         gpu.submit(&[product])?;
         // The read waits for the product; the exchange is timed from when it is here.
-        let mut part = gpu.read(&buffers.product)?;
-        let exchange = std::time::Instant::now();
-        comm.sum_f32(&mut part)?;
-        gpu.write(&buffers.product, &part)?;
-        comm_s += exchange.elapsed().as_secs_f64();
+        comm_s += comm::sum_on_device(gpu, comm, &buffers.product)?;
         gpu.submit(&[rest])?;
         let now = gpu.read(&buffers.scalars)?;
         let exchange = std::time::Instant::now();
