@@ -62,6 +62,72 @@ pub fn sum_on_device(
     Ok(exchange.elapsed().as_secs_f64())
 }
 
+/// Values in one sum of [`gather_part`]: 4 MiB of f32.
+const GATHER_VALUES: usize = 1 << 20;
+
+/// Rank `comm.rank()`'s part by position ([`shard`] of `members.len()`) of the samples at
+/// positions `members` of a training set of `total` samples, of which this rank holds its
+/// [`shard`] in `held`: their images (as `draw` makes them) and labels, in `members`' order.
+///
+/// Each rank writes the members it holds into rows of zeros and the rows are summed over the
+/// ranks, a few MiB at a time, so every value arrives exactly (one value plus zeros) and the
+/// part is what one process holding the whole set would take: the subsample's and SGN's
+/// mini-batch's parts keep their sizes whichever ranks hold their members. Collective: every
+/// rank calls it with the same `members`. One process gathers from `held`, exchanging nothing.
+pub fn gather_part(
+    comm: &dyn Communicator,
+    held: &Dataset,
+    total: usize,
+    members: &[usize],
+    draw: Option<crate::data::AugmentDraw>,
+) -> Result<(Vec<f32>, Vec<u32>), crate::error::Error> {
+    let range = shard(total, comm.rank(), comm.size());
+    if held.len() != range.len() || members.iter().any(|&i| i >= total) {
+        return Err(crate::error::Error::Setting {
+            field: "held samples",
+            expected: format!(
+                "rank {}'s shard of {total} samples ({} of them) and members below {total}",
+                comm.rank(),
+                range.len()
+            ),
+            found: format!("{} samples", held.len()),
+        });
+    }
+    let part = shard(members.len(), comm.rank(), comm.size());
+    if comm.size() == 1 {
+        let labels = members.iter().map(|&i| held.labels[i]).collect();
+        return Ok((crate::data::gather_images(held, members, draw), labels));
+    }
+    // A row: the image, then the label as f32 (exact below 2^24).
+    let d = held.shape.len();
+    let row = d + 1;
+    let rows_per_sum = (GATHER_VALUES / row).max(1);
+    let (mut images, mut labels) = (Vec::with_capacity(part.len() * d), Vec::with_capacity(part.len()));
+    let mut rows = Vec::new();
+    for (chunk, positions) in members.chunks(rows_per_sum).enumerate() {
+        let first = chunk * rows_per_sum;
+        rows.clear();
+        rows.resize(positions.len() * row, 0.0f32);
+        for (slot, &member) in positions.iter().enumerate() {
+            if range.contains(&member) {
+                let local = member - range.start;
+                let out = &mut rows[slot * row..(slot + 1) * row];
+                let image = crate::data::gather_images_at(held, range.start, &[local], draw);
+                out[..d].copy_from_slice(&image);
+                out[d] = held.labels[local] as f32;
+            }
+        }
+        comm.sum_f32(&mut rows)?;
+        for (slot, values) in rows.chunks_exact(row).enumerate() {
+            if part.contains(&(first + slot)) {
+                images.extend_from_slice(&values[..d]);
+                labels.push(values[d] as u32);
+            }
+        }
+    }
+    Ok((images, labels))
+}
+
 /// The samples of `data` that rank `comm.rank()` holds: its [`shard`], copied; all of them,
 /// borrowed, for one rank.
 pub fn shard_of<'d>(data: &'d Dataset, comm: &dyn Communicator) -> Cow<'d, Dataset> {

@@ -9,6 +9,7 @@
 
 use rand::SeedableRng;
 
+use crate::comm::{Communicator, SingleProcess};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::execution::Execution;
@@ -69,8 +70,10 @@ pub struct Subsample<'a> {
     indices: Vec<usize>,
     /// |S|, over every rank.
     total: usize,
-    /// (this rank, ranks): the rank holds the `shard` of S's members by position.
-    part: (usize, usize),
+    /// The ranks: this one holds the [`crate::comm::shard`] of S's members by position.
+    comm: &'a dyn Communicator,
+    /// l, the training set's size (over every rank).
+    l: usize,
     /// The inputs of all of S when chunked (each chunk is copied into the workspace and its
     /// forward pass recomputed); None when the workspace holds all of S.
     chunk_source: Option<GpuBuffer<f32>>,
@@ -93,26 +96,29 @@ impl<'a> Subsample<'a> {
         theta: &GpuBuffer<f32>,
         options: &SubsampleOptions,
     ) -> Result<Self, Error> {
-        Self::part_of(execution, problem, data, theta, options, (0, 1))
+        Self::across(execution, problem, &SingleProcess, data, data.len(), theta, options)
     }
 
-    /// The part of S that rank `part.0` of `part.1` holds: S drawn from the whole training
-    /// set `data` as one process draws it, the rank taking its [`crate::comm::shard`] of the
-    /// members by position (so that its size is the same every draw and nothing is
-    /// recorded again). Products are scaled by 1/|S|, so that the ranks' parts add up.
-    pub fn part_of(
+    /// The part of S that rank `comm.rank()` holds, for a training set of `l` samples of
+    /// which this rank holds its [`crate::comm::shard`] in `held`: S drawn by position in the
+    /// whole set as one process draws it, the rank taking its shard of the members by
+    /// position (so that its size is the same every draw and nothing is recorded again),
+    /// their images brought from the ranks that hold them ([`crate::comm::gather_part`]).
+    /// Products are scaled by 1/|S|, so that the ranks' parts add up. Collective.
+    pub fn across(
         execution: &Execution<'a>,
         problem: &'a Problem,
-        data: &Dataset,
+        comm: &'a dyn Communicator,
+        held: &Dataset,
+        l: usize,
         theta: &GpuBuffer<f32>,
         options: &SubsampleOptions,
-        part: (usize, usize),
     ) -> Result<Self, Error> {
         problem.check()?;
         execution.check()?;
         let (gpu, network) = (execution.gpu, &problem.network);
-        network.check_data(data.shape, data.classes)?;
-        if options.size < part.1 || options.size > data.len() {
+        network.check_data(held.shape, held.classes)?;
+        if options.size < comm.size() || options.size > l {
             return Err(Error::Setting {
                 field: "gn_size",
                 expected:
@@ -126,7 +132,7 @@ impl<'a> Subsample<'a> {
             return Err(Error::ParamCount { expected: n, found: theta.len() });
         }
         let total = options.size;
-        let size = crate::comm::shard(total, part.0, part.1).len();
+        let size = crate::comm::shard(total, comm.rank(), comm.size()).len();
         let budget = options.memory_budget.unwrap_or_else(|| default_memory_budget(gpu));
         let fits_binding = Workspace::max_capacity(gpu, network);
         let whole = Workspace::bytes_for(network, size, Passes::Curvature);
@@ -157,51 +163,53 @@ impl<'a> Subsample<'a> {
             theta: own_theta,
             indices: Vec::new(),
             total,
-            part,
+            comm,
+            l,
             chunk_source,
             workspace,
-            regularization: problem.regularization(data.len()),
+            regularization: problem.regularization(l),
             draw,
             source: theta.id(),
         };
-        subsample.redraw_with(data, theta, options.seed)?;
+        subsample.redraw(held, theta, options.seed)?;
         Ok(subsample)
     }
 
-    /// Draws a fresh S of the same size from `data` with `seed` at `theta`, and runs its
-    /// forward pass: nothing is allocated or recorded again. `data` must have as many samples
-    /// as the training set S was first drawn from (the regulariser's l).
-    pub fn redraw(&mut self, data: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
-        self.redraw_with(data, theta, seed)
+    /// Draws a fresh S of the same size with `seed` at `theta`, and runs its forward pass:
+    /// nothing is allocated or recorded again. `held` is what this rank holds of the training
+    /// set S was first drawn from (all of it for one process). Collective.
+    pub fn redraw(&mut self, held: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
+        let drawn = pick_subsample(self.l, self.total, seed);
+        self.draw_members(held, theta, &drawn, None)
     }
 
-    fn redraw_with(&mut self, data: &Dataset, theta: &GpuBuffer<f32>, seed: u64) -> Result<(), Error> {
-        let drawn = pick_subsample(data.len(), self.total.min(data.len()), seed);
-        self.draw_members(data, theta, &drawn, None)
-    }
-
-    /// Makes `members` (indices of `data`, as many as |S|, distinct) the subsample at
-    /// `theta` and runs its forward pass, as [`Subsample::redraw`] does with a random draw:
-    /// SGN's mini-batch is its subsample; its members' images as `augmentation` makes them, if
-    /// given. Across ranks this rank takes its part by position.
+    /// Makes `members` (positions in the training set, as many as |S|, distinct) the
+    /// subsample at `theta` and runs its forward pass, as [`Subsample::redraw`] does with a
+    /// random draw: SGN's mini-batch is its subsample; its members' images as `augmentation`
+    /// makes them, if given. Across ranks this rank takes its part by position, from the
+    /// ranks that hold it. Collective.
     pub fn draw_members(
         &mut self,
-        data: &Dataset,
+        held: &Dataset,
         theta: &GpuBuffer<f32>,
         members: &[usize],
         augmentation: Option<crate::data::AugmentDraw>,
     ) -> Result<(), Error> {
         let size = self.total;
         let network = &self.problem.network;
-        network.check_data(data.shape, data.classes)?;
-        if size > data.len() || self.regularization != self.problem.regularization(data.len()) {
+        network.check_data(held.shape, held.classes)?;
+        let (rank, ranks) = (self.comm.rank(), self.comm.size());
+        if held.len() != crate::comm::shard(self.l, rank, ranks).len() {
             return Err(Error::Setting {
                 field: "subsample data",
-                expected: "as many samples as the training set the subsample was made for".into(),
-                found: data.len().to_string(),
+                expected: format!(
+                    "this rank's part of the {} training samples the subsample was made for",
+                    self.l
+                ),
+                found: held.len().to_string(),
             });
         }
-        if members.len() != size || members.iter().any(|&i| i >= data.len()) {
+        if members.len() != size || members.iter().any(|&i| i >= self.l) {
             return Err(Error::Setting {
                 field: "subsample members",
                 expected: "as many indices of the training set as |S|".into(),
@@ -216,8 +224,8 @@ impl<'a> Subsample<'a> {
                 found: theta.label().to_owned(),
             });
         }
-        self.indices = members[crate::comm::shard(size, self.part.0, self.part.1)].to_vec();
-        let images = crate::data::gather_images(data, &self.indices, augmentation);
+        let (images, _) = crate::comm::gather_part(self.comm, held, self.l, members, augmentation)?;
+        self.indices = members[crate::comm::shard(size, rank, ranks)].to_vec();
         let gpu = self.execution.gpu;
         gpu.write(self.chunk_source.as_ref().unwrap_or(self.workspace.inputs()), &images)?;
         gpu.submit(&[&self.draw])?;

@@ -123,7 +123,7 @@ fn run(cli: Cli, ranks: &cli::ranks::Ranks) -> Result<()> {
         Some(Command::Eval(args)) => cli::eval::eval(&args, ranks),
         Some(Command::Tune(args)) => {
             ranks.single("tune", "run it as one process")?;
-            cli::tune::run(&args)
+            cli::tune::run(&args, ranks)
         }
         Some(Command::Info) => cli::info(ranks),
         None => cli::train::run(&cli::train::main_job(), ranks),

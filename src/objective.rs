@@ -432,7 +432,16 @@ impl<'g> Objective<'g> {
         draw: Option<AugmentDraw>,
     ) -> Result<(), Error> {
         self.network().check_data(data.shape, data.classes)?;
-        let batch = indices.len();
+        let images = crate::data::gather_images(data, indices, draw);
+        let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
+        self.load_samples(&images, &labels, data.len())
+    }
+
+    /// [`Objective::load_batch`] for samples given as their images and labels (checked
+    /// against the network's classes), drawn from a training set of `l` samples (a rank's
+    /// part of a mini-batch: [`crate::comm::gather_part`]).
+    pub fn load_samples(&mut self, images: &[f32], labels: &[u32], l: usize) -> Result<(), Error> {
+        let batch = labels.len();
         if batch == 0 || batch > self.chunk_size() {
             return Err(Error::Setting {
                 field: "mini-batch",
@@ -440,12 +449,23 @@ impl<'g> Objective<'g> {
                 found: format!("{batch} samples, chunks of {}", self.chunk_size()),
             });
         }
+        let classes = self.network().outputs();
+        if images.len() != batch * self.network().input().len()
+            || labels.iter().any(|&c| c as usize >= classes)
+        {
+            return Err(Error::Setting {
+                field: "mini-batch samples",
+                expected: format!("an image of {} and a label below {classes} each", self.network().input()),
+                found: format!("{} values for {batch} labels", images.len()),
+            });
+        }
         if self.losses.len() < batch {
             self.losses = self.gpu.zeros(batch, "per-sample losses")?;
             self.programs.clear();
         }
-        self.upload_members(data, indices, draw)?;
-        self.loaded_batch = Some((batch, data.len()));
+        self.gpu.write(self.workspace.inputs(), images)?;
+        self.gpu.write(self.workspace.labels(), labels)?;
+        self.loaded_batch = Some((batch, l));
         Ok(())
     }
 

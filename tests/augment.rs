@@ -51,7 +51,7 @@ fn each_sample_is_a_crop_of_its_padded_image_flipped_or_not() {
     let shape = Shape::new(2, 6, 5);
     let data = numbered(64, shape);
     let augment: Augment = "crop,flip".parse().unwrap();
-    let copy = augment.apply(&data, 7, 1);
+    let copy = augment.apply(&data, 0, 7, 1);
     assert_eq!(copy.labels, data.labels);
     let mut seen = Vec::new();
     for i in 0..data.len() {
@@ -63,8 +63,8 @@ fn each_sample_is_a_crop_of_its_padded_image_flipped_or_not() {
     let offsets: std::collections::BTreeSet<_> = seen.iter().map(|t| (t.0, t.1)).collect();
     assert!(offsets.len() >= 20, "{offsets:?}");
     // Crop alone never flips; flip alone never moves.
-    let cropped = "crop".parse::<Augment>().unwrap().apply(&data, 7, 1);
-    let flipped = "flip".parse::<Augment>().unwrap().apply(&data, 7, 1);
+    let cropped = "crop".parse::<Augment>().unwrap().apply(&data, 0, 7, 1);
+    let flipped = "flip".parse::<Augment>().unwrap().apply(&data, 0, 7, 1);
     for i in 0..data.len() {
         let image = data.images_of(i..i + 1);
         assert!(!transform_of(shape, image, cropped.images_of(i..i + 1)).unwrap().2);
@@ -77,18 +77,28 @@ fn each_sample_is_a_crop_of_its_padded_image_flipped_or_not() {
 fn a_draw_depends_on_the_seed_the_draw_and_the_index_alone() {
     let data = numbered(40, Shape::new(1, 8, 8));
     let augment = Augment { crop: true, flip: true };
-    let whole = augment.apply(&data, 3, 5);
-    assert_eq!(whole, augment.apply(&data, 3, 5), "the same draw repeats");
+    let whole = augment.apply(&data, 0, 3, 5);
+    assert_eq!(whole, augment.apply(&data, 0, 3, 5), "the same draw repeats");
     // A mini-batch's copies are the whole set's, in any order.
     let members = [17, 2, 33, 2];
     assert_eq!(augment.select(&data, &members, 3, 5), whole.select(&members));
-    assert_ne!(whole, augment.apply(&data, 3, 6), "another draw");
-    assert_ne!(whole, augment.apply(&data, 4, 5), "another seed");
-    assert_eq!(Augment::NONE.apply(&data, 3, 5), data);
+    assert_ne!(whole, augment.apply(&data, 0, 3, 6), "another draw");
+    // A rank's shard (positions 13..29) draws each sample as the whole set does there.
+    let shard = data.select(&(13..29).collect::<Vec<_>>());
+    assert_eq!(augment.apply(&shard, 13, 3, 5), whole.select(&(13..29).collect::<Vec<_>>()));
+    assert_ne!(augment.apply(&shard, 0, 3, 5), whole.select(&(13..29).collect::<Vec<_>>()));
+    let at = newton_wgpu::data::gather_images_at(&shard, 13, &[4, 0], Some(draw(augment)));
+    assert_eq!(at, whole.select(&[17, 13]).images);
+    assert_ne!(whole, augment.apply(&data, 0, 4, 5), "another seed");
+    assert_eq!(Augment::NONE.apply(&data, 0, 3, 5), data);
     assert_eq!("none".parse::<Augment>().unwrap(), Augment::NONE);
     assert_eq!("flip, crop".parse::<Augment>().unwrap().to_string(), "crop,flip");
     let error = "crop,rotate".parse::<Augment>().unwrap_err();
     assert!(error.contains("\"rotate\"") && error.contains("crop, flip"), "{error}");
+}
+
+fn draw(augment: Augment) -> newton_wgpu::data::AugmentDraw {
+    newton_wgpu::data::AugmentDraw { augment, seed: 3, draw: 5 }
 }
 
 fn program() -> Command {

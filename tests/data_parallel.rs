@@ -152,24 +152,26 @@ fn newton_across_ranks(precondition: Option<PreconditionerOptions>) {
     let options =
         NewtonOptions { iter_max: 3, gn_size: Some(31), lambda: 0.1, precondition, ..Default::default() };
     let execution = execution();
-    let run = |comm: &dyn Communicator, test: &newton_wgpu::data::Dataset| {
-        let theta = gpu().upload(&init, "θ").unwrap();
-        let mut newton = Newton::across(&execution, &problem, comm, &train, &options).unwrap();
-        let mut records: Vec<IterationRecord> = vec![newton.initial_record(&train, &theta).unwrap()];
-        while !newton.finished() {
-            let mut record = newton.step(&train, &theta).unwrap().unwrap();
-            (record.elapsed_s, record.cg_s, record.comm_s) = (0.0, 0.0, 0.0);
-            record.test_acc = Some(newton.accuracy(test, &theta).unwrap());
-            records.push(record);
-        }
-        (records, gpu().read(&theta).unwrap())
-    };
-    let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &test);
+    // Each rank holds its shard alone; S's members come from whichever rank holds them.
+    let run =
+        |comm: &dyn Communicator, held: &newton_wgpu::data::Dataset, test: &newton_wgpu::data::Dataset| {
+            let theta = gpu().upload(&init, "θ").unwrap();
+            let mut newton = Newton::across(&execution, &problem, comm, held, train.len(), &options).unwrap();
+            let mut records: Vec<IterationRecord> = vec![newton.initial_record(held, &theta).unwrap()];
+            while !newton.finished() {
+                let mut record = newton.step(held, &theta).unwrap().unwrap();
+                (record.elapsed_s, record.cg_s, record.comm_s) = (0.0, 0.0, 0.0);
+                record.test_acc = Some(newton.accuracy(test, &theta).unwrap());
+                records.push(record);
+            }
+            (records, gpu().read(&theta).unwrap())
+        };
+    let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &train, &test);
     assert!(want.iter().skip(1).any(|r| r.cg_iters > 1), "{want:?}");
     let scale: f32 = want_theta.iter().map(|v| v.abs()).sum();
     for size in [2, 3] {
         let results: Vec<(Vec<IterationRecord>, Vec<f32>)> =
-            on_ranks(size, |comm| run(comm, &shard_of(&test, comm)));
+            on_ranks(size, |comm| run(comm, &shard_of(&train, comm), &shard_of(&test, comm)));
         for (rank, (records, theta)) in results.iter().enumerate() {
             assert_eq!((records, theta), (&results[0].0, &results[0].1), "rank {rank} of {size}");
         }
@@ -228,24 +230,27 @@ fn sgn_across_ranks(precondition: Option<PreconditionerOptions>) {
         ..Default::default()
     };
     let execution = execution();
-    let run = |comm: &dyn Communicator, test: &newton_wgpu::data::Dataset| {
-        let theta = gpu().upload(&init, "θ").unwrap();
-        let mut sgn = Sgn::across(&execution, &problem, comm, &train, &options).unwrap();
-        let mut records: Vec<EpochRecord> = vec![sgn.initial_record(&train, &theta).unwrap()];
-        while !sgn.finished() {
-            let mut record = sgn.advance(&train, &theta).unwrap();
-            (record.elapsed_s, record.cg_s) = (0.0, Some(0.0));
-            record.test_acc = Some(sgn.accuracy(test, &theta).unwrap());
-            records.push(record);
-        }
-        (records, gpu().read(&theta).unwrap())
-    };
-    let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &test);
+    // Each rank holds its shard alone; a mini-batch's members come from whichever rank
+    // holds them.
+    let run =
+        |comm: &dyn Communicator, held: &newton_wgpu::data::Dataset, test: &newton_wgpu::data::Dataset| {
+            let theta = gpu().upload(&init, "θ").unwrap();
+            let mut sgn = Sgn::across(&execution, &problem, comm, held, train.len(), &options).unwrap();
+            let mut records: Vec<EpochRecord> = vec![sgn.initial_record(held, &theta).unwrap()];
+            while !sgn.finished() {
+                let mut record = sgn.advance(held, &theta).unwrap();
+                (record.elapsed_s, record.cg_s) = (0.0, Some(0.0));
+                record.test_acc = Some(sgn.accuracy(test, &theta).unwrap());
+                records.push(record);
+            }
+            (records, gpu().read(&theta).unwrap())
+        };
+    let (want, want_theta) = run(&newton_wgpu::comm::SingleProcess, &train, &test);
     assert!(want.iter().any(|r| r.cg_iters.unwrap() > 0), "{want:?}");
     let scale: f32 = want_theta.iter().map(|v| v.abs()).sum();
     for size in [2, 3] {
         let results: Vec<(Vec<EpochRecord>, Vec<f32>)> =
-            on_ranks(size, |comm| run(comm, &shard_of(&test, comm)));
+            on_ranks(size, |comm| run(comm, &shard_of(&train, comm), &shard_of(&test, comm)));
         for (rank, (records, theta)) in results.iter().enumerate() {
             assert_eq!((records, theta), (&results[0].0, &results[0].1), "rank {rank} of {size}");
         }

@@ -16,15 +16,33 @@ fn scratch(name: &str) -> PathBuf {
 
 /// `newton-wgpu args` as `ranks` ranks of one job (more ranks than cores are allowed).
 fn mpirun<A: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[A], env: &[(&str, &str)]) -> Output {
-    Command::new("mpirun")
+    mpirun_command(ranks, args, env).output().expect("mpirun (Open MPI) on the PATH")
+}
+
+fn mpirun_command<A: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[A], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new("mpirun");
+    command
         .env("NEWTON_WGPU_TUNE", "off")
         .args(["--oversubscribe", "-np", &ranks.to_string(), env!("CARGO_BIN_EXE_newton-wgpu")])
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .envs(env.iter().copied())
-        .output()
-        .expect("mpirun (Open MPI) on the PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// The process id of rank `rank` of the job whose environment holds
+/// NEWTON_WGPU_TEST_MARK=`mark` (found in /proc by its environment).
+fn rank_process(mark: &str, rank: usize) -> Option<u32> {
+    let wanted = [format!("NEWTON_WGPU_TEST_MARK={mark}"), format!("OMPI_COMM_WORLD_RANK={rank}")];
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        wanted.iter().all(|w| vars.contains(&w.as_bytes())).then_some(pid)
+    })
 }
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
@@ -53,6 +71,11 @@ fn one_process_and_ranks(
             // Rank 0 alone prints the log.
             let stdout = String::from_utf8_lossy(&output.stdout);
             assert_eq!(stdout.matches("done: test accuracy").count(), 1, "{stdout}");
+            // Each rank reads its part of the data alone.
+            if p > 1 {
+                let part = format!("each of the {p} ranks reads its part: rank 0 holds");
+                assert!(stdout.contains(&part), "{stdout}");
+            }
             let got = records(&dir.join(&name));
             assert_eq!(got.len(), want.len(), "{p} ranks");
             (p, got)
@@ -67,11 +90,15 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 const NET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/networks/small.toml");
 
+/// SGD on 1, 2 and 3 ranks takes one process's steps; a validation set held out by position
+/// and inputs standardised with statistics summed over the ranks' shards give the same
+/// records.
 #[test]
 fn sgd_on_one_two_and_three_ranks_logs_what_one_process_does() {
     let dir = scratch("mpi-sgd");
     let args = ["train", "--optim", "sgd", "--net", NET, "--loss", "ce", "--limit", "300", "--epochs", "2"];
-    let args = strings(&[&args[..], &["--batch", "64", "--lr", "0.05", "--momentum", "0.9"]].concat());
+    let more = ["--batch", "64", "--lr", "0.05", "--momentum", "0.9", "--validation", "0.2", "--standardize"];
+    let args = strings(&[&args[..], &more].concat());
     let (want, runs) = one_process_and_ranks(&dir, &args, &[1, 2, 3]);
     assert_eq!(want.len(), 3);
     for (ranks, got) in runs {
@@ -79,8 +106,10 @@ fn sgd_on_one_two_and_three_ranks_logs_what_one_process_does() {
             assert_eq!(g["epoch"], w["epoch"]);
             let (gf, wf) = (g["f"].as_f64().unwrap(), w["f"].as_f64().unwrap());
             assert!((gf - wf).abs() <= 1e-4 * wf, "{ranks} ranks: f {gf} vs {wf}");
-            let (ga, wa) = (g["test_acc"].as_f64().unwrap(), w["test_acc"].as_f64().unwrap());
-            assert!((ga - wa).abs() <= 0.01, "{ranks} ranks: test accuracy {ga} vs {wa}");
+            for set in ["test_acc", "val_acc"] {
+                let (ga, wa) = (g[set].as_f64().unwrap(), w[set].as_f64().unwrap());
+                assert!((ga - wa).abs() <= 0.01, "{ranks} ranks: {set} {ga} vs {wa}");
+            }
         }
     }
 }
@@ -258,19 +287,42 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
     let stdout = String::from_utf8_lossy(&resumed.stdout);
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert!(stdout.contains("resumed from") && stdout.contains("after 3 epochs"), "{stdout}");
-    // So for SGN: a rank dying as its second epoch ends, after the first epoch's checkpoint.
-    let sgn =
-        ["train", "--optim", "sgn", "--net", NET, "--limit", "300", "--epochs", "3", "--sgn-batch", "100"];
+    // So for SGN, with a rank killed inside a step: once the first epoch's checkpoint is
+    // written (θ0's comes first), rank 1's process is killed (SIGKILL) 0.3 s into the second
+    // epoch, whose time is its 15 steps (f is evaluated once, at the epoch's end).
+    let sgn_checkpoint = dir.join("sgn.checkpoint");
+    let sgn = ["train", "--optim", "sgn", "--net", NET, "--limit", "300", "--epochs", "20"];
+    let sgn = [&sgn[..], &["--sgn-batch", "20", "--checkpoint", sgn_checkpoint.to_str().unwrap()]].concat();
+    let mark = format!("sgn-{}", std::process::id());
+    let mut job = mpirun_command(2, &sgn, &[("NEWTON_WGPU_TEST_MARK", &mark)]).spawn().unwrap();
     let started = Instant::now();
-    let crash =
-        mpirun(2, &[&sgn[..], &["--checkpoint", ck]].concat(), &[("NEWTON_WGPU_FAIL_AT", "1:2:crash")]);
-    let stderr = String::from_utf8_lossy(&crash.stderr);
-    assert!(!crash.status.success() && stderr.contains("rank 1"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(120), "the SGN job took {:?} to end", started.elapsed());
-    let checkpoint = newton_wgpu::model::Checkpoint::load_for(&checkpoint, &model.network).unwrap();
+    let epochs_done = || -> Option<usize> {
+        let checkpoint = newton_wgpu::model::Checkpoint::load_for(&sgn_checkpoint, &model.network).ok()?;
+        serde_json::from_str::<newton_wgpu::optim::sgn::SgnState>(&checkpoint.state).ok().map(|s| s.epoch)
+    };
+    while epochs_done().unwrap_or(0) < 1 {
+        assert!(started.elapsed() < Duration::from_secs(300), "no SGN epoch checkpointed after 300 s");
+        assert!(job.try_wait().unwrap().is_none(), "the SGN job ended before its first checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let victim = rank_process(&mark, 1).expect("rank 1's process");
+    assert!(Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap().success());
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(120), "the SGN job outlived its rank by 120 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success() && stderr.contains("rank 1"), "{stderr}");
+    let checkpoint = newton_wgpu::model::Checkpoint::load_for(&sgn_checkpoint, &model.network).unwrap();
     assert_eq!(checkpoint.trained_on.optimizer.as_deref(), Some("sgn"));
     let state: newton_wgpu::optim::sgn::SgnState = serde_json::from_str(&checkpoint.state).unwrap();
-    assert!((1..=2).contains(&state.epoch), "{state:?}");
+    assert!((1..20).contains(&state.epoch) && state.batch_in_epoch == 0, "{state:?}");
     // What does not run across ranks yet is refused with 2, by rank 0 alone.
     let info = mpirun(2, &["info"], &[]);
     let stderr = String::from_utf8_lossy(&info.stderr);

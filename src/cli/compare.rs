@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use newton_wgpu::comm::{shard_of, Communicator};
+use newton_wgpu::comm::Communicator;
 use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::optim::{newton, sgd, sgn, Record};
@@ -32,7 +32,7 @@ use plotters::chart::SeriesLabelPosition;
 use super::plot::{self, BarChart, Chart, LineChart, Scale, Series};
 use super::train::{NewtonArgs, Settings, SgdArgs, SgnArgs};
 use super::usage::{option_error, usage, Usage};
-use super::ProblemArgs;
+use super::{Loaded, ProblemArgs};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
@@ -180,11 +180,11 @@ impl Outcome {
     }
 }
 
-/// The sets a run trains and scores on: the whole training set (Newton-CG draws S from it),
-/// and this rank's shards of the training and test sets (the whole sets for one process).
+/// The sets a run trains and scores on: this rank's shards of the training and test sets
+/// (the whole sets for one process), and the training set's size over every rank.
 struct Sets<'d> {
-    whole: &'d Dataset,
     train: &'d Dataset,
+    total: usize,
     test: &'d Dataset,
 }
 
@@ -218,26 +218,23 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         return Err(Usage(format!("--methods: {name} is named twice; each method runs once")).into());
     }
     args.settings.problem.validate()?;
-    let (split, _, problem) = args.settings.problem.load(None)?;
-    super::agree_on_the_problem(ranks, &split, &problem)?;
+    let Loaded { split, problem, train_total: total, .. } = args.settings.problem.load(None, ranks)?;
     let tuning = match args.tune_sgd {
         Some(seconds) => tuning_runs(args, seconds),
         None => Vec::new(),
     };
     let mut runs = if args.sweep {
         sayln!("the sweep sets C, --gn-size, --sgn-batch, --sgn-cg-steps and --lr itself; the other options apply to every run");
-        sweep_runs(args, &methods, split.train.len())
+        sweep_runs(args, &methods, total)
     } else {
         methods.iter().map(|&name| Run::of(name, &args.settings)).collect()
     };
     // Every run's settings, before the first runs.
     for run in runs.iter().chain(&tuning) {
-        run.settings.validate(split.train.len()).with_context(|| format!("run {}", run.name))?;
+        run.settings.validate(total).with_context(|| format!("run {}", run.name))?;
         match run.method {
-            Method::Newton => run.settings.check_subsample_across(split.train.len(), comm.size())?,
-            Method::Sgn if comm.size() > 1 => {
-                run.settings.check_sgn_across(split.train.len(), comm.size())?
-            }
+            Method::Newton => run.settings.check_subsample_across(total, comm.size())?,
+            Method::Sgn if comm.size() > 1 => run.settings.check_sgn_across(total, comm.size())?,
             _ => {}
         }
     }
@@ -247,8 +244,7 @@ pub fn run(args: &CompareArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             usage(output::check_writable(&path), "--out")?;
         }
     }
-    let (train_shard, test_shard) = (shard_of(&split.train, comm), shard_of(&split.test, comm));
-    let sets = Sets { whole: &split.train, train: &train_shard, test: &test_shard };
+    let sets = Sets { train: &split.train, total, test: &split.test };
     let gpu = Gpu::new()?;
     problem.check_fits(&gpu)?;
     let tuner = args.settings.problem.tuner(&gpu, ranks)?;
@@ -446,7 +442,7 @@ fn train(
 ) -> Result<Outcome> {
     let path = args.out.join(format!("{}.jsonl", run.name));
     let mut log = if comm.rank() == 0 { Some(LineFile::create(&path)?) } else { None };
-    let (train, test) = (sets.whole, sets.test);
+    let Sets { train, total, test } = *sets;
     // The sweep varies C: each run has its own problem.
     let problem = Problem { c: run.settings.problem.c, ..problem.clone() };
     let theta = execution.gpu.upload(&problem.network.init_params(run.settings.problem.seed), "θ")?;
@@ -455,7 +451,7 @@ fn train(
         Method::Newton => run.settings.newton.iters,
         Method::Sgn | Method::Sgd => run.settings.sgd.epochs * run.settings.evals_per_epoch,
     };
-    let settings = run.describe(train.len())?;
+    let settings = run.describe(total)?;
     // θ0's record, then one per iteration, epoch or part of one.
     progress.start_run(&run.name, steps + 1, &settings);
     let mut records = Vec::new();
@@ -474,6 +470,7 @@ fn train(
             &problem,
             comm,
             train,
+            total,
             Some(test),
             &theta,
             &newton_options,
@@ -482,17 +479,26 @@ fn train(
         .map(|_| ()),
         Method::Sgn => {
             let options = run.settings.sgn_options()?;
-            sgn::train_across(execution, &problem, comm, train, Some(test), &theta, &options, &mut observe)
-                .map(|_| ())
+            sgn::train_across(
+                execution,
+                &problem,
+                comm,
+                train,
+                total,
+                Some(test),
+                &theta,
+                &options,
+                &mut observe,
+            )
+            .map(|_| ())
         }
         Method::Sgd => {
             let options = run.settings.sgd_options()?;
-            let (shard, total) = (sets.train, train.len());
             sgd::train_across(
                 execution,
                 &problem,
                 comm,
-                shard,
+                train,
                 total,
                 Some(test),
                 &theta,

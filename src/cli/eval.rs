@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use newton_wgpu::comm::shard_of;
 use newton_wgpu::curvature::{Subsample, SubsampleOptions};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::objective::Objective;
@@ -25,11 +24,9 @@ pub struct EvalArgs {
 
 pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     args.problem.validate()?;
-    let (split, _, problem) = args.problem.load(None)?;
-    super::agree_on_the_problem(ranks, &split, &problem)?;
+    let super::Loaded { split, problem, train_total: total, .. } = args.problem.load(None, ranks)?;
     let comm = ranks.comm();
-    let total = split.train.len();
-    let train = shard_of(&split.train, comm);
+    let train = split.train;
     let size = args.gn_size.unwrap_or(total.div_ceil(20));
     rules::count_up_to("gn_size", size, total, "from 1 to the number of training samples")
         .map_err(option_error)?;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use newton_wgpu::data::{self, DataSplit, Normalizer};
+use newton_wgpu::data::{self, DataFiles, DataSplit, Normalizer, Part, PartPlan};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{self, Network, Shape};
@@ -101,24 +101,58 @@ impl ProblemArgs {
         Ok(())
     }
 
-    /// Loads and normalises the data (holding out a `validation` fraction of the training
-    /// set, chosen by the seed), builds the network and the problem, and says what they are.
-    pub fn load(&self, validation: Option<f64>) -> Result<(DataSplit, Normalizer, Problem)> {
+    /// Loads what this rank holds of the data (all of it for one process: holding out a
+    /// `validation` fraction of the training set, chosen by the seed), normalises it with the
+    /// training set's statistics, builds the network and the problem, checks that every rank
+    /// opened the same data and network, and says what they are.
+    pub fn load(&self, validation: Option<f64>, ranks: &ranks::Ranks) -> Result<Loaded> {
         let dir = data_dir(self.data.as_deref())?;
-        let (split, normalizer) = load_data(&dir, self.limit, validation, self.seed, self.standardize)?;
-        let (train, test) = (&split.train, &split.test);
-        let network = network_for(&self.net, train.shape, train.classes)?;
-        let held_out =
-            split.validation.as_ref().map_or(String::new(), |v| format!(", {} validation", v.len()));
+        let comm = ranks.comm();
+        let in_dir = || format!("loading data from {}", dir.display());
+        let files = DataFiles::open(&dir).with_context(in_dir)?;
+        if files.test_len() == 0 {
+            return Err(
+                newton_wgpu::Error::EmptyData { what: format!("the test set in {}", dir.display()) }.into()
+            );
+        }
+        let kept = self.limit.map_or(files.train_len(), |limit| limit.min(files.train_len()));
+        let held_out = match validation {
+            Some(fraction) => {
+                rules::open_unit("validation", fraction).map_err(usage::option_error)?;
+                Some((fraction * kept as f64).round() as usize)
+            }
+            None => None,
+        };
+        let plan = PartPlan {
+            limit: self.limit,
+            validation: held_out,
+            seed: self.seed,
+            rank: comm.rank(),
+            ranks: comm.size(),
+        };
+        let part = files.read_part(&plan).with_context(in_dir)?;
+        let classes = part.split.train.classes;
+        let network = network_for(&self.net, files.shape(), classes)?;
+        agree_on_the_problem(ranks, &files, &part, &network)?;
+        let Part { mut split, train_total, validation_total, test_total, bytes_read } = part;
+        let normalizer = split.normalize_across(comm, train_total, self.standardize)?;
+        let held =
+            if validation_total > 0 { format!(", {validation_total} validation") } else { String::new() };
         sayln!(
-            "data: {} training{held_out} and {} test samples of {} from {}",
-            train.len(),
-            test.len(),
-            train.shape,
+            "data: {train_total} training{held} and {test_total} test samples of {} from {}",
+            files.shape(),
             dir.display()
         );
+        if comm.size() > 1 {
+            sayln!(
+                "      each of the {} ranks reads its part: rank 0 holds {} training samples, read {:.1} MiB",
+                comm.size(),
+                split.train.len(),
+                bytes_read as f64 / (1 << 20) as f64
+            );
+        }
         sayln!("network {}:\n{}", self.net, network.describe());
-        Ok((split, normalizer, Problem::new(network, self.loss, self.c)?))
+        Ok(Loaded { split, normalizer, problem: Problem::new(network, self.loss, self.c)?, train_total })
     }
 
     /// The tuner of `gpu`, in --tune's mode (else NEWTON_WGPU_TUNE's, else full), caching in
@@ -177,70 +211,55 @@ pub fn tuning_summary(tuner: &Tuner) -> String {
     )
 }
 
-/// Refuses to go on unless every rank loaded the same data (sizes, shape, classes and a CRC-32
-/// of the labels) and built the same network: the command lines agreed at the start, but the
-/// files they name may differ from machine to machine.
-pub fn agree_on_the_problem(ranks: &ranks::Ranks, split: &DataSplit, problem: &Problem) -> Result<()> {
-    let labels = |set: &data::Dataset| {
-        let mut crc = crc32fast::Hasher::new();
-        set.labels.iter().for_each(|label| crc.update(&label.to_le_bytes()));
-        crc.finalize()
-    };
-    let validation = split.validation.as_ref().map_or((0, 0), |v| (v.len(), labels(v)));
-    let (train, test) = (&split.train, &split.test);
+/// What a command works on: this rank's shards of the sets (the whole sets for one process),
+/// normalised, and the problem.
+pub struct Loaded {
+    pub split: DataSplit,
+    pub normalizer: Normalizer,
+    pub problem: Problem,
+    /// l: training samples over every rank.
+    pub train_total: usize,
+}
+
+/// Refuses to go on unless every rank opened the same data (the sets' sizes, the samples'
+/// shape and classes, each file's name and size) and built the same network: the command
+/// lines agreed at the start, but the files they name may differ from machine to machine.
+/// No rank reads the others' samples, so the samples themselves are not compared.
+fn agree_on_the_problem(
+    ranks: &ranks::Ranks,
+    files: &DataFiles,
+    part: &Part,
+    network: &Network,
+) -> Result<()> {
+    let sizes: Vec<String> =
+        files.file_sizes().iter().map(|(name, bytes)| format!("{name} {bytes}")).collect();
     ranks.agree(&[
         (
             "data",
             format!(
-                "{} training (labels {:08x}), {} validation (labels {:08x}) and {} test samples \
-                 (labels {:08x}) of {}, {} classes",
-                train.len(),
-                labels(train),
-                validation.0,
-                validation.1,
-                test.len(),
-                labels(test),
-                train.shape,
-                train.classes
+                "{} training, {} validation and {} test samples of {}, {} classes",
+                part.train_total,
+                part.validation_total,
+                part.test_total,
+                files.shape(),
+                part.split.train.classes
             ),
         ),
-        ("network", problem.network.describe()),
+        ("data files", sizes.join(", ")),
+        ("network", network.describe()),
     ])
 }
 
-/// Loads a data directory, keeps the first `limit` training samples, holds out a `validation`
-/// fraction of them (chosen by `seed`), and subtracts the training mean from every set (and
-/// divides by the training deviations, if `standardize`).
-pub fn load_data(
-    dir: &Path,
-    limit: Option<usize>,
-    validation: Option<f64>,
-    seed: u64,
-    standardize: bool,
-) -> Result<(DataSplit, Normalizer)> {
-    let mut split = load_split(dir)?;
-    if let Some(n) = limit {
-        split.train = split.train.head(n);
-    }
-    if let Some(fraction) = validation {
-        rules::open_unit("validation", fraction).map_err(usage::option_error)?;
-        let count = (fraction * split.train.len() as f64).round() as usize;
-        split.hold_out(count, seed)?;
-    }
-    let normalizer = if standardize { split.standardize() } else { split.normalize() };
-    Ok((split, normalizer))
-}
-
-/// A data directory's training and test sets, as its files hold them; an empty test set is
-/// refused here, before the GPU is opened, since every command scores on it.
-pub fn load_split(dir: &Path) -> Result<DataSplit> {
-    let split = data::load_dir(dir).with_context(|| format!("loading data from {}", dir.display()))?;
-    if split.test.is_empty() {
+/// The test set of a data directory, alone (its training files are opened, not read).
+pub fn load_test_set(dir: &Path) -> Result<data::Dataset> {
+    let in_dir = || format!("loading data from {}", dir.display());
+    let test = DataFiles::open(dir).and_then(|files| files.read_test()).with_context(in_dir)?;
+    if test.is_empty() {
         return Err(
             newton_wgpu::Error::EmptyData { what: format!("the test set in {}", dir.display()) }.into()
         );
     }
-    Ok(split)
+    Ok(test)
 }
 
 /// A built-in network by name, or a network file, checked against the data's samples and

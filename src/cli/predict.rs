@@ -31,7 +31,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     }
     let model = loaded.value;
     let dir = super::data_dir(args.data.as_deref())?;
-    let mut test = super::load_split(&dir)?.test;
+    let mut test = super::load_test_set(&dir)?;
     model.network.check_data(test.shape, test.classes)?;
     // The model's own input normalisation, fitted on the data it was trained on.
     match &model.normalizer {

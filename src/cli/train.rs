@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, ValueEnum};
-use newton_wgpu::comm::{shard_of, Communicator};
+use newton_wgpu::comm::Communicator;
 use newton_wgpu::data::{Augment, Dataset, Normalizer};
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
@@ -602,19 +602,16 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     if let Some(fraction) = args.validation {
         rules::open_unit("validation", fraction).map_err(option_error)?;
     }
-    let (split, normalizer, problem) = args.settings.problem.load(args.validation)?;
-    super::agree_on_the_problem(ranks, &split, &problem)?;
-    args.settings.validate(split.train.len())?;
+    // This rank's shards of the sets (the whole sets for one process).
+    let super::Loaded { split, normalizer, problem, train_total: total } =
+        args.settings.problem.load(args.validation, ranks)?;
+    args.settings.validate(total)?;
     match args.optim {
-        Optim::Newton => args.settings.check_subsample_across(split.train.len(), comm.size())?,
-        Optim::Sgn if comm.size() > 1 => args.settings.check_sgn_across(split.train.len(), comm.size())?,
+        Optim::Newton => args.settings.check_subsample_across(total, comm.size())?,
+        Optim::Sgn if comm.size() > 1 => args.settings.check_sgn_across(total, comm.size())?,
         _ => {}
     }
-    let total = split.train.len();
-    // This rank's shards (the whole sets for one process).
-    let (train, test) = (&*shard_of(&split.train, comm), &*shard_of(&split.test, comm));
-    let validation = split.validation.as_ref().map(|v| shard_of(v, comm));
-    let validation = validation.as_deref();
+    let (train, test, validation) = (&split.train, &split.test, split.validation.as_ref());
     let network = &problem.network;
     // A checkpoint is read, and checked against this run, before the GPU is opened.
     let (optimizer, batch) = match args.optim {
@@ -684,11 +681,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let (mut stepper, steps_on): (Box<dyn Stepper>, &Dataset) = match args.optim {
         Optim::Newton => {
             let options = args.settings.newton_options()?;
-            // Newton-CG draws each S from the whole training set; f and ∇f are summed over
-            // the ranks' shards.
-            let whole = &split.train;
+            // Newton-CG draws each S by position in the whole training set, each rank
+            // computing its part of it; f and ∇f are summed over the ranks' shards.
             let mut newton =
-                Newton::across(&execution, &problem, comm, whole, &options).map_err(option_error)?;
+                Newton::across(&execution, &problem, comm, train, total, &options).map_err(option_error)?;
             if std::io::stdout().is_terminal() {
                 newton.set_progress(Some(progress_bar("evaluating f and ∇f")));
             }
@@ -702,7 +698,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             sayln!(
                 "iter  f after step        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
-            (Box::new(newton), whole)
+            (Box::new(newton), train)
         }
         Optim::Sgd => {
             let options = args.settings.sgd_options()?;
@@ -730,10 +726,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
         }
         Optim::Sgn => {
             let options = args.settings.sgn_options()?;
-            // SGN draws each mini-batch from the whole training set, every rank computing over
-            // its part; f is summed over the ranks' shards.
-            let whole = &split.train;
-            let mut sgn = Sgn::across(&execution, &problem, comm, whole, &options).map_err(option_error)?;
+            // SGN draws each mini-batch by position in the whole training set, every rank
+            // computing over its part; f is summed over the ranks' shards.
+            let mut sgn =
+                Sgn::across(&execution, &problem, comm, train, total, &options).map_err(option_error)?;
             batches_per_epoch = sgn.batches_per_epoch();
             if std::io::stdout().is_terminal() {
                 sgn.set_progress(Some(progress_bar("evaluating f")));
@@ -748,7 +744,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             sayln!(
                 "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
             );
-            (Box::new(sgn), whole)
+            (Box::new(sgn), train)
         }
     };
     let sets = Sets { train: steps_on, test: Some(test), validation };

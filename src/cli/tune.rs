@@ -20,9 +20,9 @@ pub struct TuneArgs {
     again: bool,
 }
 
-pub fn run(args: &TuneArgs) -> Result<()> {
+pub fn run(args: &TuneArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     args.problem.validate()?;
-    let (split, _, problem) = args.problem.load(None)?;
+    let super::Loaded { split, problem, .. } = args.problem.load(None, ranks)?;
     let gpu = Gpu::new()?;
     // --again: a tuner that reads nothing, then writes every winner to the same cache file.
     let dir = cache_dir();

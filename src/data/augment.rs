@@ -66,11 +66,12 @@ impl Augment {
         Draw { dy: crop(8), dx: crop(24), flip: self.flip && bits & 1 == 1 }
     }
 
-    /// Writes sample `index` of `data` as draw `draw` makes it into `out`.
-    fn sample_into(&self, data: &Dataset, index: usize, seed: u64, draw: u64, out: &mut [f32]) {
+    /// Writes sample `index` of `data` as draw `draw` makes it into `out`; the sample is at
+    /// position `first + index` of the training set (`data` may be one rank's part of it).
+    fn sample_into(&self, data: &Dataset, first: usize, index: usize, seed: u64, draw: u64, out: &mut [f32]) {
         let s = data.shape;
         let image = data.images_of(index..index + 1);
-        let Draw { dy, dx, flip } = self.draw(seed, draw, index);
+        let Draw { dy, dx, flip } = self.draw(seed, draw, first + index);
         for c in 0..s.channels {
             for y in 0..s.height {
                 // Row y of the crop is row y + dy − padding of the image (zero outside it).
@@ -88,10 +89,12 @@ impl Augment {
     }
 
     /// The images of the samples at `indices` of `data` (in that order), as draw `draw` of the
-    /// run seeded `seed` makes them, appended to `images`.
+    /// run seeded `seed` makes them, appended to `images`. `data` holds the training set's
+    /// samples from position `first` on (0 for the whole set).
     pub fn extend_images(
         &self,
         data: &Dataset,
+        first: usize,
         indices: &[usize],
         seed: u64,
         draw: u64,
@@ -101,7 +104,7 @@ impl Augment {
         for &index in indices {
             let start = images.len();
             images.resize(start + len, 0.0);
-            self.sample_into(data, index, seed, draw, &mut images[start..]);
+            self.sample_into(data, first, index, seed, draw, &mut images[start..]);
         }
     }
 
@@ -109,13 +112,16 @@ impl Augment {
     /// seeded `seed` makes it.
     pub fn select(&self, data: &Dataset, indices: &[usize], seed: u64, draw: u64) -> Dataset {
         let mut images = Vec::with_capacity(indices.len() * data.shape.len());
-        self.extend_images(data, indices, seed, draw, &mut images);
+        self.extend_images(data, 0, indices, seed, draw, &mut images);
         Dataset { images, labels: indices.iter().map(|&i| data.labels[i]).collect(), ..data.select(&[]) }
     }
 
-    /// Every sample of `data`, as draw `draw` makes it.
-    pub fn apply(&self, data: &Dataset, seed: u64, draw: u64) -> Dataset {
-        self.select(data, &(0..data.len()).collect::<Vec<_>>(), seed, draw)
+    /// Every sample of `data`, as draw `draw` makes it; `data` holds the training set's
+    /// samples from position `first` on (a rank's shard), each drawn as in the whole set.
+    pub fn apply(&self, data: &Dataset, first: usize, seed: u64, draw: u64) -> Dataset {
+        let mut images = Vec::with_capacity(data.images.len());
+        self.extend_images(data, first, &(0..data.len()).collect::<Vec<_>>(), seed, draw, &mut images);
+        Dataset { images, ..data.clone() }
     }
 }
 
@@ -132,9 +138,20 @@ pub struct AugmentDraw {
 /// The images of the samples at `indices` of `data`, in that order, as `draw` makes them
 /// (as they are with none).
 pub fn gather_images(data: &Dataset, indices: &[usize], draw: Option<AugmentDraw>) -> Vec<f32> {
+    gather_images_at(data, 0, indices, draw)
+}
+
+/// [`gather_images`] from a part of the training set: `data` holds its samples from position
+/// `first` on, and each is drawn as at its position in the whole set.
+pub fn gather_images_at(
+    data: &Dataset,
+    first: usize,
+    indices: &[usize],
+    draw: Option<AugmentDraw>,
+) -> Vec<f32> {
     let mut images = Vec::with_capacity(indices.len() * data.shape.len());
     match draw {
-        Some(d) => d.augment.extend_images(data, indices, d.seed, d.draw, &mut images),
+        Some(d) => d.augment.extend_images(data, first, indices, d.seed, d.draw, &mut images),
         None => indices.iter().for_each(|&i| images.extend_from_slice(data.images_of(i..i + 1))),
     }
     images

@@ -13,6 +13,7 @@ use crate::output;
 pub const MNIST_CLASSES: usize = 10;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
+const LABELS_KIND: &str = "IDX labels, unsigned bytes, 1 dimension";
 
 /// Rows and columns of an IDX image are at most this (a stated bound, so that sizes computed
 /// from the header cannot overflow).
@@ -21,6 +22,15 @@ pub const MAX_SIDE: u32 = 1 << 16;
 /// Reads an IDX image file: (count, rows, cols, pixels).
 pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
     let mut source = Source::open(path)?;
+    let (count, rows, cols, pixels) = images_header(&mut source)?;
+    let body = source.body("pixels", pixels)?;
+    Ok((count as usize, rows as usize, cols as usize, body))
+}
+
+/// An image file's header, checked: (count, rows, cols, the pixels it promises).
+fn images_header(source: &mut Source) -> Result<(u32, u32, u32, u64), DataError> {
+    let path = source.path.clone();
+    let path = path.as_path();
     let h = source.header(4, IMAGES_MAGIC, "IDX images, unsigned bytes, 3 dimensions")?;
     let (count, rows, cols) = (h[1], h[2], h[3]);
     if rows == 0 || cols == 0 {
@@ -49,14 +59,13 @@ pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), Da
             bytes: u64::MAX,
             available: 0,
         })?;
-    let body = source.body("pixels", pixels)?;
-    Ok((count as usize, rows as usize, cols as usize, body))
+    Ok((count, rows, cols, pixels))
 }
 
 /// Reads an IDX label file.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut source = Source::open(path)?;
-    let h = source.header(2, LABELS_MAGIC, "IDX labels, unsigned bytes, 1 dimension")?;
+    let h = source.header(2, LABELS_MAGIC, LABELS_KIND)?;
     source.body("labels", u64::from(h[1]))
 }
 
@@ -108,30 +117,98 @@ pub(super) fn has_mnist_files(dir: &Path) -> bool {
     find(dir, "train-images-idx3-ubyte").is_some()
 }
 
-fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataError> {
-    let missing = |name: &str| DataError::MissingFile { path: dir.to_owned(), name: format!("{name}[.gz]") };
-    let images_path = find(dir, images).ok_or_else(|| missing(images))?;
-    let labels_path = find(dir, labels).ok_or_else(|| missing(labels))?;
-    let (count, rows, cols, pixels) = read_idx_images(&images_path)?;
-    let labels = read_idx_labels(&labels_path)?;
-    if labels.len() != count {
-        return Err(DataError::CountMismatch { path: labels_path, images: count, labels: labels.len() });
-    }
-    let scaled = pixels.iter().map(|&p| p as f32 / 255.0).collect();
-    let labels = labels.into_iter().map(u32::from).collect();
-    Dataset::new(Shape::new(1, rows, cols), MNIST_CLASSES, scaled, labels, &labels_path)
+/// An IDX image file and its label file: a set whose samples can be read by position.
+#[derive(Clone, Debug)]
+pub(super) struct IdxPair {
+    images: PathBuf,
+    labels: PathBuf,
+    count: usize,
+    shape: Shape,
 }
 
-/// Loads train-* and t10k-* IDX files (raw or .gz) from `dir`, pixels scaled to [0, 1].
-pub fn load_mnist_dir(dir: &Path) -> Result<DataSplit, DataError> {
-    let train = load_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
-    let test = load_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+impl IdxPair {
+    /// Finds `images` and `labels` (raw or .gz) in `dir` and checks their headers agree.
+    pub(super) fn open(dir: &Path, images: &str, labels: &str) -> Result<Self, DataError> {
+        let missing =
+            |name: &str| DataError::MissingFile { path: dir.to_owned(), name: format!("{name}[.gz]") };
+        let images = find(dir, images).ok_or_else(|| missing(images))?;
+        let labels = find(dir, labels).ok_or_else(|| missing(labels))?;
+        let (count, rows, cols, _) = images_header(&mut Source::open(&images)?)?;
+        let label_count = Source::open(&labels)?.header(2, LABELS_MAGIC, LABELS_KIND)?[1];
+        if label_count != count {
+            return Err(DataError::CountMismatch {
+                path: labels,
+                images: count as usize,
+                labels: label_count as usize,
+            });
+        }
+        let shape = Shape::new(1, rows as usize, cols as usize);
+        Ok(Self { images, labels, count: count as usize, shape })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+
+    pub(super) fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    pub(super) fn paths(&self) -> Vec<PathBuf> {
+        vec![self.images.clone(), self.labels.clone()]
+    }
+
+    /// The samples at `rows` (increasing, below the count), pixels scaled to [0, 1], and the
+    /// bytes read from the files.
+    pub(super) fn read(&self, rows: &[usize]) -> Result<(Dataset, u64), DataError> {
+        let mut source = Source::open(&self.images)?;
+        let (count, _, _, _) = images_header(&mut source)?;
+        let d = self.shape.len();
+        let mut scaled = Vec::with_capacity(rows.len() * d);
+        source.records("pixels", count.into(), d, rows, |_, bytes| {
+            scaled.extend(bytes.iter().map(|&p| p as f32 / 255.0));
+            Ok(())
+        })?;
+        let mut read = source.file_bytes_read();
+        let mut source = Source::open(&self.labels)?;
+        let count = source.header(2, LABELS_MAGIC, LABELS_KIND)?[1];
+        let mut labels = Vec::with_capacity(rows.len());
+        let path = &self.labels;
+        source.records("labels", count.into(), 1, rows, |row, byte| {
+            if byte[0] as usize >= MNIST_CLASSES {
+                return Err(DataError::LabelOutOfRange {
+                    path: path.clone(),
+                    index: row,
+                    label: byte[0].into(),
+                    classes: MNIST_CLASSES,
+                });
+            }
+            labels.push(u32::from(byte[0]));
+            Ok(())
+        })?;
+        read += source.file_bytes_read();
+        Ok((Dataset::new(self.shape, MNIST_CLASSES, scaled, labels, &self.labels)?, read))
+    }
+}
+
+/// The train-* and t10k-* IDX files (raw or .gz) in `dir`; the test images must have the
+/// training images' shape.
+pub(super) fn mnist_files(dir: &Path) -> Result<(IdxPair, IdxPair), DataError> {
+    let train = IdxPair::open(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
+    let test = IdxPair::open(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
     if test.shape != train.shape {
         return Err(DataError::ShapeMismatch {
-            path: dir.join("t10k-images-idx3-ubyte"),
+            path: test.images,
             expected: train.shape.to_string(),
             found: test.shape.to_string(),
         });
     }
-    Ok(DataSplit { train, test, validation: None })
+    Ok((train, test))
+}
+
+/// Loads train-* and t10k-* IDX files (raw or .gz) from `dir`, pixels scaled to [0, 1].
+pub fn load_mnist_dir(dir: &Path) -> Result<DataSplit, DataError> {
+    let (train, test) = mnist_files(dir)?;
+    let all = |set: &IdxPair| set.read(&(0..set.len()).collect::<Vec<_>>()).map(|(data, _)| data);
+    Ok(DataSplit { train: all(&train)?, test: all(&test)?, validation: None })
 }

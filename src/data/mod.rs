@@ -4,6 +4,7 @@
 mod augment;
 mod cifar;
 mod error;
+mod files;
 mod idx;
 mod libsvm;
 mod normalize;
@@ -11,9 +12,10 @@ mod stream;
 
 use std::path::Path;
 
-pub use augment::{gather_images, Augment, AugmentDraw, CROP_PADDING};
+pub use augment::{gather_images, gather_images_at, Augment, AugmentDraw, CROP_PADDING};
 pub use cifar::{load_cifar10_dir, read_cifar10_batch, write_cifar10_batch, CIFAR10_SHAPE};
 pub use error::DataError;
+pub use files::{DataFiles, Part, PartPlan};
 pub use idx::{
     load_mnist_dir, read_idx_images, read_idx_labels, write_idx_images, write_idx_labels, MAX_SIDE,
     MNIST_CLASSES,
@@ -118,19 +120,9 @@ impl DataSplit {
     /// Moves `count` training samples, chosen at random by `seed`, into the validation set
     /// (both parts keep the samples' original order). Fails unless both parts stay non-empty.
     pub fn hold_out(&mut self, count: usize, seed: u64) -> Result<(), DataError> {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let len = self.train.len();
-        if count == 0 || count >= len {
-            return Err(DataError::ValidationSize { count, train: len });
-        }
-        let mut order: Vec<usize> = (0..len).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-        let (held, kept) = order.split_at_mut(count);
-        held.sort_unstable();
-        kept.sort_unstable();
-        self.validation = Some(self.train.select(held));
-        self.train = self.train.select(kept);
+        let (held, kept) = held_out(self.train.len(), count, seed)?;
+        self.validation = Some(self.train.select(&held));
+        self.train = self.train.select(&kept);
         Ok(())
     }
 
@@ -145,6 +137,23 @@ impl DataSplit {
         self.normalize_by(Normalizer::fit_standard(&self.train))
     }
 
+    /// [`DataSplit::normalize`] (or [`DataSplit::standardize`], if `standard`) when this split
+    /// holds rank `comm.rank()`'s shards of sets whose training set has `train_total` samples:
+    /// the statistics are summed over the ranks, the same on every rank. Collective.
+    pub fn normalize_across(
+        &mut self,
+        comm: &dyn crate::comm::Communicator,
+        train_total: usize,
+        standard: bool,
+    ) -> Result<Normalizer, crate::comm::CommError> {
+        let normalizer = if standard {
+            Normalizer::fit_standard_across(comm, &self.train, train_total)?
+        } else {
+            Normalizer::fit_across(comm, &self.train, train_total)?
+        };
+        Ok(self.normalize_by(normalizer))
+    }
+
     fn normalize_by(&mut self, normalizer: Normalizer) -> Normalizer {
         normalizer.apply(&mut self.train);
         normalizer.apply(&mut self.test);
@@ -153,6 +162,22 @@ impl DataSplit {
         }
         normalizer
     }
+}
+
+/// The samples `count` of `len` chosen by `seed` to be held out, and the others, each in
+/// increasing order. Fails unless both parts are non-empty.
+pub fn held_out(len: usize, count: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>), DataError> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    if count == 0 || count >= len {
+        return Err(DataError::ValidationSize { count, train: len });
+    }
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let mut kept = order.split_off(count);
+    order.sort_unstable();
+    kept.sort_unstable();
+    Ok((order, kept))
 }
 
 /// Loads the data set in `dir`, recognised by its file names: MNIST-style IDX files

@@ -43,9 +43,9 @@ pub enum StopReason {
     Stopped,
 }
 
-/// The sets a run trains on and scores: `train` (across ranks, what the optimiser's steps
-/// take: the whole set for Newton-CG, the shard for SGD), and the test and validation sets
-/// scored after every record.
+/// The sets a run trains on and scores: `train` (across ranks, this rank's shard of it, from
+/// which every optimiser gathers what its steps need), and the test and validation sets
+/// scored after every record (across ranks, this rank's shards).
 #[derive(Clone, Copy)]
 pub struct Sets<'d> {
     pub train: &'d Dataset,

@@ -31,6 +31,24 @@ pub(crate) fn check_augment(
     Ok(())
 }
 
+/// Checks that `held` is rank `comm.rank()`'s [`crate::comm::shard`] of a training set of
+/// `total` samples (the whole set for one process); returns its positions.
+pub(crate) fn check_held(
+    held: &crate::data::Dataset,
+    total: usize,
+    comm: &dyn crate::comm::Communicator,
+) -> Result<std::ops::Range<usize>, crate::Error> {
+    let range = crate::comm::shard(total, comm.rank(), comm.size());
+    if held.len() != range.len() {
+        return Err(crate::Error::VectorLength {
+            label: format!("rank {}'s shard of the training set", comm.rank()),
+            expected: range.len(),
+            found: held.len(),
+        });
+    }
+    Ok(range)
+}
+
 /// Where the next record of an epoch-based run falls: the first of the mini-batch positions
 /// ⌈j·batches/k⌉, j = 1..=k, past `position` (k = `evals_per_epoch`, at most one record per
 /// mini-batch), so that an epoch of `batches` mini-batches is recorded k times, evenly.

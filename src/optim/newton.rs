@@ -104,9 +104,8 @@ pub use super::driver::StopReason;
 pub struct Newton<'a> {
     execution: Execution<'a>,
     comm: &'a dyn Communicator,
-    /// Across ranks, the training samples this rank holds, for f and ∇f (S is drawn from the
-    /// whole set, which [`Newton::step`] is given); None for one process.
-    shard: Option<Dataset>,
+    /// l, the training set's size over every rank.
+    total: usize,
     problem: &'a Problem,
     options: NewtonOptions,
     objective: Objective<'a>,
@@ -131,32 +130,34 @@ impl<'a> Newton<'a> {
         train: &Dataset,
         options: &NewtonOptions,
     ) -> Result<Self, Error> {
-        Self::across(execution, problem, &SingleProcess, train, options)
+        Self::across(execution, problem, &SingleProcess, train, train.len(), options)
     }
 
-    /// Newton-CG as rank `comm.rank()` of a data-parallel job on the whole training set
-    /// `train` (which [`Newton::step`] is then given too): f and ∇f over this rank's
-    /// [`comm::shard`], summed; each subsample drawn as one process draws it, the rank
-    /// holding its part ([`Subsample::part_of`]); CG summing the parts of each product
+    /// Newton-CG as rank `comm.rank()` of a data-parallel job on a training set of `total`
+    /// samples, of which this rank holds its [`comm::shard`] in `held` (which
+    /// [`Newton::step`] is then given too): f and ∇f over the shards, summed; each
+    /// subsample drawn by position in the whole set as one process draws it, the rank
+    /// computing over its part ([`Subsample::across`]); CG summing the parts of each product
     /// ([`cg::solve_across`]). Every decision is taken from summed values or rank 0's, so
     /// every rank takes the same steps as one process.
     pub fn across(
         execution: &Execution<'a>,
         problem: &'a Problem,
         comm: &'a dyn Communicator,
-        train: &Dataset,
+        held: &Dataset,
+        total: usize,
         options: &NewtonOptions,
     ) -> Result<Self, Error> {
-        options.validate(train.len())?;
-        options.check_ranks(train.len(), comm.size())?;
-        let gn_size = options.gn_size_for(train.len());
-        super::check_augment(options.augment, train, 1)?;
-        let shard = (comm.size() > 1).then(|| comm::shard_of(train, comm).into_owned());
+        options.validate(total)?;
+        options.check_ranks(total, comm.size())?;
+        super::check_held(held, total, comm)?;
+        let gn_size = options.gn_size_for(total);
+        super::check_augment(options.augment, held, 1)?;
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         Ok(Self {
             execution: *execution,
             comm,
-            shard,
+            total,
             problem,
             objective: Objective::new(execution, problem)?,
             grad: gpu.zeros::<f32>(n, "∇f")?,
@@ -209,13 +210,12 @@ impl<'a> Newton<'a> {
     /// for the next iteration, which would make it anyway, and its time counted there.
     pub fn initial_record(
         &mut self,
-        train: &Dataset,
+        held: &Dataset,
         theta: &GpuBuffer<f32>,
     ) -> Result<IterationRecord, Error> {
         let started = Instant::now();
-        let (comm, total) = (self.comm, train.len());
-        let shard = self.shard.as_ref().unwrap_or(train);
-        let eval = self.objective.value_and_grad_across(comm, shard, total, theta, &self.grad)?;
+        let (comm, total) = (self.comm, self.total);
+        let eval = self.objective.value_and_grad_across(comm, held, total, theta, &self.grad)?;
         self.known = Some(eval);
         let record = IterationRecord {
             iter: self.state.iteration,
@@ -236,27 +236,24 @@ impl<'a> Newton<'a> {
         Ok(record)
     }
 
-    /// One iteration on θ (updated in place unless the line search fails). The record's
-    /// test accuracy is None; see [`Newton::accuracy`]. Returns None when ‖∇f‖ is already
-    /// within the tolerance (nothing is done).
-    pub fn step(
-        &mut self,
-        train: &Dataset,
-        theta: &GpuBuffer<f32>,
-    ) -> Result<Option<IterationRecord>, Error> {
+    /// One iteration on θ (updated in place unless the line search fails); `held` is this
+    /// rank's shard of the training set (all of it for one process). The record's test
+    /// accuracy is None; see [`Newton::accuracy`]. Returns None when ‖∇f‖ is already within
+    /// the tolerance (nothing is done).
+    pub fn step(&mut self, held: &Dataset, theta: &GpuBuffer<f32>) -> Result<Option<IterationRecord>, Error> {
         let started = Instant::now();
         let k = self.state.iteration + 1;
-        // With augmentation, this iteration's copy of the training set (and this rank's part
-        // of it): f and ∇f at θ are evaluated afresh on it.
+        let (comm, total) = (self.comm, self.total);
+        // With augmentation, this iteration's copy of the training set (of this rank's shard,
+        // each sample drawn as at its position in the whole set): f and ∇f at θ are evaluated
+        // afresh on it.
         let augment = self.options.augment;
-        let copy = augment.is_on().then(|| augment.apply(train, self.options.seed, k as u64));
+        let first = comm::shard(total, comm.rank(), comm.size()).start;
+        let copy = augment.is_on().then(|| augment.apply(held, first, self.options.seed, k as u64));
         if copy.is_some() {
             self.known = None;
         }
-        let train = copy.as_ref().unwrap_or(train);
-        let (comm, total) = (self.comm, train.len());
-        let copy_shard = copy.as_ref().filter(|_| comm.size() > 1).map(|copy| comm::shard_of(copy, comm));
-        let shard = copy_shard.as_deref().or(self.shard.as_ref()).unwrap_or(train);
+        let shard = copy.as_ref().unwrap_or(held);
         let (gpu, options) = (self.execution.gpu, &self.options);
         let eval = match self.known.take() {
             Some(eval) => eval,
@@ -273,13 +270,12 @@ impl<'a> Newton<'a> {
         let seed = options.seed.wrapping_add(k as u64);
         let subsample = match self.subsample.take() {
             Some(mut subsample) if subsample.made_with(theta) => {
-                subsample.redraw(train, theta, seed)?;
+                subsample.redraw(shard, theta, seed)?;
                 subsample
             }
             _ => {
                 let sub_options = SubsampleOptions { size: self.gn_size, seed, memory_budget: None };
-                let part = (comm.rank(), comm.size());
-                Subsample::part_of(&self.execution, self.problem, train, theta, &sub_options, part)?
+                Subsample::across(&self.execution, self.problem, comm, shard, total, theta, &sub_options)?
             }
         };
         let lambda = self.state.lambda;
@@ -380,24 +376,25 @@ pub fn train(
     options: &NewtonOptions,
     observer: &mut dyn Observer,
 ) -> Result<(StopReason, NewtonState), Error> {
-    train_across(execution, problem, &SingleProcess, train, test, theta, options, observer)
+    train_across(execution, problem, &SingleProcess, train, train.len(), test, theta, options, observer)
 }
 
-/// [`train`] as one rank of a data-parallel job (see [`Newton::across`]): `train` is the
-/// whole training set, `test` this rank's shard of the test set.
+/// [`train`] as one rank of a data-parallel job (see [`Newton::across`]): `held` is this
+/// rank's shard of a training set of `total` samples, `test` its shard of the test set.
 #[allow(clippy::too_many_arguments)]
 pub fn train_across(
     execution: &Execution,
     problem: &Problem,
     comm: &dyn Communicator,
-    train: &Dataset,
+    held: &Dataset,
+    total: usize,
     test: Option<&Dataset>,
     theta: &GpuBuffer<f32>,
     options: &NewtonOptions,
     observer: &mut dyn Observer,
 ) -> Result<(StopReason, NewtonState), Error> {
-    let mut newton = Newton::across(execution, problem, comm, train, options)?;
-    let reason = super::drive(&mut newton, Sets { train, test, validation: None }, theta, observer)?;
+    let mut newton = Newton::across(execution, problem, comm, held, total, options)?;
+    let reason = super::drive(&mut newton, Sets { train: held, test, validation: None }, theta, observer)?;
     Ok((reason, newton.state))
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::comm::{self, Communicator, SingleProcess};
+use crate::comm::{Communicator, SingleProcess};
 use crate::data::{Augment, AugmentDraw, Dataset};
 use crate::error::Error;
 use crate::execution::Execution;
@@ -136,14 +136,7 @@ impl<'a> Sgd<'a> {
     ) -> Result<Self, Error> {
         options.validate(total)?;
         super::check_augment(options.augment, shard, comm.size())?;
-        let range = comm::shard(total, comm.rank(), comm.size());
-        if shard.len() != range.len() {
-            return Err(Error::VectorLength {
-                label: format!("rank {}'s shard of the training set", comm.rank()),
-                expected: range.len(),
-                found: shard.len(),
-            });
-        }
+        let range = super::check_held(shard, total, comm)?;
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         let batch = options.batch.min(total);
         Ok(Self {

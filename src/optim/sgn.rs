@@ -14,8 +14,9 @@
 //! |B| samples (the subsample's buffers keep their size; the few samples beyond the last whole
 //! batch wait for the next shuffle).
 //!
-//! Across ranks ([`Sgn::across`]) every rank draws the same mini-batches and holds its part of
-//! each by position (B's and S's members alike); the parts of f_B, ∇f_B, of every product of
+//! Across ranks ([`Sgn::across`]) every rank draws the same mini-batches and computes over its
+//! part of each by position (B's and S's members alike, brought from the ranks whose shards
+//! hold them); the parts of f_B, ∇f_B, of every product of
 //! CG and of f_B(θ + s) are summed, so that every rank takes the decisions one process takes
 //! (step taken, λ) from the same numbers.
 
@@ -180,9 +181,6 @@ struct Step {
 pub struct Sgn<'a> {
     execution: Execution<'a>,
     comm: &'a dyn Communicator,
-    /// Across ranks, the training samples this rank holds, for f (the mini-batches are drawn
-    /// from the whole set, which [`Sgn::advance`] is given); None for one process.
-    shard: Option<Dataset>,
     problem: &'a Problem,
     options: SgnOptions,
     /// l, the training set's size.
@@ -206,25 +204,29 @@ impl<'a> Sgn<'a> {
         train: &Dataset,
         options: &SgnOptions,
     ) -> Result<Self, Error> {
-        Self::across(execution, problem, &SingleProcess, train, options)
+        Self::across(execution, problem, &SingleProcess, train, train.len(), options)
     }
 
-    /// SGN as rank `comm.rank()` of a data-parallel job on the whole training set `train`
-    /// (which [`Sgn::advance`] is then given too): each mini-batch drawn as one process draws
-    /// it, the rank computing over its part by position; f over this rank's
-    /// [`comm::shard`], summed. The mini-batch and |S| must have a member on every rank.
+    /// SGN as rank `comm.rank()` of a data-parallel job on a training set of `total`
+    /// samples, of which this rank holds its [`comm::shard`] in `held` (which
+    /// [`Sgn::advance`] is then given too): each mini-batch drawn by position in the whole set
+    /// as one process draws it, the rank computing over its part by position (brought from
+    /// the ranks that hold it, [`comm::gather_part`]); f over the shards, summed. The
+    /// mini-batch and |S| must have a member on every rank.
     pub fn across(
         execution: &Execution<'a>,
         problem: &'a Problem,
         comm: &'a dyn Communicator,
-        train: &Dataset,
+        held: &Dataset,
+        total: usize,
         options: &SgnOptions,
     ) -> Result<Self, Error> {
-        options.validate(train.len())?;
-        super::check_augment(options.augment, train, 1)?;
-        let options = &SgnOptions { batch: options.batch_for(train.len()), ..options.clone() };
+        options.validate(total)?;
+        super::check_held(held, total, comm)?;
+        super::check_augment(options.augment, held, 1)?;
+        let options = &SgnOptions { batch: options.batch_for(total), ..options.clone() };
         if comm.size() > 1 {
-            options.check_ranks(train.len(), comm.size())?;
+            options.check_ranks(total, comm.size())?;
         }
         let (gpu, n) = (execution.gpu, problem.network.param_count());
         // One chunk holds a mini-batch; f and the accuracies run in chunks of that size or
@@ -240,9 +242,8 @@ impl<'a> Sgn<'a> {
         Ok(Self {
             execution: *execution,
             comm,
-            shard: (comm.size() > 1).then(|| comm::shard_of(train, comm).into_owned()),
             problem,
-            total: train.len(),
+            total,
             objective,
             grad: gpu.zeros(n, "∇f_B")?,
             trial: TrialPoint::new(gpu, n)?,
@@ -337,19 +338,12 @@ impl<'a> Sgn<'a> {
     }
 
     /// f(θ) on the training set (across ranks, summed over the shards).
-    fn value(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
-        let shard = self.shard.as_ref().unwrap_or(train);
-        Ok(self.objective.value_across(self.comm, shard, self.total, theta)?.f)
+    fn value(&mut self, held: &Dataset, theta: &GpuBuffer<f32>) -> Result<f64, Error> {
+        Ok(self.objective.value_across(self.comm, held, self.total, theta)?.f)
     }
 
-    fn steps(&mut self, train: &Dataset, theta: &GpuBuffer<f32>) -> Result<Steps, Error> {
-        if train.len() != self.total {
-            return Err(Error::VectorLength {
-                label: "SGN's training set".into(),
-                expected: self.total,
-                found: train.len(),
-            });
-        }
+    fn steps(&mut self, held: &Dataset, theta: &GpuBuffer<f32>) -> Result<Steps, Error> {
+        super::check_held(held, self.total, self.comm)?;
         let epoch = self.state.epoch + 1;
         let mut order: Vec<usize> = (0..self.total).collect();
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
@@ -359,7 +353,7 @@ impl<'a> Sgn<'a> {
         let to = super::next_record_at(from, batches, self.options.evals_per_epoch);
         let mut done = Steps { mean_loss: 0.0, cg_iters: 0, rejected: 0, cg_s: 0.0 };
         for members in order.chunks_exact(self.options.batch).skip(from).take(to - from) {
-            let step = self.step(train, members, theta)?;
+            let step = self.step(held, members, theta)?;
             done.mean_loss += step.mean_loss / (to - from) as f64;
             done.cg_iters += step.cg_iters;
             done.rejected += usize::from(!step.taken);
@@ -373,8 +367,8 @@ impl<'a> Sgn<'a> {
         Ok(done)
     }
 
-    /// One step on the mini-batch `members`.
-    fn step(&mut self, train: &Dataset, members: &[usize], theta: &GpuBuffer<f32>) -> Result<Step, Error> {
+    /// One step on the mini-batch `members` (positions in the training set).
+    fn step(&mut self, held: &Dataset, members: &[usize], theta: &GpuBuffer<f32>) -> Result<Step, Error> {
         let gpu = self.execution.gpu;
         let options = &self.options;
         self.state.step += 1;
@@ -388,8 +382,8 @@ impl<'a> Sgn<'a> {
         // This rank's part of the mini-batch, by position (all of it for one process).
         let comm = self.comm;
         let of = members.len();
-        let mine = &members[comm::shard(of, comm.rank(), comm.size())];
-        self.objective.load_batch(train, mine, draw)?;
+        let (images, labels) = comm::gather_part(comm, held, self.total, members, draw)?;
+        self.objective.load_samples(&images, &labels, self.total)?;
         let at = self.objective.batch_value_across(comm, of, theta, Some(&self.grad))?;
         if !at.f.is_finite() || !at.grad_norm.is_finite() {
             return Err(Error::Diverged { iteration: self.state.step, f: at.f, grad_norm: at.grad_norm });
@@ -400,11 +394,10 @@ impl<'a> Sgn<'a> {
             _ => {
                 let size = options.gn_size_for(self.total);
                 let sub_options = SubsampleOptions { size, seed, memory_budget: None };
-                let part = (comm.rank(), comm.size());
-                Subsample::part_of(&self.execution, self.problem, train, theta, &sub_options, part)?
+                Subsample::across(&self.execution, self.problem, comm, held, self.total, theta, &sub_options)?
             }
         };
-        subsample.draw_members(train, theta, &members[..subsample.total_len()], draw)?;
+        subsample.draw_members(held, theta, &members[..subsample.total_len()], draw)?;
         let settings =
             CgSettings { xi: options.xi, max_steps: options.cg_steps, check_every: options.cg_check_every };
         self.cg_buffers.seed_probes(seed);
@@ -481,23 +474,24 @@ pub fn train(
     options: &SgnOptions,
     observer: &mut dyn Observer,
 ) -> Result<SgnState, Error> {
-    train_across(execution, problem, &SingleProcess, train, test, theta, options, observer)
+    train_across(execution, problem, &SingleProcess, train, train.len(), test, theta, options, observer)
 }
 
-/// [`train`] as one rank of a data-parallel job (see [`Sgn::across`]): `train` is the whole
-/// training set, `test` this rank's shard of the test set.
+/// [`train`] as one rank of a data-parallel job (see [`Sgn::across`]): `held` is this rank's
+/// shard of a training set of `total` samples, `test` its shard of the test set.
 #[allow(clippy::too_many_arguments)]
 pub fn train_across(
     execution: &Execution,
     problem: &Problem,
     comm: &dyn Communicator,
-    train: &Dataset,
+    held: &Dataset,
+    total: usize,
     test: Option<&Dataset>,
     theta: &GpuBuffer<f32>,
     options: &SgnOptions,
     observer: &mut dyn Observer,
 ) -> Result<SgnState, Error> {
-    let mut sgn = Sgn::across(execution, problem, comm, train, options)?;
-    super::drive(&mut sgn, Sets { train, test, validation: None }, theta, observer)?;
+    let mut sgn = Sgn::across(execution, problem, comm, held, total, options)?;
+    super::drive(&mut sgn, Sets { train: held, test, validation: None }, theta, observer)?;
     Ok(sgn.state)
 }
