@@ -224,3 +224,37 @@ fn a_cut_file_is_refused_by_every_rank() {
         assert!(text.contains("train-images-idx3-ubyte") && text.contains("pixels"), "rank {rank}: {text}");
     }
 }
+
+/// A LIBSVM file has no header: each rank counts its samples (blank lines are none), then
+/// parses its shard alone; the parts are the whole read's shards, and an error in a line a
+/// rank parses names the sample's position in the file.
+#[test]
+fn each_rank_reads_its_shard_of_a_libsvm_file() {
+    use newton_wgpu::data::{read_libsvm, read_libsvm_part, LibsvmOptions};
+    use newton_wgpu::nn::Shape;
+    let dir = scratch_dir("parts-libsvm");
+    let path = dir.join("data.libsvm");
+    let mut text = String::new();
+    for i in 0..23 {
+        text.push_str(&format!("{} 1:{} 3:{} 6:{}\n", i % 3, i, 2 * i, 255 - i));
+        if i % 7 == 0 {
+            text.push_str("   \n");
+        }
+    }
+    std::fs::write(&path, &text).unwrap();
+    let options = LibsvmOptions { shape: Shape::new(1, 2, 3), classes: 3, max_value: 255.0 };
+    let whole = read_libsvm(&path, &options).unwrap();
+    assert_eq!(whole.len(), 23);
+    for ranks in 1..=4 {
+        for rank in 0..ranks {
+            let (part, total) = read_libsvm_part(&path, &options, rank, ranks).unwrap();
+            assert_eq!(total, 23);
+            assert_eq!(part, whole.select(&positions(shard(23, rank, ranks))), "rank {rank} of {ranks}");
+        }
+    }
+    // Sample 20 (rank 2 of 3 holds 16..23) has a label out of range.
+    std::fs::write(&path, text.replace("2 1:20 ", "7 1:20 ")).unwrap();
+    read_libsvm_part(&path, &options, 0, 3).unwrap();
+    let error = read_libsvm_part(&path, &options, 2, 3).unwrap_err().to_string();
+    assert!(error.contains("sample 20") && error.contains("label 7"), "{error}");
+}

@@ -20,6 +20,38 @@ pub struct LibsvmOptions {
 
 /// Reads a LIBSVM file (raw or gzipped).
 pub fn read_libsvm(path: &Path, options: &LibsvmOptions) -> Result<Dataset, DataError> {
+    read_samples(path, options, None)
+}
+
+/// Rank `rank` of `ranks`'s shard ([`crate::comm::shard`]) of a LIBSVM file's samples, and the
+/// file's number of samples. The file has no header: a first pass counts its samples (lines
+/// with a label) without parsing them; the second parses the shard's lines alone and stops
+/// after its last, so memory follows the shard, not the file.
+pub fn read_libsvm_part(
+    path: &Path,
+    options: &LibsvmOptions,
+    rank: usize,
+    ranks: usize,
+) -> Result<(Dataset, usize), DataError> {
+    let dim = options.shape.checked_len().unwrap_or(usize::MAX);
+    let max_line = dim.saturating_mul(64).saturating_add(64);
+    let mut source = Source::open(path)?;
+    let (mut total, mut line_no) = (0, 0);
+    while let Some(line) = source.line(max_line, line_no + 1)? {
+        line_no += 1;
+        total += usize::from(!line.trim().is_empty());
+    }
+    let shard = crate::comm::shard(total, rank, ranks);
+    Ok((read_samples(path, options, Some(shard))?, total))
+}
+
+/// The samples of a LIBSVM file, or those at positions `wanted` (the others' lines are passed
+/// over unparsed, and nothing is read after the last wanted one).
+fn read_samples(
+    path: &Path,
+    options: &LibsvmOptions,
+    wanted: Option<std::ops::Range<usize>>,
+) -> Result<Dataset, DataError> {
     let mut source = Source::open(path)?;
     let dim = options.shape.checked_len().ok_or(DataError::FieldTooLarge {
         path: path.to_owned(),
@@ -31,9 +63,23 @@ pub fn read_libsvm(path: &Path, options: &LibsvmOptions) -> Result<Dataset, Data
     let max_line = dim.saturating_mul(64).saturating_add(64);
     let most = memory_available() / (4 * dim.max(1) as u64);
     let (mut images, mut labels) = (Vec::new(), Vec::new());
-    let mut line_no = 0;
+    let (mut line_no, mut position) = (0, 0);
+    // Errors name a sample by its position in the file.
+    let first = wanted.as_ref().map_or(0, |w| w.start);
     while let Some(line) = source.line(max_line, line_no + 1)? {
         line_no += 1;
+        if let Some(wanted) = &wanted {
+            if line.trim().is_empty() {
+                continue;
+            }
+            position += 1;
+            if position <= wanted.start {
+                continue;
+            }
+            if position > wanted.end {
+                break;
+            }
+        }
         if labels.len() as u64 >= most {
             let bytes = 4 * dim as u64 * (labels.len() as u64 + 1);
             return Err(DataError::TooLarge {
@@ -52,7 +98,7 @@ pub fn read_libsvm(path: &Path, options: &LibsvmOptions) -> Result<Dataset, Data
         if label.fract() != 0.0 || label < 0.0 || label >= options.classes as f64 {
             return Err(DataError::LabelOutOfRange {
                 path: path.to_owned(),
-                index: labels.len(),
+                index: first + labels.len(),
                 label: label as i64,
                 classes: options.classes,
             });
@@ -79,7 +125,7 @@ pub fn read_libsvm(path: &Path, options: &LibsvmOptions) -> Result<Dataset, Data
                 .parse()
                 .map_err(|_| fail(format!("feature value {value_text:?} is not a number")))?;
             if !value.is_finite() {
-                return Err(DataError::NotFinite { path: path.to_owned(), index: labels.len() });
+                return Err(DataError::NotFinite { path: path.to_owned(), index: first + labels.len() });
             }
             sample[index - 1] = value / options.max_value;
         }

@@ -20,7 +20,7 @@ pub use idx::{
     load_mnist_dir, read_idx_images, read_idx_labels, write_idx_images, write_idx_labels, MAX_SIDE,
     MNIST_CLASSES,
 };
-pub use libsvm::{read_libsvm, LibsvmOptions};
+pub use libsvm::{read_libsvm, read_libsvm_part, LibsvmOptions};
 pub use normalize::Normalizer;
 
 use crate::nn::Shape;
