@@ -276,3 +276,89 @@ fn sgn_across_ranks(precondition: Option<PreconditionerOptions>) {
         assert!(error <= 1e-4 * scale, "{size} ranks: θ differs by {error} of {scale}");
     }
 }
+
+/// A communicator that counts its sums.
+struct Counting<'c> {
+    inner: &'c dyn Communicator,
+    sums: std::cell::Cell<usize>,
+}
+
+impl Communicator for Counting<'_> {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn sum_f32(&self, values: &mut [f32]) -> Result<(), newton_wgpu::comm::CommError> {
+        self.sums.set(self.sums.get() + 1);
+        self.inner.sum_f32(values)
+    }
+    fn sum_f64(&self, values: &mut [f64]) -> Result<(), newton_wgpu::comm::CommError> {
+        self.sums.set(self.sums.get() + 1);
+        self.inner.sum_f64(values)
+    }
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), newton_wgpu::comm::CommError> {
+        self.inner.broadcast(bytes)
+    }
+}
+
+/// Across ranks a CG step waits for the device once and sums once: the product's parts and
+/// rank 0's stop test travel together (the product runs behind the device's stop test, as one
+/// process's does). Counted, not timed: read-backs at the device layer, sums at the
+/// communicator; the solve takes one process's steps to the same stop.
+#[test]
+fn a_cg_step_across_ranks_reads_back_once_and_sums_once() {
+    use newton_wgpu::curvature::{Subsample, SubsampleOptions};
+    use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
+    let (split, _) = common::bundled_mnist(120);
+    let train = split.train;
+    let network = common::small_network(train.shape);
+    let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
+    let init = problem.network.init_params(4);
+    let n = init.len();
+    // A device of its own, so that no other test's reads are counted.
+    let device = newton_wgpu::gpu::Gpu::new().unwrap();
+    let execution = newton_wgpu::Execution::new(&device);
+    let options = SubsampleOptions { size: 24, seed: 9, memory_budget: None };
+    let settings = CgSettings { xi: 0.01, max_steps: 40, check_every: 1 };
+    let solve = |comm: &dyn Communicator, held: &newton_wgpu::data::Dataset| {
+        let counting = Counting { inner: comm, sums: std::cell::Cell::new(0) };
+        let theta = device.upload(&init, "θ").unwrap();
+        let grad = device.zeros::<f32>(n, "∇f").unwrap();
+        let mut objective = Objective::new(&execution, &problem).unwrap();
+        let eval = objective.value_and_grad_across(comm, held, train.len(), &theta, &grad).unwrap();
+        let subsample =
+            Subsample::across(&execution, &problem, comm, held, train.len(), &theta, &options).unwrap();
+        let mut buffers = CgBuffers::new(&device, n).unwrap();
+        // Between two sums (barriers), only the ranks' solves run on the shared device.
+        comm.sum_f64(&mut [0.0]).unwrap();
+        let before = device.stats().readbacks;
+        let outcome = cg::solve_across(
+            &device,
+            &counting,
+            &subsample,
+            1.0,
+            &grad,
+            eval.grad_norm,
+            &settings,
+            &mut buffers,
+        )
+        .unwrap();
+        comm.sum_f64(&mut [0.0]).unwrap();
+        let readbacks = device.stats().readbacks - before;
+        (outcome, counting.sums.get(), readbacks)
+    };
+    let (one, _, _) = solve(&newton_wgpu::comm::SingleProcess, &train);
+    assert!(one.steps >= 4 && one.stop.is_some(), "{one:?}");
+    for size in [2, 3] {
+        let results = on_ranks(size, |comm| solve(comm, &shard_of(&train, comm)));
+        for (rank, (outcome, sums, readbacks)) in results.iter().enumerate() {
+            assert_eq!((outcome.steps, outcome.stop), (one.steps, one.stop), "rank {rank} of {size}");
+            // A sum per step, one more that sees the stop, and the final figures'.
+            assert_eq!(*sums, one.steps + 2, "rank {rank} of {size}: sums");
+            // Every rank's reads: one per step, the one that sees the stop, the final one.
+            assert_eq!(*readbacks as usize, size * (one.steps + 2), "rank {rank} of {size}: read-backs");
+        }
+    }
+}

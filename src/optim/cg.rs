@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 
-use crate::comm::{self, Communicator};
+use crate::comm::{self, CommError, Communicator};
 use crate::curvature::{Damping, Subsample};
 use crate::error::Error;
 use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket, Recorder};
@@ -43,11 +43,22 @@ struct Programs {
     section: IndirectArgs,
     /// gᵀs and sᵀs.
     end: Program,
-    /// A step across ranks, in two (recorded only there): the rank's part of the product,
-    /// then, after the parts are summed on the host, the rest of the step.
-    split: Option<(Program, Program)>,
+    /// A step across ranks, in two (recorded only there).
+    split: Option<Split>,
     /// With a preconditioner: its estimate of diag(G_S) on this subsample, and M⁻¹.
     refresh: Option<Refresh>,
+}
+
+/// A CG step across ranks: the rank's part of the product, and after the parts are summed on
+/// the host, the rest of the step. The product is gated like the one-process step's (the rest
+/// closes the gate once the device's stop test holds) and followed by copies into
+/// `exchange`: [its part of the product (n values), the device's stop slot, a slot the host
+/// fills], so that one read and one sum per step carry both the product and the decision.
+struct Split {
+    product: Program,
+    section: IndirectArgs,
+    rest: Program,
+    exchange: GpuBuffer<f32>,
 }
 
 /// The programs that estimate diag(G_S) and make M⁻¹: one probe is recorded and replayed for
@@ -278,14 +289,19 @@ impl CgBuffers {
             return Ok(Programs { key, start, step, section, end, split: None, refresh });
         }
 
+        let exchange = gpu.zeros(n + 2, "CG product and stop, exchanged across ranks")?;
         let mut rec = gpu.recorder();
+        rec.begin_indirect();
         subsample.record_gauss_newton(&mut rec, p, Damping::Slot { scalars, slot: slot::DAMPING }, ap)?;
+        let split_section = rec.end_indirect()?;
+        blas1::copy(&mut rec, ap, 0, &exchange, 0, n)?;
+        blas1::copy(&mut rec, scalars, slot::STOP, &exchange, n, 1)?;
         let product = rec.finish()?;
-        // The gate β sets is the one-process step's, unused here: the host decides.
         let mut rec = gpu.recorder();
-        self.record_after_product(&mut rec, &section)?;
+        self.record_after_product(&mut rec, &split_section)?;
         let rest = rec.finish()?;
-        Ok(Programs { key, start, step, section, end, split: Some((product, rest)), refresh })
+        let split = Split { product, section: split_section, rest, exchange };
+        Ok(Programs { key, start, step, section, end, split: Some(split), refresh })
     }
 
     /// A step after its product: the partial sums of pᵀ(G + λI)p, then advance (α finished
@@ -425,13 +441,16 @@ impl CgOutcome {
 }
 
 /// [`solve`] as one rank of a data-parallel job, each rank holding its part of S
-/// ([`Subsample::part_of`]): every step sums the ranks' parts of the product (n values read
-/// back, summed, written back: the price of the sum), rank 0 alone adds the damping, and
-/// whether CG goes on is rank 0's answer, sent to every rank, so that no rank waits for a step
-/// the others do not take. Preconditioned, each probe's product G_S v is summed the same way
-/// before it joins the estimate, so that M is the same on every rank (and one process's, up to
-/// the order of the additions). The outcome is rank 0's on every rank. With one rank this is
-/// [`solve`].
+/// ([`Subsample::across`]): every step sums the ranks' parts of the product (n values read
+/// back, summed, written back: the price of the sum), rank 0 alone adds the damping. Whether
+/// CG goes on is rank 0's answer, carried in the same read and the same sum as the next
+/// product: the product runs behind the previous step's stop test on every device (skipped,
+/// like the one-process step's, once the test holds), so a step waits for the device once and
+/// sums once, and CG's end costs no dropped product. Ranks whose devices disagree on the test
+/// (GPUs that round differently) end with an error rather than sum parts that were not all
+/// computed. Preconditioned, each probe's product G_S v is summed the same way before it
+/// joins the estimate, so that M is the same on every rank (and one process's, up to the order
+/// of the additions). The outcome is rank 0's on every rank. With one rank this is [`solve`].
 #[allow(clippy::too_many_arguments)]
 pub fn solve_across(
     gpu: &Gpu,
@@ -454,7 +473,10 @@ pub fn solve_across(
     let probes = buffers.probes_per_solve();
     buffers.programs(gpu, subsample, grad, true)?;
     let programs = buffers.programs.as_ref().expect("recorded above");
-    let (product, rest) = programs.split.as_ref().expect("recorded split");
+    let split = programs.split.as_ref().expect("recorded split");
+    let n = buffers.product.len();
+    // Every step's product runs until the device says otherwise.
+    gpu.write(&split.section.args, &split.section.host)?;
     let mut comm_s = 0.0;
     if let (Some(refresh), Some(pc)) = (&programs.refresh, &buffers.preconditioner) {
         gpu.submit(&[&refresh.clear])?;
@@ -466,28 +488,50 @@ pub fn solve_across(
         gpu.submit(&[&refresh.invert])?;
     }
     gpu.submit(&[&programs.start])?;
-    // rank 0's value of each figure, on every rank.
-    let from_rank0 = |values: &[f32]| -> Result<Vec<f64>, Error> {
-        let mut sums: Vec<f64> = values.iter().map(|&v| if rank0 { v as f64 } else { 0.0 }).collect();
-        comm.sum_f64(&mut sums)?;
-        Ok(sums)
-    };
-    for _ in 0..settings.max_steps {
-        gpu.submit(&[product])?;
-        // The read waits for the product; the exchange is timed from when it is here.
-        comm_s += comm::sum_on_device(gpu, comm, &buffers.product)?;
-        gpu.submit(&[rest])?;
-        let now = gpu.read(&buffers.scalars)?;
+    if settings.max_steps > 0 {
+        gpu.submit(&[&split.product])?;
+    }
+    for step in 0..settings.max_steps {
+        // One read waits for the product and brings the stop test before it.
+        let mut values = gpu.read(&split.exchange)?;
         let exchange = std::time::Instant::now();
-        let stop = from_rank0(&[now[slot::STOP]])?[0];
+        let stopped_here = values[n] != 0.0;
+        // Rank 0's stop slot alone, and how many devices skipped the product.
+        values[n + 1] = f32::from(u8::from(stopped_here));
+        if !rank0 {
+            values[n] = 0.0;
+        }
+        comm.sum_f32(&mut values)?;
         comm_s += exchange.elapsed().as_secs_f64();
-        if stop != 0.0 {
+        let (stop, skipped) = (values[n] != 0.0, values[n + 1] as usize);
+        if skipped != if stop { comm.size() } else { 0 } {
+            return Err(CommError::Failed {
+                rank: comm.rank(),
+                size: comm.size(),
+                what: format!(
+                    "the ranks' devices disagree on CG's stop test (rank 0 {}, {skipped} of {} stopped): \
+                     GPUs that round differently cannot share a solve; run the ranks on one kind of GPU",
+                    if stop { "stopped" } else { "went on" },
+                    comm.size()
+                ),
+            }
+            .into());
+        }
+        if stop {
             break;
+        }
+        gpu.write(&buffers.product, &values[..n])?;
+        if step + 1 < settings.max_steps {
+            gpu.submit(&[&split.rest, &split.product])?;
+        } else {
+            gpu.submit(&[&split.rest])?;
         }
     }
     gpu.submit(&[&programs.end])?;
     let last = gpu.read(&buffers.scalars)?;
-    let figures = from_rank0(&OUTCOME_SLOTS.map(|i| last[i]))?;
+    // Rank 0's figures on every rank.
+    let mut figures: Vec<f64> = OUTCOME_SLOTS.map(|i| if rank0 { last[i] as f64 } else { 0.0 }).to_vec();
+    comm.sum_f64(&mut figures)?;
     let figures = <[f64; 6]>::try_from(figures).expect("six figures");
     Ok(CgOutcome::from_figures(figures, lambda, comm_s))
 }
