@@ -246,7 +246,7 @@ fn preconditioned_newton_on_two_and_three_ranks_logs_what_one_process_does() {
 }
 
 #[test]
-fn f_and_its_gradient_on_two_ranks_are_those_of_one_process() {
+fn f_its_gradient_and_a_product_on_two_ranks_are_those_of_one_process() {
     let args = ["eval", "--net", NET, "--loss", "ce", "--limit", "500"];
     let single = program().args(args).output().unwrap();
     let across = mpirun(2, &args, &[]);
@@ -255,7 +255,8 @@ fn f_and_its_gradient_on_two_ranks_are_those_of_one_process() {
         let line = stdout.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key} in {stdout}"));
         line.split('=').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
     };
-    for key in ["f(θ)", "‖∇f(θ)‖"] {
+    // So is one Gauss-Newton product, each rank computing its part of S's.
+    for key in ["f(θ)", "‖∇f(θ)‖", "‖(G_S + I)·∇f‖"] {
         let (a, b) = (value(&across, key), value(&single, key));
         assert!((a - b).abs() <= 1e-5 * b, "{key}: {a} across two ranks, {b} in one process");
     }

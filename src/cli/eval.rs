@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use newton_wgpu::curvature::{Subsample, SubsampleOptions};
+use newton_wgpu::comm;
+use newton_wgpu::curvature::{Damping, Subsample, SubsampleOptions};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::objective::Objective;
 use newton_wgpu::rules;
@@ -65,25 +66,35 @@ pub fn eval(args: &EvalArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     );
     sayln!("‖∇f(θ)‖ = {:.6}", eval.grad_norm);
     sayln!("one f + ∇f evaluation: {seconds:.3} s (about {gflops:.2} GFLOP/s in the convolutions)");
-    if comm.size() > 1 {
-        sayln!("across {} ranks: the Gauss-Newton product does not run across ranks yet", comm.size());
-        return Ok(());
-    }
 
-    // One damped Gauss-Newton product with the gradient, as Newton-CG's first CG step makes.
+    // One damped Gauss-Newton product with the gradient, as Newton-CG's first CG step makes:
+    // across ranks each computes its part of S's, rank 0 adding the damping, and the parts
+    // are summed.
     let options = SubsampleOptions { size, seed: args.problem.seed, memory_budget: None };
     let start = Instant::now();
-    let subsample = Subsample::new(&execution, &problem, &train, &theta, &options)?;
+    let subsample = Subsample::across(&execution, &problem, comm, &train, total, &theta, &options)?;
     gpu.wait()?;
     let forward_s = start.elapsed().as_secs_f64();
     let product = gpu.zeros::<f32>(network.param_count(), "(G + λI)∇f")?;
-    subsample.gauss_newton_product(&grad, 1.0, &product)?; // compiles the remaining pipelines
+    let damping = if comm.rank() == 0 { Damping::Lambda(1.0) } else { Damping::Undamped };
+    let mut rec = gpu.recorder();
+    subsample.record_gauss_newton(&mut rec, &grad, damping, &product)?;
+    let program = rec.finish()?;
+    gpu.submit(&[&program])?; // compiles the remaining pipelines
     gpu.wait()?;
     let start = Instant::now();
-    subsample.gauss_newton_product(&grad, 1.0, &product)?;
+    gpu.submit(&[&program])?;
+    comm::sum_on_device(&gpu, comm, &product)?;
     gpu.wait()?;
     let product_s = start.elapsed().as_secs_f64();
+    let norm = gpu.read(&product)?.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
     sayln!("subsample: {}; its forward pass took {forward_s:.3} s", subsample.describe());
-    sayln!("one product (G_S + I)·∇f: {product_s:.3} s");
+    let summed = if comm.size() > 1 {
+        format!(" (its parts summed over {} ranks)", comm.size())
+    } else {
+        String::new()
+    };
+    sayln!("one product (G_S + I)·∇f: {product_s:.3} s{summed}");
+    sayln!("‖(G_S + I)·∇f‖ = {norm:.6}");
     Ok(())
 }
