@@ -123,7 +123,7 @@ impl<'a> Sgd<'a> {
     }
 
     /// SGD as rank `comm.rank()` of a data-parallel job over a training set of `total`
-    /// samples, of which this rank holds its [`comm::shard`] (`shard`, which
+    /// samples, of which this rank holds its [`crate::comm::shard`] (`shard`, which
     /// [`Sgd::advance`] and [`Sgd::accuracy`] are then given). Every rank takes the steps that
     /// one process takes on the whole set.
     pub fn across(
