@@ -108,14 +108,18 @@ pub fn gather_part(
         let first = chunk * rows_per_sum;
         rows.clear();
         rows.resize(positions.len() * row, 0.0f32);
-        for (slot, &member) in positions.iter().enumerate() {
-            if range.contains(&member) {
-                let local = member - range.start;
-                let out = &mut rows[slot * row..(slot + 1) * row];
-                let image = crate::data::gather_images_at(held, range.start, &[local], draw);
-                out[..d].copy_from_slice(&image);
-                out[d] = held.labels[local] as f32;
-            }
+        // The members this rank holds: their slots, and their indices in `held`.
+        let (slots, locals): (Vec<usize>, Vec<usize>) = positions
+            .iter()
+            .enumerate()
+            .filter(|(_, member)| range.contains(member))
+            .map(|(slot, &member)| (slot, member - range.start))
+            .unzip();
+        let mine = crate::data::gather_images_at(held, range.start, &locals, draw);
+        for ((&slot, &local), image) in slots.iter().zip(&locals).zip(mine.chunks_exact(d.max(1))) {
+            let out = &mut rows[slot * row..(slot + 1) * row];
+            out[..d].copy_from_slice(image);
+            out[d] = held.labels[local] as f32;
         }
         comm.sum_f32(&mut rows)?;
         for (slot, values) in rows.chunks_exact(row).enumerate() {

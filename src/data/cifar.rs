@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::stream::{memory_available, Source, BYTES_PER_PIXEL};
+use super::stream::Source;
 use super::{DataError, DataSplit, Dataset};
 use crate::nn::Shape;
 
@@ -17,44 +17,12 @@ pub(super) fn has_cifar10_files(dir: &Path) -> bool {
 }
 
 /// Reads one batch file: (labels, pixels scaled to [0, 1]). The file has no header: its
-/// records are read one at a time, and the load stops with an error once they would take
-/// more memory than the machine has.
+/// records are counted first (from its size, or by decompressing it with nothing kept), and a
+/// count beyond the machine's memory is refused before the records are read.
 pub fn read_cifar10_batch(path: &Path) -> Result<(Vec<u32>, Vec<f32>), DataError> {
-    let mut source = Source::open(path)?;
-    let most = memory_available() / (RECORD as u64 * BYTES_PER_PIXEL);
-    let (mut labels, mut pixels) = (Vec::new(), Vec::new());
-    let mut record = vec![0u8; RECORD];
-    while source.record("records of 3073 bytes", &mut record)? {
-        let index = labels.len();
-        if index as u64 >= most {
-            let bytes = (index as u64 + 1) * RECORD as u64;
-            return Err(DataError::TooLarge {
-                path: path.to_owned(),
-                field: "records",
-                bytes,
-                available: memory_available(),
-            });
-        }
-        if record[0] as usize >= CLASSES {
-            return Err(DataError::LabelOutOfRange {
-                path: path.to_owned(),
-                index,
-                label: record[0] as i64,
-                classes: CLASSES,
-            });
-        }
-        labels.push(record[0] as u32);
-        pixels.extend(record[1..].iter().map(|&p| p as f32 / 255.0));
-    }
-    if labels.is_empty() {
-        return Err(DataError::Truncated {
-            path: path.to_owned(),
-            field: "records of 3073 bytes",
-            expected: RECORD as u64,
-            found: 0,
-        });
-    }
-    Ok((labels, pixels))
+    let batch = CifarBatches { files: vec![(path.to_owned(), count_records(path)?)] };
+    let (data, _) = batch.read_all()?;
+    Ok((data.labels, data.images))
 }
 
 /// Writes one batch file from labels and [n, 3, 32, 32] pixel bytes.
@@ -96,6 +64,11 @@ impl CifarBatches {
 
     pub(super) fn paths(&self) -> Vec<PathBuf> {
         self.files.iter().map(|(path, _)| path.clone()).collect()
+    }
+
+    /// Every sample, and the bytes read.
+    pub(super) fn read_all(&self) -> Result<(Dataset, u64), DataError> {
+        self.read(&(0..self.len()).collect::<Vec<_>>())
     }
 
     /// The samples at `rows` (increasing, below the count) of the files taken in order,
@@ -184,6 +157,5 @@ pub(super) fn cifar10_files(dir: &Path) -> Result<(CifarBatches, CifarBatches), 
 /// Loads the five training batches and the test batch from `dir`.
 pub fn load_cifar10_dir(dir: &Path) -> Result<DataSplit, DataError> {
     let (train, test) = cifar10_files(dir)?;
-    let all = |set: &CifarBatches| set.read(&(0..set.len()).collect::<Vec<_>>()).map(|(data, _)| data);
-    Ok(DataSplit { train: all(&train)?, test: all(&test)?, validation: None })
+    Ok(DataSplit { train: train.read_all()?.0, test: test.read_all()?.0, validation: None })
 }

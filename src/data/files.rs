@@ -33,6 +33,13 @@ impl SetFiles {
         }
     }
 
+    fn read_all(&self) -> Result<(Dataset, u64), DataError> {
+        match self {
+            Self::Idx(pair) => pair.read_all(),
+            Self::Cifar(batches) => batches.read_all(),
+        }
+    }
+
     fn paths(&self) -> Vec<PathBuf> {
         match self {
             Self::Idx(pair) => pair.paths(),
@@ -132,7 +139,7 @@ impl DataFiles {
 
     /// The whole test set.
     pub fn read_test(&self) -> Result<Dataset, DataError> {
-        Ok(self.test.read(&(0..self.test.len()).collect::<Vec<_>>())?.0)
+        Ok(self.test.read_all()?.0)
     }
 
     /// Reads what `plan` gives its rank: of the training set's first `limit` samples, less

@@ -158,6 +158,11 @@ impl IdxPair {
         vec![self.images.clone(), self.labels.clone()]
     }
 
+    /// Every sample, and the bytes read.
+    pub(super) fn read_all(&self) -> Result<(Dataset, u64), DataError> {
+        self.read(&(0..self.count).collect::<Vec<_>>())
+    }
+
     /// The samples at `rows` (increasing, below the count), pixels scaled to [0, 1], and the
     /// bytes read from the files.
     pub(super) fn read(&self, rows: &[usize]) -> Result<(Dataset, u64), DataError> {
@@ -209,6 +214,5 @@ pub(super) fn mnist_files(dir: &Path) -> Result<(IdxPair, IdxPair), DataError> {
 /// Loads train-* and t10k-* IDX files (raw or .gz) from `dir`, pixels scaled to [0, 1].
 pub fn load_mnist_dir(dir: &Path) -> Result<DataSplit, DataError> {
     let (train, test) = mnist_files(dir)?;
-    let all = |set: &IdxPair| set.read(&(0..set.len()).collect::<Vec<_>>()).map(|(data, _)| data);
-    Ok(DataSplit { train: all(&train)?, test: all(&test)?, validation: None })
+    Ok(DataSplit { train: train.read_all()?.0, test: test.read_all()?.0, validation: None })
 }

@@ -184,14 +184,5 @@ pub fn held_out(len: usize, count: usize, seed: u64) -> Result<(Vec<usize>, Vec<
 /// (train-images-idx3-ubyte[.gz], …) or CIFAR-10 binary batches (data_batch_1.bin, …).
 /// Pixels are scaled to [0, 1]; call [`DataSplit::normalize`] to subtract the mean.
 pub fn load_dir(dir: &Path) -> Result<DataSplit, DataError> {
-    if !dir.is_dir() {
-        return Err(DataError::NotADirectory { path: dir.to_owned() });
-    }
-    if idx::has_mnist_files(dir) {
-        load_mnist_dir(dir)
-    } else if cifar::has_cifar10_files(dir) {
-        load_cifar10_dir(dir)
-    } else {
-        Err(DataError::UnknownLayout { path: dir.to_owned() })
-    }
+    Ok(DataFiles::open(dir)?.read_part(&PartPlan::whole())?.split)
 }

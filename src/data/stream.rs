@@ -206,20 +206,26 @@ impl Source {
         }
     }
 
+    /// Where the file's size is known (uncompressed), refuses a file that does not end at
+    /// byte `end`, the end of the body `field` its header promises.
+    fn check_ends_at(&self, field: &'static str, end: u64) -> Result<(), DataError> {
+        match self.raw_len {
+            Some(raw) if raw < end => {
+                Err(DataError::Truncated { path: self.path.clone(), field, expected: end, found: raw })
+            }
+            Some(raw) if raw > end => {
+                Err(DataError::TrailingBytes { path: self.path.clone(), field, expected: end })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The next `len` bytes, which must be the rest of the file: an error when the file ends
     /// before them or goes on after them (read no further than one byte beyond).
     pub(super) fn body(&mut self, field: &'static str, len: u64) -> Result<Vec<u8>, DataError> {
         self.check_promise(field, len, BYTES_PER_PIXEL)?;
         let expected = self.position + len;
-        match self.raw_len {
-            Some(raw) if raw < expected => {
-                return Err(DataError::Truncated { path: self.path.clone(), field, expected, found: raw })
-            }
-            Some(raw) if raw > expected => {
-                return Err(DataError::TrailingBytes { path: self.path.clone(), field, expected })
-            }
-            _ => {}
-        }
+        self.check_ends_at(field, expected)?;
         // Grown as the data comes, so that a short stream with a large promise allocates only
         // what it holds.
         const STEP: u64 = 1 << 20;
@@ -269,20 +275,7 @@ impl Source {
                 available: 0,
             });
         };
-        match self.raw_len {
-            Some(raw) if raw < body_end => {
-                return Err(DataError::Truncated {
-                    path: self.path.clone(),
-                    field,
-                    expected: body_end,
-                    found: raw,
-                })
-            }
-            Some(raw) if raw > body_end => {
-                return Err(DataError::TrailingBytes { path: self.path.clone(), field, expected: body_end })
-            }
-            _ => {}
-        }
+        self.check_ends_at(field, body_end)?;
         if let Some(&last) = rows.last() {
             assert!((last as u64) < count, "rows lie in the body");
         }
