@@ -182,7 +182,7 @@ fn bench_case(
     let mut buffers = CgBuffers::new(gpu, n).unwrap();
     let check_every = NewtonOptions::default().cg_check_every;
     let mut solve = |steps: usize| {
-        let settings = CgSettings { xi: 0.0, max_steps: steps, check_every };
+        let settings = CgSettings { xi: 0.0, max_steps: steps, check_every, sums_per_product: 1 };
         let outcome = cg::solve(gpu, &s, 1.0, &grad, grad_norm, &settings, &mut buffers).unwrap();
         assert_eq!(outcome.steps, steps, "CG stopped early: {outcome:?}");
     };
@@ -318,7 +318,7 @@ fn host_case(runs: usize) -> Map<String, Value> {
     let mut buffers = CgBuffers::new(&gpu, n).unwrap();
     let check_every = NewtonOptions::default().cg_check_every;
     let mut solve = |steps: usize| {
-        let settings = CgSettings { xi: 0.0, max_steps: steps, check_every };
+        let settings = CgSettings { xi: 0.0, max_steps: steps, check_every, sums_per_product: 1 };
         let outcome = cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &mut buffers).unwrap();
         assert_eq!(outcome.steps, steps, "CG stopped early: {outcome:?}");
     };

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::execution::Execution;
 use crate::gpu::{Gpu, GpuBuffer, Program, Recorder};
 use crate::kernels::{blas1, cg as cg_kernels, loss as loss_kernels};
-use crate::nn::device::{Passes, Workspace};
+use crate::nn::device::{GradientDone, Passes, Workspace};
 use crate::problem::Problem;
 
 /// `size` distinct sample indices of 0..l, drawn from `seed`, in increasing order.
@@ -402,13 +402,54 @@ impl<'a> Subsample<'a> {
         damping: Damping,
         out: &GpuBuffer<f32>,
     ) -> Result<(), Error> {
+        self.record_product(rec, v, damping, out, None)
+    }
+
+    /// [`Subsample::record_gauss_newton`] with the damping added before the curvature, noting
+    /// the points after which a tail out[from..] is final (the last chunk's backward pass, see
+    /// [`GradientDone`]): across ranks, the parts of a product are read and summed while the
+    /// device computes the rest of it.
+    pub fn record_gauss_newton_marked(
+        &self,
+        rec: &mut Recorder,
+        v: &GpuBuffer<f32>,
+        damping: Damping,
+        out: &GpuBuffer<f32>,
+    ) -> Result<Vec<GradientDone>, Error> {
+        let mut done = Vec::new();
+        self.record_product(rec, v, damping, out, Some(&mut done))?;
+        Ok(done)
+    }
+
+    /// The product; with `done`, the damping first and the last chunk's points noted there.
+    fn record_product(
+        &self,
+        rec: &mut Recorder,
+        v: &GpuBuffer<f32>,
+        damping: Damping,
+        out: &GpuBuffer<f32>,
+        mut done: Option<&mut Vec<GradientDone>>,
+    ) -> Result<(), Error> {
         let (k, n) = (self.problem.network.outputs(), self.problem.network.param_count());
         self.check(v, n)?;
         self.check(out, n)?;
         let per_sample = (1.0 / self.total as f64) as f32;
         blas1::fill(rec, out, n, 0.0)?;
+        let add_damping = |rec: &mut Recorder| -> Result<(), Error> {
+            match damping {
+                Damping::Lambda(lambda) => blas1::axpy(rec, self.damping(lambda), v, out, n)?,
+                Damping::Slot { scalars, slot } => cg_kernels::axpy_scalar(rec, 1.0, scalars, slot, v, out)?,
+                Damping::Undamped => {}
+            }
+            Ok(())
+        };
+        let marked = done.is_some();
+        if marked {
+            add_damping(rec)?;
+        }
         let ws = &self.workspace;
-        self.for_each_chunk(rec, |rec, _, batch| {
+        let len = self.len();
+        self.for_each_chunk(rec, |rec, start, batch| {
             let jv = ws.record_jvp(rec, &self.theta, v, batch)?;
             let z = ws.network_outputs();
             loss_kernels::hessian_product(
@@ -421,13 +462,17 @@ impl<'a> Subsample<'a> {
                 ws.output_grad(),
                 per_sample,
             )?;
-            ws.record_backward(rec, &self.theta, batch, out, None)?;
+            match done.as_deref_mut() {
+                // Earlier chunks write every part again after them.
+                Some(done) if start + batch == len => {
+                    ws.record_backward_marked(rec, &self.theta, batch, out, None, done)?
+                }
+                _ => ws.record_backward(rec, &self.theta, batch, out, None)?,
+            }
             Ok(())
         })?;
-        match damping {
-            Damping::Lambda(lambda) => blas1::axpy(rec, self.damping(lambda), v, out, n)?,
-            Damping::Slot { scalars, slot } => cg_kernels::axpy_scalar(rec, 1.0, scalars, slot, v, out)?,
-            Damping::Undamped => {}
+        if !marked {
+            add_damping(rec)?;
         }
         Ok(())
     }

@@ -96,6 +96,9 @@ pub mod most {
     /// CG steps between two reads of the residual, which is also the most steps one submit
     /// holds.
     pub const CHECK_EVERY: usize = 256;
+    /// Pieces a CG step's product is summed in across ranks (a submit and a read each; a
+    /// network has a cut point per layer with parameters at most).
+    pub const SUMS_PER_PRODUCT: usize = 64;
     /// Random sign probes of diag(G_S) per solve, one product each (replayed from one
     /// recorded probe, so the bound is on time, not memory).
     pub const PROBES: usize = 1000;

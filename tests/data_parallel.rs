@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{execution, gpu};
 use newton_wgpu::comm::{shard_of, Communicator, ThreadGroup};
 use newton_wgpu::loss::Loss;
-use newton_wgpu::nn::cnn4_small;
+use newton_wgpu::nn::{cnn4_small, LayerSpec, Network};
 use newton_wgpu::objective::{Evaluation, Objective};
 use newton_wgpu::optim::cg::PreconditionerOptions;
 use newton_wgpu::Problem;
@@ -303,17 +303,60 @@ impl Communicator for Counting<'_> {
     }
 }
 
-/// Across ranks a CG step waits for the device once and sums once: the product's parts and
-/// rank 0's stop test travel together (the product runs behind the device's stop test, as one
+/// Across ranks a CG step waits for the device once per piece of its product and sums once
+/// per piece: the product's pieces are read as the backward pass finishes them, and rank 0's
+/// stop test travels with the first (the product runs behind the device's stop test, as one
 /// process's does). Counted, not timed: read-backs at the device layer, sums at the
-/// communicator; the solve takes one process's steps to the same stop.
+/// communicator. Whatever the pieces, the solve takes one process's steps to the same stop
+/// and every rank's direction is the same, bit for bit (a piece's values are summed as the
+/// whole product's are).
 #[test]
-fn a_cg_step_across_ranks_reads_back_once_and_sums_once() {
+fn a_cg_step_across_ranks_reads_and_sums_once_per_piece_of_its_product() {
+    let (split, _) = common::bundled_mnist(120);
+    let network = Network::new(
+        split.train.shape,
+        &[
+            LayerSpec::conv(3, 4, 1, 1),
+            LayerSpec::Relu,
+            LayerSpec::MaxPool { size: 2, stride: None },
+            LayerSpec::conv(3, 6, 1, 1),
+            LayerSpec::Relu,
+            LayerSpec::MaxPool { size: 2, stride: None },
+            LayerSpec::dense(10),
+        ],
+    )
+    .unwrap();
+    let layers_with_params = network.layers().iter().filter(|layer| layer.param_count() > 0).count();
+    assert_eq!(layers_with_params, 3);
+    for (asked, made) in pieces_of_solves_across_ranks(network, &split.train, &[1, 2, 3, 64], &[2, 3]) {
+        // A cut after each layer's part at most.
+        assert_eq!(made, asked.min(layers_with_params), "{asked} pieces asked");
+    }
+}
+
+/// The same in a residual network, whose backward pass finishes parameters out of their
+/// order in θ (a block's shortcut and body, scalar biases and scales between its layers):
+/// a piece is read only once every value in it is final.
+#[test]
+fn a_residual_networks_product_is_summed_in_pieces_as_in_one() {
+    let (split, _) = common::bundled_mnist(60);
+    let network = common::residual_network(split.train.shape, split.train.classes);
+    let made = pieces_of_solves_across_ranks(network, &split.train, &[1, 5, 64], &[2]);
+    assert_eq!(made[..2], [(1, 1), (5, 5)]);
+    assert!(made[2].1 > 5, "{made:?}");
+}
+
+/// Solves across each number of ranks in `sizes` with each number of pieces in `asked`,
+/// checking the counts and the directions as above; returns (asked, made) per entry of
+/// `asked`.
+fn pieces_of_solves_across_ranks(
+    network: Network,
+    train: &newton_wgpu::data::Dataset,
+    asked: &[usize],
+    sizes: &[usize],
+) -> Vec<(usize, usize)> {
     use newton_wgpu::curvature::{Subsample, SubsampleOptions};
     use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
-    let (split, _) = common::bundled_mnist(120);
-    let train = split.train;
-    let network = common::small_network(train.shape);
     let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
     let init = problem.network.init_params(4);
     let n = init.len();
@@ -321,8 +364,8 @@ fn a_cg_step_across_ranks_reads_back_once_and_sums_once() {
     let device = newton_wgpu::gpu::Gpu::new().unwrap();
     let execution = newton_wgpu::Execution::new(&device);
     let options = SubsampleOptions { size: 24, seed: 9, memory_budget: None };
-    let settings = CgSettings { xi: 0.01, max_steps: 40, check_every: 1 };
-    let solve = |comm: &dyn Communicator, held: &newton_wgpu::data::Dataset| {
+    let solve = |comm: &dyn Communicator, held: &newton_wgpu::data::Dataset, pieces: usize| {
+        let settings = CgSettings { xi: 0.01, max_steps: 40, check_every: 1, sums_per_product: pieces };
         let counting = Counting { inner: comm, sums: std::cell::Cell::new(0) };
         let theta = device.upload(&init, "θ").unwrap();
         let grad = device.zeros::<f32>(n, "∇f").unwrap();
@@ -347,18 +390,38 @@ fn a_cg_step_across_ranks_reads_back_once_and_sums_once() {
         .unwrap();
         comm.sum_f64(&mut [0.0]).unwrap();
         let readbacks = device.stats().readbacks - before;
-        (outcome, counting.sums.get(), readbacks)
+        // Every rank has counted before any reads its direction.
+        comm.sum_f64(&mut [0.0]).unwrap();
+        let direction = device.read(&buffers.direction).unwrap();
+        let pieces = buffers.sums_per_step().unwrap_or(1);
+        (outcome, counting.sums.get(), readbacks, pieces, direction)
     };
-    let (one, _, _) = solve(&newton_wgpu::comm::SingleProcess, &train);
+    let (one, ..) = solve(&newton_wgpu::comm::SingleProcess, train, 1);
     assert!(one.steps >= 4 && one.stop.is_some(), "{one:?}");
-    for size in [2, 3] {
-        let results = on_ranks(size, |comm| solve(comm, &shard_of(&train, comm)));
-        for (rank, (outcome, sums, readbacks)) in results.iter().enumerate() {
-            assert_eq!((outcome.steps, outcome.stop), (one.steps, one.stop), "rank {rank} of {size}");
-            // A sum per step, one more that sees the stop, and the final figures'.
-            assert_eq!(*sums, one.steps + 2, "rank {rank} of {size}: sums");
-            // Every rank's reads: one per step, the one that sees the stop, the final one.
-            assert_eq!(*readbacks as usize, size * (one.steps + 2), "rank {rank} of {size}: read-backs");
+    let mut made = vec![0; asked.len()];
+    for &size in sizes {
+        let mut directions = Vec::new();
+        for (entry, &asked) in asked.iter().enumerate() {
+            let results = on_ranks(size, |comm| solve(comm, &shard_of(train, comm), asked));
+            for (rank, (outcome, sums, readbacks, pieces, direction)) in results.into_iter().enumerate() {
+                let at = format!("rank {rank} of {size}, {asked} pieces asked, {pieces} made");
+                assert!(pieces <= asked && (rank == 0 || pieces == made[entry]), "{at}");
+                made[entry] = pieces;
+                assert_eq!((outcome.steps, outcome.stop), (one.steps, one.stop), "{at}");
+                // A sum per piece of each step's product, one that sees the stop (the first
+                // piece's), and the final figures'.
+                assert_eq!(sums, one.steps * pieces + 2, "{at}: sums");
+                // Every rank reads each piece of every product, that of the one that sees the
+                // stop included, and the final figures.
+                let per_rank = (one.steps + 1) * pieces + 1;
+                assert_eq!(readbacks as usize, size * per_rank, "{at}: read-backs");
+                directions.push((at, direction));
+            }
+        }
+        let (first, reference) = &directions[0];
+        for (at, direction) in &directions[1..] {
+            assert!(direction == reference, "{at}: the direction differs from {first}'s");
         }
     }
+    asked.iter().copied().zip(made).collect()
 }

@@ -98,7 +98,7 @@ fn preconditioned_cg_solves_a_known_system_in_fewer_steps_with_the_same_answer()
 
     let matrix = closed_form(&data, s.indices());
     let want = solve_dense(matrix.clone(), g_host.iter().map(|&v| -(v as f64)).collect());
-    let settings = CgSettings { xi: 1e-4, max_steps: 500, check_every: 4 };
+    let settings = CgSettings { xi: 1e-4, max_steps: 500, check_every: 4, sums_per_product: 1 };
     let run = |buffers: &mut CgBuffers| -> (CgOutcome, Vec<f32>) {
         let outcome = cg::solve(gpu, &s, LAMBDA, &grad, g_norm, &settings, buffers).unwrap();
         (outcome, gpu.read(&buffers.direction).unwrap())

@@ -599,7 +599,7 @@ fn a_cg_step_is_one_submit_creates_nothing_and_never_drains_the_queue() {
     let s = Subsample::new(&Execution::new(&gpu), &problem, &train, &theta, &options).unwrap();
     let mut buffers = CgBuffers::new(&gpu, network.param_count()).unwrap();
     // ξ tiny: CG runs all 12 steps.
-    let settings = CgSettings { xi: 1e-12, max_steps: 12, check_every: 4 };
+    let settings = CgSettings { xi: 1e-12, max_steps: 12, check_every: 4, sums_per_product: 1 };
     cg::solve(&gpu, &s, 1.0, &grad, 1.0, &settings, &mut buffers).unwrap(); // records the programs
     let (start, step, end) = buffers.dispatches_per_program().unwrap();
     let before = gpu.stats();
@@ -645,7 +645,7 @@ fn cg_solves_alike_with_either_workgroup_sum() {
         let s = Subsample::new(&Execution::new(gpu), &problem, &train, &theta, &options).unwrap();
         let mut buffers = CgBuffers::preconditioned(gpu, n, preconditioner).unwrap();
         // ξ tiny: every solve runs all its steps.
-        let settings = CgSettings { xi: 1e-12, max_steps: 15, check_every: 4 };
+        let settings = CgSettings { xi: 1e-12, max_steps: 15, check_every: 4, sums_per_product: 1 };
         let outcome = cg::solve(gpu, &s, 0.5, &grad, 1.0, &settings, &mut buffers).unwrap();
         (outcome, gpu.read(&buffers.direction).unwrap())
     };
@@ -680,7 +680,7 @@ fn how_often_the_host_looks_changes_nothing_in_the_solution() {
     let s = Subsample::new(&execution(), &problem, &train, &theta, &options).unwrap();
     let mut buffers = CgBuffers::new(gpu, network.param_count()).unwrap();
     let mut solve = |xi: f64, check_every: usize| {
-        let settings = CgSettings { xi, max_steps: 40, check_every };
+        let settings = CgSettings { xi, max_steps: 40, check_every, sums_per_product: 1 };
         let outcome = cg::solve(gpu, &s, 0.5, &grad, 1.0, &settings, &mut buffers).unwrap();
         (outcome, gpu.read(&buffers.direction).unwrap())
     };
@@ -697,7 +697,7 @@ fn how_often_the_host_looks_changes_nothing_in_the_solution() {
     // decides before dividing, never having to recognise 0/0 (a compiler may assume floats
     // are finite).
     let zero = gpu.zeros::<f32>(network.param_count(), "0").unwrap();
-    let settings = CgSettings { xi: 0.1, max_steps: 10, check_every: 3 };
+    let settings = CgSettings { xi: 0.1, max_steps: 10, check_every: 3, sums_per_product: 1 };
     let outcome = cg::solve(gpu, &s, 0.0, &zero, 0.0, &settings, &mut buffers).unwrap();
     assert_eq!((outcome.steps, outcome.stop), (0, Some(Stop::Breakdown)), "{outcome:?}");
     assert!(outcome.broke_down);

@@ -139,6 +139,8 @@ impl Options {
                 evals_per_epoch: get.count("evals_per_epoch")?,
                 precondition,
                 augment,
+                // One process: the product is never summed across ranks.
+                ..Default::default()
             }),
         };
         Ok(Self { method, bsize: get.count("bsize")?, seed })

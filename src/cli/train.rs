@@ -181,6 +181,7 @@ impl Settings {
             drop: self.newton.drop,
             boost: self.newton.boost,
             cg_check_every: self.newton.cg_check_every,
+            cg_sums_per_product: self.newton.cg_sums_per_product,
             time_budget: self.time_budget()?,
             seed: self.problem.seed,
             evals_per_epoch: self.evals_per_epoch,
@@ -241,6 +242,11 @@ pub struct NewtonArgs {
     /// this is how soon the host notices).
     #[arg(long, default_value_t = 4)]
     pub cg_check_every: usize,
+    /// Across ranks, the most pieces a CG step's product is summed in, each summed while the
+    /// device computes the next (cut where the backward pass finishes a layer; 1: the whole
+    /// product once it is done).
+    #[arg(long, default_value_t = newton_wgpu::optim::cg::DEFAULT_SUMS_PER_PRODUCT)]
+    pub cg_sums_per_product: usize,
     /// Stop once ‖∇f‖ falls to this.
     #[arg(long)]
     pub grad_tol: Option<f64>,
@@ -309,6 +315,7 @@ impl NewtonArgs {
             eta: self.eta,
             max_halvings: 20,
             cg_check_every: self.cg_check_every,
+            cg_sums_per_product: self.cg_sums_per_product,
             grad_tol: self.grad_tol,
             time_budget,
             seed,

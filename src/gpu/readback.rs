@@ -93,7 +93,7 @@ impl Gpu {
         let slots = (0..depth.max(1))
             .map(|_| RingSlot { buffer: staging_buffer(self, bytes, "read ring"), signal: Arc::default() })
             .collect();
-        Ok(ReadRing { len, bytes, slots, next: 0, _values: PhantomData })
+        Ok(ReadRing { len, slots, next: 0, _values: PhantomData })
     }
 
     /// Submits `programs` and, in the same command buffer, a copy of the first `ring.len()`
@@ -105,18 +105,43 @@ impl Gpu {
         source: &GpuBuffer<T>,
         ring: &mut ReadRing<T>,
     ) -> Result<ReadTicket, GpuError> {
-        if source.len() < ring.len {
-            return Err(GpuError::ReadOutOfRange {
-                label: source.label().to_owned(),
-                start: 0,
-                count: ring.len,
-                len: source.len(),
+        let len = ring.len;
+        self.submit_reading_segments(programs, &[(source, 0..len)], ring)
+    }
+
+    /// [`Gpu::submit_reading`] of several ranges, one after another in the read: `segments`
+    /// (a buffer and a range of its values each) together hold `ring.len()` values.
+    pub fn submit_reading_segments<T: Pod>(
+        &self,
+        programs: &[&Program],
+        segments: &[(&GpuBuffer<T>, std::ops::Range<usize>)],
+        ring: &mut ReadRing<T>,
+    ) -> Result<ReadTicket, GpuError> {
+        for (source, range) in segments {
+            if range.start > range.end || range.end > source.len() {
+                return Err(GpuError::ReadOutOfRange {
+                    label: source.label().to_owned(),
+                    start: range.start,
+                    count: range.len(),
+                    len: source.len(),
+                });
+            }
+        }
+        let total: usize = segments.iter().map(|(_, range)| range.len()).sum();
+        let elem = std::mem::size_of::<T>() as u64;
+        if total != ring.len || !elem.is_multiple_of(4) {
+            return Err(GpuError::ReadBack {
+                label: segments.first().map_or("read ring", |(source, _)| source.label()).to_owned(),
+                reason: format!(
+                    "{total} values of {elem} bytes read into a ring of {} values of 4-byte multiples",
+                    ring.len
+                ),
             });
         }
         let slot = ring.next;
         if ring.slots[slot].busy() {
             return Err(GpuError::ReadBack {
-                label: source.label().to_owned(),
+                label: segments.first().map_or("read ring", |(source, _)| source.label()).to_owned(),
                 reason: format!(
                     "all {} staging buffers of the ring hold reads not taken yet",
                     ring.slots.len()
@@ -126,7 +151,20 @@ impl Gpu {
         ring.next = (slot + 1) % ring.slots.len();
         let staging = &ring.slots[slot];
         let submission = self.submit_then(programs, |encoder| {
-            encoder.copy_buffer_to_buffer(&source.raw, 0, &staging.buffer, 0, ring.bytes);
+            let mut at = 0;
+            for (source, range) in segments {
+                let size = range.len() as u64 * elem;
+                if size > 0 {
+                    encoder.copy_buffer_to_buffer(
+                        &source.raw,
+                        range.start as u64 * elem,
+                        &staging.buffer,
+                        at,
+                        size,
+                    );
+                }
+                at += size;
+            }
         })?;
         self.counters.readback();
         staging.signal.start();
@@ -224,7 +262,6 @@ impl RingSlot {
 /// of D buffers allows D reads in flight.
 pub struct ReadRing<T: Pod> {
     len: usize,
-    bytes: u64,
     slots: Vec<RingSlot>,
     next: usize,
     _values: PhantomData<T>,

@@ -31,8 +31,9 @@ struct Recorded {
 /// kernels see what earlier ones wrote.
 pub struct Program {
     steps: Vec<Step>,
-    /// The parameters' buffer, which the bind groups reference.
-    _params: Option<wgpu::Buffer>,
+    /// The parameters' buffer, which the bind groups reference (shared by the parts of one
+    /// recording, see [`Recorder::finish_parts`]).
+    _params: Option<Arc<wgpu::Buffer>>,
 }
 
 struct Step {
@@ -200,20 +201,32 @@ impl<'g> Recorder<'g> {
     /// Makes the program: one uniform buffer of every dispatch's parameters, and a bind group
     /// for each distinct kernel layout and set of buffers.
     pub fn finish(self) -> Result<Program, GpuError> {
+        Ok(self.finish_parts(&[])?.pop().expect("one part"))
+    }
+
+    /// Makes the program in parts, cut before each dispatch index of `cuts` (increasing, at
+    /// most [`Recorder::dispatches`]): submitted in order, the parts run what the whole
+    /// program runs, so that the host can read what one part finished while the device runs
+    /// the next. An indirect section may span parts: its counts gate them all.
+    pub fn finish_parts(self, cuts: &[usize]) -> Result<Vec<Program>, GpuError> {
         assert!(self.indirect_from.is_none(), "an indirect section is still open");
+        assert!(
+            cuts.windows(2).all(|w| w[0] <= w[1]) && cuts.last().is_none_or(|&c| c <= self.dispatches.len()),
+            "cuts increase within the program"
+        );
         let Recorder { gpu, dispatches, mut params, .. } = self;
         if dispatches.is_empty() {
-            return Ok(Program { steps: Vec::new(), _params: None });
+            return Ok((0..=cuts.len()).map(|_| Program { steps: Vec::new(), _params: None }).collect());
         }
         params.resize(params.len().max(16).div_ceil(16) * 16, 0);
-        let uniforms = wgpu::util::DeviceExt::create_buffer_init(
+        let uniforms = Arc::new(wgpu::util::DeviceExt::create_buffer_init(
             &gpu.device,
             &wgpu::util::BufferInitDescriptor {
                 label: Some("program params"),
                 contents: &params,
                 usage: wgpu::BufferUsages::UNIFORM,
             },
-        );
+        ));
         gpu.counters.object();
         type BindKey = (usize, Vec<(u64, u64)>);
         let mut bind_groups: HashMap<BindKey, Arc<wgpu::BindGroup>> = HashMap::new();
@@ -260,7 +273,14 @@ impl<'g> Recorder<'g> {
                 size: d.size,
             });
         }
-        Ok(Program { steps, _params: Some(uniforms) })
+        let mut parts = Vec::with_capacity(cuts.len() + 1);
+        for &cut in cuts.iter().rev() {
+            let tail = steps.split_off(cut.min(steps.len()));
+            parts.push(Program { steps: tail, _params: Some(uniforms.clone()) });
+        }
+        parts.push(Program { steps, _params: Some(uniforms) });
+        parts.reverse();
+        Ok(parts)
     }
 
     /// Finishes the program and submits it once, without waiting: for work that runs once.

@@ -57,13 +57,23 @@ enum Kind {
     },
 }
 
-/// One operation: what it computes, the value buffers it reads and the one it writes, and
-/// `len`, its output's values per sample.
+/// One operation: what it computes, the value buffers it reads and the one it writes,
+/// `len`, its output's values per sample, and its parameters' place in θ (empty if none).
 struct Op {
     kind: Kind,
     inputs: Vec<usize>,
     output: usize,
     len: usize,
+    params: std::ops::Range<usize>,
+}
+
+/// A point in a recorded backward pass: from dispatch `dispatch` of the recorder on, the pass
+/// writes nothing more into the gradient of θ[from..]: that part of it is final (see
+/// [`Workspace::record_backward_marked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GradientDone {
+    pub dispatch: usize,
+    pub from: usize,
 }
 
 /// The network's layers as operations on value buffers, before any buffer exists: what
@@ -293,7 +303,7 @@ impl Workspace {
                 PlannedLayer::Flatten { .. } => unreachable!("a flatten has no operation"),
             };
             values.push(gpu.zeros::<f32>(capacity * len, &format!("layer {} output", index + 1))?);
-            ops.push(Op { kind, inputs: inputs.clone(), output: k + 1, len });
+            ops.push(Op { kind, inputs: inputs.clone(), output: k + 1, len, params: layer.params() });
         }
         let widest = capacity * widest_activation(network);
         let buffers = |count: usize, what: &str| -> Result<Vec<GpuBuffer<f32>>, GpuError> {
@@ -429,7 +439,42 @@ impl Workspace {
         grad: &GpuBuffer<f32>,
         input_grad: Option<&GpuBuffer<f32>>,
     ) -> Result<(), GpuError> {
+        self.record_backward_marked(rec, theta, batch, grad, input_grad, &mut Vec::new())
+    }
+
+    /// [`Workspace::record_backward`], noting in `done` each point of the pass after which a
+    /// longer tail θ[from..] of the gradient is final (the pass runs from the last layer to
+    /// the first, so the tails grow; the last point has from = 0 when every parameter is
+    /// reached). A product's parts can then be read while the device computes the rest.
+    pub fn record_backward_marked(
+        &self,
+        rec: &mut Recorder,
+        theta: &GpuBuffer<f32>,
+        batch: usize,
+        grad: &GpuBuffer<f32>,
+        input_grad: Option<&GpuBuffer<f32>>,
+        done: &mut Vec<GradientDone>,
+    ) -> Result<(), GpuError> {
         self.check_batch(batch);
+        // The parameters' starts from the last to the first; a tail is final once every
+        // operation owning a start in it has written its part.
+        let mut starts: Vec<usize> =
+            self.ops.iter().filter(|op| !op.params.is_empty()).map(|op| op.params.start).collect();
+        starts.sort_unstable_by(|a, b| b.cmp(a));
+        let mut written = vec![false; starts.len()];
+        let mut final_owners = 0;
+        let mut note_written = |rec: &Recorder, start: usize| {
+            if let Some(i) = starts.iter().position(|&s| s == start) {
+                written[i] = true;
+            }
+            let before = final_owners;
+            while final_owners < starts.len() && written[final_owners] {
+                final_owners += 1;
+            }
+            if final_owners > before {
+                done.push(GradientDone { dispatch: rec.dispatches(), from: starts[final_owners - 1] });
+            }
+        };
         if self.ops.is_empty() {
             // No operation: the network is the identity on its inputs.
             return match input_grad {
@@ -462,6 +507,9 @@ impl Workspace {
                     graph::scalar_grad(rec, dy, Some(x), len, &self.partial, grad, *offset)?
                 }
                 _ => {}
+            }
+            if !op.params.is_empty() {
+                note_written(rec, op.params.start);
             }
             for (position, &input) in op.inputs.iter().enumerate() {
                 if !wanted(input) {

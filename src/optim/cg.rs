@@ -26,11 +26,16 @@ use crate::gpu::{Gpu, GpuBuffer, IndirectArgs, Program, ReadRing, ReadTicket, Re
 use crate::kernels::blas1;
 pub use crate::kernels::cg::Stop;
 use crate::kernels::cg::{self as kernels, slot};
+use crate::nn::device::GradientDone;
 use crate::rules;
 
 /// Submits of CG steps in flight at most: the host takes the oldest's read before submitting
 /// another.
 pub const DEPTH: usize = 3;
+
+/// Pieces a CG step's product is summed in across ranks unless asked otherwise
+/// ([`CgSettings::sums_per_product`]).
+pub const DEFAULT_SUMS_PER_PRODUCT: usize = 2;
 
 /// The programs of solves on one subsample, from one gradient buffer.
 struct Programs {
@@ -51,14 +56,46 @@ struct Programs {
 
 /// A CG step across ranks: the rank's part of the product, and after the parts are summed on
 /// the host, the rest of the step. The product is gated like the one-process step's (the rest
-/// closes the gate once the device's stop test holds) and followed by copies into
-/// `exchange`: [its part of the product (n values), the device's stop slot, a slot the host
-/// fills], so that one read and one sum per step carry both the product and the decision.
+/// closes the gate once the device's stop test holds) and cut into pieces at points of its
+/// backward pass where a tail of its values is final: each piece's submit reads the values it
+/// finished, so the host sums one piece while the device computes the next. The first read
+/// also carries the device's stop slot, so that the sums of a step carry both the product and
+/// the decision.
 struct Split {
-    product: Program,
+    /// The most pieces asked for ([`CgSettings::sums_per_product`]).
+    requested: usize,
+    pieces: Vec<Program>,
+    /// The product's values each piece's read carries, tails first: the first ends at n.
+    ranges: Vec<std::ops::Range<usize>>,
+    /// One read per piece, a step's read taken before the next step submits it again.
+    reads: Vec<ReadRing<f32>>,
     section: IndirectArgs,
     rest: Program,
-    exchange: GpuBuffer<f32>,
+}
+
+/// Where to cut a product whose backward pass finishes tails at `done` (growing) into
+/// `pieces` pieces, or as many as it has points (a layer with parameters each): the j-th cut
+/// the point whose tail is nearest j/pieces of θ, each later than the one before and leaving
+/// a point for each cut after it. The point that finishes all of θ is the product's end, not
+/// a cut.
+fn cut_points(done: &[GradientDone], n: usize, pieces: usize) -> Vec<GradientDone> {
+    let candidates: Vec<GradientDone> = done.iter().copied().filter(|d| d.from > 0 && d.from < n).collect();
+    let count = pieces.saturating_sub(1).min(candidates.len());
+    let mut cuts: Vec<GradientDone> = Vec::with_capacity(count);
+    let mut next = 0;
+    for j in 1..=count {
+        let share = j * n / (count + 1);
+        let last = candidates.len() - (count - j);
+        let distance = |d: &GradientDone| (n - d.from).abs_diff(share);
+        let (offset, &point) = candidates[next..last]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, d)| distance(d))
+            .expect("a point is left for each cut");
+        cuts.push(point);
+        next += offset + 1;
+    }
+    cuts
 }
 
 /// The programs that estimate diag(G_S) and make M⁻¹: one probe is recorded and replayed for
@@ -205,22 +242,32 @@ impl CgBuffers {
         scalars
     }
 
+    /// Across ranks, the pieces the last solve's product was read and summed in (at most
+    /// [`CgSettings::sums_per_product`], at most the network's layers with parameters); None
+    /// before a solve across ranks.
+    pub fn sums_per_step(&self) -> Option<usize> {
+        self.programs.as_ref().and_then(|p| p.split.as_ref()).map(|split| split.pieces.len())
+    }
+
     /// Dispatches of the recorded programs: the start, one step, the end.
     pub fn dispatches_per_program(&self) -> Option<(usize, usize, usize)> {
         self.programs.as_ref().map(|p| (p.start.dispatches(), p.step.dispatches(), p.end.dispatches()))
     }
 
-    /// The programs for `subsample` and `grad`, recorded if they are not the last ones.
+    /// The programs for `subsample` and `grad`, recorded if they are not the last ones;
+    /// across ranks (`pieces`), with the step split in two and its product in up to that many
+    /// pieces.
     fn programs(
         &mut self,
         gpu: &Gpu,
         subsample: &Subsample,
         grad: &GpuBuffer<f32>,
-        split: bool,
+        pieces: Option<usize>,
     ) -> Result<&Programs, Error> {
         let key = (subsample.id(), grad.id());
-        if self.programs.as_ref().is_none_or(|p| p.key != key || p.split.is_some() != split) {
-            self.programs = Some(self.record(gpu, subsample, grad, key, split)?);
+        let recorded = |p: &Programs| p.split.as_ref().map(|split| split.requested);
+        if self.programs.as_ref().is_none_or(|p| p.key != key || recorded(p) != pieces) {
+            self.programs = Some(self.record(gpu, subsample, grad, key, pieces)?);
         }
         Ok(self.programs.as_ref().expect("recorded above"))
     }
@@ -231,7 +278,7 @@ impl CgBuffers {
         subsample: &Subsample,
         grad: &GpuBuffer<f32>,
         key: (u64, u64),
-        split: bool,
+        pieces: Option<usize>,
     ) -> Result<Programs, Error> {
         let (s, r, p, ap) = (&self.direction, &self.residual, &self.conjugate, &self.product);
         let (scalars, scratch, n) = (&self.scalars, &self.scratch, s.len());
@@ -285,22 +332,30 @@ impl CgBuffers {
         blas1::dot(&mut rec, grad, s, n, scratch, scalars, slot::GS)?;
         blas1::dot(&mut rec, s, s, n, scratch, scalars, slot::SS)?;
         let end = rec.finish()?;
-        if !split {
+        let Some(requested) = pieces else {
             return Ok(Programs { key, start, step, section, end, split: None, refresh });
-        }
+        };
 
-        let exchange = gpu.zeros(n + 2, "CG product and stop, exchanged across ranks")?;
         let mut rec = gpu.recorder();
         rec.begin_indirect();
-        subsample.record_gauss_newton(&mut rec, p, Damping::Slot { scalars, slot: slot::DAMPING }, ap)?;
+        let damping = Damping::Slot { scalars, slot: slot::DAMPING };
+        let done = subsample.record_gauss_newton_marked(&mut rec, p, damping, ap)?;
         let split_section = rec.end_indirect()?;
-        blas1::copy(&mut rec, ap, 0, &exchange, 0, n)?;
-        blas1::copy(&mut rec, scalars, slot::STOP, &exchange, n, 1)?;
-        let product = rec.finish()?;
+        let cuts = cut_points(&done, n, requested);
+        let pieces = rec.finish_parts(&cuts.iter().map(|c| c.dispatch).collect::<Vec<_>>())?;
+        let ends: Vec<usize> = std::iter::once(n).chain(cuts.iter().map(|c| c.from)).collect();
+        let starts = cuts.iter().map(|c| c.from).chain(std::iter::once(0));
+        let ranges: Vec<_> = starts.zip(&ends).map(|(start, &end)| start..end).collect();
+        // The first read carries the stop slot after its values.
+        let reads = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, range)| gpu.read_ring(range.len() + usize::from(i == 0), 1))
+            .collect::<Result<_, _>>()?;
         let mut rec = gpu.recorder();
         self.record_after_product(&mut rec, &split_section)?;
         let rest = rec.finish()?;
-        let split = Split { product, section: split_section, rest, exchange };
+        let split = Split { requested, pieces, ranges, reads, section: split_section, rest };
         Ok(Programs { key, start, step, section, end, split: Some(split), refresh })
     }
 
@@ -327,6 +382,10 @@ pub struct CgSettings {
     pub max_steps: usize,
     /// Read the residual back every this many steps (at least 1).
     pub check_every: usize,
+    /// Across ranks, the most pieces a step's product is read and summed in (at least 1):
+    /// cut where the backward pass has finished a tail of θ's layers, each piece is summed
+    /// while the device computes the next. 1 sums the whole product once it is done.
+    pub sums_per_product: usize,
 }
 
 /// How a solve ended.
@@ -383,7 +442,7 @@ pub fn solve(
     let scalars = buffers.initial_scalars(damping, damping, rr_bound(settings.xi * grad_norm));
     gpu.write(&buffers.scalars, &scalars)?;
     let probes = buffers.probes_per_solve();
-    let programs = buffers.programs(gpu, subsample, grad, false)?;
+    let programs = buffers.programs(gpu, subsample, grad, None)?;
     // Every step's product runs until the device says otherwise.
     gpu.write(&programs.section.args, &programs.section.host)?;
     if let Some(refresh) = &programs.refresh {
@@ -442,11 +501,13 @@ impl CgOutcome {
 
 /// [`solve`] as one rank of a data-parallel job, each rank holding its part of S
 /// ([`Subsample::across`]): every step sums the ranks' parts of the product (n values read
-/// back, summed, written back: the price of the sum), rank 0 alone adds the damping. Whether
-/// CG goes on is rank 0's answer, carried in the same read and the same sum as the next
-/// product: the product runs behind the previous step's stop test on every device (skipped,
-/// like the one-process step's, once the test holds), so a step waits for the device once and
-/// sums once, and CG's end costs no dropped product. Ranks whose devices disagree on the test
+/// back, summed, written back: the price of the sum), rank 0 alone adds the damping. The
+/// product is read and summed in up to [`CgSettings::sums_per_product`] pieces, each as soon
+/// as the device has finished it, while the device computes the next. Whether CG goes on is
+/// rank 0's answer, carried in the first piece's read and sum: the product runs behind the
+/// previous step's stop test on every device (skipped, like the one-process step's, once the
+/// test holds), so a step waits for the device and sums once per piece, and CG's end costs no
+/// dropped product. Ranks whose devices disagree on the test
 /// (GPUs that round differently) end with an error rather than sum parts that were not all
 /// computed. Preconditioned, each probe's product G_S v is summed the same way before it
 /// joins the estimate, so that M is the same on every rank (and one process's, up to the order
@@ -471,67 +532,160 @@ pub fn solve_across(
     let scalars = buffers.initial_scalars(rank_damping, damping, rr_bound(settings.xi * grad_norm));
     gpu.write(&buffers.scalars, &scalars)?;
     let probes = buffers.probes_per_solve();
-    buffers.programs(gpu, subsample, grad, true)?;
-    let programs = buffers.programs.as_ref().expect("recorded above");
-    let split = programs.split.as_ref().expect("recorded split");
+    let pieces = settings.sums_per_product.clamp(1, rules::most::SUMS_PER_PRODUCT);
+    buffers.programs(gpu, subsample, grad, Some(pieces))?;
     let n = buffers.product.len();
-    // Every step's product runs until the device says otherwise.
-    gpu.write(&split.section.args, &split.section.host)?;
     let mut comm_s = 0.0;
-    if let (Some(refresh), Some(pc)) = (&programs.refresh, &buffers.preconditioner) {
-        gpu.submit(&[&refresh.clear])?;
-        for _ in 0..probes {
-            gpu.submit(&[&refresh.probe])?;
-            comm_s += comm::sum_on_device(gpu, comm, &pc.probe_product)?;
-            gpu.submit(&[&refresh.accumulate])?;
+    {
+        let programs = buffers.programs.as_ref().expect("recorded above");
+        let split = programs.split.as_ref().expect("recorded split");
+        // Every step's product runs until the device says otherwise.
+        gpu.write(&split.section.args, &split.section.host)?;
+        if let (Some(refresh), Some(pc)) = (&programs.refresh, &buffers.preconditioner) {
+            gpu.submit(&[&refresh.clear])?;
+            for _ in 0..probes {
+                gpu.submit(&[&refresh.probe])?;
+                comm_s += comm::sum_on_device(gpu, comm, &pc.probe_product)?;
+                gpu.submit(&[&refresh.accumulate])?;
+            }
+            gpu.submit(&[&refresh.invert])?;
         }
-        gpu.submit(&[&refresh.invert])?;
     }
-    gpu.submit(&[&programs.start])?;
+    let (ap, scalars) = (&buffers.product, &buffers.scalars);
+    let programs = buffers.programs.as_mut().expect("recorded above");
+    let (start, split) = (&programs.start, programs.split.as_mut().expect("recorded split"));
+    gpu.submit(&[start])?;
+    let mut product = vec![0.0f32; n];
+    let mut tickets = Vec::with_capacity(split.pieces.len());
     if settings.max_steps > 0 {
-        gpu.submit(&[&split.product])?;
+        submit_product(gpu, split, false, ap, scalars, &mut tickets)?;
     }
     for step in 0..settings.max_steps {
-        // One read waits for the product and brings the stop test before it.
-        let mut values = gpu.read(&split.exchange)?;
-        let exchange = std::time::Instant::now();
-        let stopped_here = values[n] != 0.0;
-        // Rank 0's stop slot alone, and how many devices skipped the product.
-        values[n + 1] = f32::from(u8::from(stopped_here));
-        if !rank0 {
-            values[n] = 0.0;
-        }
-        comm.sum_f32(&mut values)?;
-        comm_s += exchange.elapsed().as_secs_f64();
-        let (stop, skipped) = (values[n] != 0.0, values[n + 1] as usize);
-        if skipped != if stop { comm.size() } else { 0 } {
-            return Err(CommError::Failed {
-                rank: comm.rank(),
-                size: comm.size(),
-                what: format!(
-                    "the ranks' devices disagree on CG's stop test (rank 0 {}, {skipped} of {} stopped): \
-                     GPUs that round differently cannot share a solve; run the ranks on one kind of GPU",
-                    if stop { "stopped" } else { "went on" },
-                    comm.size()
-                ),
+        // Each read waits for its piece alone: later pieces keep the device busy while this
+        // one is summed. The first brings the stop test before the product.
+        let mut stop = false;
+        for (piece, ticket) in tickets.drain(..).enumerate() {
+            let mut values = gpu.take(&mut split.reads[piece], ticket)?;
+            if stop {
+                // Every rank stopped at the first piece: the rest is not summed.
+                continue;
             }
-            .into());
+            let exchange = std::time::Instant::now();
+            let range = split.ranges[piece].clone();
+            if piece == 0 {
+                // Rank 0's stop slot alone, and how many devices skipped the product.
+                let stopped_here = values[range.len()] != 0.0;
+                values.push(f32::from(u8::from(stopped_here)));
+                if !rank0 {
+                    values[range.len()] = 0.0;
+                }
+                comm.sum_f32(&mut values)?;
+                let skipped = values[range.len() + 1] as usize;
+                stop = values[range.len()] != 0.0;
+                check_agreement(comm, stop, skipped)?;
+            } else {
+                comm.sum_f32(&mut values)?;
+            }
+            product[range.clone()].copy_from_slice(&values[..range.len()]);
+            comm_s += exchange.elapsed().as_secs_f64();
         }
         if stop {
             break;
         }
-        gpu.write(&buffers.product, &values[..n])?;
+        gpu.write(ap, &product)?;
         if step + 1 < settings.max_steps {
-            gpu.submit(&[&split.rest, &split.product])?;
+            submit_product(gpu, split, true, ap, scalars, &mut tickets)?;
         } else {
             gpu.submit(&[&split.rest])?;
         }
     }
-    gpu.submit(&[&programs.end])?;
+    gpu.submit(&[&buffers.programs.as_ref().expect("recorded above").end])?;
     let last = gpu.read(&buffers.scalars)?;
     // Rank 0's figures on every rank.
     let mut figures: Vec<f64> = OUTCOME_SLOTS.map(|i| if rank0 { last[i] as f64 } else { 0.0 }).to_vec();
     comm.sum_f64(&mut figures)?;
     let figures = <[f64; 6]>::try_from(figures).expect("six figures");
     Ok(CgOutcome::from_figures(figures, lambda, comm_s))
+}
+
+/// Submits a step's product across ranks (after the rest of the step before it, with
+/// `after_rest`), a piece per submit, each reading the values it finished (the first also the
+/// stop slot).
+fn submit_product(
+    gpu: &Gpu,
+    split: &mut Split,
+    after_rest: bool,
+    ap: &GpuBuffer<f32>,
+    scalars: &GpuBuffer<f32>,
+    tickets: &mut Vec<ReadTicket>,
+) -> Result<(), Error> {
+    let Split { pieces, ranges, reads, rest, .. } = split;
+    for (piece, program) in pieces.iter().enumerate() {
+        let range = ranges[piece].clone();
+        let stop = slot::STOP..slot::STOP + 1;
+        let segments: &[(&GpuBuffer<f32>, std::ops::Range<usize>)] =
+            if piece == 0 { &[(ap, range), (scalars, stop)] } else { &[(ap, range)] };
+        let programs: Vec<&Program> = match piece == 0 && after_rest {
+            true => vec![rest, program],
+            false => vec![program],
+        };
+        tickets.push(gpu.submit_reading_segments(&programs, segments, &mut reads[piece])?);
+    }
+    Ok(())
+}
+
+/// Fails unless every device took rank 0's decision: all skipped the product (`skipped`
+/// of them) if rank 0's stopped, none if it went on.
+fn check_agreement(comm: &dyn Communicator, stop: bool, skipped: usize) -> Result<(), Error> {
+    if skipped == if stop { comm.size() } else { 0 } {
+        return Ok(());
+    }
+    Err(CommError::Failed {
+        rank: comm.rank(),
+        size: comm.size(),
+        what: format!(
+            "the ranks' devices disagree on CG's stop test (rank 0 {}, {skipped} of {} stopped): \
+             GPUs that round differently cannot share a solve; run the ranks on one kind of GPU",
+            if stop { "stopped" } else { "went on" },
+            comm.size()
+        ),
+    }
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cut_points, GradientDone};
+
+    /// Points of a backward pass over θ of 100 values in four layers: [60, 100) finished
+    /// first, then [30, 60), [10, 30) and [0, 10).
+    fn points() -> Vec<GradientDone> {
+        [(5, 60), (9, 30), (14, 10), (20, 0)].map(|(dispatch, from)| GradientDone { dispatch, from }).to_vec()
+    }
+
+    fn cut(pieces: usize) -> Vec<usize> {
+        cut_points(&points(), 100, pieces).iter().map(|c| c.from).collect()
+    }
+
+    #[test]
+    fn cuts_split_the_product_near_equal_shares_at_its_layers() {
+        assert_eq!(cut(1), Vec::<usize>::new());
+        // Tails of 40, 70 and 90 values: 40 is nearest half of 100.
+        assert_eq!(cut(2), [60]);
+        // Shares 33 and 67: tails 40 and 70.
+        assert_eq!(cut(3), [60, 30]);
+        // Every layer at most, never the end of the pass.
+        assert_eq!(cut(4), [60, 30, 10]);
+        assert_eq!(cut(64), [60, 30, 10]);
+    }
+
+    #[test]
+    fn a_cut_leaves_points_for_the_cuts_after_it() {
+        // A last layer holding nearly all of θ: the first share (a third) is nearest the
+        // first point's tail (90), and the second cut still has a point of its own.
+        let done = [(5, 10), (9, 5), (14, 0)].map(|(dispatch, from)| GradientDone { dispatch, from });
+        let cuts: Vec<usize> = cut_points(&done, 100, 3).iter().map(|c| c.from).collect();
+        assert_eq!(cuts, [10, 5]);
+        assert!(cut_points(&[], 100, 4).is_empty());
+    }
 }

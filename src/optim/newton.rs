@@ -43,6 +43,10 @@ pub struct NewtonOptions {
     /// stops CG by itself; this says how soon the host notices and stops submitting, not
     /// what CG computes.
     pub cg_check_every: usize,
+    /// Across ranks, the most pieces a CG step's product is read and summed in: each piece
+    /// ends where the backward pass has finished a tail of θ's layers, and is summed while
+    /// the device computes the next (1: the whole product once it is done).
+    pub cg_sums_per_product: usize,
     /// Stop once ‖∇f‖ falls to this.
     pub grad_tol: Option<f64>,
     /// Stop after the iteration that passes this much training time.
@@ -78,6 +82,7 @@ impl Default for NewtonOptions {
             eta: 1e-4,
             max_halvings: 20,
             cg_check_every: 4,
+            cg_sums_per_product: cg::DEFAULT_SUMS_PER_PRODUCT,
             grad_tol: None,
             time_budget: None,
             seed: 0,
@@ -279,8 +284,12 @@ impl<'a> Newton<'a> {
             }
         };
         let lambda = self.state.lambda;
-        let settings =
-            CgSettings { xi: options.xi, max_steps: options.cg_max, check_every: options.cg_check_every };
+        let settings = CgSettings {
+            xi: options.xi,
+            max_steps: options.cg_max,
+            check_every: options.cg_check_every,
+            sums_per_product: options.cg_sums_per_product,
+        };
         let (grad, buffers) = (&self.grad, &mut self.cg_buffers);
         buffers.seed_probes(seed);
         let outcome =
@@ -449,6 +458,7 @@ impl NewtonOptions {
         rules::count_in("iter_max", self.iter_max, 0, most::ITERATIONS)?;
         rules::count_in("cg_max", self.cg_max, 1, most::CG_STEPS)?;
         rules::count_in("cg_check_every", self.cg_check_every, 1, most::CHECK_EVERY)?;
+        rules::count_in("cg_sums_per_product", self.cg_sums_per_product, 1, most::SUMS_PER_PRODUCT)?;
         if let Some(size) = self.gn_size {
             rules::count_up_to("gn_size", size, l, "from 1 to the number of training samples")?;
         }

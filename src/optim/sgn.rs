@@ -64,6 +64,8 @@ pub struct SgnOptions {
     pub boost: f64,
     /// The host reads CG's residual back every this many CG steps (see Newton-CG's).
     pub cg_check_every: usize,
+    /// Across ranks, the most pieces a CG step's product is summed in (see Newton-CG's).
+    pub cg_sums_per_product: usize,
     pub time_budget: Option<Duration>,
     /// Seed of the shuffles (epoch e shuffles with seed + e).
     pub seed: u64,
@@ -89,6 +91,7 @@ impl Default for SgnOptions {
             drop: 2.0 / 3.0,
             boost: 1.5,
             cg_check_every: 4,
+            cg_sums_per_product: super::cg::DEFAULT_SUMS_PER_PRODUCT,
             time_budget: None,
             seed: 0,
             evals_per_epoch: 1,
@@ -138,6 +141,7 @@ impl SgnOptions {
         rules::unit_to_one("drop", self.drop)?;
         rules::at_least_one("boost", self.boost)?;
         rules::count_in("cg_check_every", self.cg_check_every, 1, most::CHECK_EVERY)?;
+        rules::count_in("cg_sums_per_product", self.cg_sums_per_product, 1, most::SUMS_PER_PRODUCT)?;
         rules::count_in("evals_per_epoch", self.evals_per_epoch, 1, most::EVALS_PER_EPOCH)?;
         if let Some(precondition) = &self.precondition {
             precondition.validate()?;
@@ -398,8 +402,12 @@ impl<'a> Sgn<'a> {
             }
         };
         subsample.draw_members(held, theta, &members[..subsample.total_len()], draw)?;
-        let settings =
-            CgSettings { xi: options.xi, max_steps: options.cg_steps, check_every: options.cg_check_every };
+        let settings = CgSettings {
+            xi: options.xi,
+            max_steps: options.cg_steps,
+            check_every: options.cg_check_every,
+            sums_per_product: options.cg_sums_per_product,
+        };
         self.cg_buffers.seed_probes(seed);
         let lambda = self.state.lambda;
         let cg_started = Instant::now();
