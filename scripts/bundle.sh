@@ -4,7 +4,7 @@
 # machine's paths remapped so that none is left in them), the bundled digits, this folder's
 # gpu-bench.sh, and the Vulkan loader packages when apt-get can fetch them here.
 #
-#   scripts/bundle.sh [OUT]       OUT defaults to bundle/ (about 30 MiB)
+#   scripts/bundle.sh [OUT]       OUT defaults to bundle/ (about 37 MiB)
 #
 # Then, on the GPU machine:  OUT/gpu-bench.sh --prebuilt OUT [--quick] [RESULTS]
 set -euo pipefail
@@ -22,11 +22,11 @@ say "building (release, paths remapped)"
 cargo build --release --bins
 artifacts=$(cargo bench --no-run --message-format=json)
 cp "$CARGO_TARGET_DIR/release/newton-wgpu" "$out/newton-wgpu"
-for bench in costs kernels; do
+for bench in costs kernels overlap; do
   exe=$(grep -o "\"executable\":\"[^\"]*/deps/$bench-[0-9a-f]*\"" <<<"$artifacts" | head -1 | cut -d'"' -f4)
   [[ -n "$exe" ]] && cp "$exe" "$out/$bench"
 done
-for bin in newton-wgpu costs kernels; do
+for bin in newton-wgpu costs kernels overlap; do
   [[ -x "$out/$bin" ]] || { say "missing $bin"; exit 1; }
   strip "$out/$bin"
   if grep -q -F "$root" "$out/$bin"; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks newton-wgpu on this machine's GPU through Vulkan and writes everything to one
 # folder: the adapter (info.txt), the tuner's table for cnn4 and its cache (tune.txt, cache/), the
-# costs bench (results.json, costs.txt; cnn4, resnet8 and resnet20), every
+# costs bench (results.json, costs.txt; cnn4, resnet8 and resnet20), the CG step across two
+# ranks with its product summed in pieces over an emulated link (overlap.json, overlap.txt), every
 # convolution kernel per layer (kernels.txt), one Newton-against-SGD comparison on the
 # bundled digits (compare/) and summary.txt, the figures of all of them in one page.
 #
@@ -55,6 +56,7 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # The binaries and the data: the bundle's, or built here.
 if [[ -n "$prebuilt" ]]; then
   program="$prebuilt/newton-wgpu" costs="$prebuilt/costs" kernels="$prebuilt/kernels"
+  overlap="$prebuilt/overlap"
   # The bundle's font for compare's charts, unless one is named already.
   if [[ -z "${NEWTON_WGPU_FONT:-}" && -f "$prebuilt/DejaVuSans.ttf" ]]; then
     export NEWTON_WGPU_FONT="$prebuilt/DejaVuSans.ttf"
@@ -72,6 +74,7 @@ else
   cargo build --release --bins
   bench() { cargo bench --bench "$1" --; }
   program="$PWD/target/release/newton-wgpu" costs="bench costs" kernels="bench kernels"
+  overlap="bench overlap"
   data="$PWD/data/mnist-sample"
 fi
 
@@ -102,6 +105,7 @@ run tune "$program" tune --data "$data" --net cnn4 --loss ce
 # SGD and batch norm in the common PyTorch reference, and Fixup reports the same range).
 if [[ -n "$quick" ]]; then networks=(); else networks=(--networks cnn4,resnet8,resnet20); fi
 run costs $costs --bench ${quick:+--quick --one-case} ${networks[@]+"${networks[@]}"} --json "$out/results.json"
+run overlap $overlap --bench ${quick:+--quick} --json "$out/overlap.json"
 if [[ -n "$quick" ]]; then
   run kernels env BENCH_ONLY=cnn4-small $kernels --bench --runs 3
   budget=(--limit 1000 --iters 2 --epochs 2)
@@ -120,6 +124,8 @@ run compare "$program" compare --data "$data" --net cnn4-small --loss ce --lambd
   grep -A100 '^shape' "$out/tune.txt" || true
   echo
   grep -v '^\s*$' "$out/costs.txt" | grep -v '^wrote '
+  echo
+  grep -A5 'link time' "$out/overlap.txt" || true
   echo
   cat "$out/kernels.txt"
   echo
