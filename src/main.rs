@@ -116,10 +116,7 @@ fn run(cli: Cli, ranks: &cli::ranks::Ranks) -> Result<()> {
     match cli.command {
         Some(Command::Train(args)) => cli::train::run(&args, ranks),
         Some(Command::Compare(args)) => cli::compare::run(&args, ranks),
-        Some(Command::Predict(args)) => {
-            ranks.single("predict", "run it as one process")?;
-            cli::predict::run(&args)
-        }
+        Some(Command::Predict(args)) => cli::predict::run(&args, ranks),
         Some(Command::Eval(args)) => cli::eval::eval(&args, ranks),
         Some(Command::Tune(args)) => {
             ranks.single("tune", "run it as one process")?;

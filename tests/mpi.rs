@@ -324,20 +324,77 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
     assert_eq!(checkpoint.trained_on.optimizer.as_deref(), Some("sgn"));
     let state: newton_wgpu::optim::sgn::SgnState = serde_json::from_str(&checkpoint.state).unwrap();
     assert!((1..20).contains(&state.epoch) && state.batch_in_epoch == 0, "{state:?}");
-    // What does not run across ranks yet is refused with 2, by rank 0 alone.
+    // `info` says every rank's adapter; what does not run across ranks yet is refused with 2,
+    // by rank 0 alone.
     let info = mpirun(2, &["info"], &[]);
     let stderr = String::from_utf8_lossy(&info.stderr);
     assert!(info.status.success(), "{stderr}");
     for rank in 0..2 {
         assert!(stderr.contains(&format!("rank {rank} of 2: adapter ")), "{stderr}");
     }
-    let output = mpirun(2, &["predict", "--model", ck], &[]);
+    let output = mpirun(2, &["tune", "--net", NET], &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("rank 0 of 2") && stderr.contains("predict does not run across ranks"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("rank 0 of 2") && stderr.contains("tune does not run across ranks"), "{stderr}");
+}
+
+/// `predict` across 2 and 3 ranks: each rank reads and scores its shard of the test set, the
+/// counts are summed, and rank 0 prints one process's accuracy and per-class table. Ranks
+/// given different models refuse to run, saying so.
+#[test]
+fn predict_across_ranks_prints_what_one_process_does() {
+    let dir = scratch("mpi-predict");
+    let model = dir.join("model.safetensors");
+    let saved = program()
+        .args(["train", "--optim", "sgd", "--net", NET, "--limit", "600", "--epochs", "1", "--batch", "64"])
+        .args(["--save", model.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    let args = ["predict", "--model", model.to_str().unwrap()];
+    let single = program().args(args).output().unwrap();
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    let table = |output: &Output| -> Vec<String> {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        stdout.lines().filter(|line| !line.contains("ranks scored its part")).map(str::to_owned).collect()
+    };
+    let want = table(&single);
+    assert!(want[0].starts_with("accuracy ") && want.len() == 12, "{want:?}");
+    for ranks in [2, 3] {
+        let across = mpirun(ranks, &args, &[]);
+        assert!(across.status.success(), "{ranks} ranks: {}", String::from_utf8_lossy(&across.stderr));
+        let stdout = String::from_utf8_lossy(&across.stdout);
+        assert!(stdout.contains(&format!("each of the {ranks} ranks scored its part")), "{stdout}");
+        assert_eq!(table(&across), want, "{ranks} ranks");
+    }
+    // Another model on rank 1: refused on every rank before anything is scored.
+    let other = dir.join("other.safetensors");
+    let saved = program()
+        .args(["train", "--optim", "sgd", "--net", NET, "--limit", "300", "--epochs", "1", "--batch", "64"])
+        .args(["--save", other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    for (folder, source) in [(&one, &model), (&two, &other)] {
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::copy(source, folder.join("m.safetensors")).unwrap();
+    }
+    let output = Command::new("mpirun")
+        .args(["--oversubscribe", "-np", "1", "--wdir", one.to_str().unwrap()])
+        .args([env!("CARGO_BIN_EXE_newton-wgpu"), "predict", "--model", "m.safetensors", "--data", data])
+        .args([":", "-np", "1", "--wdir", two.to_str().unwrap()])
+        .args([env!("CARGO_BIN_EXE_newton-wgpu"), "predict", "--model", "m.safetensors", "--data", data])
+        .env("NEWTON_WGPU_TUNE", "off")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("started differently from rank 0 (in model)"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("accuracy"));
 }
 
 /// Ranks started differently refuse to run before any work, every rank saying what differs
@@ -399,7 +456,7 @@ fn ranks_that_disagree_refuse_to_run_each_saying_why() {
     let runtime = dir.join("tmp");
     std::fs::create_dir_all(&runtime).unwrap();
     let output = Command::new("mpirun")
-        .args(["--oversubscribe", "-np", "2", bin, "predict", "--model", "none.safetensors"])
+        .args(["--oversubscribe", "-np", "2", bin, "tune", "--net", "cnn4"])
         .env_remove("XDG_RUNTIME_DIR")
         .env("TMPDIR", &runtime)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -409,7 +466,7 @@ fn ranks_that_disagree_refuse_to_run_each_saying_why() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     // Every rank meets it alike: rank 0 says it once.
-    assert!(stderr.contains("rank 0 of 2: error: predict does not run across ranks"), "{stderr}");
+    assert!(stderr.contains("rank 0 of 2: error: tune does not run across ranks"), "{stderr}");
     assert!(!stderr.contains("rank 1 of 2: error"), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(&runtime)
         .unwrap()

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use newton_wgpu::comm::Communicator;
 use newton_wgpu::data::{self, DataFiles, DataSplit, Normalizer, Part, PartPlan};
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::loss::Loss;
@@ -250,16 +251,20 @@ fn agree_on_the_problem(
     ])
 }
 
-/// The test set of a data directory, alone (its training files are opened, not read).
-pub fn load_test_set(dir: &Path) -> Result<data::Dataset> {
+/// This rank's shard of a data directory's test set (all of it for one process: its
+/// training files are opened, not read), the test set's size, and the data files' names and
+/// sizes for the ranks to agree on.
+pub fn load_test_part(dir: &Path, comm: &dyn Communicator) -> Result<(data::Dataset, usize, Vec<String>)> {
     let in_dir = || format!("loading data from {}", dir.display());
-    let test = DataFiles::open(dir).and_then(|files| files.read_test()).with_context(in_dir)?;
-    if test.is_empty() {
+    let files = DataFiles::open(dir).with_context(in_dir)?;
+    if files.test_len() == 0 {
         return Err(
             newton_wgpu::Error::EmptyData { what: format!("the test set in {}", dir.display()) }.into()
         );
     }
-    Ok(test)
+    let (test, _) = files.read_test_part(comm.rank(), comm.size()).with_context(in_dir)?;
+    let sizes = files.file_sizes().iter().map(|(name, bytes)| format!("{name} {bytes}")).collect();
+    Ok((test, files.test_len(), sizes))
 }
 
 /// A built-in network by name, or a network file, checked against the data's samples and

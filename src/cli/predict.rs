@@ -10,6 +10,8 @@ use newton_wgpu::model::Model;
 use newton_wgpu::objective::Objective;
 use newton_wgpu::{rules, Execution, Problem};
 
+use super::ranks::Ranks;
+
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// A model saved by `train --save`.
@@ -23,24 +25,37 @@ pub struct PredictArgs {
     bsize: usize,
 }
 
-pub fn run(args: &PredictArgs) -> Result<()> {
+/// Scores the model; across ranks each rank reads and scores its shard of the test set, and
+/// the counts are summed (rank 0 prints them).
+pub fn run(args: &PredictArgs, ranks: &Ranks) -> Result<()> {
     rules::count_in("bsize", args.bsize, 1, rules::most::SAMPLES).map_err(super::usage::option_error)?;
+    let comm = ranks.comm();
     let loaded = Model::read(&args.model)?;
-    if let Some(warning) = &loaded.warning {
+    if let (Some(warning), 0) = (&loaded.warning, comm.rank()) {
         eprintln!("warning: {warning}");
     }
     let model = loaded.value;
     let dir = super::data_dir(args.data.as_deref())?;
-    let mut test = super::load_test_set(&dir)?;
+    let (mut test, total, file_sizes) = super::load_test_part(&dir, comm)?;
     model.network.check_data(test.shape, test.classes)?;
+    let theta_bytes: &[u8] = bytemuck::cast_slice(&model.theta);
+    ranks.agree(&[
+        ("test set", format!("{total} samples of {}, {} classes", test.shape, test.classes)),
+        ("data files", file_sizes.join(", ")),
+        (
+            "model",
+            format!("{} parameters, θ's CRC-32 {:08x}", model.theta.len(), crc32fast::hash(theta_bytes)),
+        ),
+    ])?;
     // The model's own input normalisation, fitted on the data it was trained on.
     match &model.normalizer {
         Some(normalizer) => normalizer.apply(&mut test),
-        None => eprintln!(
+        None if comm.rank() == 0 => eprintln!(
             "warning: {}: the model holds no input mean (`input_mean`), so the data is scored as it \
              is, without the normalisation it was trained with (newton-wgpu train saves one)",
             args.model.display()
         ),
+        None => {}
     }
     // Accuracy does not depend on C.
     let problem = Problem::new(model.network, model.loss, 1.0)?;
@@ -49,8 +64,11 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let execution = Execution::from_env(&gpu)?.with_bsize(args.bsize);
     let theta = gpu.upload(&model.theta, "θ")?;
     let mut objective = Objective::new(&execution, &problem)?;
-    let accuracy = objective.accuracy(&test, &theta)?;
-    sayln!("accuracy {:.2}% on {} test samples of {}", 100.0 * accuracy.overall(), test.len(), dir.display());
+    let accuracy = objective.accuracy_across(comm, &test, &theta)?;
+    sayln!("accuracy {:.2}% on {total} test samples of {}", 100.0 * accuracy.overall(), dir.display());
+    if comm.size() > 1 {
+        sayln!("      each of the {} ranks scored its part: rank 0 {} samples", comm.size(), test.len());
+    }
     sayln!("class  correct  total");
     for (class, (correct, total)) in accuracy.correct.iter().zip(&accuracy.total).enumerate() {
         sayln!("{class:>5} {correct:>8} {total:>6}");

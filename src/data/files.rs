@@ -142,6 +142,12 @@ impl DataFiles {
         Ok(self.test.read_all()?.0)
     }
 
+    /// Rank `rank` of `ranks`'s shard of the test set alone, with the bytes read for it.
+    pub fn read_test_part(&self, rank: usize, ranks: usize) -> Result<(Dataset, u64), DataError> {
+        let rows: Vec<usize> = shard(self.test.len(), rank, ranks).collect();
+        self.test.read(&rows)
+    }
+
     /// Reads what `plan` gives its rank: of the training set's first `limit` samples, less
     /// those held out for validation, the rank's shard by position; its shard of the held-out
     /// samples; its shard of the test set. Nothing else of the files is read where they are
