@@ -4,7 +4,7 @@
 # machine's paths remapped so that none is left in them), the bundled digits, this folder's
 # gpu-bench.sh, and the Vulkan loader packages when apt-get can fetch them here.
 #
-#   scripts/bundle.sh [OUT]       OUT defaults to bundle/ (about 37 MiB)
+#   scripts/bundle.sh [OUT]       OUT defaults to bundle/ (about 36 MiB)
 #
 # Then, on the GPU machine:  OUT/gpu-bench.sh --prebuilt OUT [--quick] [RESULTS]
 set -euo pipefail

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, ValueEnum};
 use newton_wgpu::comm::Communicator;
-use newton_wgpu::data::{Augment, Dataset, Normalizer};
+use newton_wgpu::data::{Augment, Normalizer};
 use newton_wgpu::gpu::{Gpu, GpuBuffer};
 use newton_wgpu::loss::Loss;
 use newton_wgpu::model::{BestValidation, Checkpoint, Model, TrainedOn};
@@ -685,7 +685,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
     let mut batches_per_epoch = 0;
 
     // Each optimiser made, resumed and described; then one loop for all (optim::Run).
-    let (mut stepper, steps_on): (Box<dyn Stepper>, &Dataset) = match args.optim {
+    let mut stepper: Box<dyn Stepper> = match args.optim {
         Optim::Newton => {
             let options = args.settings.newton_options()?;
             // Newton-CG draws each S by position in the whole training set, each rank
@@ -705,7 +705,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             sayln!(
                 "iter  f after step        ‖∇f‖     alpha      rho     lambda    CG  seconds  test acc{validation_header}"
             );
-            (Box::new(newton), train)
+            Box::new(newton)
         }
         Optim::Sgd => {
             let options = args.settings.sgd_options()?;
@@ -729,7 +729,7 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             }
             sayln!("{}", args.settings.sgd.describe(&args.settings.problem, total));
             sayln!("epoch   step            f  running loss  seconds  test acc{validation_header}");
-            (Box::new(sgd), train)
+            Box::new(sgd)
         }
         Optim::Sgn => {
             let options = args.settings.sgn_options()?;
@@ -751,10 +751,10 @@ pub fn run(args: &TrainArgs, ranks: &super::ranks::Ranks) -> Result<()> {
             sayln!(
                 "epoch   step            f  running loss     lambda    CG  rej  seconds  test acc{validation_header}"
             );
-            (Box::new(sgn), train)
+            Box::new(sgn)
         }
     };
-    let sets = Sets { train: steps_on, test: Some(test), validation };
+    let sets = Sets { train, test: Some(test), validation };
     let mut run = Run::new(stepper.as_mut(), sets, &theta, fresh);
     while let Some(record) = run.next_record()? {
         if let Record::Epoch(epoch) = &record {
