@@ -328,9 +328,15 @@ fn a_cg_step_across_ranks_reads_and_sums_once_per_piece_of_its_product() {
     .unwrap();
     let layers_with_params = network.layers().iter().filter(|layer| layer.param_count() > 0).count();
     assert_eq!(layers_with_params, 3);
-    for (asked, made) in pieces_of_solves_across_ranks(network, &split.train, &[1, 2, 3, 64], &[2, 3]) {
-        // A cut after each layer's part at most.
-        assert_eq!(made, asked.min(layers_with_params), "{asked} pieces asked");
+    // S stored, and S in chunks of 5 whose forward pass each product recomputes (the pieces
+    // are cut in the last chunk's backward pass: earlier chunks write every part again).
+    for chunk in [None, Some(5)] {
+        let made =
+            pieces_of_solves_across_ranks(network.clone(), &split.train, &[1, 2, 3, 64], &[2, 3], chunk);
+        for (asked, made) in made {
+            // A cut after each layer's part at most.
+            assert_eq!(made, asked.min(layers_with_params), "{asked} pieces asked, chunks {chunk:?}");
+        }
     }
 }
 
@@ -341,30 +347,37 @@ fn a_cg_step_across_ranks_reads_and_sums_once_per_piece_of_its_product() {
 fn a_residual_networks_product_is_summed_in_pieces_as_in_one() {
     let (split, _) = common::bundled_mnist(60);
     let network = common::residual_network(split.train.shape, split.train.classes);
-    let made = pieces_of_solves_across_ranks(network, &split.train, &[1, 5, 64], &[2]);
+    let made = pieces_of_solves_across_ranks(network, &split.train, &[1, 5, 64], &[2], None);
     assert_eq!(made[..2], [(1, 1), (5, 5)]);
     assert!(made[2].1 > 5, "{made:?}");
 }
 
 /// Solves across each number of ranks in `sizes` with each number of pieces in `asked`,
-/// checking the counts and the directions as above; returns (asked, made) per entry of
-/// `asked`.
+/// checking the counts and the directions as above, with S stored or (`chunk`) in chunks of
+/// that many samples; returns (asked, made) per entry of `asked`.
 fn pieces_of_solves_across_ranks(
     network: Network,
     train: &newton_wgpu::data::Dataset,
     asked: &[usize],
     sizes: &[usize],
+    chunk: Option<usize>,
 ) -> Vec<(usize, usize)> {
     use newton_wgpu::curvature::{Subsample, SubsampleOptions};
+    use newton_wgpu::nn::device::{Passes, Workspace};
     use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
     let problem = Problem::new(network, Loss::CrossEntropy, 0.01).unwrap();
     let init = problem.network.init_params(4);
     let n = init.len();
     // A device of its own, so that no other test's reads are counted.
     let device = newton_wgpu::gpu::Gpu::new().unwrap();
-    let execution = newton_wgpu::Execution::new(&device);
-    let options = SubsampleOptions { size: 24, seed: 9, memory_budget: None };
+    let execution = newton_wgpu::Execution::new(&device).with_bsize(chunk.unwrap_or(1024));
+    const S: usize = 24;
     let solve = |comm: &dyn Communicator, held: &newton_wgpu::data::Dataset, pieces: usize| {
+        // A memory budget just short of the rank's part of S stored whole makes it chunked.
+        let part = newton_wgpu::comm::shard(S, comm.rank(), comm.size()).len();
+        let memory_budget =
+            chunk.map(|_| Workspace::bytes_for(&problem.network, part, Passes::Curvature) - 1);
+        let options = SubsampleOptions { size: S, seed: 9, memory_budget };
         let settings = CgSettings { xi: 0.01, max_steps: 40, check_every: 1, sums_per_product: pieces };
         let counting = Counting { inner: comm, sums: std::cell::Cell::new(0) };
         let theta = device.upload(&init, "θ").unwrap();
@@ -373,6 +386,8 @@ fn pieces_of_solves_across_ranks(
         let eval = objective.value_and_grad_across(comm, held, train.len(), &theta, &grad).unwrap();
         let subsample =
             Subsample::across(&execution, &problem, comm, held, train.len(), &theta, &options).unwrap();
+        assert_eq!(subsample.is_chunked(), chunk.is_some(), "{}", subsample.describe());
+        assert!(chunk.is_none_or(|c| subsample.chunk_size() == c), "{}", subsample.describe());
         let mut buffers = CgBuffers::new(&device, n).unwrap();
         // Between two sums (barriers), only the ranks' solves run on the shared device.
         comm.sum_f64(&mut [0.0]).unwrap();
