@@ -13,11 +13,9 @@
 //! Writes target/bench/results.json (or `-- --json PATH`): the host case's figures and the 28×28×1, batch-256 case
 //! at the top level, every case under "cases" (the host case as "host").
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use newton_wgpu::curvature::{Subsample, SubsampleOptions};
-use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::{Gpu, GpuBuffer, GpuOptions, GpuStats};
 use newton_wgpu::kernels::conv::ConvLayer;
 use newton_wgpu::kernels::matmul::matmul;
@@ -31,6 +29,9 @@ use newton_wgpu::optim::sgd::{Sgd, SgdOptions};
 use newton_wgpu::tune::{TuneMode, Tuner};
 use newton_wgpu::{Execution, Problem};
 use serde_json::{json, Map, Value};
+
+mod common;
+use common::{median, results_path, synthetic, write_results};
 
 const LOSS: Loss = Loss::SquaredError;
 const C: f64 = 0.01;
@@ -107,12 +108,6 @@ fn timed(gpu: &Gpu, work: impl FnOnce()) -> Seconds {
     Seconds { gpu: gpu.take_gpu_time().unwrap().map(|d| d.as_secs_f64()), wall }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// The medians over `runs` runs, after `warmups` runs that are thrown away.
 fn measure(gpu: &Gpu, warmups: usize, runs: usize, mut work: impl FnMut()) -> Seconds {
     for _ in 0..warmups {
@@ -121,12 +116,6 @@ fn measure(gpu: &Gpu, warmups: usize, runs: usize, mut work: impl FnMut()) -> Se
     let times: Vec<Seconds> = (0..runs).map(|_| timed(gpu, &mut work)).collect();
     let gpu_times: Option<Vec<f64>> = times.iter().map(|t| t.gpu).collect();
     Seconds { gpu: gpu_times.map(|t| median(t.into_iter())), wall: median(times.iter().map(|t| t.wall)) }
-}
-
-fn synthetic(shape: Shape, len: usize) -> Dataset {
-    let images = (0..len * shape.len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-    let labels = (0..len).map(|i| (i * 7 % 10) as u32).collect();
-    Dataset::new(shape, 10, images, labels, "synthetic".as_ref()).unwrap()
 }
 
 /// Counts of a CG step: what a solve of 1 + CG_STEPS steps (from `between` to `after`) did
@@ -373,17 +362,6 @@ fn gemm_gflops(gpu: &Gpu, runs: usize) -> f64 {
     2.0 * (GEMM_SIZE as f64).powi(3) / seconds.best() / 1e9
 }
 
-/// Where the results go: `--json PATH`, else target/bench/results.json under
-/// $CARGO_TARGET_DIR or the working directory (cargo runs benches from the crate root).
-fn results_path() -> PathBuf {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(path) = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)) {
-        return PathBuf::from(path);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    target.join("bench").join("results.json")
-}
-
 fn main() {
     let plan = Plan::from_args();
     let options = GpuOptions { timestamps: true, ..GpuOptions::from_env().unwrap() };
@@ -520,11 +498,7 @@ fn main() {
     cases.insert("host".into(), Value::Object(host));
     results.insert("cases".into(), Value::Object(cases));
 
-    let path = results_path();
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(folder).unwrap();
-    }
-    let text = serde_json::to_string_pretty(&Value::Object(results)).unwrap() + "\n";
-    newton_wgpu::output::write(&path, text.as_bytes()).unwrap();
+    let path = results_path("results.json");
+    write_results(&path, &Value::Object(results));
     println!("\nwrote {}", path.display());
 }

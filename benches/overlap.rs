@@ -11,18 +11,19 @@
 //!
 //! Prints ms per CG step (medians) and writes target/bench/overlap.json (or `-- --json PATH`).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use newton_wgpu::comm::{shard_of, CommError, Communicator, ThreadGroup};
 use newton_wgpu::curvature::{Subsample, SubsampleOptions};
-use newton_wgpu::data::Dataset;
 use newton_wgpu::gpu::Gpu;
 use newton_wgpu::loss::Loss;
 use newton_wgpu::nn::{cnn4_small, Shape};
 use newton_wgpu::optim::cg::{self, CgBuffers, CgSettings};
 use newton_wgpu::{Execution, Problem};
 use serde_json::json;
+
+mod common;
+use common::{median, results_path, synthetic, write_results};
 
 const RANKS: usize = 2;
 const SAMPLES: usize = 512;
@@ -60,17 +61,6 @@ impl Communicator for Link<'_> {
     fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<(), CommError> {
         self.inner.broadcast(bytes)
     }
-}
-
-fn synthetic(shape: Shape, len: usize) -> Dataset {
-    let images = (0..len * shape.len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-    let labels = (0..len).map(|i| (i * 7 % 10) as u32).collect();
-    Dataset::new(shape, 10, images, labels, "synthetic".as_ref()).unwrap()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {
@@ -133,8 +123,7 @@ fn main() {
                     solve(Duration::ZERO, 1);
                     let mut plain: Vec<f64> = (0..runs).map(|_| solve(Duration::ZERO, 1).1).collect();
                     // Rank 0's figure on every rank, so that all sleep alike.
-                    let mut step_ms =
-                        [if comm.rank() == 0 { median(std::mem::take(&mut plain)) } else { 0.0 }];
+                    let mut step_ms = [if comm.rank() == 0 { median(plain.drain(..)) } else { 0.0 }];
                     comm.sum_f64(&mut step_ms).unwrap();
                     let mut timings = Vec::new();
                     for share in LINK_SHARES {
@@ -166,7 +155,7 @@ fn main() {
                 .filter(|(s, made, _)| *s == share && *made == pieces_made)
                 .map(|t| t.2)
                 .collect();
-            cells.push((!times.is_empty()).then(|| median(times)));
+            cells.push((!times.is_empty()).then(|| median(times.into_iter())));
         }
         let show = |cell: Option<f64>| cell.map_or("-".to_owned(), |ms| format!("{ms:.1} ms"));
         println!(
@@ -181,16 +170,7 @@ fn main() {
             "ms_per_cg_step": {"1": cells[0], "2": cells[1], "4": cells[2]},
         }));
     }
-    let path = args
-        .iter()
-        .position(|a| a == "--json")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target =
-                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-            target.join("bench").join("overlap.json")
-        });
+    let path = results_path("overlap.json");
     let results = json!({
         "adapter": gpu.adapter().to_string(),
         "ranks": RANKS,
@@ -200,7 +180,6 @@ fn main() {
         "latency_us": LATENCY.as_micros() as u64,
         "rows": rows,
     });
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    newton_wgpu::output::write(&path, serde_json::to_string_pretty(&results).unwrap().as_bytes()).unwrap();
+    write_results(&path, &results);
     println!("\nwritten to {}", path.display());
 }

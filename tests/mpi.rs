@@ -33,6 +33,28 @@ fn mpirun_command<A: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[A], env: &[(&
     command
 }
 
+/// An MPMD job: one rank per (working folder, arguments), in order; its exit code, standard
+/// output and standard error.
+fn launch_mpmd(contexts: &[(&Path, &[&str])]) -> (Option<i32>, String, String) {
+    let mut command = Command::new("mpirun");
+    command.arg("--oversubscribe");
+    for (i, (folder, args)) in contexts.iter().enumerate() {
+        if i > 0 {
+            command.arg(":");
+        }
+        let bin = env!("CARGO_BIN_EXE_newton-wgpu");
+        command.args(["-np", "1", "--wdir", folder.to_str().unwrap(), bin]).args(*args);
+    }
+    let output = command
+        .env("NEWTON_WGPU_TUNE", "off")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .expect("mpirun (Open MPI) on the PATH");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+}
+
 /// The process id of rank `rank` of the job whose environment holds
 /// NEWTON_WGPU_TEST_MARK=`mark` (found in /proc by its environment).
 fn rank_process(mark: &str, rank: usize) -> Option<u32> {
@@ -344,13 +366,20 @@ fn a_rank_that_fails_ends_the_job_in_bounded_time_naming_it() {
 #[test]
 fn predict_across_ranks_prints_what_one_process_does() {
     let dir = scratch("mpi-predict");
-    let model = dir.join("model.safetensors");
-    let saved = program()
-        .args(["train", "--optim", "sgd", "--net", NET, "--limit", "600", "--epochs", "1", "--batch", "64"])
-        .args(["--save", model.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    // A model trained by SGD on the first `limit` samples, saved as `name`.
+    let train = |name: &str, limit: &str| {
+        let model = dir.join(name);
+        let saved = program()
+            .args([
+                "train", "--optim", "sgd", "--net", NET, "--limit", limit, "--epochs", "1", "--batch", "64",
+            ])
+            .args(["--save", model.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+        model
+    };
+    let model = train("model.safetensors", "600");
     let args = ["predict", "--model", model.to_str().unwrap()];
     let single = program().args(args).output().unwrap();
     assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
@@ -368,33 +397,18 @@ fn predict_across_ranks_prints_what_one_process_does() {
         assert_eq!(table(&across), want, "{ranks} ranks");
     }
     // Another model on rank 1: refused on every rank before anything is scored.
-    let other = dir.join("other.safetensors");
-    let saved = program()
-        .args(["train", "--optim", "sgd", "--net", NET, "--limit", "300", "--epochs", "1", "--batch", "64"])
-        .args(["--save", other.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    let other = train("other.safetensors", "300");
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
     let (one, two) = (dir.join("one"), dir.join("two"));
     for (folder, source) in [(&one, &model), (&two, &other)] {
         std::fs::create_dir_all(folder).unwrap();
         std::fs::copy(source, folder.join("m.safetensors")).unwrap();
     }
-    let output = Command::new("mpirun")
-        .args(["--oversubscribe", "-np", "1", "--wdir", one.to_str().unwrap()])
-        .args([env!("CARGO_BIN_EXE_newton-wgpu"), "predict", "--model", "m.safetensors", "--data", data])
-        .args([":", "-np", "1", "--wdir", two.to_str().unwrap()])
-        .args([env!("CARGO_BIN_EXE_newton-wgpu"), "predict", "--model", "m.safetensors", "--data", data])
-        .env("NEWTON_WGPU_TUNE", "off")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let predict = ["predict", "--model", "m.safetensors", "--data", data];
+    let (code, stdout, stderr) = launch_mpmd(&[(&one, &predict[..]), (&two, &predict[..])]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("started differently from rank 0 (in model)"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("accuracy"));
+    assert!(!stdout.contains("accuracy"), "{stdout}");
 }
 
 /// Ranks started differently refuse to run before any work, every rank saying what differs
@@ -406,26 +420,8 @@ fn ranks_that_disagree_refuse_to_run_each_saying_why() {
     let dir = scratch("mpi-disagree");
     let bin = env!("CARGO_BIN_EXE_newton-wgpu");
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
-    let launch = |contexts: &[(&Path, &[&str])]| {
-        let mut command = Command::new("mpirun");
-        command.arg("--oversubscribe");
-        for (i, (folder, args)) in contexts.iter().enumerate() {
-            if i > 0 {
-                command.arg(":");
-            }
-            command.args(["-np", "1", "--wdir", folder.to_str().unwrap(), bin]).args(*args);
-        }
-        let output = command
-            .env("NEWTON_WGPU_TUNE", "off")
-            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .output()
-            .expect("mpirun (Open MPI) on the PATH");
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
-    };
     let train = ["train", "--optim", "sgd", "--net", NET, "--data", data, "--limit", "300", "--epochs", "1"];
-    let (code, stdout, stderr) = launch(&[
+    let (code, stdout, stderr) = launch_mpmd(&[
         (&dir, &[&train[..], &["--batch", "64"]].concat()),
         (&dir, &[&train[..], &["--batch", "32"]].concat()),
     ]);
@@ -445,7 +441,7 @@ fn ranks_that_disagree_refuse_to_run_each_saying_why() {
     }
     let relative =
         ["train", "--optim", "sgd", "--net", "net.toml", "--data", data, "--limit", "300", "--epochs", "1"];
-    let (code, _, stderr) = launch(&[(&one, &relative[..]), (&two, &relative[..])]);
+    let (code, _, stderr) = launch_mpmd(&[(&one, &relative[..]), (&two, &relative[..])]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("rank 1 of 2: error: this rank was started differently")

@@ -232,8 +232,6 @@ fn agree_on_the_problem(
     part: &Part,
     network: &Network,
 ) -> Result<()> {
-    let sizes: Vec<String> =
-        files.file_sizes().iter().map(|(name, bytes)| format!("{name} {bytes}")).collect();
     ranks.agree(&[
         (
             "data",
@@ -246,15 +244,23 @@ fn agree_on_the_problem(
                 part.split.train.classes
             ),
         ),
-        ("data files", sizes.join(", ")),
+        ("data files", files_fact(files)),
         ("network", network.describe()),
     ])
+}
+
+/// The data files' names and sizes, a fact the ranks agree on (no rank reads the others'
+/// samples to compare them).
+fn files_fact(files: &DataFiles) -> String {
+    let sizes: Vec<String> =
+        files.file_sizes().iter().map(|(name, bytes)| format!("{name} {bytes}")).collect();
+    sizes.join(", ")
 }
 
 /// This rank's shard of a data directory's test set (all of it for one process: its
 /// training files are opened, not read), the test set's size, and the data files' names and
 /// sizes for the ranks to agree on.
-pub fn load_test_part(dir: &Path, comm: &dyn Communicator) -> Result<(data::Dataset, usize, Vec<String>)> {
+pub fn load_test_part(dir: &Path, comm: &dyn Communicator) -> Result<(data::Dataset, usize, String)> {
     let in_dir = || format!("loading data from {}", dir.display());
     let files = DataFiles::open(dir).with_context(in_dir)?;
     if files.test_len() == 0 {
@@ -263,8 +269,7 @@ pub fn load_test_part(dir: &Path, comm: &dyn Communicator) -> Result<(data::Data
         );
     }
     let (test, _) = files.read_test_part(comm.rank(), comm.size()).with_context(in_dir)?;
-    let sizes = files.file_sizes().iter().map(|(name, bytes)| format!("{name} {bytes}")).collect();
-    Ok((test, files.test_len(), sizes))
+    Ok((test, files.test_len(), files_fact(&files)))
 }
 
 /// A built-in network by name, or a network file, checked against the data's samples and

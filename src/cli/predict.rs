@@ -36,12 +36,12 @@ pub fn run(args: &PredictArgs, ranks: &Ranks) -> Result<()> {
     }
     let model = loaded.value;
     let dir = super::data_dir(args.data.as_deref())?;
-    let (mut test, total, file_sizes) = super::load_test_part(&dir, comm)?;
+    let (mut test, total, files) = super::load_test_part(&dir, comm)?;
     model.network.check_data(test.shape, test.classes)?;
     let theta_bytes: &[u8] = bytemuck::cast_slice(&model.theta);
     ranks.agree(&[
         ("test set", format!("{total} samples of {}, {} classes", test.shape, test.classes)),
-        ("data files", file_sizes.join(", ")),
+        ("data files", files),
         (
             "model",
             format!("{} parameters, θ's CRC-32 {:08x}", model.theta.len(), crc32fast::hash(theta_bytes)),

@@ -33,13 +33,6 @@ impl SetFiles {
         }
     }
 
-    fn read_all(&self) -> Result<(Dataset, u64), DataError> {
-        match self {
-            Self::Idx(pair) => pair.read_all(),
-            Self::Cifar(batches) => batches.read_all(),
-        }
-    }
-
     fn paths(&self) -> Vec<PathBuf> {
         match self {
             Self::Idx(pair) => pair.paths(),
@@ -135,11 +128,6 @@ impl DataFiles {
                 (name, std::fs::metadata(&path).map_or(0, |m| m.len()))
             })
             .collect()
-    }
-
-    /// The whole test set.
-    pub fn read_test(&self) -> Result<Dataset, DataError> {
-        Ok(self.test.read_all()?.0)
     }
 
     /// Rank `rank` of `ranks`'s shard of the test set alone, with the bytes read for it.

@@ -79,7 +79,7 @@ struct Split {
 /// a point for each cut after it. The point that finishes all of θ is the product's end, not
 /// a cut.
 fn cut_points(done: &[GradientDone], n: usize, pieces: usize) -> Vec<GradientDone> {
-    let candidates: Vec<GradientDone> = done.iter().copied().filter(|d| d.from > 0 && d.from < n).collect();
+    let candidates: Vec<GradientDone> = done.iter().copied().filter(|d| d.from > 0).collect();
     let count = pieces.saturating_sub(1).min(candidates.len());
     let mut cuts: Vec<GradientDone> = Vec::with_capacity(count);
     let mut next = 0;
